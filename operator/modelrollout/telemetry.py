@@ -1,0 +1,458 @@
+"""The operator's own Prometheus metrics, served on ``/metrics``.
+
+Why a module of its own: the rollout engine is pure and the kopf handlers are a thin shell, so the
+shell needs a few plain calls to report what happened (a phase transition, the status it just
+wrote, how long an analysis took) without knowing anything about prometheus-client. Everything here
+is derived from ``status`` — the operator's only state — so a restarted operator reports the same
+gauges as soon as it has seen each ModelDeployment once. Counters and histograms restart at zero with
+the process, as Prometheus counters are expected to.
+
+Metric names (all prefixed ``modelrollout_``), grouped as the Grafana dashboard uses them:
+
+* ``rollouts_started_total``, ``rollouts_succeeded_total``, ``rollouts_rolled_back_total{reason}``,
+  ``rollouts_failed_total{reason}`` — counted on phase transitions;
+* ``phase{phase}`` (1 for the current phase, 0 for the others, kube-state-metrics style),
+  ``canary_weight``, ``canary_step`` — per ModelDeployment;
+* ``analysis_duration_seconds`` (histogram), ``analysis_runs_total{verdict}``;
+* ``gate_value{gate,role}`` (role is ``canary`` for the revision under analysis — the new stable while
+  baking — and ``stable`` for the one it is compared with), ``gate_threshold{gate,bound}``,
+  ``gate_verdict{gate,verdict}``;
+* ``time_to_rollback_seconds{reason}`` (histogram): from the moment the failed revision was created
+  to the rollback.
+
+Per-object series carry ``namespace`` and ``name`` labels; :func:`forget` drops them when a
+ModelDeployment is deleted so dashboards do not show ghosts.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from importlib import metadata
+from time import perf_counter
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from modelrollout.api.types import PHASES
+
+PREFIX = "modelrollout"
+VERDICTS = ("Pass", "Fail", "Inconclusive")
+THRESHOLD_BOUNDS = ("min", "max", "maxDropVsStable", "maxRiseVsStable")
+# Phases in which a revision is actively taking traffic; entering Progressing from anything else
+# (except a resumed pause) is the start of a rollout.
+_ACTIVE_PHASES = frozenset({"Progressing", "Promoting", "Baking"})
+_REASON_RE = re.compile(r"[^A-Za-z0-9_]")
+_MAX_REASON = 64
+
+ANALYSIS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# From seconds (a pod crash-looping at step one) to an hour (a slow bake).
+ROLLBACK_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+def _reason_label(reason: str | None) -> str:
+    """Keep the ``reason`` label low-cardinality: a CamelCase word, never free text."""
+    if not reason:
+        return "Unknown"
+    word = _REASON_RE.sub("", reason.split(":", 1)[0].split(" ", 1)[0])
+    return word[:_MAX_REASON] or "Unknown"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """Status timestamps arrive as RFC 3339 strings from the API server or datetimes from pydantic."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == ctype:
+            return cond
+    return None
+
+
+def failure_reason(status: Mapping[str, Any]) -> str:
+    """Why a revision was rolled back or failed, from what the engine wrote into status.
+
+    Order: the Degraded condition's reason (the engine's verdict), then the newest history entry's
+    reason, then "Unknown".
+    """
+    degraded = _condition(status, "Degraded")
+    if degraded and degraded.get("status") == "True" and degraded.get("reason"):
+        return _reason_label(degraded["reason"])
+    history = status.get("history") or []
+    if history:
+        newest = max(history, key=lambda h: str(h.get("startedAt") or ""))
+        if newest.get("reason"):
+            return _reason_label(newest["reason"])
+    return "Unknown"
+
+
+class Telemetry:
+    """All operator metrics in one registry.
+
+    One instance per process serves ``/metrics`` (the module-level functions use it); tests build
+    their own so that counters start at zero and nothing leaks between them.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, process_metrics: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        obj = ["namespace", "name"]
+        reg = self.registry
+        self.info = Info(f"{PREFIX}_operator", "Operator build information.", registry=reg)
+        self.started = Counter(
+            f"{PREFIX}_rollouts_started_total", "Rollouts of a new revision started.", obj, registry=reg
+        )
+        self.succeeded = Counter(
+            f"{PREFIX}_rollouts_succeeded_total",
+            "Rollouts that finished with the new revision stable (after bake).",
+            obj,
+            registry=reg,
+        )
+        self.rolled_back = Counter(
+            f"{PREFIX}_rollouts_rolled_back_total",
+            "Rollouts reverted to the last good revision, by reason.",
+            [*obj, "reason"],
+            registry=reg,
+        )
+        self.failed = Counter(
+            f"{PREFIX}_rollouts_failed_total",
+            "Rollouts that failed with no good revision to revert to, by reason.",
+            [*obj, "reason"],
+            registry=reg,
+        )
+        self.phase = Gauge(
+            f"{PREFIX}_phase",
+            "1 for the ModelDeployment's current phase, 0 for the others.",
+            [*obj, "phase"],
+            registry=reg,
+        )
+        self.canary_weight = Gauge(
+            f"{PREFIX}_canary_weight", "Percent of traffic on the canary revision.", obj, registry=reg
+        )
+        self.canary_step = Gauge(
+            f"{PREFIX}_canary_step",
+            "Index of the current canary step (0-based); absent when none.",
+            obj,
+            registry=reg,
+        )
+        self.weight_approximate = Gauge(
+            f"{PREFIX}_canary_weight_approximate",
+            "1 when the weight is approximated by replica ratios (traffic provider none).",
+            obj,
+            registry=reg,
+        )
+        self.analysis_duration = Histogram(
+            f"{PREFIX}_analysis_duration_seconds",
+            "Wall time of one gate check (all Prometheus queries of one analysis).",
+            obj,
+            buckets=ANALYSIS_BUCKETS,
+            registry=reg,
+        )
+        self.analysis_runs = Counter(
+            f"{PREFIX}_analysis_runs_total",
+            "Gate checks, by overall verdict.",
+            [*obj, "verdict"],
+            registry=reg,
+        )
+        self.gate_value = Gauge(
+            f"{PREFIX}_gate_value",
+            "Last value of a gate; role=canary is the revision under analysis, role=stable its baseline.",
+            [*obj, "gate", "role"],
+            registry=reg,
+        )
+        self.gate_threshold = Gauge(
+            f"{PREFIX}_gate_threshold",
+            "A gate's configured threshold, by bound (min, max, maxDropVsStable, maxRiseVsStable).",
+            [*obj, "gate", "bound"],
+            registry=reg,
+        )
+        self.gate_verdict = Gauge(
+            f"{PREFIX}_gate_verdict",
+            "1 for a gate's last verdict, 0 for the others.",
+            [*obj, "gate", "verdict"],
+            registry=reg,
+        )
+        self.time_to_rollback = Histogram(
+            f"{PREFIX}_time_to_rollback_seconds",
+            "Seconds from the creation of a revision to its automatic rollback.",
+            ["reason"],
+            buckets=ROLLBACK_BUCKETS,
+            registry=reg,
+        )
+        self._lock = threading.Lock()
+        # Label tuples this process has set per object, so that vanished gates and deleted objects
+        # can be removed precisely (prometheus-client has no "remove by partial labels").
+        self._series: dict[tuple[str, str], set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
+
+    # ----------------------------------------------------------------------------------- helpers
+
+    def _set(self, metric: Gauge, labels: tuple[str, ...], value: float) -> None:
+        metric.labels(*labels).set(value)
+        self._series.setdefault((labels[0], labels[1]), set()).add((metric, labels))
+
+    def _drop(self, key: tuple[str, str], keep: set[tuple[MetricWrapperBase, tuple[str, ...]]]) -> None:
+        """Remove every gauge series of ``key`` that is not in ``keep``."""
+        for metric, labels in self._series.get(key, set()) - keep:
+            with suppress(KeyError):
+                metric.remove(*labels)
+        self._series[key] = set(keep)
+
+    # ---------------------------------------------------------------------------------- events
+
+    def record_transition(
+        self,
+        namespace: str,
+        name: str,
+        old_phase: str | None,
+        new_phase: str | None,
+        reason: str | None = None,
+        *,
+        revision_started_at: datetime | str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Count a phase change. Call it once per status write whose phase differs from the old one.
+
+        Entering Progressing from a non-active phase (except resuming from Paused) starts a rollout;
+        entering Succeeded, RolledBack or Failed ends one. ``revision_started_at`` (status
+        ``revisionStartedAt`` of the revision that failed) feeds the time-to-rollback histogram.
+        """
+        if old_phase == new_phase or new_phase is None:
+            return
+        if new_phase == "Progressing" and old_phase not in _ACTIVE_PHASES and old_phase != "Paused":
+            self.started.labels(namespace, name).inc()
+        elif new_phase == "Succeeded":
+            self.succeeded.labels(namespace, name).inc()
+        elif new_phase == "RolledBack":
+            label = _reason_label(reason)
+            self.rolled_back.labels(namespace, name, label).inc()
+            started = _parse_time(revision_started_at)
+            if started is not None:
+                elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
+                if elapsed >= 0:
+                    self.time_to_rollback.labels(label).observe(elapsed)
+        elif new_phase == "Failed":
+            self.failed.labels(namespace, name, _reason_label(reason)).inc()
+
+    def observe_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any] | None,
+        spec: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set every per-object gauge from a status (and the spec's gate thresholds, when given).
+
+        Idempotent and cheap: call it after each status write and on resume. Gauges for gates that
+        are no longer in the status or spec are removed.
+        """
+        status = status or {}
+        key = (namespace, name)
+        keep: set[tuple[MetricWrapperBase, tuple[str, ...]]] = set()
+
+        def put(metric: Gauge, labels: tuple[str, ...], value: float) -> None:
+            self._set(metric, labels, value)
+            keep.add((metric, labels))
+
+        with self._lock:
+            current = status.get("phase")
+            if current is not None:
+                for phase in PHASES:
+                    put(self.phase, (namespace, name, phase), 1.0 if phase == current else 0.0)
+            put(self.canary_weight, (namespace, name), float(status.get("canaryWeight") or 0))
+            put(self.weight_approximate, (namespace, name), 1.0 if status.get("weightApproximate") else 0.0)
+            step = status.get("currentStep")
+            if step is not None:
+                put(self.canary_step, (namespace, name), float(step))
+
+            last = status.get("lastAnalysis") or {}
+            for result in last.get("metrics") or []:
+                gate = str(result.get("name", ""))
+                if not gate:
+                    continue
+                for role, field in (("canary", "value"), ("stable", "stableValue")):
+                    value = result.get(field)
+                    if value is not None:
+                        put(self.gate_value, (namespace, name, gate, role), float(value))
+                verdict = result.get("verdict")
+                if verdict in VERDICTS:
+                    for v in VERDICTS:
+                        put(self.gate_verdict, (namespace, name, gate, v), 1.0 if v == verdict else 0.0)
+
+            for metric in ((spec or {}).get("analysis") or {}).get("metrics") or []:
+                gate = str(metric.get("name", ""))
+                for bound in THRESHOLD_BOUNDS:
+                    value = metric.get(bound)
+                    if gate and value is not None:
+                        put(self.gate_threshold, (namespace, name, gate, bound), float(value))
+
+            if spec is None:
+                # Without a spec we know nothing new about thresholds: keep the ones we had.
+                keep |= {s for s in self._series.get(key, set()) if s[0] is self.gate_threshold}
+            self._drop(key, keep)
+
+    def observe_change(
+        self,
+        namespace: str,
+        name: str,
+        old_status: Mapping[str, Any] | None,
+        new_status: Mapping[str, Any],
+        spec: Mapping[str, Any] | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """The one call for a status write: derives the transition from the two statuses.
+
+        The rollback/failure reason comes from what the engine wrote (Degraded condition, then the
+        newest history entry); time-to-rollback from the *old* status' ``revisionStartedAt``, i.e.
+        the revision that was just reverted.
+        """
+        old_status = old_status or {}
+        old_phase, new_phase = old_status.get("phase"), new_status.get("phase")
+        if old_phase != new_phase:
+            reason = failure_reason(new_status) if new_phase in ("RolledBack", "Failed") else None
+            self.record_transition(
+                namespace,
+                name,
+                old_phase,
+                new_phase,
+                reason,
+                revision_started_at=old_status.get("revisionStartedAt")
+                or new_status.get("revisionStartedAt"),
+                now=now,
+            )
+        self.observe_status(namespace, name, new_status, spec)
+
+    def observe_analysis(self, namespace: str, name: str, seconds: float, verdict: str | None = None) -> None:
+        """Record one gate check's wall time and overall verdict (Pass, Fail or Inconclusive)."""
+        self.analysis_duration.labels(namespace, name).observe(max(0.0, seconds))
+        if verdict in VERDICTS:
+            self.analysis_runs.labels(namespace, name, verdict).inc()
+
+    @contextmanager
+    def time_analysis(self, namespace: str, name: str) -> Iterator[dict[str, str]]:
+        """``with time_analysis(ns, name) as out: ...; out["verdict"] = "Pass"`` — times the block.
+
+        The duration is recorded even when the block raises (a Prometheus outage is exactly when
+        analysis time matters); the verdict only when the block sets it.
+        """
+        out: dict[str, str] = {}
+        t0 = perf_counter()
+        try:
+            yield out
+        finally:
+            self.observe_analysis(namespace, name, perf_counter() - t0, out.get("verdict"))
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the gauges of a deleted ModelDeployment (counters and histograms stay: they are totals)."""
+        with self._lock:
+            self._drop((namespace, name), set())
+            self._series.pop((namespace, name), None)
+
+
+def _version() -> str:
+    """The installed distribution's version; "unknown" when running from a bare source tree."""
+    try:
+        return metadata.version("modelrollout")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_DEFAULT: Telemetry | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default() -> Telemetry:
+    """The process-wide instance the module-level helpers use (created on first use)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Telemetry()
+            _DEFAULT.info.info({"version": _version()})
+        return _DEFAULT
+
+
+def record_transition(
+    namespace: str,
+    name: str,
+    old_phase: str | None,
+    new_phase: str | None,
+    reason: str | None = None,
+    *,
+    revision_started_at: datetime | str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Module-level :meth:`Telemetry.record_transition` on the process-wide registry."""
+    default().record_transition(
+        namespace, name, old_phase, new_phase, reason, revision_started_at=revision_started_at, now=now
+    )
+
+
+def observe_status(
+    namespace: str, name: str, status: Mapping[str, Any] | None, spec: Mapping[str, Any] | None = None
+) -> None:
+    """Module-level :meth:`Telemetry.observe_status`."""
+    default().observe_status(namespace, name, status, spec)
+
+
+def observe_change(
+    namespace: str,
+    name: str,
+    old_status: Mapping[str, Any] | None,
+    new_status: Mapping[str, Any],
+    spec: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Module-level :meth:`Telemetry.observe_change`."""
+    default().observe_change(namespace, name, old_status, new_status, spec, now=now)
+
+
+def observe_analysis(namespace: str, name: str, seconds: float, verdict: str | None = None) -> None:
+    """Module-level :meth:`Telemetry.observe_analysis`."""
+    default().observe_analysis(namespace, name, seconds, verdict)
+
+
+def time_analysis(namespace: str, name: str) -> Any:
+    """Module-level :meth:`Telemetry.time_analysis` (a context manager)."""
+    return default().time_analysis(namespace, name)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Module-level :meth:`Telemetry.forget`."""
+    default().forget(namespace, name)
+
+
+def start_metrics_server(port: int, addr: str = "0.0.0.0", telemetry: Telemetry | None = None) -> Any:
+    """Serve ``/metrics`` from a daemon thread; returns the HTTP server (call ``shutdown()`` to stop).
+
+    A daemon thread keeps it out of kopf's event loop, so a slow scrape never delays a handler.
+    """
+    server, _thread = start_http_server(port, addr=addr, registry=(telemetry or default()).registry)
+    return server

@@ -1,0 +1,237 @@
+"""Operator metrics: transitions count the right things, gauges follow status, nothing goes stale."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from modelrollout import telemetry
+from modelrollout.telemetry import Telemetry, failure_reason
+
+NS, NAME = "ml", "fraud"
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def tm() -> Telemetry:
+    return Telemetry(process_metrics=False)
+
+
+def sample(tm: Telemetry, metric: str, **labels: str) -> float | None:
+    return tm.registry.get_sample_value(metric, labels)
+
+
+def test_transition_counts_started_once_per_rollout(tm: Telemetry) -> None:
+    tm.record_transition(NS, NAME, None, "Initializing")
+    tm.record_transition(NS, NAME, "Initializing", "Progressing")
+    tm.record_transition(NS, NAME, "Progressing", "Paused")
+    tm.record_transition(NS, NAME, "Paused", "Progressing")  # resume, not a new rollout
+    tm.record_transition(NS, NAME, "Progressing", "Progressing")  # no change
+    tm.record_transition(NS, NAME, "Progressing", "Promoting")
+    tm.record_transition(NS, NAME, "Promoting", "Baking")
+    tm.record_transition(NS, NAME, "Baking", "Succeeded")
+    tm.record_transition(NS, NAME, "Succeeded", "Progressing")  # the next spec change
+    assert sample(tm, "modelrollout_rollouts_started_total", namespace=NS, name=NAME) == 2
+    assert sample(tm, "modelrollout_rollouts_succeeded_total", namespace=NS, name=NAME) == 1
+    assert (
+        sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Unknown")
+        is None
+    )
+
+
+def test_rollback_counts_reason_and_time_to_rollback(tm: Telemetry) -> None:
+    started = (T0 - timedelta(seconds=90)).isoformat().replace("+00:00", "Z")
+    tm.record_transition(
+        NS,
+        NAME,
+        "Progressing",
+        "RolledBack",
+        "GateFailed: error-rate 0.2 > 0.01",
+        revision_started_at=started,
+        now=T0,
+    )
+    assert (
+        sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="GateFailed")
+        == 1
+    )
+    assert sample(tm, "modelrollout_time_to_rollback_seconds_sum", reason="GateFailed") == pytest.approx(90)
+    assert sample(tm, "modelrollout_time_to_rollback_seconds_bucket", reason="GateFailed", le="60.0") == 0
+    assert sample(tm, "modelrollout_time_to_rollback_seconds_bucket", reason="GateFailed", le="120.0") == 1
+
+
+def test_rollback_without_start_time_is_counted_but_not_timed(tm: Telemetry) -> None:
+    tm.record_transition(NS, NAME, "Baking", "RolledBack", None)
+    assert (
+        sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Unknown") == 1
+    )
+    assert sample(tm, "modelrollout_time_to_rollback_seconds_count", reason="Unknown") is None
+
+
+def test_failed_is_counted_separately(tm: Telemetry) -> None:
+    tm.record_transition(NS, NAME, "Progressing", "Failed", "ProgressDeadlineExceeded")
+    assert (
+        sample(
+            tm,
+            "modelrollout_rollouts_failed_total",
+            namespace=NS,
+            name=NAME,
+            reason="ProgressDeadlineExceeded",
+        )
+        == 1
+    )
+
+
+def status(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "phase": "Progressing",
+        "canaryWeight": 25,
+        "currentStep": 2,
+        "revisionStartedAt": "2026-01-01T11:58:00Z",
+        "lastAnalysis": {
+            "time": "2026-01-01T12:00:00Z",
+            "verdict": "Pass",
+            "metrics": [
+                {
+                    "name": "error-rate",
+                    "value": 0.001,
+                    "stableValue": 0.002,
+                    "threshold": "max 0.01",
+                    "verdict": "Pass",
+                },
+                {"name": "accuracy", "value": None, "threshold": "min 0.9", "verdict": "Inconclusive"},
+            ],
+        },
+    }
+    base.update(kw)
+    return base
+
+
+SPEC = {"analysis": {"metrics": [{"name": "error-rate", "max": 0.01}, {"name": "accuracy", "min": 0.9}]}}
+
+
+def test_observe_status_sets_gauges(tm: Telemetry) -> None:
+    tm.observe_status(NS, NAME, status(), SPEC)
+    assert sample(tm, "modelrollout_phase", namespace=NS, name=NAME, phase="Progressing") == 1
+    assert sample(tm, "modelrollout_phase", namespace=NS, name=NAME, phase="Baking") == 0
+    assert sample(tm, "modelrollout_canary_weight", namespace=NS, name=NAME) == 25
+    assert sample(tm, "modelrollout_canary_step", namespace=NS, name=NAME) == 2
+    gv = "modelrollout_gate_value"
+    assert sample(tm, gv, namespace=NS, name=NAME, gate="error-rate", role="canary") == 0.001
+    assert sample(tm, gv, namespace=NS, name=NAME, gate="error-rate", role="stable") == 0.002
+    assert (
+        sample(tm, gv, namespace=NS, name=NAME, gate="accuracy", role="canary") is None
+    )  # no data: no value
+    verdict = "modelrollout_gate_verdict"
+    assert sample(tm, verdict, namespace=NS, name=NAME, gate="accuracy", verdict="Inconclusive") == 1
+    assert sample(tm, verdict, namespace=NS, name=NAME, gate="accuracy", verdict="Pass") == 0
+    th = "modelrollout_gate_threshold"
+    assert sample(tm, th, namespace=NS, name=NAME, gate="error-rate", bound="max") == 0.01
+    assert sample(tm, th, namespace=NS, name=NAME, gate="accuracy", bound="min") == 0.9
+
+
+def test_vanished_gates_and_steps_are_removed(tm: Telemetry) -> None:
+    tm.observe_status(NS, NAME, status(), SPEC)
+    done = {"phase": "Succeeded", "canaryWeight": 0, "currentStep": None, "lastAnalysis": None}
+    tm.observe_status(NS, NAME, done)  # no spec given: thresholds are kept
+    assert sample(tm, "modelrollout_canary_step", namespace=NS, name=NAME) is None
+    assert (
+        sample(tm, "modelrollout_gate_value", namespace=NS, name=NAME, gate="error-rate", role="canary")
+        is None
+    )
+    assert (
+        sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="error-rate", bound="max")
+        == 0.01
+    )
+    tm.observe_status(NS, NAME, done, {"analysis": {"metrics": [{"name": "accuracy", "min": 0.95}]}})
+    assert (
+        sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="error-rate", bound="max")
+        is None
+    )
+    assert (
+        sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="accuracy", bound="min")
+        == 0.95
+    )
+    assert sample(tm, "modelrollout_phase", namespace=NS, name=NAME, phase="Succeeded") == 1
+
+
+def test_forget_drops_gauges_but_keeps_totals(tm: Telemetry) -> None:
+    tm.observe_change(NS, NAME, {"phase": "Initializing"}, status(), SPEC)
+    tm.observe_status("other", NAME, status())
+    tm.forget(NS, NAME)
+    assert sample(tm, "modelrollout_canary_weight", namespace=NS, name=NAME) is None
+    assert sample(tm, "modelrollout_phase", namespace=NS, name=NAME, phase="Progressing") is None
+    assert sample(tm, "modelrollout_canary_weight", namespace="other", name=NAME) == 25
+    assert sample(tm, "modelrollout_rollouts_started_total", namespace=NS, name=NAME) == 1
+
+
+def test_observe_change_derives_reason_and_duration_from_status(tm: Telemetry) -> None:
+    old = status()
+    new = status(
+        phase="RolledBack",
+        canaryWeight=0,
+        conditions=[
+            {"type": "Degraded", "status": "True", "reason": "AnalysisFailed", "lastTransitionTime": "x"},
+        ],
+    )
+    tm.observe_change(NS, NAME, old, new, SPEC, now=T0)
+    assert (
+        sample(
+            tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed"
+        )
+        == 1
+    )
+    assert sample(tm, "modelrollout_time_to_rollback_seconds_sum", reason="AnalysisFailed") == pytest.approx(
+        120
+    )
+    assert sample(tm, "modelrollout_canary_weight", namespace=NS, name=NAME) == 0
+    # Writing the same phase again (e.g. a requeue) counts nothing more.
+    tm.observe_change(NS, NAME, new, new, SPEC, now=T0)
+    assert (
+        sample(
+            tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed"
+        )
+        == 1
+    )
+
+
+def test_failure_reason_falls_back_to_history_then_unknown() -> None:
+    history = [
+        {"revision": "a", "startedAt": "2026-01-01T10:00:00Z", "reason": "Old"},
+        {"revision": "b", "startedAt": "2026-01-01T11:00:00Z", "reason": "PodsNotReady"},
+    ]
+    assert failure_reason({"history": history}) == "PodsNotReady"
+    assert failure_reason(
+        {"conditions": [{"type": "Degraded", "status": "False", "reason": "AsExpected"}]}
+    ) == ("Unknown")
+    assert (
+        failure_reason({"history": [{"revision": "x", "startedAt": "t", "reason": "bad reason{}\n"}]})
+        == "bad"
+    )
+
+
+def test_time_analysis_records_even_on_error(tm: Telemetry) -> None:
+    with tm.time_analysis(NS, NAME) as out:
+        out["verdict"] = "Pass"
+    with pytest.raises(RuntimeError), tm.time_analysis(NS, NAME):
+        raise RuntimeError("prometheus down")
+    assert sample(tm, "modelrollout_analysis_duration_seconds_count", namespace=NS, name=NAME) == 2
+    assert sample(tm, "modelrollout_analysis_runs_total", namespace=NS, name=NAME, verdict="Pass") == 1
+
+
+def test_metrics_server_serves_the_registry() -> None:
+    tm = Telemetry()
+    tm.observe_status(NS, NAME, status(), SPEC)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = telemetry.start_metrics_server(port, addr="127.0.0.1", telemetry=tm)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            body = resp.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 'modelrollout_canary_weight{name="fraud",namespace="ml"} 25.0' in body
+    assert "process_cpu_seconds_total" in body or "python_info" in body
