@@ -1,0 +1,70 @@
+# modelrollout: `make demo` runs the main job, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE_DIR ?= $(or $(MODELROLLOUT_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modelrollout)
+BIN_DIR := $(CACHE_DIR)/bin
+export KUBECONFIG ?= $(CURDIR)/.testenv/kubeconfig
+export PATH := $(BIN_DIR):$(CURDIR)/$(VENV)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[operator,server,dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Python virtualenv with the operator, the model server and dev tools
+
+.PHONY: tools
+tools: ## build etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm (cached)
+	bash hack/build-tools.sh
+
+.PHONY: system-deps
+system-deps: ## Debian packages: prometheus, wrk, iproute2 (only what is missing)
+	bash hack/system-deps.sh
+
+.PHONY: deps
+deps: venv tools system-deps
+
+.PHONY: cluster-up
+cluster-up: tools ## start the local control plane (etcd, apiserver, controllers, scheduler, kwok)
+	bash hack/cluster-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane and remove its state
+	bash hack/cluster-down.sh
+
+.PHONY: env
+env: ## print exports for a shell: eval "$$(make -s env)"
+	@echo 'export PATH="$(BIN_DIR):$(CURDIR)/$(VENV)/bin:$$PATH"'
+	@echo 'export KUBECONFIG="$(KUBECONFIG)"'
+
+.PHONY: crds
+crds: venv ## regenerate crds/ from the pydantic API models
+	$(PY) -m modelrollout.api.crd > crds/modeldeployment.yaml
+
+.PHONY: run
+run: venv ## run the operator against $$KUBECONFIG (default .testenv/kubeconfig)
+	$(PY) -m modelrollout run --all-namespaces
+
+.PHONY: demo
+demo: deps ## the main job: cluster, operator, a ModelDeployment rolled out and watched
+	bash hack/demo.sh
+
+.PHONY: test
+test: deps ## every test: unit, API server integration, model server, e2e
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

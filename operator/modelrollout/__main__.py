@@ -1,0 +1,57 @@
+"""``python -m modelrollout run [--namespace NS ... | --all-namespaces]``: start the operator.
+
+A thin front over ``kopf run`` so the handlers module, the liveness endpoint and the namespace
+scope are always wired the same way, locally and in the Helm chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m modelrollout", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    run.add_argument("--liveness", default="http://127.0.0.1:8080/healthz", help="kopf liveness endpoint URL")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-format", default="plain", choices=["plain", "json", "full"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level)
+    from modelrollout import handlers  # noqa: F401 - registers the handlers with kopf
+
+    kopf.configure(
+        verbose=args.log_level == "DEBUG",
+        log_format={"plain": kopf.LogFormat.PLAIN, "json": kopf.LogFormat.JSON, "full": kopf.LogFormat.FULL}[
+            args.log_format
+        ],
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or None,
+            liveness_endpoint=args.liveness,
+            standalone=True,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

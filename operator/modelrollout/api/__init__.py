@@ -1,0 +1,1 @@
+"""The ModelDeployment API models and the CRD generated from them."""

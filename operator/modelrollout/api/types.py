@@ -1,0 +1,580 @@
+"""The ModelDeployment API (modelrollout.io/v1alpha1): the single source of truth for spec and status.
+
+The CRD in ``crds/`` is generated from these models (``make crds``), so the API server enforces the
+same shapes, bounds and CEL rules that the operator parses with. Rules the schema alone cannot say
+(steps increasing, exactly one traffic provider, min <= max) are attached as
+``x-kubernetes-validations`` next to the field they guard, so the API server's message names it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from modelrollout.durations import DURATION_PATTERN, parse_duration
+
+GROUP = "modelrollout.io"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["mdep"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+BUILTIN_TEMPLATES = ("error-rate", "latency-p99", "accuracy")
+PHASES = ("Initializing", "Progressing", "Promoting", "Baking", "Succeeded", "RolledBack", "Failed", "Paused")
+
+# Annotations humans set through the CLI; the operator reads them and never edits the spec.
+ANNOTATION_PROMOTE = f"{GROUP}/promote"
+ANNOTATION_ABORT = f"{GROUP}/abort"
+ANNOTATION_RETRY = f"{GROUP}/retry"
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One x-kubernetes-validations entry; fieldPath makes the API server name the offending field."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _duration_field(default: str, description: str, minimum: str = "0s") -> Any:
+    """A Go-style duration string, checked by regex and by CEL's own duration parser."""
+    return Field(
+        default=default,
+        description=f"{description} Go duration syntax, e.g. 30s, 5m, 1h30m. Default: {default}.",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(f"duration(self) >= duration('{minimum}')", f"must be a duration of at least {minimum}")
+            ]
+        },
+    )
+
+
+class _Model(BaseModel):
+    """Base: camelCase on the wire is written as-is; unknown fields are rejected like the CRD prunes them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------------- spec
+
+
+class ModelSpec(_Model):
+    """What model is served. Every field here defines the revision."""
+
+    name: str = Field(
+        description="Model name served under /v2/models/{name}. Lowercase letters, digits and dashes.",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    uri: str = Field(
+        description="Where the model artifact is loaded from: file://, http:// or https://.",
+        pattern=r"^(file|https?)://.+$",
+        max_length=2048,
+    )
+    sha256: str | None = Field(
+        default=None,
+        description="Expected SHA-256 of the artifact (64 lowercase hex digits). A mismatch keeps pods unready.",
+        pattern=r"^[a-f0-9]{64}$",
+    )
+    format: Literal["onnx"] = Field(default="onnx", description="Artifact format. Only ONNX is served.")
+
+
+class WarmupSpec(_Model):
+    """Warmup inferences the model server runs before it reports ready."""
+
+    requests: int = Field(default=10, ge=0, le=10000, description="Warmup inferences before readiness.")
+
+
+Quantity = Annotated[
+    str | int,
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+        }
+    ),
+]
+
+
+class ResourcesSpec(_Model):
+    """Container resources, the same shape as a Pod's ``resources``."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Minimum resources, e.g. cpu: 250m."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Maximum resources, e.g. memory: 1Gi."
+    )
+
+
+class EnvVar(_Model):
+    """A plain environment variable for the model-server container."""
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253, description="Variable name.")
+    value: str = Field(default="", max_length=4096, description="Variable value.")
+
+
+class ServingSpec(_Model):
+    """How each revision is served. Everything but ``replicas`` defines the revision."""
+
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Model-server image. Default: the operator's configured image.",
+    )
+    replicas: int = Field(default=1, ge=0, le=1000, description="Pods per revision at full traffic.")
+    port: int = Field(default=8080, ge=1024, le=65535, description="Container port of the model server.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
+    warmup: WarmupSpec = Field(default_factory=WarmupSpec, description="Warmup before readiness.")
+    startupTimeoutSeconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="How long a pod may take to load and warm the model before it is restarted.",
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    podLabels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the serving pods (e.g. for sidecar injection or cost allocation).",
+        json_schema_extra={"maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 63}},
+    )
+    podAnnotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra annotations on the serving pods (e.g. Prometheus scrape hints).",
+        json_schema_extra={
+            "maxProperties": 32,
+            "additionalProperties": {"type": "string", "maxLength": 4096},
+        },
+    )
+
+
+class ParentRef(_Model):
+    """A Gateway API parentRef: the Gateway the HTTPRoute attaches to."""
+
+    name: str = Field(max_length=253, description="Gateway name.")
+    namespace: str | None = Field(default=None, max_length=63, description="Gateway namespace.")
+    sectionName: str | None = Field(default=None, max_length=253, description="Listener name.")
+
+
+class GatewayAPITraffic(_Model):
+    """Weights are written to an HTTPRoute (gateway.networking.k8s.io/v1) owned by the operator."""
+
+    parentRefs: list[ParentRef] = Field(min_length=1, max_length=32, description="Gateways to attach to.")
+    hostnames: list[str] = Field(default_factory=list, max_length=16, description="Hostnames to match.")
+    path: str = Field(default="/", pattern=r"^/", max_length=1024, description="Path prefix to route.")
+
+
+class IstioTraffic(_Model):
+    """Weights are written to a VirtualService and DestinationRule (networking.istio.io/v1)."""
+
+    hosts: list[str] = Field(min_length=1, max_length=16, description="VirtualService hosts.")
+    gateways: list[str] = Field(
+        default_factory=list, max_length=16, description="Istio gateways (default: mesh)."
+    )
+
+
+class NginxTraffic(_Model):
+    """Weights are written to a canary Ingress (nginx.ingress.kubernetes.io/canary-weight)."""
+
+    host: str = Field(max_length=253, description="Ingress host.")
+    path: str = Field(default="/", pattern=r"^/", max_length=1024, description="Ingress path.")
+    pathType: Literal["Prefix", "Exact", "ImplementationSpecific"] = Field(default="Prefix")
+    ingressClassName: str = Field(default="nginx", max_length=253, description="IngressClass to use.")
+
+
+class NoneTraffic(_Model):
+    """No traffic layer: the canary weight is approximated by the canary/stable replica ratio."""
+
+
+class TrafficSpec(_Model):
+    """Exactly one traffic provider."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "[has(self.gatewayAPI), has(self.istio), has(self.nginx), has(self.none)]"
+                    ".filter(x, x).size() == 1",
+                    "exactly one traffic provider must be set: gatewayAPI, istio, nginx or none",
+                )
+            ]
+        }
+    )
+
+    gatewayAPI: GatewayAPITraffic | None = Field(default=None, description="Gateway API HTTPRoute.")
+    istio: IstioTraffic | None = Field(default=None, description="Istio VirtualService + DestinationRule.")
+    nginx: NginxTraffic | None = Field(default=None, description="NGINX Ingress canary.")
+    none: NoneTraffic | None = Field(default=None, description="No mesh; replica-ratio weights.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrafficSpec:
+        if self.provider_count() != 1:
+            raise ValueError("exactly one traffic provider must be set: gatewayAPI, istio, nginx or none")
+        return self
+
+    def provider_count(self) -> int:
+        return sum(x is not None for x in (self.gatewayAPI, self.istio, self.nginx, self.none))
+
+    @property
+    def provider(self) -> str:
+        for name in ("gatewayAPI", "istio", "nginx", "none"):
+            if getattr(self, name) is not None:
+                return name
+        raise ValueError("no traffic provider set")
+
+
+class CanarySpec(_Model):
+    """Step-wise traffic shifting."""
+
+    steps: list[int] = Field(
+        default_factory=lambda: [5, 10, 25, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="Canary weights in percent, strictly increasing, each in 1..100, ending at 100.",
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.all(i, i >= 1 && i <= 100)",
+                    "every canary step must be a weight between 1 and 100",
+                ),
+                _cel(
+                    "self.isSorted() && self.all(x, self.indexOf(x) == self.lastIndexOf(x))",
+                    "canary steps must be strictly increasing",
+                ),
+                _cel("self[self.size() - 1] == 100", "the last canary step must be 100"),
+            ],
+        },
+    )
+    stepDuration: str = _duration_field("60s", "Minimum time at each step before the next one.")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_valid(cls, steps: list[int]) -> list[int]:
+        if any(s < 1 or s > 100 for s in steps):
+            raise ValueError("every canary step must be a weight between 1 and 100")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError("canary steps must be strictly increasing")
+        if steps[-1] != 100:
+            raise ValueError("the last canary step must be 100")
+        return steps
+
+    @field_validator("stepDuration")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class StrategySpec(_Model):
+    """How a new revision takes traffic."""
+
+    canary: CanarySpec = Field(default_factory=CanarySpec, description="Canary steps.")
+
+
+class PrometheusSpec(_Model):
+    """Where gates are queried."""
+
+    address: str = Field(
+        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.",
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+    )
+    timeoutSeconds: int = Field(default=10, ge=1, le=120, description="Per-query timeout.")
+
+
+class MetricSpec(_Model):
+    """One gate. Built-in templates are scoped to one revision's pods; custom gates bring their PromQL.
+
+    Values are in the metric's natural unit: error rate and accuracy are ratios in 0..1, latency-p99
+    is in milliseconds.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.template) || self.name in ['error-rate', 'latency-p99', 'accuracy']",
+                    "set template (error-rate, latency-p99, accuracy or custom) unless name is a built-in one",
+                    ".template",
+                ),
+                _cel(
+                    "(has(self.template) && self.template == 'custom') == has(self.query)",
+                    "query is required for template custom and not allowed otherwise",
+                    ".query",
+                ),
+                _cel(
+                    "has(self.min) || has(self.max) || has(self.maxDropVsStable) || has(self.maxRiseVsStable)",
+                    "set at least one threshold: min, max, maxDropVsStable or maxRiseVsStable",
+                ),
+                _cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max", "min must be <= max", ".min"
+                ),
+                _cel(
+                    "!(has(self.maxDropVsStable) && has(self.maxRiseVsStable))",
+                    "set maxDropVsStable (higher is better) or maxRiseVsStable (lower is better), not both",
+                    ".maxDropVsStable",
+                ),
+                _cel(
+                    "!((has(self.template) ? self.template : self.name) in ['error-rate', 'accuracy'])"
+                    " || ((!has(self.min) || (self.min >= 0.0 && self.min <= 1.0))"
+                    " && (!has(self.max) || (self.max >= 0.0 && self.max <= 1.0)))",
+                    "error-rate and accuracy thresholds are ratios between 0 and 1",
+                    ".max",
+                ),
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="Gate name, unique in the list. error-rate, latency-p99 and accuracy select a built-in template.",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    template: Literal["error-rate", "latency-p99", "accuracy", "custom"] | None = Field(
+        default=None, description="Query template. Default: the name, when it is a built-in one."
+    )
+    query: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL for custom gates; {{namespace}}, {{name}}, {{revision}}, {{stableRevision}} "
+        "and {{interval}} are substituted. Must return one number.",
+    )
+    min: float | None = Field(default=None, description="Fail when the canary value is below this.")
+    max: float | None = Field(default=None, description="Fail when the canary value is above this.")
+    maxDropVsStable: float | None = Field(
+        default=None, ge=0, description="Fail when the canary is lower than stable by more than this."
+    )
+    maxRiseVsStable: float | None = Field(
+        default=None, ge=0, description="Fail when the canary is higher than stable by more than this."
+    )
+    minSamples: int = Field(
+        default=50,
+        ge=0,
+        le=100_000_000,
+        description="Requests (or feedback labels for accuracy) needed before the gate can pass or fail; "
+        "fewer is inconclusive.",
+    )
+
+    @property
+    def effective_template(self) -> str:
+        return self.template or self.name
+
+    @model_validator(mode="after")
+    def _check(self) -> MetricSpec:
+        if self.template is None and self.name not in BUILTIN_TEMPLATES:
+            raise ValueError(f"metric {self.name!r}: set template unless name is a built-in one")
+        if (self.template == "custom") != (self.query is not None):
+            raise ValueError(
+                f"metric {self.name!r}: query is required for template custom and not allowed otherwise"
+            )
+        if None not in (self.min, self.max) and self.min > self.max:  # type: ignore[operator]
+            raise ValueError(f"metric {self.name!r}: min must be <= max")
+        return self
+
+
+class AnalysisSpec(_Model):
+    """Prometheus gates checked at every step and during bake."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.metrics.all(m, self.metrics.filter(n, n.name == m.name).size() == 1)",
+                    "metric names must be unique",
+                    ".metrics",
+                ),
+                _cel(
+                    "self.metrics.size() == 0 || has(self.prometheus)",
+                    "prometheus.address is required when metrics are set",
+                    ".prometheus",
+                ),
+            ]
+        }
+    )
+
+    interval: str = _duration_field("30s", "How often gates are evaluated; also the query window.", "1s")
+    prometheus: PrometheusSpec | None = Field(default=None, description="Prometheus to query.")
+    failureLimit: int = Field(default=1, ge=1, le=100, description="Failed checks that trigger rollback.")
+    inconclusiveLimit: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Inconclusive checks in a row (no data, too few samples) that count as a failure.",
+    )
+    significance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="Significance level of the canary-vs-stable two-proportion test.",
+    )
+    metrics: list[MetricSpec] = Field(default_factory=list, max_length=32, description="The gates.")
+
+    @field_validator("interval")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique(cls, metrics: list[MetricSpec]) -> list[MetricSpec]:
+        names = [m.name for m in metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("metric names must be unique")
+        return metrics
+
+
+class BakeSpec(_Model):
+    """After promotion, gates keep running on the new stable while the previous one stays warm."""
+
+    duration: str = _duration_field("5m", "How long to watch the new stable revision after promotion.")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class ModelDeploymentSpec(_Model):
+    """A model served by revision, rolled out step by step, gated by Prometheus."""
+
+    model: ModelSpec = Field(description="The model artifact.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="How revisions are served.")
+    traffic: TrafficSpec = Field(description="The traffic layer that carries the weights (exactly one).")
+    strategy: StrategySpec = Field(default_factory=StrategySpec, description="Rollout strategy.")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="Gates.")
+    bake: BakeSpec = Field(default_factory=BakeSpec, description="Post-promotion watch.")
+    progressDeadlineSeconds: int = Field(
+        default=600, ge=10, le=86400, description="Time for a revision's pods to become available."
+    )
+    revisionHistoryLimit: int = Field(
+        default=10, ge=0, le=100, description="Old revisions kept in status.history (Deployments are pruned)."
+    )
+    paused: bool = Field(default=False, description="Hold the rollout where it is (no steps, no rollback).")
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+class Condition(_Model):
+    """metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(max_length=1024, description="CamelCase reason.")
+    message: str = Field(default="", max_length=32768)
+    lastTransitionTime: datetime
+    observedGeneration: int | None = Field(default=None, ge=0)
+
+
+class MetricResult(_Model):
+    """One gate's outcome at the last check."""
+
+    name: str
+    value: float | None = Field(
+        default=None, description="Canary (or baking stable) value; null when no data."
+    )
+    stableValue: float | None = Field(default=None, description="Stable revision's value, when compared.")
+    threshold: str = Field(default="", description="The thresholds, human-readable.")
+    samples: int | None = Field(default=None, description="Samples behind the value.")
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    message: str = ""
+
+
+class AnalysisResult(_Model):
+    """The last gate check."""
+
+    time: datetime
+    revision: str = ""
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    metrics: list[MetricResult] = Field(default_factory=list)
+
+
+class HistoryEntry(_Model):
+    """A revision's life; the model and serving snapshot lets the operator re-render its Deployment."""
+
+    revision: str
+    modelURI: str
+    phase: str = Field(description="Progressing, Succeeded, RolledBack, Superseded or Failed.")
+    startedAt: datetime
+    finishedAt: datetime | None = None
+    reason: str = ""
+    model: ModelSpec
+    serving: ServingSpec
+
+
+class ModelDeploymentStatus(_Model):
+    """Everything the operator knows. State lives here only, so a restarted operator resumes exactly."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    observedGeneration: int | None = Field(default=None, ge=0)
+    phase: (
+        Literal[
+            "Initializing",
+            "Progressing",
+            "Promoting",
+            "Baking",
+            "Succeeded",
+            "RolledBack",
+            "Failed",
+            "Paused",
+        ]
+        | None
+    ) = None
+    message: str = ""
+    stableRevision: str | None = None
+    canaryRevision: str | None = None
+    previousStableRevision: str | None = Field(default=None, description="Kept warm while baking.")
+    canaryWeight: int = Field(default=0, ge=0, le=100, description="Percent of traffic on the canary.")
+    weightApproximate: bool = Field(
+        default=False, description="True when weights are replica ratios (no mesh)."
+    )
+    currentStep: int | None = Field(default=None, ge=0, description="Index into strategy.canary.steps.")
+    stepStartedAt: datetime | None = None
+    revisionStartedAt: datetime | None = Field(
+        default=None, description="When the pending revision was created."
+    )
+    bakeStartedAt: datetime | None = None
+    lastCheckAt: datetime | None = None
+    failedChecks: int = Field(default=0, ge=0)
+    inconclusiveChecks: int = Field(default=0, ge=0)
+    failedRevisions: list[str] = Field(
+        default_factory=list, description="Revisions not retried until spec changes."
+    )
+    lastHandledRetry: str | None = Field(
+        default=None, description="Value of the last retry annotation acted on."
+    )
+    lastHandledPromote: str | None = Field(
+        default=None, description="Value of the last promote annotation acted on."
+    )
+    lastHandledAbort: str | None = Field(
+        default=None, description="Value of the last abort annotation acted on."
+    )
+    rollbackReason: str | None = Field(
+        default=None, description="Why the last rollback happened (gate or deadline)."
+    )
+    conditions: list[Condition] = Field(default_factory=list)
+    lastAnalysis: AnalysisResult | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+
+class ModelDeployment(BaseModel):
+    """The whole object, for code that reads a full manifest."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    apiVersion: Literal["modelrollout.io/v1alpha1"] = API_VERSION
+    kind: Literal["ModelDeployment"] = KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)

@@ -1,0 +1,622 @@
+"""The rollout engine: a pure function ``decide(spec, status, observations, now) -> Decision``.
+
+No I/O here. The shell (handlers.py) observes the cluster and Prometheus, calls ``decide``, applies
+the returned actions in order and writes the returned status. Because every fact the engine needs is
+either in ``status`` or re-observed each tick, a restarted operator continues exactly where the last
+one stopped, and the same inputs always give the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from modelrollout.api.types import (
+    ANNOTATION_ABORT,
+    ANNOTATION_PROMOTE,
+    ANNOTATION_RETRY,
+    AnalysisResult,
+    Condition,
+    HistoryEntry,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelSpec,
+    ServingSpec,
+)
+from modelrollout.durations import parse_duration
+
+ACTIVE_PHASES = {"Initializing", "Progressing", "Promoting", "Baking"}
+
+
+# ------------------------------------------------------------------------------------ observations
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What the cluster says about one revision's Deployment."""
+
+    replicas: int
+    updated: int
+    ready: int
+    available: int
+    up_to_date: bool = True  # the Deployment controller has observed the latest generation
+
+
+@dataclass(frozen=True)
+class DesiredRevision:
+    """The revision the spec asks for, hashed by the shell (it knows the default image)."""
+
+    revision: str
+    model: ModelSpec
+    serving: ServingSpec
+
+
+@dataclass(frozen=True)
+class Observations:
+    generation: int
+    desired: DesiredRevision
+    deployments: Mapping[str, DeploymentState] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    analysis: AnalysisResult | None = None  # a check the shell ran this tick because analysis_due() said so
+
+
+# ----------------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class EnsureRevision:
+    """Apply the revision's Deployment with this many replicas (snapshot taken from status.history)."""
+
+    revision: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class DeleteRevision:
+    revision: str
+
+
+@dataclass(frozen=True)
+class PointService:
+    """Point the stable or canary Service at a revision (None deletes the canary Service)."""
+
+    role: str  # "stable" | "canary"
+    revision: str | None
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    """Route ``canary_weight`` percent to the canary Service and the rest to the stable one."""
+
+    canary_weight: int
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A Kubernetes Event on the ModelDeployment."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+Action = EnsureRevision | DeleteRevision | PointService | SetWeights | Emit
+
+
+@dataclass
+class Decision:
+    status: ModelDeploymentStatus
+    actions: list[Action] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> str | None:
+    """The revision whose gates should be checked now, or None; the shell then queries Prometheus."""
+    if spec.paused:
+        return None
+    if status.phase == "Progressing" and status.canaryRevision and status.currentStep is not None:
+        target = status.canaryRevision
+    elif status.phase == "Baking" and status.stableRevision:
+        target = status.stableRevision
+    else:
+        return None
+    interval = timedelta(seconds=parse_duration(spec.analysis.interval))
+    if status.lastCheckAt is None or now - status.lastCheckAt >= interval:
+        return target
+    return None
+
+
+def set_condition(
+    status: ModelDeploymentStatus,
+    type_: str,
+    value: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int,
+) -> None:
+    """metav1.Condition semantics: lastTransitionTime moves only when the status value changes."""
+    text = "True" if value else "False"
+    for cond in status.conditions:
+        if cond.type == type_:
+            if cond.status != text:
+                cond.lastTransitionTime = now
+            cond.status, cond.reason, cond.message, cond.observedGeneration = (
+                text,
+                reason,
+                message,
+                generation,
+            )
+            return
+    status.conditions.append(
+        Condition(
+            type=type_,
+            status=text,
+            reason=reason,
+            message=message,
+            lastTransitionTime=now,
+            observedGeneration=generation,
+        )
+    )
+
+
+def _is_available(dep: DeploymentState | None, want: int) -> bool:
+    if dep is None or not dep.up_to_date:
+        return False
+    return dep.available >= want and dep.updated >= want
+
+
+def _history(status: ModelDeploymentStatus, revision: str) -> HistoryEntry | None:
+    for entry in status.history:
+        if entry.revision == revision:
+            return entry
+    return None
+
+
+class _Run:
+    """One evaluation: holds the working copy and the actions, so each step reads as a sentence."""
+
+    def __init__(
+        self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime
+    ):
+        self.spec, self.obs, self.now = spec, obs, now
+        self.status = status.model_copy(deep=True)
+        self.actions: list[Action] = []
+        self.old_phase = status.phase
+
+    # -- small verbs
+    def emit(self, type_: str, reason: str, message: str) -> None:
+        self.actions.append(Emit(type_, reason, message))
+
+    def finish_history(self, revision: str, phase: str, reason: str) -> None:
+        entry = _history(self.status, revision)
+        if entry is not None and (entry.phase, entry.reason) != (phase, reason):
+            entry.phase, entry.reason, entry.finishedAt = phase, reason, self.now
+
+    def start_history(self, desired: DesiredRevision) -> None:
+        entry = _history(self.status, desired.revision)
+        if entry is not None:
+            self.status.history.remove(entry)
+        self.status.history.append(
+            HistoryEntry(
+                revision=desired.revision,
+                modelURI=desired.model.uri,
+                phase="Progressing",
+                startedAt=self.now,
+                model=desired.model,
+                serving=desired.serving,
+            )
+        )
+
+    @property
+    def replicas(self) -> int:
+        return self.spec.serving.replicas
+
+    @property
+    def no_mesh(self) -> bool:
+        return self.spec.traffic.none is not None
+
+    def canary_replicas(self, weight: int) -> int:
+        """With a mesh the canary runs full size; without one its share of pods *is* the weight."""
+        if not self.no_mesh:
+            return self.replicas
+        return max(1, math.ceil(self.replicas * weight / 100)) if self.replicas else 0
+
+    def stable_replicas(self, canary_weight: int) -> int:
+        if not self.no_mesh or canary_weight == 0:
+            return self.replicas
+        return max(1, self.replicas - math.floor(self.replicas * canary_weight / 100)) if self.replicas else 0
+
+    def set_weight(self, weight: int) -> None:
+        self.status.canaryWeight = weight
+        self.status.weightApproximate = self.no_mesh
+        self.actions.append(SetWeights(weight))
+
+    def elapsed(self, since: datetime | None) -> float:
+        return (self.now - since).total_seconds() if since else 0.0
+
+
+# ------------------------------------------------------------------------------------------ decide
+
+
+def decide(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime
+) -> Decision:
+    """Advance the rollout by at most one transition and say what the shell must do."""
+    run = _Run(spec, status, obs, now)
+    st = run.status
+    st.observedGeneration = obs.generation
+    _handle_retry(run)
+
+    if spec.paused:
+        _paused(run)
+    elif st.stableRevision is None:
+        _first_revision(run)
+    else:
+        _steady_or_rollout(run)
+
+    _prune(run)
+    _conditions(run)
+    if st.phase != run.old_phase:
+        run.emit("Normal", f"Phase{st.phase}", st.message or f"phase {run.old_phase} -> {st.phase}")
+    return Decision(st, run.actions)
+
+
+def _handle_retry(run: _Run) -> None:
+    value = run.obs.annotations.get(ANNOTATION_RETRY)
+    st = run.status
+    if value and value != st.lastHandledRetry:
+        st.lastHandledRetry = value
+        if run.obs.desired.revision in st.failedRevisions:
+            st.failedRevisions.remove(run.obs.desired.revision)
+            run.emit("Normal", "RetryRequested", f"revision {run.obs.desired.revision} will be retried")
+
+
+def _paused(run: _Run) -> None:
+    st = run.status
+    if st.phase != "Paused":
+        st.message = "paused by spec.paused; weights and replicas are held"
+    st.phase = "Paused"
+
+
+def _first_revision(run: _Run) -> None:
+    """Nothing to compare with: the first revision becomes stable as soon as it is available."""
+    st, desired = run.status, run.obs.desired
+    rev = desired.revision
+    if _history(st, rev) is None or st.phase not in ("Initializing", "Failed"):
+        for entry in st.history:
+            if entry.revision != rev and entry.phase == "Progressing":
+                run.finish_history(entry.revision, "Superseded", f"spec changed to revision {rev}")
+        run.start_history(desired)
+        st.revisionStartedAt = run.now
+        st.phase, st.message = "Initializing", f"waiting for revision {rev} to become available"
+        run.emit("Normal", "RevisionCreated", f"revision {rev} serving {desired.model.uri}")
+    run.actions.append(EnsureRevision(rev, run.replicas))
+    if _is_available(run.obs.deployments.get(rev), run.replicas):
+        st.stableRevision, st.canaryRevision, st.canaryWeight = rev, None, 0
+        st.phase, st.message = "Succeeded", f"revision {rev} is stable"
+        run.finish_history(rev, "Succeeded", "FirstRevision")
+        run.actions.append(PointService("stable", rev))
+        return
+    if run.elapsed(st.revisionStartedAt) > run.spec.progressDeadlineSeconds and st.phase != "Failed":
+        st.phase = "Failed"
+        st.message = (
+            f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
+        )
+        run.finish_history(rev, "Failed", "ProgressDeadlineExceeded")
+        run.emit("Warning", "ProgressDeadlineExceeded", st.message)
+
+
+def _steady_or_rollout(run: _Run) -> None:
+    st, desired = run.status, run.obs.desired
+    stable = st.stableRevision
+    assert stable is not None
+    if st.phase == "Paused":  # resumed: phase follows from what status still holds
+        st.phase = "Progressing" if st.canaryRevision else "Baking" if st.bakeStartedAt else "Succeeded"
+        st.message = "resumed"
+
+    if st.canaryRevision and desired.revision not in (st.canaryRevision, stable):
+        _supersede(run)
+    if desired.revision == stable:
+        if st.canaryRevision:  # spec went back to the stable model mid-rollout
+            _abandon_canary(run, "Superseded", "spec changed back to the stable revision")
+        _steady(run)
+        return
+    if desired.revision in st.failedRevisions:
+        st.phase = "RolledBack"
+        _steady(run)
+        return
+    if st.canaryRevision is None:
+        _start_canary(run)
+    _canary(run)
+
+
+def _steady(run: _Run) -> None:
+    """Stable serves everything; during bake the gates keep watching it."""
+    st = run.status
+    stable = st.stableRevision
+    assert stable is not None
+    run.actions.append(EnsureRevision(stable, run.replicas))
+    run.actions.append(PointService("stable", stable))
+    if st.phase == "Baking":
+        _bake(run)
+    elif st.phase != "RolledBack" or run.obs.desired.revision == stable:
+        st.phase, st.message = "Succeeded", f"revision {stable} is stable"
+
+
+def _start_canary(run: _Run) -> None:
+    st, desired = run.status, run.obs.desired
+    st.canaryRevision, st.currentStep, st.canaryWeight = desired.revision, None, 0
+    st.failedChecks = st.inconclusiveChecks = 0
+    st.lastCheckAt, st.stepStartedAt, st.lastAnalysis = None, None, None
+    st.revisionStartedAt = run.now
+    st.phase, st.message = "Progressing", f"starting canary {desired.revision}"
+    run.start_history(desired)
+    run.emit("Normal", "RevisionCreated", f"canary revision {desired.revision} serving {desired.model.uri}")
+
+
+def _canary(run: _Run) -> None:
+    st, spec = run.status, run.spec
+    canary, stable = st.canaryRevision, st.stableRevision
+    assert canary is not None and stable is not None
+    steps = spec.strategy.canary.steps
+    run.actions.append(EnsureRevision(stable, run.stable_replicas(st.canaryWeight)))
+    run.actions.append(PointService("stable", stable))
+
+    abort = run.obs.annotations.get(ANNOTATION_ABORT)
+    if abort and abort != st.lastHandledAbort:
+        st.lastHandledAbort = abort
+        _rollback(run, "Aborted", "rollout aborted by the abort annotation")
+        return
+
+    if st.currentStep is None:  # waiting for the canary to be Ready before it gets any traffic
+        want = run.canary_replicas(steps[0])
+        run.actions.append(EnsureRevision(canary, want))
+        run.actions.append(PointService("canary", canary))
+        run.set_weight(0)
+        if _is_available(run.obs.deployments.get(canary), want):
+            _enter_step(run, 0)
+        elif run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
+            _rollback(
+                run,
+                "ProgressDeadlineExceeded",
+                f"canary {canary} not available after {spec.progressDeadlineSeconds}s",
+            )
+        return
+
+    weight = steps[st.currentStep]
+    run.actions.append(EnsureRevision(canary, run.canary_replicas(weight)))
+    run.actions.append(PointService("canary", canary))
+    run.set_weight(weight)
+    if not _record_analysis(run):
+        return
+    promote = run.obs.annotations.get(ANNOTATION_PROMOTE)
+    if promote and promote != st.lastHandledPromote:
+        st.lastHandledPromote = promote
+        run.emit("Normal", "PromotedManually", f"canary {canary} promoted by the promote annotation")
+        _promote(run)
+        return
+    if _step_complete(run):
+        if st.currentStep + 1 < len(steps):
+            _enter_step(run, st.currentStep + 1)
+        else:
+            _promote(run)
+
+
+def _enter_step(run: _Run, index: int) -> None:
+    st = run.status
+    weight = run.spec.strategy.canary.steps[index]
+    st.currentStep, st.stepStartedAt = index, run.now
+    st.failedChecks = st.inconclusiveChecks = 0
+    st.phase, st.message = "Progressing", f"canary {st.canaryRevision} at {weight}%"
+    run.actions.append(EnsureRevision(st.canaryRevision or "", run.canary_replicas(weight)))
+    run.set_weight(weight)
+    run.emit(
+        "Normal",
+        "StepStarted",
+        f"step {index + 1}/{len(run.spec.strategy.canary.steps)}: canary weight {weight}%",
+    )
+
+
+def _record_analysis(run: _Run) -> bool:
+    """Fold this tick's gate check into the counters; False when the rollout was rolled back."""
+    st, result, analysis = run.status, run.obs.analysis, run.spec.analysis
+    if result is None:
+        return True
+    st.lastAnalysis, st.lastCheckAt = result, result.time
+    if result.verdict == "Pass":
+        st.inconclusiveChecks = 0
+        return True
+    if result.verdict == "Inconclusive":
+        st.inconclusiveChecks += 1
+        run.emit("Normal", "AnalysisInconclusive", _summary(result))
+        if st.inconclusiveChecks < analysis.inconclusiveLimit:
+            return True
+        st.inconclusiveChecks = 0
+        reason, message = (
+            "InconclusiveLimitReached",
+            f"{analysis.inconclusiveLimit} inconclusive checks in a row",
+        )
+    else:
+        reason, message = "AnalysisFailed", _summary(result)
+        run.emit("Warning", "AnalysisFailed", message)
+    st.failedChecks += 1
+    if st.failedChecks < analysis.failureLimit:
+        return True
+    failing = [m.name for m in result.metrics if m.verdict == "Fail"]
+    if failing and reason == "AnalysisFailed":
+        reason = "GateFailed" + "".join(part.capitalize() for name in failing[:1] for part in name.split("-"))
+    if st.phase == "Baking":
+        _revert_bake(run, reason, message)
+    else:
+        _rollback(run, reason, message)
+    return False
+
+
+def _summary(result: AnalysisResult) -> str:
+    parts = []
+    for m in result.metrics:
+        value = "no data" if m.value is None else f"{m.value:.4g}"
+        stable = "" if m.stableValue is None else f", stable {m.stableValue:.4g}"
+        parts.append(f"{m.name}={value}{stable} ({m.threshold}) {m.verdict}")
+    return (
+        f"revision {result.revision}: " + "; ".join(parts)
+        if parts
+        else f"revision {result.revision}: no gates"
+    )
+
+
+def _step_complete(run: _Run) -> bool:
+    """A step is done after stepDuration, once the last check in it passed (no checks: time alone)."""
+    st, spec = run.status, run.spec
+    if run.elapsed(st.stepStartedAt) < parse_duration(spec.strategy.canary.stepDuration):
+        return False
+    if not spec.analysis.metrics:
+        return True
+    checked_in_step = (
+        st.lastCheckAt is not None and st.stepStartedAt is not None and st.lastCheckAt >= st.stepStartedAt
+    )
+    return checked_in_step and st.lastAnalysis is not None and st.lastAnalysis.verdict == "Pass"
+
+
+def _promote(run: _Run) -> None:
+    st = run.status
+    canary, old = st.canaryRevision, st.stableRevision
+    assert canary is not None and old is not None
+    # The stable Service moves first, then the route drops the canary share: no request lands nowhere.
+    run.actions.append(EnsureRevision(canary, run.replicas))
+    run.actions.append(PointService("stable", canary))
+    run.set_weight(0)
+    run.actions.append(PointService("canary", None))
+    st.stableRevision, st.previousStableRevision, st.canaryRevision, st.currentStep = canary, old, None, None
+    st.failedChecks = st.inconclusiveChecks = 0
+    st.lastCheckAt = None
+    run.finish_history(old, "Superseded", f"replaced by {canary}")
+    bake = parse_duration(run.spec.bake.duration)
+    if bake > 0 and run.spec.analysis.metrics:
+        st.phase, st.bakeStartedAt = "Baking", run.now
+        st.message = f"revision {canary} promoted; baking for {run.spec.bake.duration} with {old} kept warm"
+        run.actions.append(EnsureRevision(old, run.replicas))
+    else:
+        _finish_promotion(run)
+    run.emit("Normal", "Promoted", f"revision {canary} is now stable (was {old})")
+
+
+def _finish_promotion(run: _Run) -> None:
+    st = run.status
+    stable, old = st.stableRevision, st.previousStableRevision
+    assert stable is not None
+    if old:
+        run.actions.append(EnsureRevision(old, 0))
+    st.previousStableRevision, st.bakeStartedAt = None, None
+    st.phase, st.message = "Succeeded", f"revision {stable} is stable"
+    run.finish_history(stable, "Succeeded", "Promoted")
+
+
+def _bake(run: _Run) -> None:
+    st = run.status
+    if st.previousStableRevision:
+        run.actions.append(EnsureRevision(st.previousStableRevision, run.replicas))
+    if not _record_analysis(run):
+        return
+    if run.elapsed(st.bakeStartedAt) >= parse_duration(run.spec.bake.duration):
+        _finish_promotion(run)
+
+
+def _revert_bake(run: _Run, reason: str, message: str) -> None:
+    """The new stable degraded while baking: the previous one is still warm, so switch back at once."""
+    st = run.status
+    bad, good = st.stableRevision, st.previousStableRevision
+    assert bad is not None
+    if good is None:
+        _finish_promotion(run)
+        return
+    run.actions.append(PointService("stable", good))
+    run.actions.append(EnsureRevision(bad, 0))
+    st.stableRevision, st.previousStableRevision, st.bakeStartedAt = good, None, None
+    _mark_failed(run, bad, reason, message)
+
+
+def _rollback(run: _Run, reason: str, message: str) -> None:
+    """Weights to 100 % stable first, then the canary scaled to zero."""
+    st = run.status
+    canary = st.canaryRevision
+    assert canary is not None
+    run.set_weight(0)
+    run.actions.append(PointService("canary", None))
+    run.actions.append(EnsureRevision(canary, 0))
+    run.actions.append(EnsureRevision(st.stableRevision or "", run.replicas))
+    st.canaryRevision, st.currentStep = None, None
+    _mark_failed(run, canary, reason, message)
+
+
+def _mark_failed(run: _Run, revision: str, reason: str, message: str) -> None:
+    st = run.status
+    st.phase, st.message = "RolledBack", f"{reason}: {message}"
+    st.rollbackReason = reason
+    if revision not in st.failedRevisions:
+        st.failedRevisions.append(revision)
+    run.finish_history(revision, "RolledBack", reason)
+    run.emit(
+        "Warning",
+        "RolledBack",
+        f"revision {revision} rolled back to {st.stableRevision}: {reason}: {message}",
+    )
+
+
+def _supersede(run: _Run) -> None:
+    _abandon_canary(run, "Superseded", f"spec changed to revision {run.obs.desired.revision}")
+
+
+def _abandon_canary(run: _Run, phase: str, reason: str) -> None:
+    st = run.status
+    old = st.canaryRevision
+    assert old is not None
+    run.set_weight(0)
+    run.actions.append(EnsureRevision(old, 0))
+    st.canaryRevision, st.currentStep = None, None
+    run.finish_history(old, phase, reason)
+    run.emit("Normal", phase, f"canary {old}: {reason}")
+
+
+def _prune(run: _Run) -> None:
+    """Keep revisionHistoryLimit finished revisions; delete the Deployments of older ones."""
+    st = run.status
+    live = {st.stableRevision, st.canaryRevision, st.previousStableRevision, run.obs.desired.revision}
+    finished = [h for h in st.history if h.revision not in live]
+    excess = len(finished) - run.spec.revisionHistoryLimit
+    for entry in finished[: max(0, excess)]:
+        st.history.remove(entry)
+        run.actions.append(DeleteRevision(entry.revision))
+    for entry in finished[max(0, excess) :]:
+        if entry.revision in run.obs.deployments and run.obs.deployments[entry.revision].replicas:
+            run.actions.append(EnsureRevision(entry.revision, 0))
+
+
+def _conditions(run: _Run) -> None:
+    st, now, gen = run.status, run.now, run.obs.generation
+    stable_ok = st.stableRevision is not None and _is_available(
+        run.obs.deployments.get(st.stableRevision), min(1, run.replicas)
+    )
+    set_condition(
+        st,
+        "Ready",
+        stable_ok,
+        "StableAvailable" if stable_ok else "StableUnavailable",
+        f"stable revision {st.stableRevision} is serving" if stable_ok else "no available stable revision",
+        now,
+        gen,
+    )
+    active = st.phase in ACTIVE_PHASES
+    set_condition(st, "Progressing", active, st.phase or "Unknown", st.message, now, gen)
+    degraded = st.phase in ("RolledBack", "Failed")
+    reason = "AsExpected"
+    if st.phase == "Failed":
+        reason = "ProgressDeadlineExceeded"
+    elif st.phase == "RolledBack":
+        reason = st.rollbackReason or "RolledBack"
+    set_condition(st, "Degraded", degraded, reason, st.message if degraded else "", now, gen)

@@ -1,0 +1,187 @@
+"""kopf handlers: the imperative shell around the pure engine.
+
+Every trigger — a ModelDeployment event, a child Deployment event, or the periodic timer that moves
+time-based steps — runs the same idempotent ``reconcile``: read the object fresh, observe its
+revisions, ask the engine, apply its actions in order, then write status conditionally on the
+resourceVersion that was read. Nothing is kept in memory between ticks except a per-object lock that
+stops two triggers from deciding at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from modelrollout import engine, workloads
+from modelrollout.analysis import run_analysis
+from modelrollout.api import types as t
+from modelrollout.kube import Kube, load_config
+from modelrollout.revision import revision_hash
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE = os.environ.get("MODELROLLOUT_DEFAULT_IMAGE", "modelrollout/modelserver:0.1.0")
+TICK_SECONDS = float(os.environ.get("MODELROLLOUT_TICK_SECONDS", "5"))
+
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        load_config()
+        _kube = Kube()
+    return _kube
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Keep kopf's own bookkeeping in annotations: our status schema is structural and owns status."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=t.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=t.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = int(os.environ.get("MODELROLLOUT_WORKERS", "8"))
+    settings.peering.standalone = os.environ.get("MODELROLLOUT_PEERING", "") == ""
+    if not settings.peering.standalone:
+        settings.peering.name = os.environ["MODELROLLOUT_PEERING"]
+
+
+@kopf.on.event(t.GROUP, t.VERSION, t.PLURAL)
+def on_modeldeployment(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
+    if event.get("type") != "DELETED":
+        reconcile(namespace, name)
+
+
+@kopf.timer(t.GROUP, t.VERSION, t.PLURAL, interval=TICK_SECONDS, sharp=False)
+def on_tick(namespace: str, name: str, **_: Any) -> None:
+    reconcile(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})
+def on_child(event: dict[str, Any], namespace: str, labels: dict[str, str], **_: Any) -> None:
+    """A revision's pods changed readiness: decide now instead of at the next tick."""
+    owner = labels.get(workloads.LABEL_DEPLOYMENT)
+    if owner and event.get("type") in ("MODIFIED", "DELETED"):
+        reconcile(namespace, owner)
+
+
+def reconcile(namespace: str, name: str) -> None:
+    with _locks[(namespace, name)]:
+        obj = kube().get_modeldeployment(namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        _reconcile(obj, datetime.now(UTC))
+
+
+def _reconcile(obj: dict[str, Any], now: datetime) -> None:
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = t.ModelDeploymentStatus.model_validate(obj.get("status") or {})
+    try:
+        spec = t.ModelDeploymentSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        _invalid_spec(obj, status, exc, now)
+        return
+
+    image = spec.serving.image or DEFAULT_IMAGE
+    serving = spec.serving.model_copy(update={"image": image})
+    desired = engine.DesiredRevision(revision_hash(spec.model, spec.serving, image), spec.model, serving)
+    live = kube().list_revisions(namespace, name)
+    obs = engine.Observations(
+        generation=meta.get("generation", 0),
+        desired=desired,
+        deployments={rev: state for rev, (state, _) in live.items()},
+        annotations=meta.get("annotations") or {},
+    )
+    target = engine.analysis_due(spec, status, now)
+    if target is not None:
+        obs = dataclasses.replace(obs, analysis=run_analysis(spec, status, target, namespace, name, now))
+
+    decision = engine.decide(spec, status, obs, now)
+    _apply(obj, spec, decision, live)
+    new_status = decision.status.model_dump(mode="json")
+    if new_status != status.model_dump(mode="json") or not obj.get("status"):
+        kube().write_status(namespace, name, meta["resourceVersion"], new_status)
+
+
+def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.Decision, live: dict) -> None:
+    """Carry out the engine's actions in the order given (order encodes safety, e.g. weights first)."""
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    snapshots = {h.revision: h for h in decision.status.history}
+    for action in decision.actions:
+        match action:
+            case engine.EnsureRevision(revision=rev, replicas=replicas):
+                snap = snapshots.get(rev)
+                if snap is None:
+                    log.warning("no snapshot for revision %s; cannot render its Deployment", rev)
+                    continue
+                manifest = workloads.build_deployment(
+                    obj,
+                    rev,
+                    snap.model,
+                    snap.serving,
+                    snap.serving.image or DEFAULT_IMAGE,
+                    replicas,
+                    spec.progressDeadlineSeconds,
+                )
+                kube().apply_deployment(manifest, live.get(rev, (None, None))[1])
+            case engine.DeleteRevision(revision=rev):
+                kube().delete_deployment(namespace, workloads.deployment_name(name, rev))
+            case engine.PointService(role=role, revision=rev):
+                svc = (
+                    workloads.stable_service_name(name)
+                    if role == "stable"
+                    else workloads.canary_service_name(name)
+                )
+                if rev is None:
+                    kube().delete_service(namespace, svc)
+                else:
+                    kube().apply_service(workloads.build_service(obj, svc, rev, role))
+            case engine.SetWeights(canary_weight=weight):
+                _set_weights(spec, weight)
+            case engine.Emit(type=kind, reason=reason, message=message):
+                kopf.event(obj, type=kind, reason=reason, message=message)
+
+
+def _set_weights(spec: t.ModelDeploymentSpec, weight: int) -> None:
+    """Traffic routers (Gateway API, Istio, NGINX) land with the progressive-delivery work; with
+    ``traffic.none`` the engine already expresses the weight as replica counts."""
+    if spec.traffic.none is None:
+        log.debug(
+            "router for %s not wired yet; canary weight %s recorded in status only",
+            spec.traffic.provider,
+            weight,
+        )
+
+
+def _invalid_spec(
+    obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime
+) -> None:
+    """Anything the CRD schema could not reject becomes a condition and an Event, never a crash loop."""
+    meta = obj["metadata"]
+    problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    generation = meta.get("generation", 0)
+    if status.observedGeneration == generation and any(
+        c.type == "Degraded" and c.reason == "InvalidSpec" and c.message == problems
+        for c in status.conditions
+    ):
+        return
+    status.observedGeneration = generation
+    engine.set_condition(status, "Degraded", True, "InvalidSpec", problems, now, generation)
+    kopf.event(obj, type="Warning", reason="InvalidSpec", message=problems)
+    kube().write_status(
+        meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json")
+    )

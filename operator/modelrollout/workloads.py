@@ -1,0 +1,177 @@
+"""Builders for the children of a ModelDeployment: one Deployment per revision and the Services.
+
+Pure functions from API models to Kubernetes manifests (dicts), applied with server-side apply by
+the shell. Everything the operator owns carries the same labels and a controller owner reference,
+so garbage collection removes it with the ModelDeployment and GitOps tools see it as derived.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelrollout.api.types import ModelSpec, ServingSpec
+
+LABEL_DEPLOYMENT = "modelrollout.io/deployment"
+LABEL_REVISION = "modelrollout.io/revision"
+LABEL_ROLE = "modelrollout.io/role"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "modelrollout"}
+CONTAINER_NAME = "modelserver"
+SERVICE_PORT = 80
+RUN_AS_USER = 10001
+PROBE_PERIOD_SECONDS = 5
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    """Controller reference to the ModelDeployment, so its deletion garbage-collects the child."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def deployment_name(name: str, revision: str) -> str:
+    return f"{name}-{revision}"
+
+
+def stable_service_name(name: str) -> str:
+    return name
+
+
+def canary_service_name(name: str) -> str:
+    return f"{name}-canary"
+
+
+def selector_labels(name: str, revision: str) -> dict[str, str]:
+    return {LABEL_DEPLOYMENT: name, LABEL_REVISION: revision}
+
+
+def common_labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "modelserver", "app.kubernetes.io/instance": name, **MANAGED_BY}
+
+
+def _probe(path: str, period: int, failure_threshold: int, timeout: int = 2) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str) -> dict[str, Any]:
+    args = [
+        f"--model-uri={model.uri}",
+        f"--model-name={model.name}",
+        f"--revision={revision}",
+        "--host=0.0.0.0",
+        f"--port={serving.port}",
+        f"--warmup-requests={serving.warmup.requests}",
+    ]
+    if model.sha256:
+        args.append(f"--sha256={model.sha256}")
+    resources = serving.resources.model_dump(mode="json", exclude_defaults=False)
+    resources = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in resources.items() if v}
+    # A slow model load must not trip liveness: the startup probe waits on readiness for up to
+    # startupTimeoutSeconds, and only then do liveness and readiness take over.
+    startup_failures = max(1, -(-serving.startupTimeoutSeconds // PROBE_PERIOD_SECONDS))
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "args": args,
+        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
+        "env": [{"name": e.name, "value": e.value} for e in serving.env]
+        + [{"name": "TMPDIR", "value": "/tmp"}],
+        "resources": resources,
+        "startupProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, startup_failures),
+        "readinessProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, 3),
+        "livenessProbe": _probe("/v2/health/live", 10, 3),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def build_deployment(
+    owner: dict[str, Any],
+    revision: str,
+    model: ModelSpec,
+    serving: ServingSpec,
+    image: str,
+    replicas: int,
+    progress_deadline_seconds: int,
+) -> dict[str, Any]:
+    """The Deployment serving one revision; ``replicas`` is decided by the engine, not the spec."""
+    name = owner["metadata"]["name"]
+    selector = selector_labels(name, revision)
+    pod_labels = {**serving.podLabels, **common_labels(name), **selector}
+    pod_annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(serving.port),
+        "prometheus.io/path": "/metrics",
+        **serving.podAnnotations,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(name, revision),
+            "namespace": owner["metadata"]["namespace"],
+            "labels": {**common_labels(name), **selector},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 1,
+            "progressDeadlineSeconds": progress_deadline_seconds,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_USER,
+                        "runAsGroup": RUN_AS_USER,
+                        "fsGroup": RUN_AS_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [_container(model, serving, image, revision)],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
+                },
+            },
+        },
+    }
+
+
+def build_service(owner: dict[str, Any], service_name: str, revision: str, role: str) -> dict[str, Any]:
+    """A Service selecting one revision's pods; ``role`` is stable or canary."""
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name,
+            "namespace": owner["metadata"]["namespace"],
+            "labels": {**common_labels(name), LABEL_DEPLOYMENT: name, LABEL_ROLE: role},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(name, revision),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

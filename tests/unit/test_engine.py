@@ -1,0 +1,215 @@
+"""The engine as a pure function: scenarios tick by tick, no cluster."""
+
+from datetime import UTC, datetime, timedelta
+
+from modelrollout import engine as e
+from modelrollout.api.types import AnalysisResult, MetricResult, ModelDeploymentSpec, ModelDeploymentStatus
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BASE = {
+    "model": {"name": "fraud", "uri": "https://m/a.onnx"},
+    "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+    "serving": {"replicas": 2},
+    "strategy": {"canary": {"steps": [10, 50, 100], "stepDuration": "10s"}},
+    "progressDeadlineSeconds": 60,
+    "bake": {"duration": "0s"},
+}
+
+
+def mkspec(**over) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate({**BASE, **over})
+
+
+def desired(spec: ModelDeploymentSpec, rev: str) -> e.DesiredRevision:
+    return e.DesiredRevision(rev, spec.model, spec.serving)
+
+
+def ready(n: int = 2) -> e.DeploymentState:
+    return e.DeploymentState(replicas=n, updated=n, ready=n, available=n)
+
+
+def unready(n: int = 2) -> e.DeploymentState:
+    return e.DeploymentState(replicas=n, updated=n, ready=0, available=0)
+
+
+def tick(spec, status, rev, deps, now, analysis=None, annotations=None, generation=1):
+    obs = e.Observations(generation, desired(spec, rev), deps, annotations or {}, analysis)
+    return e.decide(spec, status, obs, now)
+
+
+def cond(status: ModelDeploymentStatus, type_: str):
+    return next(c for c in status.conditions if c.type == type_)
+
+
+def result(verdict: str, now, rev="r2") -> AnalysisResult:
+    return AnalysisResult(
+        time=now,
+        revision=rev,
+        verdict=verdict,
+        metrics=[MetricResult(name="error-rate", verdict=verdict, value=0.5)],
+    )
+
+
+def test_first_revision_becomes_stable_when_available():
+    spec = mkspec()
+    d = tick(spec, ModelDeploymentStatus(), "r1", {}, T0)
+    assert d.status.phase == "Initializing" and d.status.stableRevision is None
+    assert e.EnsureRevision("r1", 2) in d.actions
+    assert any(isinstance(a, e.Emit) and a.reason == "RevisionCreated" for a in d.actions)
+    d = tick(spec, d.status, "r1", {"r1": ready()}, T0 + timedelta(seconds=5))
+    assert d.status.phase == "Succeeded" and d.status.stableRevision == "r1"
+    assert e.PointService("stable", "r1") in d.actions
+    assert cond(d.status, "Ready").status == "True"
+    assert d.status.history[0].phase == "Succeeded"
+
+
+def test_first_revision_progress_deadline_degrades_once_and_recovers():
+    spec = mkspec()
+    d = tick(spec, ModelDeploymentStatus(), "r1", {}, T0)
+    d = tick(spec, d.status, "r1", {"r1": unready()}, T0 + timedelta(seconds=61))
+    assert d.status.phase == "Failed"
+    assert cond(d.status, "Degraded").status == "True"
+    assert cond(d.status, "Degraded").reason == "ProgressDeadlineExceeded"
+    again = tick(spec, d.status, "r1", {"r1": unready()}, T0 + timedelta(seconds=90))
+    assert not [a for a in again.actions if isinstance(a, e.Emit) and a.reason == "ProgressDeadlineExceeded"]
+    assert again.status == d.status
+    healed = tick(spec, again.status, "r1", {"r1": ready()}, T0 + timedelta(seconds=95))
+    assert healed.status.phase == "Succeeded" and cond(healed.status, "Degraded").status == "False"
+
+
+def test_steady_state_is_a_fixed_point():
+    spec = mkspec()
+    d = tick(spec, ModelDeploymentStatus(), "r1", {}, T0)
+    d = tick(spec, d.status, "r1", {"r1": ready()}, T0)
+    again = tick(spec, d.status, "r1", {"r1": ready()}, T0 + timedelta(hours=1))
+    assert again.status == d.status
+    assert not [a for a in again.actions if isinstance(a, e.Emit)]
+
+
+def stable_status(spec) -> ModelDeploymentStatus:
+    d = tick(spec, ModelDeploymentStatus(), "r1", {}, T0)
+    return tick(spec, d.status, "r1", {"r1": ready()}, T0).status
+
+
+def test_canary_gets_no_traffic_until_ready_then_walks_the_steps():
+    spec = mkspec()
+    st = stable_status(spec)
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    assert d.status.phase == "Progressing" and d.status.canaryRevision == "r2" and d.status.canaryWeight == 0
+    assert e.SetWeights(0) in d.actions
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=1))
+    assert d.status.canaryWeight == 0
+    now = T0 + timedelta(seconds=2)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now)
+    assert d.status.canaryWeight == 10 and d.status.currentStep == 0
+    weights = [10]
+    for _ in range(6):
+        now += timedelta(seconds=11)
+        d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now)
+        weights.append(d.status.canaryWeight)
+    assert weights[:3] == [10, 50, 100]
+    assert (
+        d.status.phase == "Succeeded" and d.status.stableRevision == "r2" and d.status.canaryRevision is None
+    )
+
+
+def test_failed_gate_rolls_back_weights_first_and_is_not_retried():
+    spec = mkspec(
+        analysis={"prometheus": {"address": "http://p:9090"}, "metrics": [{"name": "error-rate", "max": 0.1}]}
+    )
+    st = stable_status(spec)
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=1))
+    assert d.status.canaryWeight == 10
+    now = T0 + timedelta(seconds=40)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Fail", now))
+    assert d.status.phase == "RolledBack" and d.status.canaryWeight == 0 and d.status.stableRevision == "r1"
+    kinds = [type(a).__name__ for a in d.actions]
+    assert kinds.index("SetWeights") < max(
+        i for i, a in enumerate(d.actions) if a == e.EnsureRevision("r2", 0)
+    )
+    assert "r2" in d.status.failedRevisions
+    assert cond(d.status, "Degraded").status == "True" and "ErrorRate" in cond(d.status, "Degraded").reason
+    later = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready(0)}, now + timedelta(minutes=5))
+    assert later.status.canaryRevision is None and later.status.phase == "RolledBack"
+    retried = tick(spec, later.status, "r2", {"r1": ready()}, now + timedelta(minutes=6),
+                   annotations={"modelrollout.io/retry": "t1"})  # fmt: skip
+    assert retried.status.canaryRevision == "r2" and retried.status.phase == "Progressing"
+
+
+def test_inconclusive_holds_then_fails_safe():
+    spec = mkspec(
+        analysis={"inconclusiveLimit": 2, "prometheus": {"address": "http://p:9090"},
+                  "metrics": [{"name": "error-rate", "max": 0.1}]}
+    )  # fmt: skip
+    st = stable_status(spec)
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
+    now = T0 + timedelta(seconds=30)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Inconclusive", now))
+    assert d.status.canaryWeight == 10 and d.status.phase == "Progressing"
+    now += timedelta(seconds=30)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Inconclusive", now))
+    assert d.status.phase == "RolledBack" and cond(d.status, "Degraded").reason == "InconclusiveLimitReached"
+
+
+def test_new_spec_mid_rollout_supersedes_the_canary():
+    spec = mkspec()
+    st = stable_status(spec)
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
+    d = tick(spec, d.status, "r3", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=1))
+    assert d.status.canaryRevision == "r3" and d.status.canaryWeight == 0
+    assert e.EnsureRevision("r2", 0) in d.actions
+    assert next(h for h in d.status.history if h.revision == "r2").phase == "Superseded"
+
+
+def test_canary_progress_deadline_rolls_back():
+    spec = mkspec()
+    st = stable_status(spec)
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=61))
+    assert d.status.phase == "RolledBack" and cond(d.status, "Degraded").reason == "ProgressDeadlineExceeded"
+
+
+def test_bake_failure_reverts_to_the_warm_previous_revision():
+    spec = mkspec(
+        bake={"duration": "5m"},
+        analysis={
+            "prometheus": {"address": "http://p:9090"},
+            "metrics": [{"name": "error-rate", "max": 0.1}],
+        },
+    )
+    st = stable_status(spec)
+    deps = {"r1": ready(), "r2": ready()}
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    now = T0
+    d = tick(spec, d.status, "r2", deps, now)
+    for _ in range(3):
+        now += timedelta(seconds=31)
+        d = tick(spec, d.status, "r2", deps, now, analysis=result("Pass", now))
+    assert (
+        d.status.phase == "Baking"
+        and d.status.stableRevision == "r2"
+        and d.status.previousStableRevision == "r1"
+    )
+    assert e.EnsureRevision("r1", 2) in d.actions
+    now += timedelta(seconds=31)
+    d = tick(spec, d.status, "r2", deps, now, analysis=result("Fail", now))
+    assert d.status.phase == "RolledBack" and d.status.stableRevision == "r1"
+    assert e.PointService("stable", "r1") in d.actions and "r2" in d.status.failedRevisions
+
+
+def test_prune_keeps_revision_history_limit():
+    spec = mkspec(revisionHistoryLimit=1)
+    st = stable_status(spec)
+    now = T0
+    for rev in ("r2", "r3", "r4"):
+        d = tick(spec, st, rev, {"r1": ready()}, now)
+        d = tick(spec, d.status, rev, {"r1": ready(), rev: ready()}, now)
+        for _ in range(4):
+            now += timedelta(seconds=11)
+            d = tick(spec, d.status, rev, {"r1": ready(), rev: ready()}, now)
+        st = d.status
+    assert st.stableRevision == "r4"
+    assert [h.revision for h in st.history] == ["r3", "r4"]

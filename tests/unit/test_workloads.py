@@ -1,0 +1,54 @@
+"""The Deployment and Service builders produce what the cluster and the restricted profile expect."""
+
+from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.workloads import build_deployment, build_service
+
+OWNER = {
+    "apiVersion": "modelrollout.io/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "fraud", "namespace": "ml", "uid": "u-1"},
+}
+
+
+def deployment(**serving):
+    s = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "fraud", "uri": "https://m/a.onnx", "sha256": "b" * 64}, "traffic": {"none": {}},
+         "serving": serving}
+    )  # fmt: skip
+    return build_deployment(OWNER, "abc123", s.model, s.serving, "img:1", 3, 120)
+
+
+def test_deployment_shape():
+    d = deployment(
+        resources={"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}, startupTimeoutSeconds=300
+    )
+    assert d["metadata"]["name"] == "fraud-abc123"
+    assert d["metadata"]["ownerReferences"][0]["controller"] is True
+    assert d["spec"]["replicas"] == 3 and d["spec"]["progressDeadlineSeconds"] == 120
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert labels["modelrollout.io/revision"] == "abc123" and labels["modelrollout.io/deployment"] == "fraud"
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert "--model-uri=https://m/a.onnx" in c["args"] and f"--sha256={'b' * 64}" in c["args"]
+    assert "--revision=abc123" in c["args"] and "--model-name=fraud" in c["args"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 300
+    assert c["resources"] == {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"] and sc["readOnlyRootFilesystem"]
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_user_pod_labels_cannot_override_selector_labels():
+    d = deployment(podLabels={"modelrollout.io/revision": "evil", "team": "risk"})
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert labels["modelrollout.io/revision"] == "abc123" and labels["team"] == "risk"
+
+
+def test_service_selects_one_revision():
+    s = build_service(OWNER, "fraud", "abc123", "stable")
+    assert s["spec"]["selector"] == {
+        "modelrollout.io/deployment": "fraud",
+        "modelrollout.io/revision": "abc123",
+    }
+    assert s["spec"]["ports"][0]["targetPort"] == "http"
