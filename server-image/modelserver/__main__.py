@@ -1,0 +1,47 @@
+"""``python -m modelserver``: parse flags/env, configure logging, serve with uvicorn.
+
+Why uvicorn is configured here and not by the operator: access logs are off (Prometheus counts
+requests; per-request log lines would cost more than the inference) and the fastest available event
+loop and HTTP parser are picked explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from . import __version__, logsetup
+from .app import create_app
+from .config import parse_settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    logsetup.configure(settings.log_level)
+    logging.getLogger("modelserver").info(
+        "starting modelserver",
+        extra={"version": __version__, "model": settings.model_name, "uri": settings.model_uri,
+               "host": settings.host, "port": settings.port},
+    )  # fmt: skip
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="auto",
+        http="auto",
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    sys.exit(0 if server.started else 1)
+
+
+if __name__ == "__main__":
+    main()

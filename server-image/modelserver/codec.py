@@ -1,0 +1,295 @@
+"""Decode Open Inference Protocol (V2) infer requests into numpy feeds, encode responses.
+
+Why hand-written instead of pydantic models: this is the hot path of every prediction, and the
+error messages must name the exact field (``inputs[0].data[3]``) in the ``{"error": ...}`` shape.
+Validation is strict — wrong datatype, shape, element type, out-of-range or non-finite values are
+400s here, so onnxruntime only ever sees tensors that match the model's signature.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from . import datatypes
+from .errors import ApiError, bad_request
+from .model import OnnxModel, TensorSpec
+
+MAX_ID_LENGTH = 256
+MAX_RANK = 16
+_ALLOWED_ELEMENTS: dict[str, frozenset[type]] = {
+    "float": frozenset({int, float}),
+    "int": frozenset({int}),
+    "bool": frozenset({bool}),
+    "bytes": frozenset({str}),
+}
+_KIND_NAMES = {"float": "numbers", "int": "integers", "bool": "booleans", "bytes": "strings"}
+_JSON_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "object"}
+_NO_ERR_STATE = {"over": "ignore", "invalid": "ignore"}
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A validated infer request: ``feeds`` match the model's inputs exactly."""
+
+    id: str
+    feeds: dict[str, np.ndarray]
+    outputs: tuple[str, ...] | None
+    rows: int
+
+
+def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
+    """Parse ``body`` as a JSON object; NaN/Infinity literals and invalid UTF-8 are rejected."""
+    if not body:
+        raise bad_request(f"{what} is empty; expected a JSON object")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise bad_request(f"{what} must be a JSON object, got {_json_type(payload)}")
+    return payload
+
+
+def request_id(payload: dict[str, Any]) -> str:
+    """The client's ``id`` (a string, echoed back) or a fresh UUID."""
+    value = payload.get("id")
+    if value is None:
+        return str(uuid.uuid4())
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"id: expected a non-empty string, got {_json_type(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise bad_request(f"id: longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def parameters(payload: dict[str, Any], where: str = "parameters") -> dict[str, Any]:
+    value = payload.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(f"{where}: expected an object, got {_json_type(value)}")
+    if value.get("binary_data_output"):
+        raise bad_request(f"{where}.binary_data_output: the binary tensor extension is not supported")
+    return value
+
+
+def decode_inputs(items: Any, model: OnnxModel, max_batch: int) -> dict[str, np.ndarray]:
+    """Validate ``inputs`` against the model signature and build the onnxruntime feeds."""
+    if not isinstance(items, list):
+        raise bad_request(f"inputs: expected a list, got {_json_type(items)}")
+    feeds: dict[str, np.ndarray] = {}
+    for index, item in enumerate(items):
+        name, array = _decode_input(item, index, model)
+        if name in feeds:
+            raise bad_request(f"inputs[{index}].name: input {name!r} given more than once")
+        feeds[name] = array
+    missing = [t.name for t in model.inputs if t.name not in feeds]
+    if missing:
+        raise bad_request(f"inputs: missing required input(s) {', '.join(map(repr, missing))}")
+    check_dimensions(feeds, model, max_batch)
+    return feeds
+
+
+def check_dimensions(feeds: dict[str, np.ndarray], model: OnnxModel, max_batch: int) -> None:
+    """Symbolic dims (e.g. the batch dim ``N``) must agree across inputs; the batch is bounded."""
+    seen: dict[str, tuple[str, int]] = {}
+    for spec in model.inputs:
+        array = feeds[spec.name]
+        if array.ndim and spec.shape and spec.shape[0] == -1 and array.shape[0] > max_batch:
+            raise bad_request(
+                f"input {spec.name!r}: batch of {array.shape[0]} exceeds the limit of {max_batch}"
+            )
+        for axis, symbol in enumerate(spec.symbols):
+            if symbol is None:
+                continue
+            size = array.shape[axis]
+            if symbol in seen and seen[symbol][1] != size:
+                other, other_size = seen[symbol]
+                raise bad_request(
+                    f"input {spec.name!r}: dimension {axis} is {size} but input {other!r} has "
+                    f"{other_size} for the same dimension {symbol!r}"
+                )
+            seen.setdefault(symbol, (spec.name, size))
+
+
+def _decode_input(item: Any, index: int, model: OnnxModel) -> tuple[str, np.ndarray]:
+    where = f"inputs[{index}]"
+    if not isinstance(item, dict):
+        raise bad_request(f"{where}: expected an object, got {_json_type(item)}")
+    name = item.get("name")
+    if not isinstance(name, str):
+        raise bad_request(f"{where}.name: expected a string, got {_json_type(name)}")
+    spec = model.input_by_name.get(name)
+    if spec is None:
+        known = ", ".join(repr(t.name) for t in model.inputs)
+        raise bad_request(f"{where}.name: unknown input {name!r}; the model's inputs are {known}")
+    where = f"inputs[{index}] ({name!r})"
+    datatype = item.get("datatype")
+    if datatype != spec.datatype.v2:
+        if not isinstance(datatype, str) or datatype not in datatypes.BY_V2:
+            raise bad_request(f"{where}.datatype: expected {spec.datatype.v2!r}, got {_short_repr(datatype)}")
+        raise bad_request(f"{where}.datatype: the model expects {spec.datatype.v2}, got {datatype}")
+    parameters(item, f"{where}.parameters")
+    shape = _decode_shape(item.get("shape"), spec, where)
+    return name, decode_data(item.get("data"), shape, spec, where)
+
+
+def _decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(type(d) is int for d in value):
+        raise bad_request(f"{where}.shape: expected a list of integers, got {_short_repr(value)}")
+    if len(value) > MAX_RANK:
+        raise bad_request(f"{where}.shape: rank {len(value)} exceeds {MAX_RANK}")
+    if any(d <= 0 for d in value):
+        raise bad_request(f"{where}.shape: dimensions must be positive, got {value}")
+    if spec.shape and len(value) != len(spec.shape):
+        raise bad_request(
+            f"{where}.shape: the model expects rank {len(spec.shape)} {list(spec.shape)}, got {value}"
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, value, strict=False)):
+        if want not in (-1, got):
+            raise bad_request(
+                f"{where}.shape: dimension {axis} must be {want} (model shape {list(spec.shape)}), got {got}"
+            )
+    return tuple(value)
+
+
+def decode_data(data: Any, shape: tuple[int, ...], spec: TensorSpec, where: str) -> np.ndarray:
+    """Flat or nested ``data`` → a numpy array of the model's dtype and the declared shape."""
+    if not isinstance(data, list):
+        raise bad_request(f"{where}.data: expected a list, got {_json_type(data)}")
+    flat = _flatten(data, shape, f"{where}.data")
+    expected = math.prod(shape)
+    if len(flat) != expected:
+        raise bad_request(f"{where}.data: shape {list(shape)} needs {expected} elements, got {len(flat)}")
+    kind = spec.datatype.kind
+    bad = set(map(type, flat)) - _ALLOWED_ELEMENTS[kind]
+    if bad:
+        got = ", ".join(sorted(_JSON_TYPE_NAMES.get(t, "null" if t is type(None) else "list") for t in bad))
+        raise bad_request(f"{where}.data: {spec.datatype.v2} expects {_KIND_NAMES[kind]}, got {got}")
+    try:
+        with np.errstate(**_NO_ERR_STATE):
+            array = np.array(flat, dtype=spec.datatype.dtype)
+    except (OverflowError, ValueError):
+        raise bad_request(f"{where}.data: a value is out of range for {spec.datatype.v2}") from None
+    if kind == "float" and not np.isfinite(array).all():
+        raise bad_request(f"{where}.data: values must be finite and within the range of {spec.datatype.v2}")
+    return array.reshape(shape)
+
+
+def _flatten(data: list[Any], shape: tuple[int, ...], where: str) -> list[Any]:
+    """Accept flat data (row-major) or data nested exactly like ``shape``."""
+    if not any(type(v) is list for v in data):
+        return data
+    flat: list[Any] = []
+    _collect(data, shape, 0, where, flat)
+    return flat
+
+
+def _collect(node: Any, shape: tuple[int, ...], depth: int, where: str, out: list[Any]) -> None:
+    if depth == len(shape):
+        if type(node) is list:
+            raise bad_request(f"{where}: nested deeper than the shape {list(shape)}")
+        out.append(node)
+        return
+    if type(node) is not list or len(node) != shape[depth]:
+        raise bad_request(f"{where}: nesting does not match the shape {list(shape)} at depth {depth}")
+    if depth == len(shape) - 1:
+        if any(type(v) is list for v in node):
+            raise bad_request(f"{where}: nested deeper than the shape {list(shape)}")
+        out.extend(node)
+        return
+    for child in node:
+        _collect(child, shape, depth + 1, where, out)
+
+
+def requested_outputs(payload: dict[str, Any], model: OnnxModel) -> tuple[str, ...] | None:
+    """Names from the optional ``outputs`` list (None = all outputs)."""
+    items = payload.get("outputs")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        raise bad_request(f"outputs: expected a list, got {_json_type(items)}")
+    names: list[str] = []
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise bad_request(f"outputs[{index}].name: expected a string")
+        if name not in model.output_by_name:
+            known = ", ".join(repr(n) for n in model.output_names)
+            raise bad_request(
+                f"outputs[{index}].name: unknown output {name!r}; the model's outputs are {known}"
+            )
+        params = item.get("parameters")
+        if isinstance(params, dict) and params.get("binary_data"):
+            raise bad_request(f"outputs[{index}].parameters.binary_data: binary outputs are not supported")
+        if name not in names:
+            names.append(name)
+    return tuple(names) if names else None
+
+
+def batch_rows(feeds: dict[str, np.ndarray]) -> int:
+    """Rows in the request: the first dimension of the first input (1 for scalars)."""
+    first = next(iter(feeds.values()))
+    return int(first.shape[0]) if first.ndim else 1
+
+
+def find_non_finite(outputs: dict[str, np.ndarray]) -> str | None:
+    """Name of the first floating output holding NaN or ±inf (a model fault), else None."""
+    for name, array in outputs.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            return name
+    return None
+
+
+def encode_response(
+    model_name: str,
+    version: str,
+    request_id: str,
+    outputs: dict[str, np.ndarray],
+    names: tuple[str, ...] | None,
+) -> bytes:
+    """Serialise the V2 response with flat, row-major ``data`` (numpy arrays go straight to orjson)."""
+    selected = names if names is not None else tuple(outputs)
+    return orjson.dumps(
+        {
+            "model_name": model_name,
+            "model_version": version,
+            "id": request_id,
+            "outputs": [_encode_tensor(name, outputs[name]) for name in selected],
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+
+
+def _encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
+    datatype = datatypes.from_numpy(array.dtype)
+    if datatype.kind == "bytes":
+        data: Any = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.ravel()]
+    elif array.dtype == np.float16:
+        data = array.astype(np.float32).ravel()
+    else:
+        data = np.ascontiguousarray(array).ravel()
+    return {"name": name, "datatype": datatype.v2, "shape": list(array.shape), "data": data}
+
+
+def error_json(error: ApiError) -> bytes:
+    return orjson.dumps(error.body())
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "list"
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,182 @@
+"""Command-line flags with environment-variable fallbacks.
+
+Why: the operator configures pods through env vars while humans use flags; both must mean the same
+thing. Every flag ``--some-flag`` can also be set as ``MODELSERVER_SOME_FLAG``; an explicit flag
+wins over the environment, and the environment over the built-in default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+ENV_PREFIX = "MODELSERVER_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to start; see ``--help`` for the meaning of each field."""
+
+    model_uri: str
+    model_name: str
+    revision: str | None = None
+    sha256: str | None = None
+    metadata_uri: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    warmup_requests: int = 20
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_model_bytes: int = 2 * 1024 * 1024 * 1024
+    max_batch_size: int = 4096
+    download_retries: int = 5
+    download_timeout: float = 30.0
+    feedback_cache_size: int = 100_000
+    feedback_ttl_seconds: float = 3600.0
+    max_missing_fraction: float | None = None
+    log_sample_rate: float = 0.0
+    log_inputs: bool = False
+    log_level: str = "info"
+    intra_op_threads: int = 1
+    executor: str = "auto"
+    inference_threads: int = 4
+    inline_threshold_ms: float = 1.0
+
+
+def parse_bool(text: str) -> bool:
+    """Parse a boolean env value strictly (a typo should fail, not silently mean False)."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _sha256(text: str) -> str:
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError("expected 64 hexadecimal characters")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return value
+
+    return parse
+
+
+_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "model_uri": (str, "model location: file:///path/model.onnx, /path/model.onnx or http(s)://..."),
+    "model_name": (str, "name the model is served under (/v2/models/NAME)"),
+    "revision": (str, "revision label for every metric and model_version (default: sha256[:12])"),
+    "sha256": (_sha256, "expected sha256 of the model file; a mismatch keeps the server unready"),
+    "metadata_uri": (str, "metadata.json location (default: metadata.json beside the model, optional)"),
+    "host": (str, "address to bind"),
+    "port": (_port, "port to bind"),
+    "warmup_requests": (_non_negative_int, "warmup inferences before the server reports ready"),
+    "max_body_bytes": (_positive_int, "largest accepted request body (413 above)"),
+    "max_model_bytes": (_positive_int, "largest accepted model file"),
+    "max_batch_size": (_positive_int, "largest accepted batch (first dimension / feature rows)"),
+    "download_retries": (_non_negative_int, "retries for transient download errors (exponential backoff)"),
+    "download_timeout": (_positive_float, "seconds per download attempt (connect and read)"),
+    "feedback_cache_size": (_positive_int, "predictions kept for joining feedback by request id"),
+    "feedback_ttl_seconds": (_positive_float, "how long a prediction accepts feedback"),
+    "max_missing_fraction": (_probability, "reject rows missing more than this fraction of features"),
+    "log_sample_rate": (_probability, "fraction of predictions written as JSON lines to stdout"),
+    "log_inputs": (parse_bool, "include inputs in sampled prediction logs"),
+    "log_level": (_choice("critical", "error", "warning", "info", "debug"), "server log level"),
+    "intra_op_threads": (_non_negative_int, "onnxruntime intra-op threads (0 = onnxruntime default)"),
+    "executor": (_choice("auto", "inline", "thread"), "where session.run executes (auto: by latency)"),
+    "inference_threads": (_positive_int, "worker threads when inference runs off the event loop"),
+    "inline_threshold_ms": (_positive_float, "auto executor: run inline if warmup mean is below this"),
+}
+_REQUIRED = ("model_uri", "model_name")
+
+
+def env_name(field: str) -> str:
+    """``model_uri`` -> ``MODELSERVER_MODEL_URI``."""
+    return ENV_PREFIX + field.upper()
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m modelserver",
+        description="Open Inference Protocol (V2) server for one ONNX model. "
+        f"Every flag can also be set as an environment variable {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE>.",
+    )
+    defaults = {f.name: f.default for f in fields(Settings)}
+    for name, (kind, text) in _OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        default = defaults.get(name)
+        shown = "" if name in _REQUIRED else f" (default: {default})"
+        parser.add_argument(
+            flag, dest=name, type=kind, default=None, help=f"{text}; env {env_name(name)}{shown}"
+        )
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve flags > environment > defaults; exits with a usage message on invalid values."""
+    environ = os.environ if environ is None else environ
+    parser = _build_parser()
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    for name, (kind, _) in _OPTIONS.items():
+        if args[name] is not None:
+            values[name] = args[name]
+            continue
+        raw = environ.get(env_name(name))
+        if raw is None or (raw == "" and name in _REQUIRED):
+            continue
+        try:
+            values[name] = kind(raw)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"invalid {env_name(name)}={raw!r}: {exc}")
+    missing = [n for n in _REQUIRED if not values.get(n)]
+    if missing:
+        parser.error("missing " + ", ".join(f"--{n.replace('_', '-')} (or {env_name(n)})" for n in missing))
+    return Settings(**values)

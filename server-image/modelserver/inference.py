@@ -1,0 +1,46 @@
+"""Turn a parsed infer payload into a validated :class:`~modelserver.codec.InferRequest`.
+
+Why separate from :mod:`modelserver.codec`: this is where the two request forms meet — V2 tensors
+in ``inputs`` or named features in ``parameters.features`` (which need the model's feature schema
+and move the missing/imputed counters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codec import InferRequest, batch_rows, decode_inputs, parameters, request_id, requested_outputs
+from .errors import bad_request
+from .runtime import Runtime
+
+
+def decode_infer(payload: dict[str, Any], runtime: Runtime, max_batch: int) -> InferRequest:
+    """Validate the whole request; raises a 400 :class:`~modelserver.errors.ApiError` naming the field."""
+    rid = request_id(payload)
+    params = parameters(payload)
+    outputs = requested_outputs(payload, runtime.model)
+    if "features" in params:
+        feeds = _feature_feeds(payload, params["features"], runtime, max_batch)
+    elif "inputs" in payload:
+        feeds = decode_inputs(payload["inputs"], runtime.model, max_batch)
+    else:
+        raise bad_request(
+            "inputs: required (a list of input tensors), or parameters.features with a feature schema"
+        )
+    return InferRequest(rid, feeds, outputs, batch_rows(feeds))
+
+
+def _feature_feeds(
+    payload: dict[str, Any], features: Any, runtime: Runtime, max_batch: int
+) -> dict[str, Any]:
+    if runtime.encoder is None or runtime.feature_input is None:
+        raise bad_request(
+            "parameters.features: this model has no feature schema (metadata.json); send inputs"
+        )
+    if payload.get("inputs"):
+        raise bad_request("send either inputs or parameters.features, not both")
+    encoded = runtime.encoder.encode(features, max_batch)
+    runtime.metrics.record_features(encoded.missing, {})
+    encoded.raise_for_errors()
+    runtime.metrics.record_features({}, encoded.imputed)
+    return {runtime.feature_input.name: encoded.matrix}

@@ -1,0 +1,159 @@
+"""Fetch model artifacts from ``file://`` and ``http(s)://`` URIs, bounded and verified.
+
+Why: a model server that silently serves the wrong bytes defeats every rollout gate. Downloads are
+retried only for transient failures (connection errors, timeouts, 408/429/5xx) with exponential
+backoff and full jitter, are capped in size while streaming, and the sha256 check is done on the
+exact bytes handed to onnxruntime. Nothing here ever unpickles: artifacts are opaque bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .errors import LoadError
+
+log = logging.getLogger("modelserver.loader")
+
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_CHUNK = 1 << 20
+MAX_BACKOFF_SECONDS = 10.0
+
+
+class NotFoundError(LoadError):
+    """The artifact does not exist (HTTP 404/410 or no such file) — never retried."""
+
+
+class _TransientError(Exception):
+    """A failure worth retrying."""
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Limits for one fetch: size cap, per-attempt timeout, retry budget and backoff base."""
+
+    max_bytes: int
+    timeout: float = 30.0
+    retries: int = 5
+    backoff_base: float = 0.5
+
+
+def normalise_uri(uri: str) -> str:
+    """Plain paths become ``file://`` URIs so users can pass either."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("file", "http", "https"):
+        return uri
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] == ":\\"):
+        return Path(uri).resolve().as_uri()
+    raise LoadError(
+        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http:// or https://"
+    )
+
+
+def sibling_uri(uri: str, name: str) -> str:
+    """The URI of ``name`` in the same directory as ``uri`` (where ``metadata.json`` lives)."""
+    parsed = urllib.parse.urlparse(normalise_uri(uri))
+    directory = parsed.path.rsplit("/", 1)[0]
+    return urllib.parse.urlunparse(parsed._replace(path=f"{directory}/{name}", query="", fragment=""))
+
+
+def fetch(uri: str, policy: FetchPolicy, sleep: Callable[[float], None] = time.sleep) -> bytes:
+    """Return the bytes at ``uri``; raises :class:`NotFoundError` or :class:`LoadError` with the reason."""
+    uri = normalise_uri(uri)
+    scheme = urllib.parse.urlparse(uri).scheme
+    if scheme == "file":
+        return _read_file(uri, policy.max_bytes)
+    return _fetch_http(uri, policy, sleep)
+
+
+def _read_file(uri: str, max_bytes: int) -> bytes:
+    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(uri).path))
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise LoadError(f"{path} is {size} bytes, above the limit of {max_bytes}")
+        with path.open("rb") as handle:
+            return handle.read(max_bytes + 1)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"no such file: {path}") from exc
+    except IsADirectoryError as exc:
+        raise LoadError(f"{path} is a directory, expected a file") from exc
+    except PermissionError as exc:
+        raise LoadError(f"cannot read {path}: permission denied") from exc
+
+
+def backoff_delay(attempt: int, base: float, rng: Callable[[], float] = random.random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng() * min(MAX_BACKOFF_SECONDS, base * (2**attempt))
+
+
+def _fetch_http(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
+    last: Exception | None = None
+    for attempt in range(policy.retries + 1):
+        if attempt:
+            delay = backoff_delay(attempt - 1, policy.backoff_base)
+            log.warning(
+                "retrying download", extra={"uri": uri, "attempt": attempt, "delay_s": round(delay, 3)}
+            )
+            sleep(delay)
+        try:
+            return _http_get_once(uri, policy)
+        except _TransientError as exc:
+            last = exc
+    raise LoadError(f"download of {uri} failed after {policy.retries + 1} attempts: {last}")
+
+
+def _http_get_once(uri: str, policy: FetchPolicy) -> bytes:
+    request = urllib.request.Request(uri, headers={"User-Agent": f"modelserver/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=policy.timeout) as response:
+            return _read_limited(response, policy.max_bytes, uri)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 410):
+            raise NotFoundError(f"{uri} answered HTTP {exc.code}") from exc
+        if exc.code in _RETRY_STATUS:
+            raise _TransientError(f"HTTP {exc.code}") from exc
+        raise LoadError(f"{uri} answered HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise _TransientError(f"connection failed: {exc.reason}") from exc
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _read_limited(response: http.client.HTTPResponse, max_bytes: int, uri: str) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise LoadError(f"{uri} is {declared} bytes, above the limit of {max_bytes}")
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := response.read(_CHUNK):
+        total += len(chunk)
+        if total > max_bytes:
+            raise LoadError(f"{uri} is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if declared is not None and declared.isdigit() and len(data) != int(declared):
+        raise _TransientError(f"short read: got {len(data)} of {declared} bytes")
+    return data
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify_sha256(data: bytes, expected: str | None, what: str) -> str:
+    """Return the digest of ``data``; raise :class:`LoadError` if it differs from ``expected``."""
+    actual = sha256_hex(data)
+    if expected is not None and actual != expected.lower():
+        raise LoadError(f"sha256 mismatch for {what}: expected {expected.lower()}, got {actual}")
+    return actual

@@ -1,0 +1,66 @@
+"""An onnxruntime session plus the V2 view of its inputs and outputs.
+
+Why: request validation needs each input's datatype and shape (with ``-1`` for variable dims and
+the symbolic dimension names that must agree across inputs), and the metadata endpoint must report
+them exactly as onnxruntime sees them. The session is created from bytes, so nothing but ONNX
+parsing ever touches the artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from . import datatypes
+from .datatypes import DataType
+from .errors import LoadError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: V2 datatype, shape with ``-1`` for variable dims, symbolic names."""
+
+    name: str
+    datatype: DataType
+    shape: tuple[int, ...]
+    symbols: tuple[str | None, ...]
+
+    def metadata(self) -> dict[str, object]:
+        return {"name": self.name, "datatype": self.datatype.v2, "shape": list(self.shape)}
+
+
+class OnnxModel:
+    """A loaded ONNX model; :meth:`run` is thread-safe (onnxruntime sessions are)."""
+
+    def __init__(self, data: bytes, intra_op_threads: int = 1) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for every parse failure
+            raise LoadError(f"onnxruntime could not load the model: {exc}") from exc
+        self.inputs = tuple(_spec(a) for a in self.session.get_inputs())
+        self.outputs = tuple(_spec(a) for a in self.session.get_outputs())
+        self.input_by_name = {t.name: t for t in self.inputs}
+        self.output_by_name = {t.name: t for t in self.outputs}
+        self.output_names = [t.name for t in self.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run all outputs; onnxruntime errors propagate (the caller decides 400 vs 500)."""
+        results = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, results, strict=True))
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    try:
+        datatype = datatypes.from_onnx(arg.type)
+    except ValueError as exc:
+        raise LoadError(f"tensor {arg.name!r}: {exc}") from exc
+    dims = arg.shape or []
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in dims)
+    symbols = tuple(d if isinstance(d, str) else None for d in dims)
+    return TensorSpec(arg.name, datatype, shape, symbols)

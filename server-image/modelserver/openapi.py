@@ -1,0 +1,93 @@
+"""Publish the real request/response contract in ``/openapi.json``.
+
+Why: handlers read raw bodies (see :mod:`modelserver.app`), so FastAPI cannot infer the schemas.
+Each route declares its documented responses here, request bodies point at component schemas
+generated from :mod:`modelserver.schemas`, and :func:`install_openapi` adds those components.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from . import schemas
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+_ERR_400 = {"400": _json("Error", "Malformed request; the message names the offending field")}
+_ERR_404 = {"404": _json("Error", "Unknown model or version")}
+_ERR_503 = {"503": _json("Error", "Not loaded or not ready; includes state and reason")}
+
+_ROUTES: dict[str, dict[str, Any]] = {
+    "server_metadata": {"summary": "Server metadata", "ok": ("ServerMetadataResponse", "Server metadata")},
+    "server_live": {"summary": "Liveness", "ok": ("LiveResponse", "The process is alive")},
+    "server_ready": {"summary": "Readiness", "ok": ("ReadyResponse", "Loaded, warmed up and self-checked"),
+                     "errors": _ERR_503},
+    "model_metadata": {"summary": "Model metadata", "ok": ("ModelMetadataResponse", "Model metadata"),
+                       "errors": {**_ERR_404, **_ERR_503}},
+    "model_ready": {"summary": "Model readiness", "ok": ("ReadyResponse", "The model is ready"),
+                    "errors": {**_ERR_404, **_ERR_503}},
+    "infer": {"summary": "Inference", "ok": ("InferResponse", "Predictions"), "body": "InferRequest",
+              "errors": {**_ERR_400, **_ERR_404, **_ERR_503,
+                         "413": _json("Error", "Request body too large"),
+                         "500": _json("Error", "The model produced non-finite output (a model fault)")}},
+    "feedback": {"summary": "Ground-truth feedback", "ok": ("FeedbackBatchResponse", "Feedback counted"),
+                 "body": "FeedbackRequest",
+                 "errors": {**_ERR_400, "404": _json("Error", "Unknown model or version, or unmatched id"),
+                            **_ERR_503, "413": _json("Error", "Request body too large")}},
+    "metrics": {"summary": "Prometheus metrics", "text": "Prometheus text exposition format"},
+}  # fmt: skip
+
+
+def route_docs(kind: str) -> dict[str, Any]:
+    """Keyword arguments for ``@app.get/post`` documenting route ``kind``."""
+    spec = _ROUTES[kind]
+    responses: dict[str | int, Any] = {}
+    if "text" in spec:
+        responses["200"] = {
+            "description": spec["text"],
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    else:
+        responses["200"] = _json(*spec["ok"])
+    responses.update(spec.get("errors", {}))
+    extra: dict[str, Any] = {"responses": responses}
+    if "body" in spec:
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(spec["body"])}},
+        }
+    return {"summary": spec["summary"], "openapi_extra": extra, "response_model": None}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Generate the schema once, adding the component schemas the routes refer to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        _, defs = models_json_schema([(m, "validation") for m in schemas.COMPONENTS], ref_template=REF)
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        components.update(defs.get("$defs", {}))
+        for path in doc.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,79 @@
+"""Everything needed to serve predictions once the model is loaded, and the prediction path itself.
+
+Why one object: the infer handler should do HTTP, not bookkeeping. :meth:`Runtime.predict` runs the
+session (inline on the event loop for sub-millisecond models, in a thread pool for slow ones so
+probes and other requests keep flowing), refuses non-finite outputs, and records predictions,
+the feedback cache entry and the sampled prediction log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codec import find_non_finite
+from .errors import ApiError
+from .features import FeatureEncoder
+from .feedback import PredictionCache
+from .metadata import ModelMetadata
+from .metrics import ServerMetrics
+from .model import OnnxModel, TensorSpec
+from .predictions import PredictionReader
+from .predlog import PredictionLogger
+
+
+@dataclass
+class Runtime:
+    """The loaded model and its helpers; built by :mod:`modelserver.startup`."""
+
+    model: OnnxModel
+    metadata: ModelMetadata
+    version: str
+    sha256: str
+    reader: PredictionReader
+    encoder: FeatureEncoder | None
+    feature_input: TensorSpec | None
+    cache: PredictionCache
+    metrics: ServerMetrics
+    predlog: PredictionLogger
+    executor: ThreadPoolExecutor | None = None
+
+    async def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the session; invalid-argument errors from onnxruntime are the client's (400)."""
+        try:
+            if self.executor is None:
+                return self.model.run(feeds)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, self.model.run, feeds)
+        except Exception as exc:
+            raise _classify_runtime_error(exc) from None
+
+    def check_outputs(self, outputs: dict[str, np.ndarray]) -> None:
+        """Non-finite outputs are a model fault: 500, never NaN to a client."""
+        bad = find_non_finite(outputs)
+        if bad is not None:
+            raise ApiError(500, f"model produced non-finite values in output {bad!r}")
+
+    def record(self, request_id: str, outputs: dict[str, np.ndarray]) -> None:
+        """Count the predicted classes/scores and cache them for feedback."""
+        if not self.reader.is_classifier:
+            return
+        predictions = self.reader.read(outputs)
+        scores = predictions.scores
+        self.metrics.record_predictions(predictions.counts(), () if scores is None else scores.tolist())
+        self.cache.put(request_id, tuple(predictions.classes))
+
+
+def _classify_runtime_error(exc: Exception) -> ApiError:
+    name = type(exc).__name__
+    if name in ("InvalidArgument", "InvalidProtobuf") or "INVALID_ARGUMENT" in str(exc):
+        return ApiError(400, f"the model rejected the input: {_first_line(exc)}")
+    return ApiError(500, f"inference failed: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,131 @@
+"""OpenAPI descriptions of the V2 request and response bodies (documentation and fuzzing only).
+
+Why not use these models to parse requests: FastAPI would answer validation failures with its own
+422 ``{"detail": ...}`` shape and pydantic adds cost on the hot path. Requests are validated by
+:mod:`modelserver.codec`; these models only publish the contract in ``/openapi.json`` so clients,
+docs and schemathesis see the real shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RequestInput(_Open):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    data: list[Any] = Field(description="Row-major flat data, or data nested like `shape`.")
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(_Open):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(_Open):
+    """V2 infer request. With a feature schema, `parameters.features` may replace `inputs`."""
+
+    id: str | None = Field(None, description="Echoed in the response; a UUID is generated when absent.")
+    inputs: list[RequestInput] = Field(
+        default_factory=list, description="Input tensors (may be empty when parameters.features is used)."
+    )
+    outputs: list[RequestOutput] | None = Field(None, description="Return only these outputs.")
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="`features`: one object or a list of objects mapping feature name to value "
+        "(named-feature form, needs metadata.json).",
+    )
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    data: list[Any]
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str
+    outputs: list[ResponseOutput]
+
+
+class Error(_Open):
+    error: str
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class ModelMetadataResponse(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerMetadataResponse(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(_Open):
+    ready: bool
+
+
+class FeedbackItem(_Open):
+    id: str
+    truth: str | int | list[str | int] = Field(
+        description="Class name or index; a list for batched requests."
+    )
+
+
+class FeedbackRequest(_Open):
+    """Either one item (`id`, `truth`) or a batch under `feedback`."""
+
+    id: str | None = None
+    truth: str | int | list[str | int] | None = None
+    feedback: list[FeedbackItem] | None = None
+
+
+class FeedbackResult(_Open):
+    id: str
+    status: Literal["matched", "unknown", "expired", "invalid"]
+    correct: int | None = None
+    incorrect: int | None = None
+
+
+class FeedbackBatchResponse(BaseModel):
+    results: list[FeedbackResult]
+    matched: int
+    unmatched: int
+
+
+COMPONENTS: tuple[type[BaseModel], ...] = (
+    InferRequest, InferResponse, Error, ModelMetadataResponse, ServerMetadataResponse,
+    LiveResponse, ReadyResponse, FeedbackRequest, FeedbackResult, FeedbackBatchResponse,
+)  # fmt: skip

@@ -1,0 +1,40 @@
+"""The server's lifecycle state, readable by probes while loading happens in a background thread.
+
+Why: liveness must answer from the first moment the port is open, readiness must say *why* it is
+not ready yet (loading, warming up 12/20, or failed with the reason, e.g. a sha256 mismatch).
+Only the loader thread writes; request handlers read single attributes (atomic under the GIL).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .metrics import ServerMetrics
+    from .runtime import Runtime
+
+
+class Phase(enum.StrEnum):
+    LOADING = "loading"
+    WARMING_UP = "warming_up"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass
+class ServerState:
+    phase: Phase = Phase.LOADING
+    reason: str = "loading the model"
+    runtime: Runtime | None = None
+    """Set once the session exists (metadata can be served while warming up)."""
+    metrics: ServerMetrics | None = None
+    """Set as soon as the revision label is known (at once when ``--revision`` is given)."""
+
+    @property
+    def ready(self) -> bool:
+        return self.phase is Phase.READY
+
+    def describe(self) -> dict[str, str]:
+        return {"state": self.phase.value, "reason": self.reason}
