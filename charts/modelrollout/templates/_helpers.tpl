@@ -1,0 +1,97 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "modelrollout.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, unless it already contains the chart name. */}}
+{{- define "modelrollout.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modelrollout.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelrollout.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "modelrollout.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "modelrollout.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: modelrollout
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "modelrollout.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelrollout.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The namespaces watched in namespace mode, as a list: the release namespace by default. */}}
+{{- define "modelrollout.watchNamespaces" -}}
+{{- $ns := .Values.watch.namespaces | default (list .Release.Namespace) | uniq }}
+{{- toJson $ns }}
+{{- end }}
+
+{{- define "modelrollout.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+RBAC rules, derived from the API calls the operator makes (operator/modelrollout/kube.py,
+handlers.py, routers/) and from what kopf itself needs. tests/unit/test_chart_rbac.py checks them
+against the code. No Secrets, no ConfigMaps, no Pods/exec, no wildcards.
+*/}}
+{{- define "modelrollout.rules" -}}
+# The custom resource: kopf lists and watches it; the operator reads it fresh before deciding, and
+# patches metadata only for kopf's bookkeeping (annotations, finalizer). The spec is never written.
+- apiGroups: ["modelrollout.io"]
+  resources: ["modeldeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# Everything the operator decides is written to status.
+- apiGroups: ["modelrollout.io"]
+  resources: ["modeldeployments/status"]
+  verbs: ["patch"]
+# One Deployment per revision: watched for readiness, written by server-side apply, pruned.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The stable and canary Services.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch", "delete"]
+# Events for humans and Argo CD (kopf posts core/v1 Events).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if .Values.rbac.routers.gatewayAPI }}
+# Gateway API router: the HTTPRoute carrying the weights.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
+{{- if .Values.rbac.routers.istio }}
+# Istio router: VirtualService weights and DestinationRule subsets.
+- apiGroups: ["networking.istio.io"]
+  resources: ["virtualservices", "destinationrules"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
+{{- if .Values.rbac.routers.nginx }}
+# NGINX router: the canary Ingress.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
+{{- end }}
