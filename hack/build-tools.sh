@@ -81,6 +81,17 @@ build_simple() { # BINARY MODULE VERSION PACKAGE LDFLAGS
   stamp "$bin" "$v"
 }
 
+# kwok's own node lifecycle Stages (initialize + heartbeat), taken from the kwok module itself so they
+# always match the pinned kwok; our pod Stages live in hack/kwok/stages.yaml.
+kwok_node_stages() {
+  local out="$CACHE_DIR/kwok-stages/$KWOK_VERSION" dir
+  [ -f "$out/node-heartbeat.yaml" ] && return 0
+  dir=$(cd "$CACHE_DIR/src" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  mkdir -p "$out"
+  cp "$dir/kustomize/stage/node/fast/node-initialize.yaml" "$dir/kustomize/stage/node/heartbeat/node-heartbeat.yaml" "$out/"
+  chmod 644 "$out"/*.yaml
+}
+
 main() {
   command -v go >/dev/null || { log "the go tool is required (https://go.dev/doc/install)"; exit 1; }
   local start=$SECONDS
@@ -90,6 +101,7 @@ main() {
     "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
   build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  kwok_node_stages
   build_kubernetes
   log "toolchain ready in $BIN_DIR ($((SECONDS - start))s)"
 }

@@ -122,15 +122,19 @@ main() {
   start kube-controller-manager "$BIN_DIR/kube-controller-manager" --kubeconfig="$KUBECONFIG_OUT" \
     --leader-elect=false --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-    --controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-persistentvolume-binder' \
+    --controllers='*,-nodeipam,-cloud-node-lifecycle,-persistentvolume-binder' \
     --concurrent-deployment-syncs=10 --profiling=false
   start kube-scheduler "$BIN_DIR/kube-scheduler" --kubeconfig="$KUBECONFIG_OUT" \
     --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --profiling=false
   start kwok "$BIN_DIR/kwok" --kubeconfig="$KUBECONFIG_OUT" --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --node-ip=10.244.0.1 \
     --cidr=10.244.0.0/16 --node-port="$KWOK_PORT" --server-address="127.0.0.1:$KWOK_PORT" \
-    --config="$HACK_DIR/kwok/stages.yaml"
+    --config="$CACHE_DIR/kwok-stages/$KWOK_VERSION/node-initialize.yaml" \
+    --config="$CACHE_DIR/kwok-stages/$KWOK_VERSION/node-heartbeat.yaml" --config="$HACK_DIR/kwok/stages.yaml"
   nodes
+  wait_for "Ready nodes" 60 "$BIN_DIR/kubectl" wait --for=condition=Ready node --all --timeout=1s
+  # The node lifecycle controller lifts the not-ready taint once kwok reports the nodes Ready.
+  wait_for "untainted nodes" 60 bash -c "! '$BIN_DIR/kubectl' get nodes -o jsonpath='{.items[*].spec.taints}' | grep -q not-ready"
   wait_for "default ServiceAccount" 60 "$BIN_DIR/kubectl" get serviceaccount default -n default
   log "cluster ready in $((SECONDS - t0))s: export KUBECONFIG=$KUBECONFIG_OUT"
 }

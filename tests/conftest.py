@@ -39,9 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition"
-) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test with ``what`` otherwise."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -61,9 +59,7 @@ class Cluster:
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": f"{BIN}:{os.environ['PATH']}"}
 
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess:
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [str(BIN / "kubectl"), *args],
             input=stdin,

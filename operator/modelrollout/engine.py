@@ -27,7 +27,7 @@ from modelrollout.api.types import (
 )
 from modelrollout.durations import parse_duration
 
-ACTIVE_PHASES = {"Initializing", "Progressing", "Promoting", "Baking"}
+ACTIVE_PHASES = {"Initializing", "Progressing", "Baking"}
 
 
 # ------------------------------------------------------------------------------------ observations

@@ -19,7 +19,6 @@ _ROOT_RULES = [
     {
         "rule": "self.metadata.name.size() <= 40",
         "message": "metadata.name must be at most 40 characters (Deployments are named <name>-<revision>)",
-        "fieldPath": ".metadata.name",
     }
 ]
 

@@ -25,7 +25,7 @@ SHORT_NAMES = ["mdep"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
 BUILTIN_TEMPLATES = ("error-rate", "latency-p99", "accuracy")
-PHASES = ("Initializing", "Progressing", "Promoting", "Baking", "Succeeded", "RolledBack", "Failed", "Paused")
+PHASES = ("Initializing", "Progressing", "Baking", "Succeeded", "RolledBack", "Failed", "Paused")
 
 # Annotations humans set through the CLI; the operator reads them and never edits the spec.
 ANNOTATION_PROMOTE = f"{GROUP}/promote"
@@ -387,12 +387,12 @@ class AnalysisSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self.metrics.all(m, self.metrics.filter(n, n.name == m.name).size() == 1)",
+                    "!has(self.metrics) || self.metrics.all(m, self.metrics.filter(n, n.name == m.name).size() == 1)",
                     "metric names must be unique",
                     ".metrics",
                 ),
                 _cel(
-                    "self.metrics.size() == 0 || has(self.prometheus)",
+                    "!has(self.metrics) || self.metrics.size() == 0 || has(self.prometheus)",
                     "prometheus.address is required when metrics are set",
                     ".prometheus",
                 ),
@@ -522,7 +522,6 @@ class ModelDeploymentStatus(_Model):
         Literal[
             "Initializing",
             "Progressing",
-            "Promoting",
             "Baking",
             "Succeeded",
             "RolledBack",

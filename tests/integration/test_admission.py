@@ -1,0 +1,79 @@
+"""The API server itself rejects invalid ModelDeployments at admission, naming the field."""
+
+import copy
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+VALID = {
+    "apiVersion": "modelrollout.io/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "adm"},
+    "spec": {
+        "model": {"name": "fraud", "uri": "https://m/a.onnx"},
+        "traffic": {"none": {}},
+        "analysis": {"prometheus": {"address": "http://prom:9090"}, "metrics": [{"name": "error-rate", "max": 0.01}]},
+    },
+}
+
+
+def mutate(path: str, value):
+    obj = copy.deepcopy(VALID)
+    *parents, leaf = path.split(".")
+    node = obj
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return obj
+
+
+INVALID = [
+    ("steps not increasing", mutate("spec.strategy", {"canary": {"steps": [10, 5, 100]}}),
+     ["spec.strategy.canary.steps", "strictly increasing"]),
+    ("last step not 100", mutate("spec.strategy", {"canary": {"steps": [10, 50]}}),
+     ["spec.strategy.canary.steps", "last canary step must be 100"]),
+    ("step out of range", mutate("spec.strategy", {"canary": {"steps": [0, 100]}}),
+     ["spec.strategy.canary.steps", "1"]),
+    ("two traffic providers", mutate("spec.traffic", {"none": {}, "nginx": {"host": "a.example.com"}}),
+     ["spec.traffic", "exactly one traffic provider"]),
+    ("no traffic provider", mutate("spec.traffic", {}), ["spec.traffic", "exactly one traffic provider"]),
+    ("unparseable interval", mutate("spec.analysis.interval", "10 minutes"), ["spec.analysis.interval"]),
+    ("duration too short", mutate("spec.analysis.interval", "0s"), ["spec.analysis.interval", "at least 1s"]),
+    ("unknown gate without template", mutate("spec.analysis.metrics", [{"name": "foo", "max": 1}]),
+     ["spec.analysis.metrics[0].template", "set template"]),
+    ("min above max", mutate("spec.analysis.metrics", [{"name": "accuracy", "min": 0.9, "max": 0.5}]),
+     ["spec.analysis.metrics[0].min", "min must be <= max"]),
+    ("ratio out of range", mutate("spec.analysis.metrics", [{"name": "error-rate", "max": 1.5}]),
+     ["spec.analysis.metrics[0].max", "ratios between 0 and 1"]),
+    ("custom without query", mutate("spec.analysis.metrics", [{"name": "q", "template": "custom", "max": 1}]),
+     ["spec.analysis.metrics[0].query", "query is required"]),
+    ("gate without threshold", mutate("spec.analysis.metrics", [{"name": "error-rate"}]),
+     ["spec.analysis.metrics[0]", "at least one threshold"]),
+    ("duplicate gates", mutate("spec.analysis.metrics", [{"name": "error-rate", "max": 0.1}] * 2),
+     ["spec.analysis.metrics", "unique"]),
+    ("unsupported uri scheme", mutate("spec.model.uri", "s3://bucket/model.onnx"), ["spec.model.uri"]),
+    ("bad sha256", mutate("spec.model.sha256", "XYZ"), ["spec.model.sha256"]),
+    ("negative replicas", mutate("spec.serving.replicas", -1), ["spec.serving.replicas"]),
+    ("name too long", mutate("metadata.name", "a" * 41), ["metadata.name", "at most 40 characters"]),
+    ("gates without prometheus", mutate("spec.analysis.prometheus", None), ["spec.analysis.prometheus"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "manifest", "expected"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_manifest_rejected_by_api_server(cluster, namespace, case, manifest, expected):
+    if manifest["spec"].get("analysis", {}).get("prometheus", "x") is None:
+        del manifest["spec"]["analysis"]["prometheus"]
+    proc = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest), check=False
+    )
+    assert proc.returncode != 0, f"{case}: accepted but should be rejected"
+    assert "is invalid" in proc.stderr or "Invalid value" in proc.stderr, proc.stderr
+    for fragment in expected:
+        assert fragment in proc.stderr, f"{case}: {fragment!r} not in API server message: {proc.stderr}"
+
+
+def test_valid_manifest_accepted(cluster, namespace):
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(VALID))
+    assert "created (server dry run)" in proc.stdout

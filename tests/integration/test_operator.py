@@ -1,0 +1,210 @@
+"""The operator against the real API server, controller-manager and kwok: first reconcile and beyond."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cluster, wait_until
+
+pytestmark = pytest.mark.cluster
+
+
+def manifest(name: str = "fraud", uri: str = "https://models.example.com/a.onnx", **spec: Any) -> dict:
+    base = {
+        "model": {"name": "fraud", "uri": uri},
+        "serving": {"replicas": 2, "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}},
+        "traffic": {"none": {}},
+        "strategy": {"canary": {"steps": [50, 100], "stepDuration": "1s"}},
+        "bake": {"duration": "0s"},
+        "progressDeadlineSeconds": 60,
+    }
+    base.update(spec)
+    return {"apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+            "spec": base}  # fmt: skip
+
+
+def mdep(cluster: Cluster, ns: str, name: str = "fraud") -> dict:
+    return cluster.get("mdep", name, ns) or {}
+
+
+def condition(obj: dict, type_: str) -> dict:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def wait_phase(cluster: Cluster, ns: str, phase: str, name: str = "fraud", timeout: float = 60) -> dict:
+    def check():
+        obj = mdep(cluster, ns, name)
+        st = obj.get("status", {})
+        return (
+            obj if st.get("phase") == phase and st.get("observedGeneration") == obj["metadata"]["generation"] else None
+        )
+
+    return wait_until(check, timeout, what=f"{ns}/{name} phase {phase}")
+
+
+def deployments(cluster: Cluster, ns: str) -> list[dict]:
+    out = cluster.kubectl("get", "deploy", "-n", ns, "-l", "modelrollout.io/deployment", "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
+def events(cluster: Cluster, ns: str, name: str = "fraud") -> list[dict]:
+    out = cluster.kubectl(
+        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    ).stdout
+    return json.loads(out)["items"]
+
+
+def test_first_revision_creates_serving_children_and_becomes_ready(cluster, operator, namespace):
+    cluster.apply(manifest(), namespace)
+    obj = wait_phase(cluster, namespace, "Succeeded")
+    rev = obj["status"]["stableRevision"]
+    assert condition(obj, "Ready")["status"] == "True"
+    assert condition(obj, "Degraded")["status"] == "False"
+    assert [h["revision"] for h in obj["status"]["history"]] == [rev]
+
+    dep = cluster.get("deploy", f"fraud-{rev}", namespace)
+    assert dep is not None
+    owner = dep["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "ModelDeployment", "fraud", obj["metadata"]["uid"], True)  # fmt: skip
+    assert dep["metadata"]["labels"]["modelrollout.io/revision"] == rev
+    available = next(c for c in dep["status"]["conditions"] if c["type"] == "Available")
+    assert available["status"] == "True" and dep["status"]["availableReplicas"] == 2
+
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
+    assert f"--revision={rev}" in c["args"] and "--model-uri=https://models.example.com/a.onnx" in c["args"]
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    assert (
+        sc["capabilities"]["drop"] == ["ALL"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    )
+    full = json.loads(cluster.kubectl("get", "deploy", f"fraud-{rev}", "-n", namespace, "-o", "json",
+                                      "--show-managed-fields").stdout)  # fmt: skip
+    managers = {m["manager"] for m in full["metadata"]["managedFields"] if m["operation"] == "Apply"}
+    assert managers == {"modelrollout"}
+
+    svc = cluster.get("svc", "fraud", namespace)
+    assert svc["spec"]["selector"] == {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": rev}
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+    reasons = {e["reason"] for e in events(cluster, namespace)}
+    assert {"RevisionCreated", "PhaseSucceeded"} <= reasons
+
+
+def test_printer_columns_show_real_values(cluster, operator, namespace):
+    cluster.apply(manifest(), namespace)
+    obj = wait_phase(cluster, namespace, "Succeeded")
+    header, line = cluster.kubectl("get", "mdep", "-n", namespace).stdout.splitlines()[:2]
+    names = header.split()
+    assert names == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "AGE"]
+    starts = [header.index(n) for n in names] + [None]
+    row = dict(zip(names, (line[a:b].strip() for a, b in itertools.pairwise(starts)), strict=True))
+    assert row["NAME"] == "fraud" and row["PHASE"] == "Succeeded"
+    assert row["STABLE"] == obj["status"]["stableRevision"]
+    assert row["CANARY"] == "" and row["WEIGHT"] == "0" and row["AGE"].endswith("s")
+    wide = cluster.kubectl("get", "mdep", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert "MODEL" in wide[0] and "https://models.example.com/a.onnx" in wide[1]
+
+
+def test_analysis_change_makes_no_revision_but_model_change_rolls_out(cluster, operator, namespace):
+    cluster.apply(manifest(), namespace)
+    first = wait_phase(cluster, namespace, "Succeeded")
+    rev1 = first["status"]["stableRevision"]
+
+    tuned = manifest(analysis={"interval": "5s", "failureLimit": 3})
+    tuned["spec"]["serving"]["replicas"] = 3  # scaling is not a new revision either
+    cluster.apply(tuned, namespace)
+    obj = wait_phase(cluster, namespace, "Succeeded")
+    assert obj["status"]["stableRevision"] == rev1 and len(obj["status"]["history"]) == 1
+    assert [d["metadata"]["name"] for d in deployments(cluster, namespace)] == [f"fraud-{rev1}"]
+    wait_until(lambda: cluster.get("deploy", f"fraud-{rev1}", namespace)["spec"]["replicas"] == 3, 30,
+               what="stable scaled to 3")  # fmt: skip
+
+    cluster.apply(manifest(uri="https://models.example.com/b.onnx"), namespace)
+
+    def new_revision_seen():
+        st = mdep(cluster, namespace).get("status", {})
+        return st.get("canaryRevision") or (st.get("stableRevision") != rev1 and st.get("stableRevision"))
+
+    rev2 = wait_until(new_revision_seen, 30, what="a new revision")
+    assert rev2 != rev1
+    done = wait_phase(cluster, namespace, "Succeeded", timeout=60)
+    assert done["status"]["stableRevision"] == rev2
+    assert [h["revision"] for h in done["status"]["history"]] == [rev1, rev2]
+    assert cluster.get("svc", "fraud", namespace)["spec"]["selector"]["modelrollout.io/revision"] == rev2
+    wait_until(lambda: cluster.get("deploy", f"fraud-{rev1}", namespace)["spec"]["replicas"] == 0, 30,
+               what="old revision scaled to zero")  # fmt: skip
+
+
+def test_deleting_the_modeldeployment_garbage_collects_children(cluster, operator, namespace):
+    cluster.apply(manifest(), namespace)
+    wait_phase(cluster, namespace, "Succeeded")
+    assert deployments(cluster, namespace) and cluster.get("svc", "fraud", namespace)
+    cluster.kubectl("delete", "mdep", "fraud", "-n", namespace)
+    wait_until(lambda: not deployments(cluster, namespace), 60, what="Deployments garbage-collected")
+    wait_until(lambda: cluster.get("svc", "fraud", namespace) is None, 60, what="Service garbage-collected")
+    pods = lambda: json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]  # noqa: E731
+    wait_until(lambda: not pods(), 60, what="pods garbage-collected")
+
+
+def test_killed_operator_resumes_from_status(cluster, operator, namespace):
+    cluster.apply(manifest(), namespace)
+    rev1 = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]
+    slow = manifest(
+        uri="https://models.example.com/c.onnx", strategy={"canary": {"steps": [25, 50, 100], "stepDuration": "4s"}}
+    )
+    cluster.apply(slow, namespace)
+    wait_until(lambda: mdep(cluster, namespace)["status"].get("canaryWeight") == 25, 30, what="first step")
+    operator.kill()
+    before = copy.deepcopy(mdep(cluster, namespace)["status"])
+    operator.start()
+    done = wait_phase(cluster, namespace, "Succeeded", timeout=90)
+    rev2 = done["status"]["stableRevision"]
+    assert rev2 == before["canaryRevision"] and rev2 != rev1
+    assert [h["revision"] for h in done["status"]["history"]] == [rev1, rev2]
+    started = [e for e in events(cluster, namespace) if e["reason"] == "RevisionCreated"]
+    assert sum(e.get("count", 1) for e in started) == 2, "a restarted operator must not start the rollout again"
+    names = sorted(d["metadata"]["name"] for d in deployments(cluster, namespace))
+    assert names == sorted([f"fraud-{rev1}", f"fraud-{rev2}"])
+
+
+def test_unready_pods_trip_the_progress_deadline(cluster, operator, namespace):
+    stuck = manifest(progressDeadlineSeconds=10)
+    stuck["spec"]["serving"]["podLabels"] = {"modelrollout.io/simulate": "unready"}
+    cluster.apply(stuck, namespace)
+    obj = wait_phase(cluster, namespace, "Failed", timeout=60)
+    degraded = condition(obj, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "ProgressDeadlineExceeded"
+    assert condition(obj, "Ready")["status"] == "False"
+    assert obj["status"]["history"][0]["phase"] == "Failed"
+    warnings = [e for e in events(cluster, namespace) if e["reason"] == "ProgressDeadlineExceeded"]
+    assert warnings and warnings[0]["type"] == "Warning" and sum(e.get("count", 1) for e in warnings) == 1
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert pods and all(p["status"]["phase"] == "Running" for p in pods)
+    assert all(c["status"] == "False" for p in pods for c in p["status"]["conditions"] if c["type"] == "Ready")
+    # No hot loop: the status is stable once the deadline has been reported.
+    rv = obj["metadata"]["resourceVersion"]
+    import time
+
+    time.sleep(3)
+    assert mdep(cluster, namespace)["metadata"]["resourceVersion"] == rv
+
+
+def test_examples_are_accepted_by_the_api_server(cluster, namespace):
+    from tests.conftest import REPO
+
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
