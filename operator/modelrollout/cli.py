@@ -233,9 +233,7 @@ def render_status(
     if spec.get("paused"):
         phase_text += style("  (paused by spec)", "yellow")
     if not is_observed(obj):
-        phase_text += style(
-            f"  (operator has not observed generation {meta.get('generation')} yet)", "yellow"
-        )
+        phase_text += style(f"  (operator has not observed generation {meta.get('generation')} yet)", "yellow")
     field("Phase", phase_text)
     if status.get("message"):
         field("Message", str(status["message"]))
@@ -245,9 +243,7 @@ def render_status(
 
     canary_spec = (spec.get("strategy") or {}).get("canary") or {}
     step = status.get("currentStep")
-    field(
-        "Strategy", f"canary {steps_text(spec, step, style)}, {canary_spec.get('stepDuration', '60s')} each"
-    )
+    field("Strategy", f"canary {steps_text(spec, step, style)}, {canary_spec.get('stepDuration', '60s')} each")
     if step is not None:
         n = len(canary_steps(spec))
         since = age(status.get("stepStartedAt"), now)
@@ -329,9 +325,7 @@ def render_status(
                 ]
             )
         if rows:
-            body = table(
-                ["GATE", "VERDICT", "CANARY", "STABLE", "THRESHOLD", "SAMPLES", "MESSAGE"], rows, "  "
-            )
+            body = table(["GATE", "VERDICT", "CANARY", "STABLE", "THRESHOLD", "SAMPLES", "MESSAGE"], rows, "  ")
             lines.append(body[0])
             for row, line in zip(rows, body[1:], strict=True):
                 lines.append(line.replace(row[1], style(row[1], _VERDICT_COLOR.get(row[1])), 1))
@@ -409,12 +403,9 @@ def check_action(action: str, obj: Mapping[str, Any]) -> None:
     phase = status.get("phase")
     name = (obj.get("metadata") or {}).get("name")
     if action == "promote" and not (status.get("canaryRevision") or phase in ("Promoting", "Baking")):
-        raise CLIError(
-            f'nothing to promote: {KIND} "{name}" has no canary in flight (phase {phase or "none"})'
-        )
+        raise CLIError(f'nothing to promote: {KIND} "{name}" has no canary in flight (phase {phase or "none"})')
     if action == "abort" and not (
-        phase in ("Progressing", "Promoting", "Baking")
-        or (phase == "Paused" and status.get("canaryRevision"))
+        phase in ("Progressing", "Promoting", "Baking") or (phase == "Paused" and status.get("canaryRevision"))
     ):
         raise CLIError(f'nothing to abort: {KIND} "{name}" is not rolling out (phase {phase or "none"})')
     if action == "retry" and not (phase in ("RolledBack", "Failed") or status.get("failedRevisions")):
@@ -479,11 +470,7 @@ class Cluster:
         self._timeout = request_timeout
         self.default_namespace = "default"
         try:
-            if (
-                kubeconfig
-                or os.environ.get("KUBECONFIG")
-                or os.path.exists(os.path.expanduser("~/.kube/config"))
-            ):
+            if kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
                 cfg = client.Configuration()
                 config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
                 _, active = config.list_kube_config_contexts(config_file=kubeconfig)
@@ -530,9 +517,7 @@ class Cluster:
         except ApiException as exc:
             raise translate_api_error(exc, namespace, name) from exc
         except (HTTPError, OSError) as exc:
-            raise CLIError(
-                f"cannot reach the Kubernetes API server at {self.server}: {exc}", EXIT_NO_CLUSTER
-            ) from exc
+            raise CLIError(f"cannot reach the Kubernetes API server at {self.server}: {exc}", EXIT_NO_CLUSTER) from exc
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         return self.call(
@@ -778,9 +763,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         a = sub.add_parser(action, help=text)
         a.add_argument("name")
-        a.add_argument(
-            "--force", action="store_true", help="set the annotation even if the phase says it is moot"
-        )
+        a.add_argument("--force", action="store_true", help="set the annotation even if the phase says it is moot")
     return p
 
 

@@ -343,8 +343,7 @@ class Telemetry:
                 old_phase,
                 new_phase,
                 reason,
-                revision_started_at=old_status.get("revisionStartedAt")
-                or new_status.get("revisionStartedAt"),
+                revision_started_at=old_status.get("revisionStartedAt") or new_status.get("revisionStartedAt"),
                 now=now,
             )
         self.observe_status(namespace, name, new_status, spec)

@@ -80,10 +80,7 @@ def test_sandbox_is_as_strict_as_argocd() -> None:
     ):
         with pytest.raises(lua51.LuaError):
             lua.execute(snippet)
-    assert (
-        lua.execute("return table.concat({'a', 'b'}, ',') .. tostring(25) .. os.date('!%Y', 0)")
-        == "a,b251970"
-    )
+    assert lua.execute("return table.concat({'a', 'b'}, ',') .. tostring(25) .. os.date('!%Y', 0)") == "a,b251970"
 
 
 def test_every_phase_and_health_status_is_covered() -> None:

@@ -35,10 +35,7 @@ def test_transition_counts_started_once_per_rollout(tm: Telemetry) -> None:
     tm.record_transition(NS, NAME, "Succeeded", "Progressing")  # the next spec change
     assert sample(tm, "modelrollout_rollouts_started_total", namespace=NS, name=NAME) == 2
     assert sample(tm, "modelrollout_rollouts_succeeded_total", namespace=NS, name=NAME) == 1
-    assert (
-        sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Unknown")
-        is None
-    )
+    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Unknown") is None
 
 
 def test_rollback_counts_reason_and_time_to_rollback(tm: Telemetry) -> None:
@@ -52,10 +49,7 @@ def test_rollback_counts_reason_and_time_to_rollback(tm: Telemetry) -> None:
         revision_started_at=started,
         now=T0,
     )
-    assert (
-        sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="GateFailed")
-        == 1
-    )
+    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="GateFailed") == 1
     assert sample(tm, "modelrollout_time_to_rollback_seconds_sum", reason="GateFailed") == pytest.approx(90)
     assert sample(tm, "modelrollout_time_to_rollback_seconds_bucket", reason="GateFailed", le="60.0") == 0
     assert sample(tm, "modelrollout_time_to_rollback_seconds_bucket", reason="GateFailed", le="120.0") == 1
@@ -63,9 +57,7 @@ def test_rollback_counts_reason_and_time_to_rollback(tm: Telemetry) -> None:
 
 def test_rollback_without_start_time_is_counted_but_not_timed(tm: Telemetry) -> None:
     tm.record_transition(NS, NAME, "Baking", "RolledBack", None)
-    assert (
-        sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Unknown") == 1
-    )
+    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Unknown") == 1
     assert sample(tm, "modelrollout_time_to_rollback_seconds_count", reason="Unknown") is None
 
 
@@ -120,9 +112,7 @@ def test_observe_status_sets_gauges(tm: Telemetry) -> None:
     gv = "modelrollout_gate_value"
     assert sample(tm, gv, namespace=NS, name=NAME, gate="error-rate", role="canary") == 0.001
     assert sample(tm, gv, namespace=NS, name=NAME, gate="error-rate", role="stable") == 0.002
-    assert (
-        sample(tm, gv, namespace=NS, name=NAME, gate="accuracy", role="canary") is None
-    )  # no data: no value
+    assert sample(tm, gv, namespace=NS, name=NAME, gate="accuracy", role="canary") is None  # no data: no value
     verdict = "modelrollout_gate_verdict"
     assert sample(tm, verdict, namespace=NS, name=NAME, gate="accuracy", verdict="Inconclusive") == 1
     assert sample(tm, verdict, namespace=NS, name=NAME, gate="accuracy", verdict="Pass") == 0
@@ -136,23 +126,11 @@ def test_vanished_gates_and_steps_are_removed(tm: Telemetry) -> None:
     done = {"phase": "Succeeded", "canaryWeight": 0, "currentStep": None, "lastAnalysis": None}
     tm.observe_status(NS, NAME, done)  # no spec given: thresholds are kept
     assert sample(tm, "modelrollout_canary_step", namespace=NS, name=NAME) is None
-    assert (
-        sample(tm, "modelrollout_gate_value", namespace=NS, name=NAME, gate="error-rate", role="canary")
-        is None
-    )
-    assert (
-        sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="error-rate", bound="max")
-        == 0.01
-    )
+    assert sample(tm, "modelrollout_gate_value", namespace=NS, name=NAME, gate="error-rate", role="canary") is None
+    assert sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="error-rate", bound="max") == 0.01
     tm.observe_status(NS, NAME, done, {"analysis": {"metrics": [{"name": "accuracy", "min": 0.95}]}})
-    assert (
-        sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="error-rate", bound="max")
-        is None
-    )
-    assert (
-        sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="accuracy", bound="min")
-        == 0.95
-    )
+    assert sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="error-rate", bound="max") is None
+    assert sample(tm, "modelrollout_gate_threshold", namespace=NS, name=NAME, gate="accuracy", bound="min") == 0.95
     assert sample(tm, "modelrollout_phase", namespace=NS, name=NAME, phase="Succeeded") == 1
 
 
@@ -176,24 +154,12 @@ def test_observe_change_derives_reason_and_duration_from_status(tm: Telemetry) -
         ],
     )
     tm.observe_change(NS, NAME, old, new, SPEC, now=T0)
-    assert (
-        sample(
-            tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed"
-        )
-        == 1
-    )
-    assert sample(tm, "modelrollout_time_to_rollback_seconds_sum", reason="AnalysisFailed") == pytest.approx(
-        120
-    )
+    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed") == 1
+    assert sample(tm, "modelrollout_time_to_rollback_seconds_sum", reason="AnalysisFailed") == pytest.approx(120)
     assert sample(tm, "modelrollout_canary_weight", namespace=NS, name=NAME) == 0
     # Writing the same phase again (e.g. a requeue) counts nothing more.
     tm.observe_change(NS, NAME, new, new, SPEC, now=T0)
-    assert (
-        sample(
-            tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed"
-        )
-        == 1
-    )
+    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed") == 1
 
 
 def test_failure_reason_falls_back_to_history_then_unknown() -> None:
@@ -202,13 +168,10 @@ def test_failure_reason_falls_back_to_history_then_unknown() -> None:
         {"revision": "b", "startedAt": "2026-01-01T11:00:00Z", "reason": "PodsNotReady"},
     ]
     assert failure_reason({"history": history}) == "PodsNotReady"
-    assert failure_reason(
-        {"conditions": [{"type": "Degraded", "status": "False", "reason": "AsExpected"}]}
-    ) == ("Unknown")
-    assert (
-        failure_reason({"history": [{"revision": "x", "startedAt": "t", "reason": "bad reason{}\n"}]})
-        == "bad"
+    assert failure_reason({"conditions": [{"type": "Degraded", "status": "False", "reason": "AsExpected"}]}) == (
+        "Unknown"
     )
+    assert failure_reason({"history": [{"revision": "x", "startedAt": "t", "reason": "bad reason{}\n"}]}) == "bad"
 
 
 def test_time_analysis_records_even_on_error(tm: Telemetry) -> None:
