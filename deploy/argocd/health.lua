@@ -99,9 +99,6 @@ elseif phase == "Failed" then
 elseif phase == "Progressing" then
   hs.status = "Progressing"
   hs.message = "Progressing: " .. step_text(spec, status)
-elseif phase == "Promoting" then
-  hs.status = "Progressing"
-  hs.message = "Promoting revision " .. short(status.canaryRevision) .. " to stable"
 elseif phase == "Baking" then
   hs.status = "Progressing"
   hs.message = "Baking revision " .. short(status.stableRevision)

@@ -48,7 +48,7 @@ LABEL_REVISION = "modelrollout.io/revision"
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_FORBIDDEN, EXIT_NO_CLUSTER, EXIT_TIMEOUT = range(7)
 DEFAULT_CANARY = CanarySpec()
-ACTIVE_PHASES = ("Initializing", "Progressing", "Promoting", "Baking")
+ACTIVE_PHASES = ("Initializing", "Progressing", "Baking")
 DONE_OK, DONE_BAD = ("Succeeded",), ("RolledBack", "Failed")
 ACTIONS = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT, "retry": ANNOTATION_RETRY}
 CLEAR = "\x1b[H\x1b[2J"
@@ -57,7 +57,6 @@ _COLORS = {"green": "32", "yellow": "33", "red": "31", "blue": "34", "dim": "2",
 _PHASE_COLOR = {
     "Succeeded": "green",
     "Progressing": "blue",
-    "Promoting": "blue",
     "Baking": "blue",
     "Initializing": "blue",
     "Paused": "yellow",
@@ -402,10 +401,10 @@ def check_action(action: str, obj: Mapping[str, Any]) -> None:
     status = obj.get("status") or {}
     phase = status.get("phase")
     name = (obj.get("metadata") or {}).get("name")
-    if action == "promote" and not (status.get("canaryRevision") or phase in ("Promoting", "Baking")):
+    if action == "promote" and not (status.get("canaryRevision") or phase == "Baking"):
         raise CLIError(f'nothing to promote: {KIND} "{name}" has no canary in flight (phase {phase or "none"})')
     if action == "abort" and not (
-        phase in ("Progressing", "Promoting", "Baking") or (phase == "Paused" and status.get("canaryRevision"))
+        phase in ("Progressing", "Baking") or (phase == "Paused" and status.get("canaryRevision"))
     ):
         raise CLIError(f'nothing to abort: {KIND} "{name}" is not rolling out (phase {phase or "none"})')
     if action == "retry" and not (phase in ("RolledBack", "Failed") or status.get("failedRevisions")):

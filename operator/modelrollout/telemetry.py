@@ -54,7 +54,7 @@ VERDICTS = ("Pass", "Fail", "Inconclusive")
 THRESHOLD_BOUNDS = ("min", "max", "maxDropVsStable", "maxRiseVsStable")
 # Phases in which a revision is actively taking traffic; entering Progressing from anything else
 # (except a resumed pause) is the start of a rollout.
-_ACTIVE_PHASES = frozenset({"Progressing", "Promoting", "Baking"})
+_ACTIVE_PHASES = frozenset({"Progressing", "Baking"})
 _REASON_RE = re.compile(r"[^A-Za-z0-9_]")
 _MAX_REASON = 64
 

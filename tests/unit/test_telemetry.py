@@ -29,8 +29,7 @@ def test_transition_counts_started_once_per_rollout(tm: Telemetry) -> None:
     tm.record_transition(NS, NAME, "Progressing", "Paused")
     tm.record_transition(NS, NAME, "Paused", "Progressing")  # resume, not a new rollout
     tm.record_transition(NS, NAME, "Progressing", "Progressing")  # no change
-    tm.record_transition(NS, NAME, "Progressing", "Promoting")
-    tm.record_transition(NS, NAME, "Promoting", "Baking")
+    tm.record_transition(NS, NAME, "Progressing", "Baking")
     tm.record_transition(NS, NAME, "Baking", "Succeeded")
     tm.record_transition(NS, NAME, "Succeeded", "Progressing")  # the next spec change
     assert sample(tm, "modelrollout_rollouts_started_total", namespace=NS, name=NAME) == 2
