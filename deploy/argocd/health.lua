@@ -68,9 +68,13 @@ end
 local degraded = condition(status, "Degraded")
 if degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"
-  local text = degraded.reason or "Degraded"
-  if degraded.message ~= nil and degraded.message ~= "" then
-    text = text .. ": " .. degraded.message
+  -- The operator's Degraded message already leads with the reason ("GateFailedErrorRate: ...");
+  -- an InvalidSpec message lists the offending fields, so say what kind of problem it is.
+  local text = degraded.message
+  if text == nil or text == "" then
+    text = degraded.reason or "Degraded"
+  elseif degraded.reason == "InvalidSpec" then
+    text = "Invalid spec: " .. text
   end
   hs.message = text
   return hs

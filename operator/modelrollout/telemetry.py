@@ -97,9 +97,11 @@ def _condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | Non
 def failure_reason(status: Mapping[str, Any]) -> str:
     """Why a revision was rolled back or failed, from what the engine wrote into status.
 
-    Order: the Degraded condition's reason (the engine's verdict), then the newest history entry's
-    reason, then "Unknown".
+    Order: ``status.rollbackReason`` (the engine's verdict), the Degraded condition's reason, the
+    newest history entry's reason, then "Unknown".
     """
+    if status.get("rollbackReason"):
+        return _reason_label(status["rollbackReason"])
     degraded = _condition(status, "Degraded")
     if degraded and degraded.get("status") == "True" and degraded.get("reason"):
         return _reason_label(degraded["reason"])

@@ -59,7 +59,7 @@ def test_status_view_of_rollback_shows_degraded_message_and_history() -> None:
          "finishedAt": "2026-01-01T12:03:30Z", "reason": "AnalysisFailed"},
     ]  # fmt: skip
     text = cli.render_status(obj, NOW, style=cli.Style(color=True))
-    assert "Degraded:       revision a1c2e3f4: error-rate 0.21 > max 0.01" in text
+    assert "Degraded:       GateFailedErrorRate: error-rate 0.21 > max 0.01" in text
     assert "\x1b[31mRolledBack\x1b[0m" in text
     assert "Failed revs:    a1c2e3f4" in text
     history = text.split("History:\n", 1)[1].splitlines()

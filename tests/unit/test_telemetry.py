@@ -167,6 +167,7 @@ def test_failure_reason_falls_back_to_history_then_unknown() -> None:
         {"revision": "b", "startedAt": "2026-01-01T11:00:00Z", "reason": "PodsNotReady"},
     ]
     assert failure_reason({"history": history}) == "PodsNotReady"
+    assert failure_reason({"history": history, "rollbackReason": "GateFailedErrorRate"}) == "GateFailedErrorRate"
     assert failure_reason({"conditions": [{"type": "Degraded", "status": "False", "reason": "AsExpected"}]}) == (
         "Unknown"
     )
