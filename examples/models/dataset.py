@@ -184,9 +184,7 @@ def named_body(records: Sequence[dict[str, Any]], request_id: str | None = None)
     return body
 
 
-def _drop_values(
-    records: list[dict[str, Any]], rng: np.random.Generator, rate: float
-) -> list[dict[str, Any]]:
+def _drop_values(records: list[dict[str, Any]], rng: np.random.Generator, rate: float) -> list[dict[str, Any]]:
     """Remove each feature value with probability ``rate`` (to exercise imputation)."""
     return [{k: v for k, v in rec.items() if rng.random() >= rate} for rec in records]
 

@@ -49,9 +49,7 @@ class ModelServer:
     def resolve(self, name: str, version: str | None, need_ready: bool) -> Runtime:
         """404 for another model or version, 503 while not loaded / not ready (with the reason)."""
         if name != self.settings.model_name:
-            raise ApiError(
-                404, f"unknown model {name[:100]!r}; this server serves {self.settings.model_name!r}"
-            )
+            raise ApiError(404, f"unknown model {name[:100]!r}; this server serves {self.settings.model_name!r}")
         runtime = self.state.runtime
         if version is not None and version != (runtime.version if runtime else self.settings.revision):
             raise ApiError(404, f"unknown version {version[:100]!r} of model {name!r}")
@@ -267,9 +265,7 @@ def _add_error_handlers(app: FastAPI, s: ModelServer) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
         s.count("unknown", exc.status_code)
-        response = error_response(
-            ApiError(exc.status_code, f"{message}: {request.method} {request.url.path}")
-        )
+        response = error_response(ApiError(exc.status_code, f"{message}: {request.method} {request.url.path}"))
         if exc.headers:
             response.headers.update(exc.headers)
         return response

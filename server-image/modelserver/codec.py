@@ -102,9 +102,7 @@ def check_dimensions(feeds: dict[str, np.ndarray], model: OnnxModel, max_batch: 
     for spec in model.inputs:
         array = feeds[spec.name]
         if array.ndim and spec.shape and spec.shape[0] == -1 and array.shape[0] > max_batch:
-            raise bad_request(
-                f"input {spec.name!r}: batch of {array.shape[0]} exceeds the limit of {max_batch}"
-            )
+            raise bad_request(f"input {spec.name!r}: batch of {array.shape[0]} exceeds the limit of {max_batch}")
         for axis, symbol in enumerate(spec.symbols):
             if symbol is None:
                 continue
@@ -148,9 +146,7 @@ def _decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
     if any(d <= 0 for d in value):
         raise bad_request(f"{where}.shape: dimensions must be positive, got {value}")
     if spec.shape and len(value) != len(spec.shape):
-        raise bad_request(
-            f"{where}.shape: the model expects rank {len(spec.shape)} {list(spec.shape)}, got {value}"
-        )
+        raise bad_request(f"{where}.shape: the model expects rank {len(spec.shape)} {list(spec.shape)}, got {value}")
     for axis, (want, got) in enumerate(zip(spec.shape, value, strict=False)):
         if want not in (-1, got):
             raise bad_request(
@@ -222,9 +218,7 @@ def requested_outputs(payload: dict[str, Any], model: OnnxModel) -> tuple[str, .
             raise bad_request(f"outputs[{index}].name: expected a string")
         if name not in model.output_by_name:
             known = ", ".join(repr(n) for n in model.output_names)
-            raise bad_request(
-                f"outputs[{index}].name: unknown output {name!r}; the model's outputs are {known}"
-            )
+            raise bad_request(f"outputs[{index}].name: unknown output {name!r}; the model's outputs are {known}")
         params = item.get("parameters")
         if isinstance(params, dict) and params.get("binary_data"):
             raise bad_request(f"outputs[{index}].parameters.binary_data: binary outputs are not supported")

@@ -153,9 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         default = defaults.get(name)
         shown = "" if name in _REQUIRED else f" (default: {default})"
-        parser.add_argument(
-            flag, dest=name, type=kind, default=None, help=f"{text}; env {env_name(name)}{shown}"
-        )
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{text}; env {env_name(name)}{shown}")
     return parser
 
 

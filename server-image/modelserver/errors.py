@@ -14,7 +14,7 @@ from typing import Any
 class ApiError(Exception):
     """A client-visible error: HTTP ``status`` plus a human-readable ``message``."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, /, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -25,7 +25,7 @@ class ApiError(Exception):
         return {"error": self.message, **self.extra}
 
 
-def bad_request(message: str, **extra: Any) -> ApiError:
+def bad_request(message: str, /, **extra: Any) -> ApiError:
     """400: the request is malformed or does not fit the model."""
     return ApiError(400, message, **extra)
 

@@ -52,11 +52,7 @@ def _apply(rid: str, truth: Any, runtime: Runtime, where: str) -> dict[str, Any]
     status, predicted = runtime.cache.lookup(rid)
     if predicted is None:
         runtime.metrics.record_unmatched(status)
-        why = (
-            "its prediction expired"
-            if status == "expired"
-            else "no cached prediction (unknown or already scored)"
-        )
+        why = "its prediction expired" if status == "expired" else "no cached prediction (unknown or already scored)"
         return {"id": rid, "status": status, "error": f"feedback for id {rid!r} not counted: {why}"}
     try:
         truths = _normalise(truth, len(predicted), runtime, where)

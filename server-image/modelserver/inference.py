@@ -24,19 +24,13 @@ def decode_infer(payload: dict[str, Any], runtime: Runtime, max_batch: int) -> I
     elif "inputs" in payload:
         feeds = decode_inputs(payload["inputs"], runtime.model, max_batch)
     else:
-        raise bad_request(
-            "inputs: required (a list of input tensors), or parameters.features with a feature schema"
-        )
+        raise bad_request("inputs: required (a list of input tensors), or parameters.features with a feature schema")
     return InferRequest(rid, feeds, outputs, batch_rows(feeds))
 
 
-def _feature_feeds(
-    payload: dict[str, Any], features: Any, runtime: Runtime, max_batch: int
-) -> dict[str, Any]:
+def _feature_feeds(payload: dict[str, Any], features: Any, runtime: Runtime, max_batch: int) -> dict[str, Any]:
     if runtime.encoder is None or runtime.feature_input is None:
-        raise bad_request(
-            "parameters.features: this model has no feature schema (metadata.json); send inputs"
-        )
+        raise bad_request("parameters.features: this model has no feature schema (metadata.json); send inputs")
     if payload.get("inputs"):
         raise bad_request("send either inputs or parameters.features, not both")
     encoded = runtime.encoder.encode(features, max_batch)

@@ -55,9 +55,7 @@ def normalise_uri(uri: str) -> str:
         return uri
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] == ":\\"):
         return Path(uri).resolve().as_uri()
-    raise LoadError(
-        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http:// or https://"
-    )
+    raise LoadError(f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http:// or https://")
 
 
 def sibling_uri(uri: str, name: str) -> str:
@@ -102,9 +100,7 @@ def _fetch_http(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -
     for attempt in range(policy.retries + 1):
         if attempt:
             delay = backoff_delay(attempt - 1, policy.backoff_base)
-            log.warning(
-                "retrying download", extra={"uri": uri, "attempt": attempt, "delay_s": round(delay, 3)}
-            )
+            log.warning("retrying download", extra={"uri": uri, "attempt": attempt, "delay_s": round(delay, 3)})
             sleep(delay)
         try:
             return _http_get_once(uri, policy)

@@ -118,9 +118,7 @@ def _parse_impute(
     value = spec.get("value")
     if kind == "number":
         if strategy not in NUMBER_STRATEGIES:
-            raise LoadError(
-                f"{where}.strategy: expected one of {sorted(NUMBER_STRATEGIES)}, got {strategy!r}"
-            )
+            raise LoadError(f"{where}.strategy: expected one of {sorted(NUMBER_STRATEGIES)}, got {strategy!r}")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise LoadError(f"{where}.value: expected a finite number")
         return strategy, float(value)

@@ -60,9 +60,7 @@ class ServerMetrics:
             "Time to answer infer requests that reached the model (2xx and 5xx), in seconds.",
             BASE, buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.inflight = Gauge(
-            "modelserver_inflight_requests", "Infer requests in progress.", BASE, registry=r
-        )
+        self.inflight = Gauge("modelserver_inflight_requests", "Infer requests in progress.", BASE, registry=r)
         self.predictions = Counter(
             "modelserver_predictions", "Predicted rows by predicted class.", (*BASE, "class"), registry=r
         )

@@ -78,9 +78,7 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        doc = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, defs = models_json_schema([(m, "validation") for m in schemas.COMPONENTS], ref_template=REF)
         components = doc.setdefault("components", {}).setdefault("schemas", {})
         components.update(defs.get("$defs", {}))

@@ -99,9 +99,7 @@ class ReadyResponse(_Open):
 
 class FeedbackItem(_Open):
     id: str
-    truth: str | int | list[str | int] = Field(
-        description="Class name or index; a list for batched requests."
-    )
+    truth: str | int | list[str | int] = Field(description="Class name or index; a list for batched requests.")
 
 
 class FeedbackRequest(_Open):

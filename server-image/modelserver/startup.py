@@ -92,9 +92,7 @@ class Loader:
         except NotFoundError:
             if s.metadata_uri:
                 raise
-            log.info(
-                "no metadata.json beside the model; serving without a feature schema", extra={"uri": uri}
-            )
+            log.info("no metadata.json beside the model; serving without a feature schema", extra={"uri": uri})
             return ModelMetadata()
 
     def _runtime(

@@ -55,7 +55,7 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         self._wait(lambda r: r.status_code == 200, "/v2/health/ready", timeout)
 
-    def _wait(self, ok, path: str, timeout: float) -> None:  # noqa: ANN001
+    def _wait(self, ok, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -48,7 +48,9 @@ def test_model_metadata(baseline: ServerProcess, path: str) -> None:
     assert meta["parameters"]["classes"] == ["legit", "fraud"]
 
 
-@pytest.mark.parametrize("path", [f"/v2/models/{MODEL_NAME}/ready", f"/v2/models/{MODEL_NAME}/versions/{REVISION}/ready"])
+@pytest.mark.parametrize(
+    "path", [f"/v2/models/{MODEL_NAME}/ready", f"/v2/models/{MODEL_NAME}/versions/{REVISION}/ready"]
+)
 def test_model_ready(baseline: ServerProcess, path: str) -> None:
     response = requests.get(baseline.url + path, timeout=5)
     assert response.status_code == 200 and response.json()["ready"] is True
@@ -79,7 +81,9 @@ def test_nested_and_flat_data_agree_in_a_batch(baseline: ServerProcess) -> None:
     rows = dataset.generate(7, seed=11).features
     flat = infer(baseline, dataset.tensor_body(rows)).json()
     nested_body = dataset.tensor_body(rows)
-    nested_body["inputs"][0]["data"] = [[dataset.decode_row(r)[n] for n in dataset.NUMERIC_FEATURES] + [float(r[4])] for r in rows]
+    nested_body["inputs"][0]["data"] = [
+        [dataset.decode_row(r)[n] for n in dataset.NUMERIC_FEATURES] + [float(r[4])] for r in rows
+    ]
     nested = infer(baseline, nested_body).json()
     assert flat["outputs"][0]["shape"] == [7] and flat["outputs"][1]["shape"] == [7, 2]
     assert flat["outputs"] == nested["outputs"]
@@ -164,7 +168,9 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "fragments"), BAD_BODIES)
-def test_malformed_requests_get_400_naming_the_problem(baseline: ServerProcess, body: object, fragments: list[str]) -> None:
+def test_malformed_requests_get_400_naming_the_problem(
+    baseline: ServerProcess, body: object, fragments: list[str]
+) -> None:
     _error(infer(baseline, body), 400, *fragments)
 
 
@@ -183,7 +189,7 @@ def test_oversized_body_is_413(baseline: ServerProcess) -> None:
 
 
 def test_oversized_chunked_body_is_413(baseline: ServerProcess) -> None:
-    def chunks():  # noqa: ANN202
+    def chunks():
         yield b'{"inputs": [], "pad": "'
         for _ in range(10):
             yield b"x" * (1024 * 1024)
@@ -196,7 +202,9 @@ def test_unknown_model_and_version_are_404(baseline: ServerProcess) -> None:
     _error(infer(baseline, infer_body(ROW, [1, 5]), "/v2/models/other/infer"), 404, "unknown model 'other'")
     _error(requests.get(baseline.url + "/v2/models/other", timeout=5), 404, "unknown model")
     _error(requests.get(baseline.url + "/v2/models/other/ready", timeout=5), 404)
-    _error(infer(baseline, infer_body(ROW, [1, 5]), f"/v2/models/{MODEL_NAME}/versions/v9/infer"), 404, "unknown version")
+    _error(
+        infer(baseline, infer_body(ROW, [1, 5]), f"/v2/models/{MODEL_NAME}/versions/v9/infer"), 404, "unknown version"
+    )
 
 
 def test_unknown_route_and_method_use_error_shape(baseline: ServerProcess) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from modelserver.config import Settings, env_name, parse_settings
 
 BASE = ["--model-uri", "file:///m.onnx", "--model-name", "fraud"]
@@ -13,7 +12,13 @@ BASE = ["--model-uri", "file:///m.onnx", "--model-name", "fraud"]
 
 def test_flags_parse_with_defaults() -> None:
     s = parse_settings(BASE, environ={})
-    assert (s.model_uri, s.model_name, s.host, s.port, s.revision) == ("file:///m.onnx", "fraud", "127.0.0.1", 8080, None)
+    assert (s.model_uri, s.model_name, s.host, s.port, s.revision) == (
+        "file:///m.onnx",
+        "fraud",
+        "127.0.0.1",
+        8080,
+        None,
+    )
 
 
 def test_every_setting_has_an_env_var() -> None:

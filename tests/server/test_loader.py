@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from modelserver.errors import LoadError
 from modelserver.loader import (
     FetchPolicy,

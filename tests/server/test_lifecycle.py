@@ -1,0 +1,141 @@
+"""Readiness gating: slow warmup, sha256 mismatch, load failures, start-up logs, executors."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+
+import pytest
+import requests
+
+from .conftest import MODEL_NAME, MODELS, ServerFactory, model_args
+from .promtext import value
+
+ROW_BODY = {"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [38.03, 816.0, 6.0, 3.7, 0.0]}]}
+
+
+def _status(url: str) -> int:
+    return requests.get(url, timeout=5).status_code
+
+
+def test_readiness_stays_503_through_a_slow_warmup_then_flips(server_factory: ServerFactory) -> None:
+    server = server_factory.start(model_args("slow", "--warmup-requests", "25"), ready=False)
+    ready = requests.get(server.url + "/v2/health/ready", timeout=5)
+    assert ready.status_code == 503, "slow warmup (~25 x tens of ms) cannot be done when live first answers"
+    body = ready.json()
+    assert body["ready"] is False and body["state"] in ("loading", "warming_up") and "error" in body
+    assert _status(f"{server.url}/v2/models/{MODEL_NAME}/ready") == 503
+    infer = requests.post(f"{server.url}/v2/models/{MODEL_NAME}/infer", json=ROW_BODY, timeout=5)
+    assert infer.status_code == 503 and "not ready" in infer.json()["error"]
+    assert value(server.metrics(), "modelserver_ready") == 0
+    assert requests.get(server.url + "/v2/health/live", timeout=5).status_code == 200
+    server.wait_ready(timeout=60)
+    assert _status(f"{server.url}/v2/models/{MODEL_NAME}/ready") == 200
+    assert requests.post(f"{server.url}/v2/models/{MODEL_NAME}/infer", json=ROW_BODY, timeout=5).status_code == 200
+    text = server.metrics()
+    assert value(text, "modelserver_ready") == 1
+    assert value(text, "modelserver_warmup_seconds") > 0.25
+    assert value(text, "modelserver_model_load_seconds") > 0
+    events = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    loaded = next(e for e in events if e["msg"] == "model loaded")
+    ready_event = next(e for e in events if e["msg"] == "model ready")
+    assert loaded["load_seconds"] > 0 and ready_event["warmup_seconds"] > 0.25
+    assert ready_event["warmup_requests"] == 25 and ready_event["executor"] == "thread"
+
+
+def test_sha256_mismatch_never_becomes_ready(server_factory: ServerFactory) -> None:
+    server = server_factory.start(model_args("baseline", "--sha256", "0" * 64), ready=False)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        response = requests.get(server.url + "/v2/health/ready", timeout=5)
+        assert response.status_code == 503
+        time.sleep(0.2)
+    body = response.json()
+    assert body["state"] == "failed" and "sha256 mismatch" in body["reason"]
+    assert "sha256 mismatch" in server.stderr()
+    assert _status(f"{server.url}/v2/models/{MODEL_NAME}/ready") == 503
+    assert value(server.metrics(), "modelserver_ready") == 0
+
+
+def test_correct_sha256_via_env_becomes_ready(server_factory: ServerFactory) -> None:
+    digest = hashlib.sha256((MODELS / "better.onnx").read_bytes()).hexdigest()
+    env = {
+        "MODELSERVER_MODEL_URI": str(MODELS / "better.onnx"),
+        "MODELSERVER_MODEL_NAME": MODEL_NAME,
+        "MODELSERVER_SHA256": digest,
+        "MODELSERVER_WARMUP_REQUESTS": "1",
+    }
+    server = server_factory.start([], env=env)
+    meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=5).json()
+    assert meta["versions"] == [digest[:12]], "revision defaults to the first 12 hex digits of the sha256"
+    assert f'revision="{digest[:12]}"' in server.metrics()
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("missing.onnx", "no such file"),
+        ("metadata.json", "onnxruntime could not load the model"),
+    ],
+)
+def test_load_failures_are_reported_in_readiness(server_factory: ServerFactory, uri: str, reason: str) -> None:
+    server = server_factory.start(["--model-uri", str(MODELS / uri), "--model-name", MODEL_NAME], ready=False)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        body = requests.get(server.url + "/v2/health/ready", timeout=5).json()
+        if body.get("state") == "failed":
+            break
+        time.sleep(0.05)
+    assert body["state"] == "failed" and reason in body["reason"], body
+
+
+@pytest.fixture
+def http_model_dir() -> Iterator[str]:
+    handler = partial(_QuietHandler, directory=str(MODELS))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_http_model_uri_with_metadata_beside_it(server_factory: ServerFactory, http_model_dir: str) -> None:
+    server = server_factory.start(
+        ["--model-uri", f"{http_model_dir}/better.onnx", "--model-name", MODEL_NAME, "--warmup-requests", "1"]
+    )
+    body = {
+        "parameters": {
+            "features": {"amount": 900.0, "hour": 2, "channel": "web", "distance_km": 3, "account_age_days": 5}
+        }
+    }
+    response = requests.post(f"{server.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == [1]
+
+
+def test_slow_model_runs_off_the_event_loop(server_factory: ServerFactory) -> None:
+    """While slow inferences run in worker threads, probes still answer promptly."""
+    server = server_factory.start(model_args("slow", "--warmup-requests", "2"))
+    url = f"{server.url}/v2/models/{MODEL_NAME}/infer"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(requests.post, url, json=ROW_BODY, timeout=30) for _ in range(6)]
+        time.sleep(0.05)
+        start = time.perf_counter()
+        assert requests.get(server.url + "/v2/health/live", timeout=5).status_code == 200
+        probe = time.perf_counter() - start
+        assert all(f.result().status_code == 200 for f in futures)
+    assert probe < 0.05, f"liveness took {probe * 1000:.1f} ms while slow inferences ran"
