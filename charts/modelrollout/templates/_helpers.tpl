@@ -51,7 +51,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 RBAC rules, derived from the API calls the operator makes (operator/modelrollout/kube.py,
-handlers.py, routers/) and from what kopf itself needs. tests/unit/test_chart_rbac.py checks them
+handlers.py, routers/) and from what kopf itself needs. tests/unit/test_chart_static.py checks them
 against the code. No Secrets, no ConfigMaps, no Pods/exec, no wildcards.
 */}}
 {{- define "modelrollout.rules" -}}
@@ -64,11 +64,12 @@ against the code. No Secrets, no ConfigMaps, no Pods/exec, no wildcards.
 - apiGroups: ["modelrollout.io"]
   resources: ["modeldeployments/status"]
   verbs: ["patch"]
-# One Deployment per revision: watched for readiness, written by server-side apply, pruned.
+# One Deployment per revision: watched for readiness, written by server-side apply (which needs
+# create for a new revision), pruned when it leaves the history.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The stable and canary Services.
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# The stable and canary Services: read to skip unchanged applies, written by server-side apply.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "create", "patch", "delete"]

@@ -1,0 +1,239 @@
+"""The Helm chart without a cluster: CRD in sync, values schema, and RBAC derived from the code.
+
+The RBAC check reads the operator's source (not the CLI's: that runs as the user) and collects every
+Kubernetes call it makes — typed client methods such as ``patch_namespaced_deployment``, custom
+object calls with their group and plural, kopf handler decorators and ``kopf.event`` — and compares
+them with the chart's rules in both directions: every call must be allowed (or the operator breaks
+in a real cluster) and every allowed verb must be used by some call or by kopf itself (or the role
+is not least-privilege). Rules for traffic routers whose code has not landed yet are tolerated until
+the first call on their API group appears; from then on they are held to the same standard.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema_rs
+import pytest
+import yaml
+from modelrollout.api import types as api_types
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "modelrollout"
+OPERATOR = ROOT / "operator" / "modelrollout"
+NOT_OPERATOR = {"cli.py"}  # runs with the user's credentials, not the ServiceAccount's
+
+Perm = tuple[str, str, str]  # (apiGroup, resource, verb)
+
+# Typed-client resource names (snake_case, as in the method names) and their API group.
+TYPED_RESOURCES = {
+    "deployment": ("apps", "deployments"),
+    "replica_set": ("apps", "replicasets"),
+    "service": ("", "services"),
+    "pod": ("", "pods"),
+    "event": ("", "events"),
+    "config_map": ("", "configmaps"),
+    "secret": ("", "secrets"),
+    "namespace": ("", "namespaces"),
+    "ingress": ("networking.k8s.io", "ingresses"),
+}
+VERBS = {
+    "list": "list",
+    "read": "get",
+    "create": "create",
+    "patch": "patch",
+    "replace": "update",
+    "delete": "delete",
+    "delete_collection": "deletecollection",
+}
+TYPED_CALL = re.compile(
+    r"^(?P<verb>list|read|create|patch|replace|delete_collection|delete)_(?:namespaced_)?"
+    r"(?P<resource>[a-z_]+?)(?P<status>_status)?(?:_for_all_namespaces)?(?:_with_http_info)?$"
+)
+CUSTOM_CALL = re.compile(
+    r"^(?P<verb>list|get|create|patch|replace|delete_collection|delete)_(?:namespaced|cluster)_custom_object"
+    r"(?P<status>_status)?$"
+)
+# What kopf does on its own for every resource it watches (list + watch), for the resources whose
+# handlers may need its bookkeeping (patch on the main resource: annotations, finalizers), and for
+# kopf.event (create core/v1 events).
+KOPF_WATCH = ("list", "watch")
+
+# Router rules granted ahead of their code (see the module docstring).
+PLANNED_GROUPS = {"gateway.networking.k8s.io", "networking.istio.io", "networking.k8s.io"}
+
+
+def _constants(tree: ast.Module) -> dict[str, str]:
+    """Module-level ``NAME = "literal"`` assignments, to resolve group/plural arguments."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    out[target.id] = node.value.value
+    return out
+
+
+def _resolve(node: ast.expr, constants: dict[str, str], where: str) -> str:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    if isinstance(node, ast.Attribute) and isinstance(getattr(api_types, node.attr, None), str):
+        return getattr(api_types, node.attr)
+    raise AssertionError(f"{where}: cannot resolve {ast.unparse(node)}; use a literal or a module constant")
+
+
+def _is_apply(call: ast.Call, constants: dict[str, str], where: str) -> bool:
+    """A patch sent as application/apply-patch+yaml (server-side apply)."""
+    for kw in call.keywords:
+        if kw.arg == "_content_type":
+            return "apply-patch" in _resolve(kw.value, constants, where)
+    return False
+
+
+def _call_args(call: ast.Call, names: tuple[str, ...]) -> dict[str, ast.expr]:
+    args = dict(zip(names, call.args, strict=False))
+    args.update({k.arg: k.value for k in call.keywords if k.arg in names})
+    return args
+
+
+def code_permissions() -> Iterator[tuple[Perm, str]]:
+    """Every (group, resource, verb) the operator's code needs, with where it comes from."""
+    for path in sorted(OPERATOR.rglob("*.py")):
+        if path.name in NOT_OPERATOR:
+            continue
+        tree = ast.parse(path.read_text())
+        constants = _constants(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            dotted = ast.unparse(func)
+            if m := CUSTOM_CALL.match(name):
+                a = _call_args(node, ("group", "version", "namespace", "plural") if "namespaced" in name else
+                               ("group", "version", "plural"))  # fmt: skip
+                group, plural = _resolve(a["group"], constants, where), _resolve(a["plural"], constants, where)
+                resource = plural + ("/status" if m["status"] else "")
+                verb = {"get": "get", **VERBS}[m["verb"]]
+                yield (group, resource, verb), where
+                if verb == "patch" and not m["status"] and _is_apply(node, constants, where):
+                    yield (group, resource, "create"), where
+            elif (m := TYPED_CALL.match(name)) and m["resource"] in TYPED_RESOURCES:
+                group, plural = TYPED_RESOURCES[m["resource"]]
+                yield (group, plural + ("/status" if m["status"] else ""), VERBS[m["verb"]]), where
+                if m["verb"] == "patch" and _is_apply(node, constants, where):
+                    # Server-side apply creates the object when it is missing: the API server
+                    # then also checks the create verb.
+                    yield (group, plural, "create"), where
+            elif dotted == "kopf.event":
+                yield ("", "events", "create"), where
+            elif dotted.startswith(("kopf.on.", "kopf.timer", "kopf.daemon", "kopf.index")):
+                a = _call_args(node, ("group", "version", "plural"))
+                if "plural" not in a:
+                    continue  # startup/cleanup/login handlers take no resource
+                group = _resolve(a["group"], constants, where)
+                plural = _resolve(a["plural"], constants, where)
+                for verb in KOPF_WATCH:
+                    yield (group, plural, verb), where
+                if group == api_types.GROUP:
+                    # kopf's progress/diff-base storage and finalizers live in the object's metadata.
+                    yield (group, plural, "patch"), where
+
+
+def chart_rules() -> set[Perm]:
+    """Every (group, resource, verb) in the chart's shared rules, all routers enabled."""
+    text = (CHART / "templates" / "_helpers.tpl").read_text()
+    block = text.split('{{- define "modelrollout.rules" -}}', 1)[1].split("{{- end }}\n{{- end }}", 1)[0]
+    plain = "\n".join(line for line in block.splitlines() if "{{" not in line)
+    perms = set()
+    for rule in yaml.safe_load(plain):
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    perms.add((group, resource, verb))
+    return perms
+
+
+def test_chart_rbac_allows_every_call_the_operator_makes() -> None:
+    rules = chart_rules()
+    missing = {f"{p} needed by {where}" for p, where in code_permissions() if p not in rules}
+    assert not missing, "add to charts/modelrollout/templates/_helpers.tpl:\n" + "\n".join(sorted(missing))
+
+
+def test_chart_rbac_grants_nothing_the_operator_does_not_use() -> None:
+    used = {p for p, _ in code_permissions()}
+    used_groups = {g for g, _, _ in used}
+    unused = {
+        p for p in chart_rules() - used if not (p[0] in PLANNED_GROUPS and p[0] not in used_groups)
+    }  # fmt: skip
+    assert not unused, f"no code path uses {sorted(unused)}: drop them from the chart's rules"
+
+
+def test_chart_rules_never_include_sensitive_access() -> None:
+    text = (CHART / "templates").joinpath("_helpers.tpl").read_text() + (CHART / "templates" / "rbac.yaml").read_text()
+    for word in ('"*"', "secrets", "configmaps", "pods/exec", "escalate", "bind", "impersonate"):
+        assert word not in text, f"the chart's RBAC must not mention {word}"
+
+
+def test_rbac_scan_sees_the_known_calls() -> None:
+    """Guard the guard: if the scan found nothing, the two tests above would pass vacuously."""
+    used = {p for p, _ in code_permissions()}
+    assert ("modelrollout.io", "modeldeployments/status", "patch") in used
+    assert ("apps", "deployments", "patch") in used
+    assert ("apps", "deployments", "watch") in used
+    assert ("apps", "deployments", "create") in used  # server-side apply of a new revision
+
+
+def test_chart_crd_is_identical_to_generated_crd() -> None:
+    """Helm installs charts/modelrollout/crds/; it must be exactly what `make crds` generates."""
+    chart_crds = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    repo_crds = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    assert chart_crds == repo_crds
+    for name in repo_crds:
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
+            f"charts/modelrollout/crds/{name} is stale: cp crds/{name} charts/modelrollout/crds/"
+        )
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema_rs.Validator:
+    return jsonschema_rs.validator_for(json.loads((CHART / "values.schema.json").read_text()))
+
+
+def test_default_values_match_the_schema(validator: jsonschema_rs.Validator) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    errors = [e.message for e in validator.iter_errors(values)]
+    assert not errors
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"watch": {"mode": "everywhere"}},
+        {"watch": {"mode": "namespace", "namespaces": ["Not_A_Namespace"]}},
+        {"operator": {"logLevel": "TRACE"}},
+        {"operator": {"prometheusAddress": "prometheus:9090"}},
+        {"metrics": {"port": 0}},
+        {"rbac": {"routers": {"linkerd": True}}},
+        {"typoKey": 1},
+    ],
+)
+def test_schema_rejects_bad_values(validator: jsonschema_rs.Validator, patch: dict) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def merge(base: dict, extra: dict) -> None:
+        for k, v in extra.items():
+            if isinstance(v, dict) and isinstance(base.get(k), dict):
+                merge(base[k], v)
+            else:
+                base[k] = v
+
+    merge(values, patch)
+    assert not validator.is_valid(values)
