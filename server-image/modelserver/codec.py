@@ -30,7 +30,12 @@ _ALLOWED_ELEMENTS: dict[str, frozenset[type]] = {
 }
 _KIND_NAMES = {"float": "numbers", "int": "integers", "bool": "booleans", "bytes": "strings"}
 _JSON_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "object"}
-_NO_ERR_STATE = {"over": "ignore", "invalid": "ignore"}
+_FLOAT_LIMITS = {
+    "FP16": float(np.finfo(np.float16).max),
+    "FP32": float(np.finfo(np.float32).max),
+    "FP64": float(np.finfo(np.float64).max),
+}
+_PY_CHECK_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -157,34 +162,45 @@ def _decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
 
 def decode_data(data: Any, shape: tuple[int, ...], spec: TensorSpec, where: str) -> np.ndarray:
     """Flat or nested ``data`` → a numpy array of the model's dtype and the declared shape."""
-    if not isinstance(data, list):
+    if type(data) is not list:
         raise bad_request(f"{where}.data: expected a list, got {_json_type(data)}")
-    flat = _flatten(data, shape, f"{where}.data")
+    types = set(map(type, data))
+    if list in types:
+        flat: list[Any] = []
+        _collect(data, shape, 0, f"{where}.data", flat)
+        types = set(map(type, flat))
+    else:
+        flat = data
     expected = math.prod(shape)
     if len(flat) != expected:
         raise bad_request(f"{where}.data: shape {list(shape)} needs {expected} elements, got {len(flat)}")
     kind = spec.datatype.kind
-    bad = set(map(type, flat)) - _ALLOWED_ELEMENTS[kind]
+    bad = types - _ALLOWED_ELEMENTS[kind]
     if bad:
         got = ", ".join(sorted(_JSON_TYPE_NAMES.get(t, "null" if t is type(None) else "list") for t in bad))
         raise bad_request(f"{where}.data: {spec.datatype.v2} expects {_KIND_NAMES[kind]}, got {got}")
+    if kind == "float":
+        _check_float_range(flat, spec, where)
     try:
-        with np.errstate(**_NO_ERR_STATE):
-            array = np.array(flat, dtype=spec.datatype.dtype)
+        array = np.array(flat, dtype=spec.datatype.dtype)
     except (OverflowError, ValueError):
         raise bad_request(f"{where}.data: a value is out of range for {spec.datatype.v2}") from None
-    if kind == "float" and not np.isfinite(array).all():
-        raise bad_request(f"{where}.data: values must be finite and within the range of {spec.datatype.v2}")
     return array.reshape(shape)
 
 
-def _flatten(data: list[Any], shape: tuple[int, ...], where: str) -> list[Any]:
-    """Accept flat data (row-major) or data nested exactly like ``shape``."""
-    if not any(type(v) is list for v in data):
-        return data
-    flat: list[Any] = []
-    _collect(data, shape, 0, where, flat)
-    return flat
+def _check_float_range(flat: list[Any], spec: TensorSpec, where: str) -> None:
+    """JSON numbers are finite doubles (orjson rejects NaN/Infinity) but may overflow FP32/FP16.
+
+    Small tensors are checked in Python (cheaper than a numpy round trip on the hot path).
+    """
+    if not flat:
+        return
+    if len(flat) <= _PY_CHECK_MAX:
+        largest = max(map(abs, flat))
+    else:
+        largest = float(np.abs(np.asarray(flat, dtype=np.float64)).max())
+    if largest > _FLOAT_LIMITS[spec.datatype.v2]:
+        raise bad_request(f"{where}.data: values must be finite and within the range of {spec.datatype.v2}")
 
 
 def _collect(node: Any, shape: tuple[int, ...], depth: int, where: str, out: list[Any]) -> None:

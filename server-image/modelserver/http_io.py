@@ -19,7 +19,7 @@ JSON = "application/json"
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+    declared = _content_length(request)
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, "invalid Content-Length header")
@@ -34,6 +34,14 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _content_length(request: Request) -> str | None:
+    """Read the header straight from the ASGI scope (building ``request.headers`` costs more)."""
+    for key, raw in request.scope["headers"]:
+        if key == b"content-length":
+            return raw.decode("latin-1")
+    return None
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

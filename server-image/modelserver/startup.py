@@ -8,6 +8,7 @@ and hammer the model store.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -128,6 +129,10 @@ class Loader:
         result = run_warmup(runtime.model, runtime.metadata, s.warmup_requests, progress)
         runtime.executor = self._executor(result.mean_latency_s)
         runtime.metrics.set_warmup_seconds(result.seconds)
+        # Everything allocated so far (modules, the session, metrics) lives for the whole process:
+        # move it out of the cyclic GC's generations so collections only scan per-request garbage.
+        gc.collect()
+        gc.freeze()
         self.state.phase = Phase.READY
         self.state.reason = "ready"
         runtime.metrics.set_ready(True)

@@ -141,6 +141,7 @@ BAD_BODIES = [
                  ["unknown input 'other'"], id="unknown-input"),
     pytest.param({"inputs": [infer_body(ROW, [1, 5])["inputs"][0]] * 2}, ["more than once"], id="duplicate-input"),
     pytest.param(infer_body([1e39, 0, 0, 0, 0], [1, 5]), ["finite"], id="overflow-to-inf"),
+    pytest.param(infer_body([0.0] * 299 + [-1e39], [60, 5]), ["finite"], id="overflow-in-large-batch"),
     pytest.param(infer_body(["NaN", 0, 0, 0, 0], [1, 5]), ["expects numbers", "string"], id="nan-as-string"),
     pytest.param(infer_body([None, 0, 0, 0, 0], [1, 5]), ["null"], id="null-element"),
     pytest.param(infer_body([True, 0, 0, 0, 0], [1, 5]), ["boolean"], id="bool-element"),
