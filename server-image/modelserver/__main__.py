@@ -16,6 +16,7 @@ import uvicorn
 from . import __version__, logsetup
 from .app import create_app
 from .config import parse_settings
+from .fastpath import InferFastPath
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -26,8 +27,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         extra={"version": __version__, "model": settings.model_name, "uri": settings.model_uri,
                "host": settings.host, "port": settings.port},
     )  # fmt: skip
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        InferFastPath(app, app.state.server),
         host=settings.host,
         port=settings.port,
         loop="auto",

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from . import __version__
 from .codec import encode_response, parse_json_object
@@ -76,18 +77,23 @@ class ModelServer:
 
     # -- infer --------------------------------------------------------------------------------
     async def infer(self, request: Request, name: str, version: str | None) -> Response:
+        status, content = await self.infer_raw(request.scope, request.receive, name, version)
+        return Response(content, status_code=status, media_type=JSON)
+
+    async def infer_raw(self, scope: Scope, receive: Receive, name: str, version: str | None) -> tuple[int, bytes]:
+        """The whole infer request → ``(status, JSON bytes)``; used by the fast path and the FastAPI route."""
         started = time.perf_counter()
         runtime: Runtime | None = None
         reached_model = False
         try:
             runtime = self.resolve(name, version, need_ready=True)
-            body = await read_body(request, self.settings.max_body_bytes)
+            body = await read_body(scope, receive, self.settings.max_body_bytes)
             req = decode_infer(parse_json_object(body), runtime, self.settings.max_batch_size)
             reached_model = True
             gauge = runtime.metrics.inflight_child
             gauge.inc()
             try:
-                outputs = await runtime.run(req.feeds)
+                outputs = await runtime.run(req.feeds, req.rows)
             finally:
                 gauge.dec()
             runtime.check_outputs(outputs)
@@ -106,12 +112,12 @@ class ModelServer:
                 runtime.metrics.observe_latency(elapsed)
             if status == 200 and runtime.predlog.sampled():
                 runtime.predlog.write(req.id, elapsed, outputs, req.feeds)
-        return Response(content, status_code=status, media_type=JSON)
+        return status, content
 
     async def feedback(self, request: Request, name: str, version: str | None) -> Response:
         async def produce() -> Response:
             runtime = self.resolve(name, version, need_ready=False)
-            body = await read_body(request, self.settings.max_body_bytes)
+            body = await read_body(request.scope, request.receive, self.settings.max_body_bytes)
             status, payload = handle_feedback(parse_json_object(body), runtime, self.settings.max_batch_size)
             return json_response(payload, status)
 

@@ -45,6 +45,7 @@ class Settings:
     executor: str = "auto"
     inference_threads: int = 4
     inline_threshold_ms: float = 1.0
+    batching: str = "auto"
 
 
 def parse_bool(text: str) -> bool:
@@ -133,6 +134,7 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "executor": (_choice("auto", "inline", "thread"), "where session.run executes (auto: by latency)"),
     "inference_threads": (_positive_int, "worker threads when inference runs off the event loop"),
     "inline_threshold_ms": (_positive_float, "auto executor: run inline if warmup mean is below this"),
+    "batching": (_choice("auto", "off"), "micro-batch concurrent requests (auto: inline models that batch exactly)"),
 }
 _REQUIRED = ("model_uri", "model_name")
 

@@ -9,36 +9,48 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .errors import ApiError
 
 JSON = "application/json"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = _content_length(request)
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, or 413 as soon as it is known to exceed ``limit`` bytes.
+
+    Reads raw ASGI messages (no Request object needed), so the fast path and FastAPI routes share it.
+    """
+    declared = _content_length(scope)
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, "invalid Content-Length header")
         if int(declared) > limit:
             raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-        return await request.body()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if not chunks and not more:
+            if len(chunk) > limit:
+                raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+            return chunk
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not more:
+            return b"".join(chunks)
 
 
-def _content_length(request: Request) -> str | None:
+def _content_length(scope: Scope) -> str | None:
     """Read the header straight from the ASGI scope (building ``request.headers`` costs more)."""
-    for key, raw in request.scope["headers"]:
+    for key, raw in scope["headers"]:
         if key == b"content-length":
             return raw.decode("latin-1")
     return None
@@ -46,6 +58,16 @@ def _content_length(request: Request) -> str | None:
 
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
+
+
+_JSON_HEADER = (b"content-type", JSON.encode())
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """Answer with pre-serialised JSON straight over ASGI (no Response object on the hot path)."""
+    headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(error: ApiError) -> Response:

@@ -1,9 +1,10 @@
 """Everything needed to serve predictions once the model is loaded, and the prediction path itself.
 
-Why one object: the infer handler should do HTTP, not bookkeeping. :meth:`Runtime.predict` runs the
-session (inline on the event loop for sub-millisecond models, in a thread pool for slow ones so
-probes and other requests keep flowing), refuses non-finite outputs, and records predictions,
-the feedback cache entry and the sampled prediction log.
+Why one object: the infer handler should do HTTP, not bookkeeping. :meth:`Runtime.run` runs the
+session — inline on the event loop for sub-millisecond models (micro-batched when requests arrive
+together), or in a thread pool for slow ones so probes and other requests keep flowing;
+:meth:`Runtime.check_outputs` refuses non-finite outputs and :meth:`Runtime.record` counts the
+predictions and caches them for feedback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batching import MicroBatcher
 from .codec import find_non_finite
 from .errors import ApiError
 from .features import FeatureEncoder
@@ -40,10 +42,13 @@ class Runtime:
     metrics: ServerMetrics
     predlog: PredictionLogger
     executor: ThreadPoolExecutor | None = None
+    batcher: MicroBatcher | None = None
 
-    async def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def run(self, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Run the session; invalid-argument errors from onnxruntime are the client's (400)."""
         try:
+            if self.batcher is not None:
+                return await self.batcher.run(feeds, rows)
             if self.executor is None:
                 return self.model.run(feeds)
             loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from .batching import MicroBatcher, supports_batching
 from .config import Settings
 from .errors import LoadError
 from .features import FeatureEncoder
@@ -26,7 +27,7 @@ from .predictions import PredictionReader
 from .predlog import PredictionLogger
 from .runtime import Runtime
 from .state import Phase, ServerState
-from .warmup import feature_input, run_warmup
+from .warmup import feature_input, reference_feeds, run_warmup
 
 log = logging.getLogger("modelserver.startup")
 METADATA_MAX_BYTES = 4 * 1024 * 1024
@@ -128,6 +129,7 @@ class Loader:
 
         result = run_warmup(runtime.model, runtime.metadata, s.warmup_requests, progress)
         runtime.executor = self._executor(result.mean_latency_s)
+        runtime.batcher = self._batcher(runtime)
         runtime.metrics.set_warmup_seconds(result.seconds)
         # Everything allocated so far (modules, the session, metrics) lives for the whole process:
         # move it out of the cyclic GC's generations so collections only scan per-request garbage.
@@ -140,8 +142,18 @@ class Loader:
             "model ready",
             extra={"warmup_requests": result.runs, "warmup_seconds": round(result.seconds, 4),
                    "mean_inference_ms": round(result.mean_latency_s * 1000, 3),
-                   "executor": "inline" if runtime.executor is None else "thread"},
+                   "executor": "inline" if runtime.executor is None else "thread",
+                   "batching": runtime.batcher is not None},
         )  # fmt: skip
+
+    def _batcher(self, runtime: Runtime) -> MicroBatcher | None:
+        """Micro-batch only inline models whose batched outputs equal their row-by-row outputs."""
+        if self.settings.batching == "off" or runtime.executor is not None:
+            return None
+        if not supports_batching(runtime.model, reference_feeds(runtime.model, runtime.metadata)):
+            log.info("model outputs do not batch row-wise; micro-batching disabled")
+            return None
+        return MicroBatcher(runtime.model, self.settings.max_batch_size)
 
     def _executor(self, mean_latency_s: float) -> ThreadPoolExecutor | None:
         """``auto``: sub-threshold models run inline (a thread hop costs more than the inference)."""

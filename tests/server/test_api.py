@@ -219,3 +219,29 @@ def test_openapi_documents_the_bodies(baseline: ServerProcess) -> None:
     assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferRequest")
     assert "422" not in op["responses"] and "400" in op["responses"]
     assert "InferRequest" in doc["components"]["schemas"]
+
+
+def test_concurrent_requests_are_answered_exactly_as_alone(baseline: ServerProcess) -> None:
+    """Micro-batching must be invisible: every concurrent answer equals the model's own output."""
+    import concurrent.futures
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from .conftest import MODELS
+
+    data = dataset.generate(48, seed=99)
+    sizes = [1, 2, 3] * 8
+    bodies, starts, start = [], [], 0
+    for i, size in enumerate(sizes):
+        bodies.append(dataset.tensor_body(data.features[start : start + size], f"conc-{i}"))
+        starts.append(start)
+        start += size
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda b: infer(baseline, b).json(), bodies))
+    session = ort.InferenceSession(str(MODELS / "baseline.onnx"), providers=["CPUExecutionProvider"])
+    labels, proba = session.run(["label", "probabilities"], {"input": data.features[:start]})
+    for i, (answer, size, first) in enumerate(zip(answers, sizes, starts, strict=True)):
+        assert answer["id"] == f"conc-{i}"
+        assert answer["outputs"][0]["data"] == labels[first : first + size].tolist()
+        np.testing.assert_allclose(answer["outputs"][1]["data"], proba[first : first + size].ravel(), rtol=1e-5)
