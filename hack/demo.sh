@@ -20,6 +20,8 @@ kubectl get --raw /readyz >/dev/null 2>&1 || { STARTED_CLUSTER=1; bash hack/clus
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/modeldeployments.modelrollout.io --timeout=60s >/dev/null
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Start from nothing so every run shows the same story (children go with it by garbage collection).
+kubectl delete mdep --all -n "$NS" --wait=true >/dev/null
 
 log "starting the operator (log: $TESTENV_DIR/operator-demo.log)"
 MODELROLLOUT_TICK_SECONDS=1 .venv/bin/python -m modelrollout run --all-namespaces \
@@ -36,10 +38,11 @@ kubectl patch -n "$NS" mdep/fraud --type=merge \
   -p '{"spec":{"model":{"uri":"https://models.example.com/fraud/better.onnx"},"strategy":{"canary":{"stepDuration":"3s"}}}}'
 deadline=$((SECONDS + 120))
 last=""
+fmt='{.status.phase} stable={.status.stableRevision} canary={.status.canaryRevision} weight={.status.canaryWeight}% step={.status.currentStep} {.status.message}'
 while [ $SECONDS -lt $deadline ]; do
-  line=$(kubectl get -n "$NS" mdep/fraud --no-headers 2>/dev/null | awk '{print $2, "stable=" $3, "canary=" $4, "weight=" $5 "%"}')
+  line=$(kubectl get -n "$NS" mdep/fraud -o jsonpath="$fmt" 2>/dev/null)
   if [ "$line" != "$last" ]; then log "$line"; last=$line; fi
-  case $line in Succeeded*canary=\<none\>*) break ;; esac
+  case $line in "Succeeded stable="*" canary= "*) break ;; esac
   sleep 0.5
 done
 kubectl get -n "$NS" mdep,deploy,svc

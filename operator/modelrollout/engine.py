@@ -180,9 +180,7 @@ def _history(status: ModelDeploymentStatus, revision: str) -> HistoryEntry | Non
 class _Run:
     """One evaluation: holds the working copy and the actions, so each step reads as a sentence."""
 
-    def __init__(
-        self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime
-    ):
+    def __init__(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime):
         self.spec, self.obs, self.now = spec, obs, now
         self.status = status.model_copy(deep=True)
         self.actions: list[Action] = []
@@ -243,9 +241,7 @@ class _Run:
 # ------------------------------------------------------------------------------------------ decide
 
 
-def decide(
-    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime
-) -> Decision:
+def decide(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime) -> Decision:
     """Advance the rollout by at most one transition and say what the shell must do."""
     run = _Run(spec, status, obs, now)
     st = run.status
@@ -304,9 +300,7 @@ def _first_revision(run: _Run) -> None:
         return
     if run.elapsed(st.revisionStartedAt) > run.spec.progressDeadlineSeconds and st.phase != "Failed":
         st.phase = "Failed"
-        st.message = (
-            f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
-        )
+        st.message = f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
         run.finish_history(rev, "Failed", "ProgressDeadlineExceeded")
         run.emit("Warning", "ProgressDeadlineExceeded", st.message)
 
@@ -463,11 +457,7 @@ def _summary(result: AnalysisResult) -> str:
         value = "no data" if m.value is None else f"{m.value:.4g}"
         stable = "" if m.stableValue is None else f", stable {m.stableValue:.4g}"
         parts.append(f"{m.name}={value}{stable} ({m.threshold}) {m.verdict}")
-    return (
-        f"revision {result.revision}: " + "; ".join(parts)
-        if parts
-        else f"revision {result.revision}: no gates"
-    )
+    return f"revision {result.revision}: " + "; ".join(parts) if parts else f"revision {result.revision}: no gates"
 
 
 def _step_complete(run: _Run) -> bool:
@@ -477,9 +467,7 @@ def _step_complete(run: _Run) -> bool:
         return False
     if not spec.analysis.metrics:
         return True
-    checked_in_step = (
-        st.lastCheckAt is not None and st.stepStartedAt is not None and st.lastCheckAt >= st.stepStartedAt
-    )
+    checked_in_step = st.lastCheckAt is not None and st.stepStartedAt is not None and st.lastCheckAt >= st.stepStartedAt
     return checked_in_step and st.lastAnalysis is not None and st.lastAnalysis.verdict == "Pass"
 
 
@@ -577,6 +565,7 @@ def _abandon_canary(run: _Run, phase: str, reason: str) -> None:
     old = st.canaryRevision
     assert old is not None
     run.set_weight(0)
+    run.actions.append(PointService("canary", None))
     run.actions.append(EnsureRevision(old, 0))
     st.canaryRevision, st.currentStep = None, None
     run.finish_history(old, phase, reason)

@@ -9,6 +9,7 @@ stops two triggers from deciding at once.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -58,15 +59,40 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.name = os.environ["MODELROLLOUT_PEERING"]
 
 
+# The keys of the ModelDeployments kopf has shown us: which objects to tick, not rollout state.
+# A per-object kopf timer would do the same, but kopf guards timers with a finalizer, and a finalizer
+# would block `kubectl delete` (and Argo CD prunes) whenever the operator is down.
+_known: set[tuple[str, str]] = set()
+_known_lock = threading.Lock()
+_background: set[asyncio.Task] = set()
+
+
 @kopf.on.event(t.GROUP, t.VERSION, t.PLURAL)
 def on_modeldeployment(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
-    if event.get("type") != "DELETED":
-        reconcile(namespace, name)
-
-
-@kopf.timer(t.GROUP, t.VERSION, t.PLURAL, interval=TICK_SECONDS, sharp=False)
-def on_tick(namespace: str, name: str, **_: Any) -> None:
+    with _known_lock:
+        if event.get("type") == "DELETED":
+            _known.discard((namespace, name))
+            return
+        _known.add((namespace, name))
     reconcile(namespace, name)
+
+
+@kopf.on.startup()
+async def start_ticker(**_: Any) -> None:
+    """Move time-based steps (step durations, analysis intervals, deadlines) every TICK_SECONDS."""
+    _background.add(asyncio.get_running_loop().create_task(_tick_forever()))
+
+
+async def _tick_forever() -> None:
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        with _known_lock:
+            keys = sorted(_known)
+        for namespace, name in keys:
+            try:
+                await asyncio.to_thread(reconcile, namespace, name)
+            except Exception:  # one object's failure must not stop the others' clocks
+                log.exception("reconcile of %s/%s failed; retrying next tick", namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})
@@ -141,11 +167,7 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
             case engine.DeleteRevision(revision=rev):
                 kube().delete_deployment(namespace, workloads.deployment_name(name, rev))
             case engine.PointService(role=role, revision=rev):
-                svc = (
-                    workloads.stable_service_name(name)
-                    if role == "stable"
-                    else workloads.canary_service_name(name)
-                )
+                svc = workloads.stable_service_name(name) if role == "stable" else workloads.canary_service_name(name)
                 if rev is None:
                     kube().delete_service(namespace, svc)
                 else:
@@ -153,7 +175,7 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
             case engine.SetWeights(canary_weight=weight):
                 _set_weights(spec, weight)
             case engine.Emit(type=kind, reason=reason, message=message):
-                kopf.event(obj, type=kind, reason=reason, message=message)
+                kube().post_event(obj, kind, reason, message)
 
 
 def _set_weights(spec: t.ModelDeploymentSpec, weight: int) -> None:
@@ -167,21 +189,16 @@ def _set_weights(spec: t.ModelDeploymentSpec, weight: int) -> None:
         )
 
 
-def _invalid_spec(
-    obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime
-) -> None:
+def _invalid_spec(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime) -> None:
     """Anything the CRD schema could not reject becomes a condition and an Event, never a crash loop."""
     meta = obj["metadata"]
     problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     generation = meta.get("generation", 0)
     if status.observedGeneration == generation and any(
-        c.type == "Degraded" and c.reason == "InvalidSpec" and c.message == problems
-        for c in status.conditions
+        c.type == "Degraded" and c.reason == "InvalidSpec" and c.message == problems for c in status.conditions
     ):
         return
     status.observedGeneration = generation
     engine.set_condition(status, "Degraded", True, "InvalidSpec", problems, now, generation)
-    kopf.event(obj, type="Warning", reason="InvalidSpec", message=problems)
-    kube().write_status(
-        meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json")
-    )
+    kube().post_event(obj, "Warning", "InvalidSpec", problems)
+    kube().write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import socket
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
@@ -63,24 +65,49 @@ class Kube:
         """Merge-patch the whole status, conditional on resourceVersion; False on a conflict."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                t.GROUP, t.VERSION, namespace, t.PLURAL, name, body
-            )
+            self.custom.patch_namespaced_custom_object_status(t.GROUP, t.VERSION, namespace, t.PLURAL, name, body)
         except ApiException as exc:
             if exc.status in (404, 409):
-                log.info(
-                    "status of %s/%s not written (%s); next tick re-decides", namespace, name, exc.reason
-                )
+                log.info("status of %s/%s not written (%s); next tick re-decides", namespace, name, exc.reason)
                 return False
             raise
         return True
 
+    def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the ModelDeployment; failures are logged, never fatal to a reconcile."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "modelrollout"},
+            "reportingComponent": "modelrollout.io/operator",
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event)
+        except ApiException as exc:
+            log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], exc.reason)
+
     # ---------------------------------------------------------------- Deployments
     def list_revisions(self, namespace: str, name: str) -> dict[str, tuple[DeploymentState, str | None]]:
         """Revision -> (state, applied hash) for every Deployment this ModelDeployment owns."""
-        items = self.apps.list_namespaced_deployment(
-            namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}"
-        ).items
+        items = self.apps.list_namespaced_deployment(namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}").items
         out: dict[str, tuple[DeploymentState, str | None]] = {}
         for dep in items:
             revision = (dep.metadata.labels or {}).get(LABEL_REVISION)

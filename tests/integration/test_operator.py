@@ -67,6 +67,7 @@ def test_first_revision_creates_serving_children_and_becomes_ready(cluster, oper
     assert condition(obj, "Ready")["status"] == "True"
     assert condition(obj, "Degraded")["status"] == "False"
     assert [h["revision"] for h in obj["status"]["history"]] == [rev]
+    assert not obj["metadata"].get("finalizers"), "no finalizer: deleting must work while the operator is down"
 
     dep = cluster.get("deploy", f"fraud-{rev}", namespace)
     assert dep is not None

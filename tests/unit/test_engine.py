@@ -108,9 +108,7 @@ def test_canary_gets_no_traffic_until_ready_then_walks_the_steps():
         d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now)
         weights.append(d.status.canaryWeight)
     assert weights[:3] == [10, 50, 100]
-    assert (
-        d.status.phase == "Succeeded" and d.status.stableRevision == "r2" and d.status.canaryRevision is None
-    )
+    assert d.status.phase == "Succeeded" and d.status.stableRevision == "r2" and d.status.canaryRevision is None
 
 
 def test_failed_gate_rolls_back_weights_first_and_is_not_retried():
@@ -125,9 +123,7 @@ def test_failed_gate_rolls_back_weights_first_and_is_not_retried():
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Fail", now))
     assert d.status.phase == "RolledBack" and d.status.canaryWeight == 0 and d.status.stableRevision == "r1"
     kinds = [type(a).__name__ for a in d.actions]
-    assert kinds.index("SetWeights") < max(
-        i for i, a in enumerate(d.actions) if a == e.EnsureRevision("r2", 0)
-    )
+    assert kinds.index("SetWeights") < max(i for i, a in enumerate(d.actions) if a == e.EnsureRevision("r2", 0))
     assert "r2" in d.status.failedRevisions
     assert cond(d.status, "Degraded").status == "True" and "ErrorRate" in cond(d.status, "Degraded").reason
     later = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready(0)}, now + timedelta(minutes=5))
@@ -164,6 +160,16 @@ def test_new_spec_mid_rollout_supersedes_the_canary():
     assert next(h for h in d.status.history if h.revision == "r2").phase == "Superseded"
 
 
+def test_spec_back_to_stable_abandons_the_canary_and_its_service():
+    spec = mkspec()
+    st = stable_status(spec)
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
+    d = tick(spec, d.status, "r1", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=1))
+    assert d.status.phase == "Succeeded" and d.status.canaryRevision is None and d.status.canaryWeight == 0
+    assert e.PointService("canary", None) in d.actions and e.EnsureRevision("r2", 0) in d.actions
+
+
 def test_canary_progress_deadline_rolls_back():
     spec = mkspec()
     st = stable_status(spec)
@@ -188,11 +194,7 @@ def test_bake_failure_reverts_to_the_warm_previous_revision():
     for _ in range(3):
         now += timedelta(seconds=31)
         d = tick(spec, d.status, "r2", deps, now, analysis=result("Pass", now))
-    assert (
-        d.status.phase == "Baking"
-        and d.status.stableRevision == "r2"
-        and d.status.previousStableRevision == "r1"
-    )
+    assert d.status.phase == "Baking" and d.status.stableRevision == "r2" and d.status.previousStableRevision == "r1"
     assert e.EnsureRevision("r1", 2) in d.actions
     now += timedelta(seconds=31)
     d = tick(spec, d.status, "r2", deps, now, analysis=result("Fail", now))
