@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )  # fmt: skip
     app = create_app(settings)
     config = uvicorn.Config(
-        InferFastPath(app, app.state.server),
+        InferFastPath(app, app.state.server) if settings.fast_path else app,
         host=settings.host,
         port=settings.port,
         loop="auto",

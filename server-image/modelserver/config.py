@@ -46,6 +46,7 @@ class Settings:
     inference_threads: int = 4
     inline_threshold_ms: float = 1.0
     batching: str = "auto"
+    fast_path: bool = True
 
 
 def parse_bool(text: str) -> bool:
@@ -135,6 +136,7 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "inference_threads": (_positive_int, "worker threads when inference runs off the event loop"),
     "inline_threshold_ms": (_positive_float, "auto executor: run inline if warmup mean is below this"),
     "batching": (_choice("auto", "off"), "micro-batch concurrent requests (auto: inline models that batch exactly)"),
+    "fast_path": (parse_bool, "serve POST .../infer by a thin ASGI layer in front of FastAPI"),
 }
 _REQUIRED = ("model_uri", "model_name")
 

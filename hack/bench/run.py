@@ -1,0 +1,494 @@
+"""Benchmark the model server against its floor, its limit, KServe and MLServer — in one go.
+
+Why this shape: every contender serves the same ONNX model (``examples/models/baseline.onnx``,
+one intra-op thread) behind the Open Inference Protocol, pinned to the same CPU, and is driven by
+the same load generator (``wrk`` with one thread, pinned to the other CPU) with the same body. We
+measure what a user feels — p50/p99 at concurrency 1, throughput at concurrency 16, idle memory
+and time from process start to ready — and write the table to ``docs/benchmarks.md``.
+
+Meant to run inside a network namespace created by ``hack/bench-server.sh`` (KServe binds
+0.0.0.0); every server is started by this process and stopped by its process-group id, also on
+failure. Every load phase is bounded in time (wrk ``-d`` plus a hard timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+MODEL = REPO / "examples" / "models" / "baseline.onnx"
+MODEL_NAME = "fraud"
+ROW = [38.03, 816.0, 6.0, 3.7, 0.0]
+BODY = {"id": "bench", "inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": ROW}]}
+READY_TIMEOUT_S = 180
+SECTION = "## Model server"
+
+
+@dataclass
+class Result:
+    name: str
+    role: str
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    rps_c16: float | None = None
+    p99_c16_ms: float | None = None
+    rss_mib: float | None = None
+    ready_s: float | None = None
+    errors: int = 0
+    note: str = ""
+
+
+@dataclass
+class Contender:
+    name: str
+    role: str  # raw, floor, ours, ablation, kserve, mlserver
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[int], None] | None = None
+    """Called with the chosen port before start (MLServer reads its port from settings.json)."""
+    ready_path: str = f"/v2/models/{MODEL_NAME}/ready"
+    infer_path: str = f"/v2/models/{MODEL_NAME}/infer"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpus() -> tuple[list[str], list[str]]:
+    """(server pinning, load-generator pinning) — separate cores when there are two or more."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", "1"], ["taskset", "-c", "0"]
+    return [], []
+
+
+def tree_rss_mib(pid: int) -> float:
+    """RSS of ``pid`` and all its descendants (some servers fork workers)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            pending.extend(int(c) for c in children)
+    return total / 1024
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@contextlib.contextmanager
+def running(contender: Contender, port: int, pin: list[str], logdir: Path) -> Iterator[tuple[subprocess.Popen, float]]:
+    """Start the server in its own process group; yield (process, seconds to ready); always stop it."""
+    env = {**os.environ, **contender.env}
+    command = [*pin, *[c.replace("{port}", str(port)) for c in contender.command]]
+    slug = re.sub(r"[^a-z0-9]+", "-", contender.name.lower())
+    with (logdir / f"{slug}.log").open("wb") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            ready_s = wait_ready(proc, f"http://127.0.0.1:{port}{contender.ready_path}", started)
+            yield proc, ready_s
+        finally:
+            stop(proc)
+
+
+def wait_ready(proc: subprocess.Popen, url: str, started: float) -> float:
+    deadline = started + READY_TIMEOUT_S
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} before ready")
+        with contextlib.suppress(OSError):
+            if http("GET", url, timeout=1)[0] == 200:
+                return time.perf_counter() - started
+        time.sleep(0.01)
+    raise RuntimeError(f"not ready after {READY_TIMEOUT_S}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group we created, SIGKILL it if it lingers."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, connections: int, seconds: int, body_file: Path, pin: list[str]) -> dict[str, float]:
+    """One bounded wrk run; returns p50/p99 (ms), requests/s and non-2xx responses."""
+    command = [
+        *pin,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "post.lua"),
+        url,
+    ]
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        env={**os.environ, "BENCH_BODY": str(body_file)},
+        check=True,
+    ).stdout
+    pct = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, flags=re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "p50_ms": _ms(pct["50"]),
+        "p99_ms": _ms(pct["99"]),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+def bench_server(contender: Contender, args: argparse.Namespace, body_file: Path, logdir: Path) -> Result:
+    server_pin, load_pin = cpus()
+    port = free_port()
+    result = Result(contender.name, contender.role)
+    if contender.prepare is not None:
+        contender.prepare(port)
+    try:
+        with running(contender, port, server_pin, logdir) as (proc, ready_s):
+            result.ready_s = ready_s
+            url = f"http://127.0.0.1:{port}{contender.infer_path}"
+            status, payload = http("POST", url, body_file.read_bytes())
+            if status != 200 or b"probabilities" not in payload:
+                raise RuntimeError(f"sanity request answered {status}: {payload[:300]!r}")
+            time.sleep(1.0)
+            result.rss_mib = tree_rss_mib(proc.pid)
+            wrk(url, 16, args.warmup, body_file, load_pin)
+            c1 = wrk(url, 1, args.duration, body_file, load_pin)
+            c16 = wrk(url, 16, args.duration, body_file, load_pin)
+            result.p50_ms, result.p99_ms = c1["p50_ms"], c1["p99_ms"]
+            result.rps_c16, result.p99_c16_ms = c16["rps"], c16["p99_ms"]
+            result.errors = int(c1["errors"] + c16["errors"])
+            if c16["socket_errors"]:
+                result.note = f"socket errors: {c16['socket_errors']}"
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        result.note = f"failed: {exc}"
+    print(f"  {contender.name}: {format_result(result)}", flush=True)
+    return result
+
+
+def bench_raw(args: argparse.Namespace) -> Result:
+    server_pin, _ = cpus()
+    command = [
+        *server_pin,
+        sys.executable,
+        str(HERE / "raw_session.py"),
+        "--model",
+        str(MODEL),
+        "--row",
+        json.dumps(ROW),
+        "--seconds",
+        str(args.duration),
+        "--spawned-at",
+        repr(time.time()),
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=args.duration + 60).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    result = Result(
+        "raw session.run (in-process, no HTTP)",
+        "raw",
+        data["p50_ms"],
+        data["p99_ms"],
+        data["rps"],
+        None,
+        data["rss_mib"],
+        data["ready_s"],
+        note="single thread; req/s = runs/s",
+    )
+    print(f"  {result.name}: {format_result(result)}", flush=True)
+    return result
+
+
+def format_result(r: Result) -> str:
+    return (
+        f"p50={_f(r.p50_ms, 3)}ms p99={_f(r.p99_ms, 3)}ms rps16={_f(r.rps_c16, 0)} rss={_f(r.rss_mib, 1)}MiB "
+        f"ready={_f(r.ready_s, 2)}s errors={r.errors} {r.note}"
+    )
+
+
+def _f(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def contenders(args: argparse.Namespace, workdir: Path) -> list[Contender]:
+    py = sys.executable
+    ours_env = {"PYTHONPATH": str(REPO / "server-image")}
+    mlserver_dir = workdir / "mlserver"
+    mlserver_dir.mkdir()
+    shutil.copy(HERE / "mlserver" / "runtime.py", mlserver_dir / "runtime.py")
+    found = [
+        Contender("minimal FastAPI handler (floor)", [py, str(HERE / "minimal_app.py"), str(MODEL), "{port}"]),
+        Contender(
+            "modelserver (ours)",
+            [
+                py,
+                "-m",
+                "modelserver",
+                "--model-uri",
+                str(MODEL),
+                "--model-name",
+                MODEL_NAME,
+                "--revision",
+                "bench",
+                "--port",
+                "{port}",
+                "--log-level",
+                "warning",
+            ],
+            env=ours_env,
+        ),
+    ]
+    kserve_py = Path(args.venvs) / "kserve" / "bin" / "python"
+    if kserve_py.exists() and not os.environ.get("BENCH_SKIP_KSERVE"):
+        found.append(
+            Contender(
+                f"KServe {package_version(kserve_py, 'kserve')}",
+                "kserve",
+                [
+                    str(kserve_py),
+                    str(HERE / "kserve_model.py"),
+                    "--model_path",
+                    str(MODEL),
+                    "--model_name",
+                    MODEL_NAME,
+                    "--http_port",
+                    "{port}",
+                    "--grpc_port",
+                    str(free_port()),
+                    "--enable_latency_logging",
+                    "false",
+                ],
+            )
+        )
+    mlserver_bin = Path(args.venvs) / "mlserver" / "bin" / "mlserver"
+    if mlserver_bin.exists():
+        found.append(
+            Contender(
+                f"MLServer {package_version(mlserver_bin.with_name('python'), 'mlserver')}",
+                "mlserver",
+                [str(mlserver_bin), "start", str(mlserver_dir)],
+                prepare=partial(write_mlserver_settings, mlserver_dir),
+            )
+        )
+    return found
+
+
+def write_mlserver_settings(directory: Path, port: int) -> None:
+    """MLServer reads its ports from settings.json; written per run since the port is picked per run."""
+    (directory / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "parallel_workers": 0,
+                "load_models_at_startup": True,
+            }
+        )
+    )
+    (directory / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": MODEL_NAME,
+                "implementation": "runtime.OnnxRuntime",
+                "parameters": {"uri": str(MODEL)},
+            }
+        )
+    )
+
+
+def package_version(python: Path, name: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version('{name}'))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    return out.stdout.strip() or "?"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    return f"{cpu}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def versions() -> str:
+    import importlib.metadata as md
+
+    names = ("onnxruntime", "fastapi", "starlette", "uvicorn", "numpy", "orjson")
+    return ", ".join(f"{n} {md.version(n)}" for n in names)
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| contender | p50 c=1 (ms) | p99 c=1 (ms) | req/s c=16 | p99 c=16 (ms) | idle RSS (MiB) "
+        "| time to ready (s) | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        note = r.note + (f" {r.errors} non-2xx" if r.errors else "")
+        lines.append(
+            f"| {r.name} | {_f(r.p50_ms, 3)} | {_f(r.p99_ms, 3)} | {_f(r.rps_c16, 0)} | "
+            f"{_f(r.p99_c16_ms, 2)} | {_f(r.rss_mib, 0)} | {_f(r.ready_s, 2)} | {note.strip()} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(results: list[Result]) -> list[tuple[str, bool | None, str]]:
+    by = {r.role: r for r in results if r.role != "ablation"}
+    ours, floor = by.get("ours"), by.get("floor")
+    out: list[tuple[str, bool | None, str]] = []
+    for rival in ("kserve", "mlserver"):
+        r = by.get(rival)
+        if ours and r and ours.rps_c16 and r.rps_c16:
+            ratio = ours.rps_c16 / r.rps_c16
+            out.append((f"c=16 throughput >= 1.5x {r.name}", ratio >= 1.5, f"{ratio:.2f}x"))
+        else:
+            out.append((f"c=16 throughput >= 1.5x {rival}", None, "not measured"))
+    if ours and floor and ours.rps_c16 and floor.rps_c16:
+        ratio = ours.rps_c16 / floor.rps_c16
+        out.append(("c=16 throughput >= 0.9x the minimal-handler floor", ratio >= 0.9, f"{ratio:.2f}x"))
+    if ours and floor and ours.p50_ms is not None and floor.p50_ms is not None:
+        delta = ours.p50_ms - floor.p50_ms
+        out.append(("p50 at c=1 within 0.3 ms of the floor", delta <= 0.3, f"{delta:+.3f} ms"))
+    return out
+
+
+def render(results: list[Result], args: argparse.Namespace) -> str:
+    checks = verdicts(results)
+    mark = {True: "met", False: "**missed**", None: "not measured"}
+    lines = [
+        SECTION,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} by `make bench-server` (`hack/bench-server.sh` -> `hack/bench/run.py`).",
+        "",
+        f"- Machine: {machine()}.",
+        f"- Software: {versions()}; KServe and MLServer each in their own virtual environment.",
+        "- Model: `examples/models/baseline.onnx` (logistic regression, 5 features, 2 outputs), one row per request, "
+        "the same V2 JSON body for every contender; every onnxruntime session uses one intra-op thread.",
+        f"- Load: `wrk -t1` with a Lua script for the POST body: {args.warmup} s warmup at concurrency 16, then "
+        f"{args.duration} s at concurrency 1 and {args.duration} s at concurrency 16. Server pinned to CPU 1, wrk to "
+        "CPU 0 (`taskset`); all on loopback inside a network namespace created for the run.",
+        "- Idle RSS: the server's process tree 1 s after it became ready. Time to ready: process spawn to the first "
+        "200 from `/v2/models/fraud/ready` (raw: spawn to the first completed `session.run`).",
+        "- Contenders, one process each: ours with default settings (validation, all gate metrics, feedback cache); "
+        "the floor is `hack/bench/minimal_app.py` (orjson in and out, no validation, no metrics); KServe "
+        "`ModelServer` with a custom `kserve.Model` and `--enable_latency_logging false`, gRPC on (its default); "
+        "MLServer with a custom `MLModel` runtime, `parallel_workers: 0`, metrics and gRPC on (its defaults).",
+        "- Ablation rows run ours with its two optimisations switched off: `--batching off` (adaptive micro-batching "
+        "of requests that arrive in the same event-loop iteration) and `--fast-path false` (serve `POST .../infer` "
+        "through FastAPI's router instead of the thin ASGI layer in front of it).",
+        "",
+        table(results),
+        "",
+        "Targets (issue 3):",
+        "",
+    ]
+    lines += [f"- {name}: {mark[ok]} ({detail})" for name, ok, detail in checks]
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(doc: Path, section: str) -> None:
+    """Replace only the ``## Model server`` section, keeping any other sections others append."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", flags=re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    doc.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--venvs", default=os.environ.get("BENCH_VENVS", ""))
+    parser.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument("--only", default="", help="comma-separated name prefixes to run (for quick checks)")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the runs of ours with optimisations off")
+    args = parser.parse_args()
+    if not 1 <= args.duration <= 120:
+        parser.error("--duration must be within 1..120 s")
+    with tempfile.TemporaryDirectory(prefix="mr-bench-") as tmp:
+        workdir = Path(tmp)
+        body_file = workdir / "body.json"
+        body_file.write_text(json.dumps(BODY))
+        wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+        results = []
+        print(f"benchmark on {machine()}", flush=True)
+        if not wanted or any("raw".startswith(w) for w in wanted):
+            results.append(bench_raw(args))
+        for contender in contenders(args, workdir):
+            if wanted and not any(contender.name.lower().startswith(w) for w in wanted):
+                continue
+            results.append(bench_server(contender, args, body_file, workdir))
+        section = render(results, args)
+    print()
+    print(section)
+    if not args.no_write:
+        update_doc(Path(args.doc), section)
+        print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
