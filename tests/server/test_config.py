@@ -70,3 +70,12 @@ def test_invalid_settings_exit_with_usage(argv: list[str], env: dict[str, str], 
         parse_settings(argv, environ=env)
     assert exc.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_every_flag_is_documented() -> None:
+    from .conftest import REPO
+
+    doc = (REPO / "docs" / "model-server.md").read_text()
+    for field in dataclasses.fields(Settings):
+        assert f"`--{field.name.replace('_', '-')}`" in doc, field.name
+        assert f"`{env_name(field.name)}`" in doc, field.name
