@@ -385,9 +385,14 @@ def _canary(run: _Run) -> None:
     weight = steps[st.currentStep]
     run.actions.append(EnsureRevision(canary, run.canary_replicas(weight)))
     run.actions.append(PointService("canary", canary))
-    run.set_weight(weight)
+    if not _canary_serving(run, canary):
+        return
     if not _record_analysis(run):
         return
+    # After a failed check the weight may hold but never rise, until a check in this step passes.
+    last = st.lastAnalysis
+    failed_last = last is not None and last.verdict == "Fail" and st.lastCheckAt >= (st.stepStartedAt or st.lastCheckAt)
+    run.set_weight(min(weight, st.canaryWeight) if failed_last else weight)
     promote = run.obs.annotations.get(ANNOTATION_PROMOTE)
     if promote and promote != st.lastHandledPromote:
         st.lastHandledPromote = promote
@@ -399,6 +404,28 @@ def _canary(run: _Run) -> None:
             _enter_step(run, st.currentStep + 1)
         else:
             _promote(run)
+
+
+def _canary_serving(run: _Run, canary: str) -> bool:
+    """A canary that lost every ready pod gets no traffic; it has progressDeadlineSeconds to recover."""
+    st = run.status
+    dep = run.obs.deployments.get(canary)
+    if dep is not None and dep.available > 0:
+        if st.canaryUnavailableSince is not None:
+            st.canaryUnavailableSince, st.stepStartedAt = None, run.now  # the step's time counts with traffic
+            run.emit("Normal", "CanaryAvailable", f"canary {canary} is ready again; traffic restored")
+        return True
+    run.set_weight(0)
+    if st.canaryUnavailableSince is None:
+        st.canaryUnavailableSince = run.now
+        run.emit("Warning", "CanaryUnavailable", f"canary {canary} has no ready pods; its traffic is held at 0%")
+    elif run.elapsed(st.canaryUnavailableSince) > run.spec.progressDeadlineSeconds:
+        _rollback(
+            run,
+            "ProgressDeadlineExceeded",
+            f"canary {canary} had no ready pods for {run.spec.progressDeadlineSeconds}s",
+        )
+    return False
 
 
 def _enter_step(run: _Run, index: int) -> None:
@@ -481,6 +508,7 @@ def _promote(run: _Run) -> None:
     run.set_weight(0)
     run.actions.append(PointService("canary", None))
     st.stableRevision, st.previousStableRevision, st.canaryRevision, st.currentStep = canary, old, None, None
+    st.canaryUnavailableSince = None
     st.failedChecks = st.inconclusiveChecks = 0
     st.lastCheckAt = None
     run.finish_history(old, "Superseded", f"replaced by {canary}")
@@ -538,7 +566,7 @@ def _rollback(run: _Run, reason: str, message: str) -> None:
     run.actions.append(PointService("canary", None))
     run.actions.append(EnsureRevision(canary, 0))
     run.actions.append(EnsureRevision(st.stableRevision or "", run.replicas))
-    st.canaryRevision, st.currentStep = None, None
+    st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
     _mark_failed(run, canary, reason, message)
 
 
@@ -567,7 +595,7 @@ def _abandon_canary(run: _Run, phase: str, reason: str) -> None:
     run.set_weight(0)
     run.actions.append(PointService("canary", None))
     run.actions.append(EnsureRevision(old, 0))
-    st.canaryRevision, st.currentStep = None, None
+    st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
     run.finish_history(old, phase, reason)
     run.emit("Normal", phase, f"canary {old}: {reason}")
 

@@ -215,3 +215,17 @@ def test_prune_keeps_revision_history_limit():
         st = d.status
     assert st.stableRevision == "r4"
     assert [h.revision for h in st.history] == ["r3", "r4"]
+
+
+def test_canary_losing_its_pods_gets_no_traffic_then_recovers_or_rolls_back():
+    spec = mkspec()
+    st = stable_status(spec)
+    d = tick(spec, st, "r2", {"r1": ready()}, T0)
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
+    assert d.status.canaryWeight == 10
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=5))
+    assert d.status.canaryWeight == 0 and e.SetWeights(0) in d.actions and d.status.phase == "Progressing"
+    back = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=20))
+    assert back.status.canaryWeight == 10 and back.status.stepStartedAt == T0 + timedelta(seconds=20)
+    gone = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=70))
+    assert gone.status.phase == "RolledBack" and cond(gone.status, "Degraded").reason == "ProgressDeadlineExceeded"

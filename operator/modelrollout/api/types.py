@@ -106,12 +106,8 @@ Quantity = Annotated[
 class ResourcesSpec(_Model):
     """Container resources, the same shape as a Pod's ``resources``."""
 
-    requests: dict[str, Quantity] = Field(
-        default_factory=dict, description="Minimum resources, e.g. cpu: 250m."
-    )
-    limits: dict[str, Quantity] = Field(
-        default_factory=dict, description="Maximum resources, e.g. memory: 1Gi."
-    )
+    requests: dict[str, Quantity] = Field(default_factory=dict, description="Minimum resources, e.g. cpu: 250m.")
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="Maximum resources, e.g. memory: 1Gi.")
 
 
 class EnvVar(_Model):
@@ -175,9 +171,7 @@ class IstioTraffic(_Model):
     """Weights are written to a VirtualService and DestinationRule (networking.istio.io/v1)."""
 
     hosts: list[str] = Field(min_length=1, max_length=16, description="VirtualService hosts.")
-    gateways: list[str] = Field(
-        default_factory=list, max_length=16, description="Istio gateways (default: mesh)."
-    )
+    gateways: list[str] = Field(default_factory=list, max_length=16, description="Istio gateways (default: mesh).")
 
 
 class NginxTraffic(_Model):
@@ -200,8 +194,7 @@ class TrafficSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "[has(self.gatewayAPI), has(self.istio), has(self.nginx), has(self.none)]"
-                    ".filter(x, x).size() == 1",
+                    "[has(self.gatewayAPI), has(self.istio), has(self.nginx), has(self.none)].filter(x, x).size() == 1",
                     "exactly one traffic provider must be set: gatewayAPI, istio, nginx or none",
                 )
             ]
@@ -314,9 +307,7 @@ class MetricSpec(_Model):
                     "has(self.min) || has(self.max) || has(self.maxDropVsStable) || has(self.maxRiseVsStable)",
                     "set at least one threshold: min, max, maxDropVsStable or maxRiseVsStable",
                 ),
-                _cel(
-                    "!has(self.min) || !has(self.max) || self.min <= self.max", "min must be <= max", ".min"
-                ),
+                _cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must be <= max", ".min"),
                 _cel(
                     "!(has(self.maxDropVsStable) && has(self.maxRiseVsStable))",
                     "set maxDropVsStable (higher is better) or maxRiseVsStable (lower is better), not both",
@@ -372,9 +363,7 @@ class MetricSpec(_Model):
         if self.template is None and self.name not in BUILTIN_TEMPLATES:
             raise ValueError(f"metric {self.name!r}: set template unless name is a built-in one")
         if (self.template == "custom") != (self.query is not None):
-            raise ValueError(
-                f"metric {self.name!r}: query is required for template custom and not allowed otherwise"
-            )
+            raise ValueError(f"metric {self.name!r}: query is required for template custom and not allowed otherwise")
         if None not in (self.min, self.max) and self.min > self.max:  # type: ignore[operator]
             raise ValueError(f"metric {self.name!r}: min must be <= max")
         return self
@@ -480,9 +469,7 @@ class MetricResult(_Model):
     """One gate's outcome at the last check."""
 
     name: str
-    value: float | None = Field(
-        default=None, description="Canary (or baking stable) value; null when no data."
-    )
+    value: float | None = Field(default=None, description="Canary (or baking stable) value; null when no data.")
     stableValue: float | None = Field(default=None, description="Stable revision's value, when compared.")
     threshold: str = Field(default="", description="The thresholds, human-readable.")
     samples: int | None = Field(default=None, description="Samples behind the value.")
@@ -535,33 +522,22 @@ class ModelDeploymentStatus(_Model):
     canaryRevision: str | None = None
     previousStableRevision: str | None = Field(default=None, description="Kept warm while baking.")
     canaryWeight: int = Field(default=0, ge=0, le=100, description="Percent of traffic on the canary.")
-    weightApproximate: bool = Field(
-        default=False, description="True when weights are replica ratios (no mesh)."
-    )
+    weightApproximate: bool = Field(default=False, description="True when weights are replica ratios (no mesh).")
     currentStep: int | None = Field(default=None, ge=0, description="Index into strategy.canary.steps.")
     stepStartedAt: datetime | None = None
-    revisionStartedAt: datetime | None = Field(
-        default=None, description="When the pending revision was created."
-    )
+    revisionStartedAt: datetime | None = Field(default=None, description="When the pending revision was created.")
     bakeStartedAt: datetime | None = None
+    canaryUnavailableSince: datetime | None = Field(
+        default=None, description="When the canary lost its last ready pod; its traffic is held at 0 meanwhile."
+    )
     lastCheckAt: datetime | None = None
     failedChecks: int = Field(default=0, ge=0)
     inconclusiveChecks: int = Field(default=0, ge=0)
-    failedRevisions: list[str] = Field(
-        default_factory=list, description="Revisions not retried until spec changes."
-    )
-    lastHandledRetry: str | None = Field(
-        default=None, description="Value of the last retry annotation acted on."
-    )
-    lastHandledPromote: str | None = Field(
-        default=None, description="Value of the last promote annotation acted on."
-    )
-    lastHandledAbort: str | None = Field(
-        default=None, description="Value of the last abort annotation acted on."
-    )
-    rollbackReason: str | None = Field(
-        default=None, description="Why the last rollback happened (gate or deadline)."
-    )
+    failedRevisions: list[str] = Field(default_factory=list, description="Revisions not retried until spec changes.")
+    lastHandledRetry: str | None = Field(default=None, description="Value of the last retry annotation acted on.")
+    lastHandledPromote: str | None = Field(default=None, description="Value of the last promote annotation acted on.")
+    lastHandledAbort: str | None = Field(default=None, description="Value of the last abort annotation acted on.")
+    rollbackReason: str | None = Field(default=None, description="Why the last rollback happened (gate or deadline).")
     conditions: list[Condition] = Field(default_factory=list)
     lastAnalysis: AnalysisResult | None = None
     history: list[HistoryEntry] = Field(default_factory=list)

@@ -1,0 +1,129 @@
+"""Property tests: random worlds tick by tick, and invariants the engine must never break."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from modelrollout import engine as e
+from modelrollout.api.types import AnalysisResult, MetricResult, ModelDeploymentSpec, ModelDeploymentStatus
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_spec(steps: list[int], gated: bool, no_mesh: bool, bake: str) -> ModelDeploymentSpec:
+    analysis = {"interval": "5s", "failureLimit": 2, "inconclusiveLimit": 3}
+    if gated:
+        analysis |= {"prometheus": {"address": "http://p:9090"}, "metrics": [{"name": "error-rate", "max": 0.1}]}
+    return ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": "m", "uri": "https://m/a.onnx"},
+            "serving": {"replicas": 4},
+            "traffic": {"none": {}} if no_mesh else {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+            "strategy": {"canary": {"steps": steps, "stepDuration": "10s"}},
+            "analysis": analysis,
+            "bake": {"duration": bake},
+            "progressDeadlineSeconds": 60,
+        }
+    )
+
+
+steps_strategy = st.lists(st.integers(1, 99), max_size=4, unique=True).map(lambda xs: [*sorted(xs), 100])
+
+tick_strategy = st.fixed_dictionaries(
+    {
+        "advance": st.integers(0, 40),
+        "canary_ready": st.booleans(),
+        "verdict": st.sampled_from([None, "Pass", "Pass", "Fail", "Inconclusive"]),
+        "revision": st.sampled_from(["r2", "r2", "r2", "r3", "r1"]),
+        "annotation": st.sampled_from([None, None, None, "promote", "abort", "retry"]),
+    }
+)
+
+
+def state(n: int, ready: bool) -> e.DeploymentState:
+    return e.DeploymentState(replicas=n, updated=n, ready=n if ready else 0, available=n if ready else 0)
+
+
+def run_world(spec: ModelDeploymentSpec, ticks: list[dict]):
+    """Yield (before, decision, tick, observations) for a world that starts from a stable r1."""
+    status = ModelDeploymentStatus()
+    now = T0
+    deps = {"r1": state(4, True)}
+    first = e.decide(spec, status, e.Observations(1, e.DesiredRevision("r1", spec.model, spec.serving), deps), now)
+    status = first.status
+    annotations: dict[str, str] = {}
+    for i, t in enumerate(ticks):
+        now += timedelta(seconds=t["advance"])
+        for rev in ("r2", "r3"):
+            deps[rev] = state(4, t["canary_ready"])
+        if t["annotation"]:
+            annotations[f"modelrollout.io/{t['annotation']}"] = f"v{i}"
+        due = e.analysis_due(spec, status, now)
+        analysis = None
+        if due and t["verdict"]:
+            analysis = AnalysisResult(
+                time=now,
+                revision=due,
+                verdict=t["verdict"],
+                metrics=[MetricResult(name="error-rate", verdict=t["verdict"], value=0.0)],
+            )
+        obs = e.Observations(
+            1, e.DesiredRevision(t["revision"], spec.model, spec.serving), dict(deps), dict(annotations), analysis
+        )
+        decision = e.decide(spec, status, obs, now)
+        yield status, decision, t, obs
+        status = decision.status
+
+
+COMMON = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@COMMON
+@given(
+    steps_strategy, st.booleans(), st.booleans(), st.sampled_from(["0s", "20s"]), st.lists(tick_strategy, max_size=40)
+)
+def test_invariants(steps, gated, no_mesh, bake, ticks):
+    spec = make_spec(steps, gated, no_mesh, bake)
+    for before, decision, _tick, obs in run_world(spec, ticks):
+        after = decision.status
+        # The weight is always 0 or the weight of the current step, never more.
+        if after.currentStep is None:
+            assert after.canaryWeight == 0
+        else:
+            assert after.canaryWeight in (0, steps[after.currentStep])
+        # A failed check never increases the weight.
+        if obs.analysis is not None and obs.analysis.verdict == "Fail":
+            assert after.canaryWeight <= before.canaryWeight
+        # No traffic to a canary that is not Ready.
+        for action in decision.actions:
+            if isinstance(action, e.SetWeights) and action.canary_weight > 0:
+                canary = after.canaryRevision or before.canaryRevision
+                assert canary is not None and obs.deployments[canary].available > 0
+        # Every rollback ends at 100 % stable and routes away before scaling the canary down.
+        if after.phase == "RolledBack" and before.phase != "RolledBack" and before.canaryRevision:
+            assert after.canaryWeight == 0 and after.canaryRevision is None
+            kinds = decision.actions
+            weight_at = next(i for i, a in enumerate(kinds) if isinstance(a, e.SetWeights) and a.canary_weight == 0)
+            scale_at = next(i for i, a in enumerate(kinds) if a == e.EnsureRevision(before.canaryRevision, 0))
+            assert weight_at < scale_at
+        # Promotion only after the last step passed (or a human asked for it).
+        if before.canaryRevision and after.stableRevision == before.canaryRevision:
+            promoted_by_hand = any(isinstance(a, e.Emit) and a.reason == "PromotedManually" for a in decision.actions)
+            if not promoted_by_hand:
+                assert before.currentStep == len(steps) - 1
+                if gated:
+                    assert after.lastAnalysis is not None and after.lastAnalysis.verdict == "Pass"
+        # A revision that failed is never the canary again without a retry or a new spec.
+        if after.canaryRevision and after.canaryRevision in before.failedRevisions:
+            assert after.canaryRevision not in after.failedRevisions
+
+
+@COMMON
+@given(steps_strategy, st.lists(tick_strategy, max_size=30))
+def test_same_inputs_same_outputs(steps, ticks):
+    spec = make_spec(steps, True, False, "0s")
+    first = [(d.status, d.actions) for _, d, _, _ in run_world(spec, ticks)]
+    second = [(d.status, d.actions) for _, d, _, _ in run_world(spec, ticks)]
+    assert first == second
