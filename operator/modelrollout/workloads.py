@@ -84,8 +84,7 @@ def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str
         "image": image,
         "args": args,
         "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
-        "env": [{"name": e.name, "value": e.value} for e in serving.env]
-        + [{"name": "TMPDIR", "value": "/tmp"}],
+        "env": [{"name": e.name, "value": e.value} for e in serving.env] + [{"name": "TMPDIR", "value": "/tmp"}],
         "resources": resources,
         "startupProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, startup_failures),
         "readinessProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, 3),
