@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # make kind-deploy: build the operator and model-server images, load them into kind, install the chart.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -8,7 +9,7 @@ need helm "bash hack/build-tools.sh"
 
 cd "$REPO_ROOT"
 docker build -t "$OPERATOR_IMAGE" .
-docker build -t "$SERVER_IMAGE" -f server-image/Dockerfile .
+docker build -t "$SERVER_IMAGE" server-image
 kind load docker-image --name "$KIND_CLUSTER" "$OPERATOR_IMAGE" "$SERVER_IMAGE"
 
 helm upgrade --install modelrollout charts/modelrollout \

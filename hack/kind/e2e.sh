@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # make kind-e2e: a real rollout on kind. Serves the example ONNX models from an in-cluster file
 # server, creates a ModelDeployment behind the Gateway, rolls out a better model (must succeed), then
 # an artifact whose sha256 does not match (its pods never become ready: it must be rolled back, the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # make kind-up: a kind cluster with a Gateway API implementation (Envoy Gateway) and one Gateway,
 # `public-gw` in namespace `gateways`, that ModelDeployments attach their HTTPRoutes to.
 set -euo pipefail

@@ -31,7 +31,7 @@ def test_kind_scripts_are_shellcheck_clean() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (Debian package shellcheck)")
     proc = subprocess.run(
-        ["shellcheck", "-x", *map(str, KIND_SCRIPTS)], capture_output=True, text=True, cwd=ROOT / "hack" / "kind",
+        ["shellcheck", "-x", *map(str, KIND_SCRIPTS)], capture_output=True, text=True, cwd=ROOT,
         check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout
