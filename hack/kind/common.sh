@@ -4,7 +4,7 @@
 # shellcheck source=../lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 # Prefer the pinned kubectl/helm that hack/build-tools.sh builds, when they exist.
-[ -d "$BIN_DIR" ] && PATH="$BIN_DIR:$PATH"
+if [ -d "$BIN_DIR" ]; then PATH="$BIN_DIR:$PATH"; fi
 KIND_CLUSTER=${KIND_CLUSTER:-modelrollout}
 OPERATOR_IMAGE=${OPERATOR_IMAGE:-modelrollout/operator:dev}
 SERVER_IMAGE=${SERVER_IMAGE:-modelrollout/modelserver:dev}
