@@ -1,0 +1,200 @@
+"""A kubelet for e2e tests: real model-server processes for the pods the operator creates.
+
+kwok leaves pods labelled ``modelrollout.io/simulate=harness`` alone (hack/kwok/stages.yaml). This
+runner plays their kubelet: for every such pod it starts ``python -m modelserver`` with the pod's own
+container args on a free loopback port, reports the pod Running, and marks it Ready only while the
+server's ``/v2/health/ready`` answers 200 — so the operator's readiness decisions rest on real
+warmup, and a model that never gets ready (say, a sha256 mismatch) keeps its pod unready. Deleted
+pods have their process stopped. ``targets()`` lists what is running, for Prometheus and for the
+traffic generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+SIMULATE_LABEL = "modelrollout.io/simulate"
+REVISION_LABEL = "modelrollout.io/revision"
+log = logging.getLogger(__name__)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PodProcess:
+    """One pod's model server."""
+
+    pod: str
+    revision: str
+    port: int
+    proc: subprocess.Popen
+    ready: bool = False
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def server_command(args: list[str], port: int) -> list[str]:
+    """The pod's container args, with host and port moved to a free loopback port."""
+    kept = [a for a in args if not a.startswith(("--host=", "--port="))]
+    return [sys.executable, "-m", "modelserver", *kept, "--host=127.0.0.1", f"--port={port}"]
+
+
+def _probe(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=0.5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+class PodRunner:
+    """Watches one namespace and keeps a model-server process per harness pod. Use as a context manager."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, log_dir: Path, poll: float = 0.25):
+        self.core = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.log_dir = log_dir
+        self.poll = poll
+        self.pods: dict[str, PodProcess] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"podrunner-{namespace}", daemon=True)
+
+    def __enter__(self) -> PodRunner:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        with self._lock:
+            for pod in list(self.pods):
+                self._stop_pod(pod)
+
+    def targets(self) -> list[PodProcess]:
+        """Pods whose server is running and ready (what a Service would route to)."""
+        with self._lock:
+            return [p for p in self.pods.values() if p.ready and p.proc.poll() is None]
+
+    def by_revision(self) -> dict[str, list[PodProcess]]:
+        out: dict[str, list[PodProcess]] = {}
+        for p in self.targets():
+            out.setdefault(p.revision, []).append(p)
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._sync()
+            except Exception:  # the harness must outlive a transient API error
+                log.exception("pod runner sync failed")
+            self._stop.wait(self.poll)
+
+    def _sync(self) -> None:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{SIMULATE_LABEL}=harness").items
+        live = {p.metadata.name: p for p in pods if not p.metadata.deletion_timestamp}
+        with self._lock:
+            for name in set(self.pods) - set(live):
+                self._stop_pod(name)
+            for name, pod in live.items():
+                if name not in self.pods and pod.spec.node_name:
+                    self._start_pod(pod)
+                if name in self.pods:
+                    self._report(pod, self.pods[name])
+
+    def _start_pod(self, pod: client.V1Pod) -> None:
+        port = _free_port()
+        container = pod.spec.containers[0]
+        out = open(self.log_dir / f"{pod.metadata.name}.log", "w")  # noqa: SIM115 - the child writes to it
+        env = {**os.environ, **{e.name: e.value or "" for e in container.env or []}}
+        proc = subprocess.Popen(
+            server_command(container.args or [], port), stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+        revision = (pod.metadata.labels or {}).get(REVISION_LABEL, "")
+        self.pods[pod.metadata.name] = PodProcess(pod.metadata.name, revision, port, proc)
+
+    def _stop_pod(self, name: str) -> None:
+        p = self.pods.pop(name)
+        if p.proc.poll() is None:
+            p.proc.send_signal(signal.SIGTERM)
+            try:
+                p.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                p.proc.kill()
+                p.proc.wait(5)
+
+    def _report(self, pod: client.V1Pod, p: PodProcess) -> None:
+        """Patch the pod status like a kubelet would, only when readiness changed."""
+        alive = p.proc.poll() is None
+        ready = alive and _probe(p.url)
+        current = next((c.status for c in pod.status.conditions or [] if c.type == "Ready"), None)
+        p.ready = ready
+        if pod.status.phase == "Running" and current == str(ready):
+            return
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        flag = "True" if ready else "False"
+        body = {
+            "status": {
+                "phase": "Running",
+                "hostIP": "127.0.0.1",
+                "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}],
+                "startTime": p.started_at,
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": p.started_at},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": p.started_at},
+                    {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+                    {"type": "Ready", "status": flag, "lastTransitionTime": now},
+                ],
+                "containerStatuses": [
+                    {
+                        "name": pod.spec.containers[0].name,
+                        "image": pod.spec.containers[0].image,
+                        "imageID": "",
+                        "ready": ready,
+                        "started": alive,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": p.started_at}}
+                        if alive
+                        else {"terminated": {"exitCode": p.proc.returncode or 1, "reason": "Error"}},
+                    }
+                ],
+            }
+        }
+        with contextlib.suppress(ApiException):
+            self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, body)
+
+
+def wait_ready(runner: PodRunner, revision: str, count: int, timeout: float) -> list[PodProcess]:
+    """Block until ``count`` pods of ``revision`` serve; fail loudly with their logs otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = runner.by_revision().get(revision, [])
+        if len(got) >= count:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"revision {revision}: fewer than {count} ready pods after {timeout}s")

@@ -1,0 +1,64 @@
+"""Real model servers behind the operator's pods: readiness is the server's warmup, not a simulation."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from kubernetes import config
+
+from tests.conftest import REPO, TESTENV, wait_until
+from tests.e2e.harness.pods import PodRunner, wait_ready
+
+pytestmark = pytest.mark.e2e
+MODELS = REPO / "examples/models"
+SUMS = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
+
+
+def manifest(model: str, sha256: str, deadline: int = 60) -> dict:
+    return {
+        "apiVersion": "modelrollout.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "model": {"name": "fraud", "uri": f"file://{MODELS / model}", "sha256": sha256},
+            "serving": {"replicas": 1, "warmup": {"requests": 5}, "podLabels": {"modelrollout.io/simulate": "harness"}},
+            "traffic": {"none": {}},
+            "progressDeadlineSeconds": deadline,
+        },
+    }
+
+
+@pytest.fixture
+def runner(cluster, namespace):
+    api = config.new_client_from_config(str(cluster.kubeconfig))
+    with PodRunner(api, namespace, TESTENV / "e2e-logs" / namespace) as r:
+        yield r
+
+
+def test_pod_is_ready_only_when_the_model_server_is(cluster, operator, namespace, runner):
+    cluster.apply(manifest("baseline.onnx", SUMS["baseline.onnx"]), namespace)
+    rev = wait_until(lambda: (cluster.get("mdep", "fraud", namespace) or {}).get("status", {}).get("stableRevision"),
+                     90, what="first revision stable")  # fmt: skip
+    (pod,) = wait_ready(runner, rev, 1, 30)
+    with urllib.request.urlopen(f"{pod.url}/v2/models/fraud") as resp:
+        meta = json.load(resp)
+    assert meta["name"] == "fraud" and meta["platform"] == "onnx_onnxv1"
+    obj = cluster.get("mdep", "fraud", namespace)
+    assert next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
+
+
+def test_sha256_mismatch_never_becomes_ready_and_trips_the_deadline(cluster, operator, namespace, runner):
+    cluster.apply(manifest("baseline.onnx", "0" * 64, deadline=15), namespace)
+    obj = wait_until(
+        lambda: (o := cluster.get("mdep", "fraud", namespace)) and o.get("status", {}).get("phase") == "Failed" and o,
+        90, what="phase Failed",
+    )  # fmt: skip
+    degraded = next(c for c in obj["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "ProgressDeadlineExceeded"
+    assert runner.targets() == [] and runner.pods, "the server runs but must never report ready"
+    (proc,) = runner.pods.values()
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{proc.url}/v2/health/ready")
+    assert err.value.code == 503
