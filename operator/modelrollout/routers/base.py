@@ -1,0 +1,234 @@
+"""The router interface and what every provider shares: weights, metadata and server-side apply.
+
+A router turns "the canary gets N % of the traffic" into the objects one traffic layer reads
+(an HTTPRoute, a VirtualService, a canary Ingress, or nothing at all). Each provider module keeps
+two halves apart on purpose:
+
+- pure ``build_*`` functions from (owner, spec, weight) to manifest dicts, unit-tested without a
+  cluster, and
+- a small class doing the I/O through :class:`Objects`, integration-tested against the real API
+  server with the upstream CRDs installed, so their schemas and CEL rules judge what we write.
+
+Every object carries the controller owner reference to its ModelDeployment (garbage collection
+removes it with the owner) and is written by server-side apply under the operator's field manager,
+so the operator owns exactly the fields it writes and nothing else.
+
+The weighted route is one named rule/route (:data:`WEIGHTED_ROUTE`). Header (A/B) and mirror
+routes, when they come, are further rules placed before it: readers find the weights by that name,
+not by position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.kube import APPLY, FIELD_MANAGER, HASH_ANNOTATION
+from modelrollout.workloads import LABEL_DEPLOYMENT, common_labels, owner_reference
+
+log = logging.getLogger(__name__)
+
+LABEL_ROUTER = "modelrollout.io/router"
+# The name of the rule (HTTPRoute) or http route (VirtualService) that carries the weights.
+WEIGHTED_ROUTE = "weighted"
+
+Weights = tuple[int, int]
+"""(stable %, canary %) as written; the two add up to 100 except when a route sends nowhere."""
+
+
+@runtime_checkable
+class Router(Protocol):
+    """One traffic layer. Every method is synchronous and idempotent: call it off the event loop.
+
+    ``stable_revision`` / ``canary_revision`` are only needed by providers that select pods by
+    revision themselves (Istio's DestinationRule subsets); the others route to the stable and
+    canary Services, which the operator already points at the right revisions, and ignore them.
+    """
+
+    provider: str
+
+    def ensure(
+        self,
+        owner: dict[str, Any],
+        spec: ModelDeploymentSpec,
+        canary_weight: int,
+        *,
+        stable_revision: str | None = None,
+        canary_revision: str | None = None,
+    ) -> bool:
+        """Write the route objects for this weight (0..100); True when anything was written.
+
+        With ``canary_weight == 0`` nothing references the canary (its Service may not exist), so
+        it is safe to call before the canary Service is created and after it is deleted.
+        """
+        ...
+
+    def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
+        """(stable %, canary %) as currently written in the cluster; None when nothing is there."""
+        ...
+
+    def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
+        """Delete the objects this provider writes for ``owner`` (only those it owns).
+
+        Must not depend on ``spec.traffic`` naming this provider: it is what runs when the spec
+        has moved to another provider.
+        """
+        ...
+
+
+# ------------------------------------------------------------------------------------ pure helpers
+
+
+def split(canary_weight: int) -> Weights:
+    """(stable, canary) percentages for a canary weight, rejecting anything outside 0..100.
+
+    Checked here, before any I/O, because a wrong weight must never reach a route.
+    """
+    if isinstance(canary_weight, bool) or not isinstance(canary_weight, int) or not 0 <= canary_weight <= 100:
+        raise ValueError(f"canary weight must be an integer percentage in 0..100, got {canary_weight!r}")
+    return 100 - canary_weight, canary_weight
+
+
+def percentages(stable: int, canary: int) -> Weights:
+    """Relative weights as written (any scale) -> percentages, the canary share rounded.
+
+    Both zero means the route sends nothing to either backend; that is reported as (0, 0) rather
+    than invented.
+    """
+    total = stable + canary
+    if total <= 0:
+        return 0, 0
+    canary_pct = round(100 * canary / total)
+    return 100 - canary_pct, canary_pct
+
+
+def route_labels(name: str, provider: str) -> dict[str, str]:
+    """The operator's common labels plus which ModelDeployment and which router wrote the object."""
+    return {**common_labels(name), LABEL_DEPLOYMENT: name, LABEL_ROUTER: provider}
+
+
+def object_meta(owner: dict[str, Any], name: str, provider: str, **extra: Any) -> dict[str, Any]:
+    """metadata for a route object: same namespace as the owner, owned by it (controller ref)."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner["metadata"]["namespace"],
+        "labels": route_labels(owner["metadata"]["name"], provider),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    meta.update({k: v for k, v in extra.items() if v})
+    return meta
+
+
+def applied_hash(manifest: Mapping[str, Any]) -> str:
+    """A short digest of a manifest, stored on the object so an unchanged apply can be skipped."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` carrying its own hash as an annotation (the hash excludes itself)."""
+    digest = applied_hash(manifest)
+    out = json.loads(json.dumps(manifest))
+    out["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return out
+
+
+def cluster_domain() -> str:
+    """The cluster DNS domain used in Service FQDNs (Istio hosts); cluster.local unless configured."""
+    return os.environ.get("MODELROLLOUT_CLUSTER_DOMAIN", "cluster.local")
+
+
+def service_fqdn(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.{cluster_domain()}"
+
+
+# --------------------------------------------------------------------------------------------- I/O
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A namespaced resource type reached through /apis/{group}/{version} (any non-core group)."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+class Objects:
+    """get / apply / delete-if-owned for namespaced objects of any non-core group, as plain dicts.
+
+    The generic custom-objects client serves built-in groups (networking.k8s.io Ingresses,
+    apps Deployments) as well as CRDs, so every router speaks one vocabulary. A resource type the
+    API server does not serve (CRDs not installed) reads as absent and deletes as done.
+    """
+
+    def __init__(self, api_client: client.ApiClient | None = None):
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(res.group, res.version, namespace, res.plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, manifest: dict[str, Any], res: Resource) -> bool:
+        """Server-side apply (field manager ``modelrollout``, force) unless the live object carries
+        this manifest's hash already: a steady reconcile costs one GET and no write."""
+        meta = manifest["metadata"]
+        body = with_hash(manifest)
+        live = self.get(res, meta["namespace"], meta["name"])
+        if live is not None:
+            digest = body["metadata"]["annotations"][HASH_ANNOTATION]
+            if (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == digest:
+                return False
+        self.custom.patch_namespaced_custom_object(
+            res.group,
+            res.version,
+            meta["namespace"],
+            res.plural,
+            meta["name"],
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+        return True
+
+    def delete_owned(self, res: Resource, namespace: str, name: str, owner_uid: str) -> bool:
+        """Delete the object if ``owner_uid`` is its controller; True when a delete was sent.
+
+        An object of the same name that someone else owns (a hand-written HTTPRoute, say) is left
+        alone, and the uid precondition makes sure the object checked is the object deleted.
+        """
+        live = self.get(res, namespace, name)
+        if live is None:
+            return False
+        refs = live["metadata"].get("ownerReferences") or []
+        if not any(r.get("uid") == owner_uid and r.get("controller") for r in refs):
+            log.info("%s %s/%s is not owned by %s; not deleting it", res.kind, namespace, name, owner_uid)
+            return False
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=live["metadata"]["uid"]))
+        try:
+            self.custom.delete_namespaced_custom_object(
+                res.group, res.version, namespace, res.plural, name, body=body, propagation_policy="Background"
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):  # gone meanwhile, or replaced by a new object (uid mismatch)
+                return False
+            raise
+        return True

@@ -1,0 +1,121 @@
+"""Gateway API: one ``HTTPRoute`` (gateway.networking.k8s.io/v1) with weighted Service backends.
+
+Gateway API weights are relative (0..1,000,000 per backend, 0 = no traffic), not percentages; we
+write percentages that add up to 100 so the object reads the same as the ModelDeployment's status.
+The stable backend is always present (at weight 0 once the canary takes everything, so the
+rule keeps its shape); the canary backend is present only while it carries traffic, because an
+HTTPRoute naming a Service that does not exist makes implementations report ResolvedRefs=False
+and some of them answer 500 for that share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from modelrollout.api.types import GatewayAPITraffic, ModelDeploymentSpec
+from modelrollout.routers.base import (
+    WEIGHTED_ROUTE,
+    Objects,
+    Resource,
+    Weights,
+    object_meta,
+    percentages,
+    split,
+)
+from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
+
+PROVIDER = "gatewayAPI"
+HTTPROUTE = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+
+
+def route_name(name: str) -> str:
+    return name
+
+
+def _backend(service: str, weight: int) -> dict[str, Any]:
+    return {"name": service, "port": SERVICE_PORT, "weight": weight}
+
+
+def _parent_ref(ref: Any) -> dict[str, Any]:
+    return {k: v for k, v in ref.model_dump(mode="json").items() if v is not None}
+
+
+def weighted_rule(name: str, path: str, canary_weight: int) -> dict[str, Any]:
+    """The rule that splits traffic between the stable and canary Services.
+
+    Header (A/B) and mirror rules, when they come, go before this one in ``spec.rules``.
+    """
+    stable_w, canary_w = split(canary_weight)
+    backends = [_backend(stable_service_name(name), stable_w)]
+    if canary_w > 0:
+        backends.append(_backend(canary_service_name(name), canary_w))
+    return {
+        "name": WEIGHTED_ROUTE,
+        "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+        "backendRefs": backends,
+    }
+
+
+def build_httproute(owner: dict[str, Any], traffic: GatewayAPITraffic, canary_weight: int) -> dict[str, Any]:
+    """The whole HTTPRoute for one weight: parentRefs, hostnames and path prefix from the spec."""
+    name = owner["metadata"]["name"]
+    spec: dict[str, Any] = {"parentRefs": [_parent_ref(r) for r in traffic.parentRefs]}
+    if traffic.hostnames:
+        spec["hostnames"] = list(traffic.hostnames)
+    spec["rules"] = [weighted_rule(name, traffic.path, canary_weight)]
+    return {
+        "apiVersion": HTTPROUTE.api_version,
+        "kind": HTTPROUTE.kind,
+        "metadata": object_meta(owner, route_name(name), PROVIDER),
+        "spec": spec,
+    }
+
+
+def weights_of(route: dict[str, Any], name: str) -> Weights | None:
+    """(stable %, canary %) from a live HTTPRoute's weighted rule; None when it has none.
+
+    Backends without a weight count as 1, which is the Gateway API default.
+    """
+    rules = (route.get("spec") or {}).get("rules") or []
+    rule = next((r for r in rules if r.get("name") == WEIGHTED_ROUTE), None)
+    if rule is None:
+        return None
+    by_service: dict[str, int] = {}
+    for ref in rule.get("backendRefs") or []:
+        if ref.get("kind", "Service") == "Service" and not ref.get("group"):
+            by_service[ref["name"]] = by_service.get(ref["name"], 0) + int(ref.get("weight", 1))
+    return percentages(by_service.get(stable_service_name(name), 0), by_service.get(canary_service_name(name), 0))
+
+
+class GatewayAPIRouter:
+    """Writes and reads the HTTPRoute ``<name>`` in the ModelDeployment's namespace."""
+
+    provider = PROVIDER
+
+    def __init__(self, api_client: client.ApiClient | None = None):
+        self.objects = Objects(api_client)
+
+    def ensure(
+        self,
+        owner: dict[str, Any],
+        spec: ModelDeploymentSpec,
+        canary_weight: int,
+        *,
+        stable_revision: str | None = None,
+        canary_revision: str | None = None,
+    ) -> bool:
+        traffic = spec.traffic.gatewayAPI
+        if traffic is None:
+            raise ValueError("spec.traffic.gatewayAPI is not set")
+        return self.objects.apply(build_httproute(owner, traffic, canary_weight), HTTPROUTE)
+
+    def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
+        meta = owner["metadata"]
+        route = self.objects.get(HTTPROUTE, meta["namespace"], route_name(meta["name"]))
+        return None if route is None else weights_of(route, meta["name"])
+
+    def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
+        meta = owner["metadata"]
+        self.objects.delete_owned(HTTPROUTE, meta["namespace"], route_name(meta["name"]), meta["uid"])

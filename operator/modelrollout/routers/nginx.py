@@ -1,0 +1,140 @@
+"""NGINX Ingress: the main ``Ingress`` and, while a canary takes traffic, a canary ``Ingress``.
+
+ingress-nginx pairs a canary Ingress with the main one by host and path, so both are built from
+the same (host, path, pathType, ingressClassName) and only differ in backend and annotations:
+``nginx.ingress.kubernetes.io/canary: "true"`` and ``canary-weight: "<w>"`` (out of the default
+``canary-weight-total`` of 100). With no canary traffic the canary Ingress is deleted rather than
+left at weight 0: it would name a canary Service that the operator deletes after a rollout, and
+ingress-nginx complains about (and some versions mis-handle) backends without endpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from modelrollout.api.types import ModelDeploymentSpec, NginxTraffic
+from modelrollout.routers.base import Objects, Resource, Weights, object_meta, percentages, split
+from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
+
+PROVIDER = "nginx"
+INGRESS = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
+ANNOTATION_CANARY = "nginx.ingress.kubernetes.io/canary"
+ANNOTATION_CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+ANNOTATION_CANARY_WEIGHT_TOTAL = "nginx.ingress.kubernetes.io/canary-weight-total"
+
+
+def main_ingress_name(name: str) -> str:
+    return name
+
+
+def canary_ingress_name(name: str) -> str:
+    return f"{name}-canary"
+
+
+def _ingress(
+    owner: dict[str, Any],
+    ingress_name: str,
+    service: str,
+    traffic: NginxTraffic,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One Ingress routing traffic.host + traffic.path to ``service`` port 80."""
+    path = {
+        "path": traffic.path,
+        "pathType": traffic.pathType,
+        "backend": {"service": {"name": service, "port": {"number": SERVICE_PORT}}},
+    }
+    return {
+        "apiVersion": INGRESS.api_version,
+        "kind": INGRESS.kind,
+        "metadata": object_meta(owner, ingress_name, PROVIDER, annotations=annotations),
+        "spec": {
+            "ingressClassName": traffic.ingressClassName,
+            "rules": [{"host": traffic.host, "http": {"paths": [path]}}],
+        },
+    }
+
+
+def build_main_ingress(owner: dict[str, Any], traffic: NginxTraffic) -> dict[str, Any]:
+    """The Ingress every request matches first: all traffic to the stable Service."""
+    name = owner["metadata"]["name"]
+    return _ingress(owner, main_ingress_name(name), stable_service_name(name), traffic)
+
+
+def build_canary_ingress(owner: dict[str, Any], traffic: NginxTraffic, canary_weight: int) -> dict[str, Any] | None:
+    """The canary Ingress for this weight, or None when the canary takes no traffic (delete it).
+
+    Header and cookie canaries (``canary-by-header[-value]``, ``canary-by-cookie``) are further
+    annotations on this same object when they come; ingress-nginx allows one canary per host/path.
+    """
+    _, canary_w = split(canary_weight)
+    if canary_w == 0:
+        return None
+    name = owner["metadata"]["name"]
+    annotations = {ANNOTATION_CANARY: "true", ANNOTATION_CANARY_WEIGHT: str(canary_w)}
+    return _ingress(owner, canary_ingress_name(name), canary_service_name(name), traffic, annotations)
+
+
+def weights_of(main: dict[str, Any] | None, canary: dict[str, Any] | None) -> Weights | None:
+    """(stable %, canary %) from the live pair; None without the main Ingress.
+
+    A canary Ingress that is not marked canary, or whose weight does not parse, is read as 0: that
+    is what ingress-nginx does with it.
+    """
+    if main is None:
+        return None
+    if canary is None:
+        return 100, 0
+    ann = canary["metadata"].get("annotations") or {}
+    if ann.get(ANNOTATION_CANARY) != "true":
+        return 100, 0
+    try:
+        weight = int(ann.get(ANNOTATION_CANARY_WEIGHT, "0"))
+        total = int(ann.get(ANNOTATION_CANARY_WEIGHT_TOTAL, "100"))
+    except ValueError:
+        return 100, 0
+    weight = max(0, min(weight, total))
+    return percentages(total - weight, weight)
+
+
+class NginxRouter:
+    """Writes and reads the Ingresses ``<name>`` and ``<name>-canary``."""
+
+    provider = PROVIDER
+
+    def __init__(self, api_client: client.ApiClient | None = None):
+        self.objects = Objects(api_client)
+
+    def ensure(
+        self,
+        owner: dict[str, Any],
+        spec: ModelDeploymentSpec,
+        canary_weight: int,
+        *,
+        stable_revision: str | None = None,
+        canary_revision: str | None = None,
+    ) -> bool:
+        traffic = spec.traffic.nginx
+        if traffic is None:
+            raise ValueError("spec.traffic.nginx is not set")
+        meta = owner["metadata"]
+        canary = build_canary_ingress(owner, traffic, canary_weight)  # validates the weight first
+        changed = self.objects.apply(build_main_ingress(owner, traffic), INGRESS)
+        if canary is not None:
+            return self.objects.apply(canary, INGRESS) | changed
+        deleted = self.objects.delete_owned(INGRESS, meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"])
+        return deleted | changed
+
+    def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
+        meta = owner["metadata"]
+        main = self.objects.get(INGRESS, meta["namespace"], main_ingress_name(meta["name"]))
+        canary = self.objects.get(INGRESS, meta["namespace"], canary_ingress_name(meta["name"]))
+        return weights_of(main, canary)
+
+    def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
+        meta = owner["metadata"]
+        # The canary first: a canary Ingress without its main one would briefly be the only rule.
+        self.objects.delete_owned(INGRESS, meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"])
+        self.objects.delete_owned(INGRESS, meta["namespace"], main_ingress_name(meta["name"]), meta["uid"])
