@@ -5,8 +5,8 @@
 # Everything that listens runs inside a network namespace created here (KServe's REST server binds
 # 0.0.0.0), with only loopback up; the namespace is removed on exit. Without the privileges for
 # `ip netns` it falls back to the host's loopback and skips KServe. Bounded: each wrk phase runs
-# BENCH_SECONDS (default 10, max 120) plus a hard timeout; whole run ~3-4 min after the one-time
-# creation of the competitor venvs.
+# BENCH_SECONDS (default 5, max 120) plus a hard timeout, in BENCH_ROUNDS (default 3) rounds; the
+# whole run takes ~6 min after the one-time creation of the competitor venvs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .http_io import send_json
 
 if TYPE_CHECKING:
-    from .app import ModelServer
+    from .handlers import ModelServer
 
 _INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 

@@ -139,3 +139,15 @@ def test_slow_model_runs_off_the_event_loop(server_factory: ServerFactory) -> No
         probe = time.perf_counter() - start
         assert all(f.result().status_code == 200 for f in futures)
     assert probe < 0.05, f"liveness took {probe * 1000:.1f} ms while slow inferences ran"
+
+
+def test_fastapi_route_serves_infer_when_fast_path_is_off(server_factory: ServerFactory) -> None:
+    """The FastAPI route and the fast path share one handler; both must answer identically."""
+    plain = server_factory.start(model_args("baseline", "--warmup-requests", "1", "--fast-path", "false"))
+    fast = server_factory.start(model_args("baseline", "--warmup-requests", "1"))
+    bad = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    for body in (ROW_BODY | {"id": "same"}, bad):
+        answers = [requests.post(f"{s.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=5) for s in (plain, fast)]
+        assert answers[0].status_code == answers[1].status_code
+        assert answers[0].json() == answers[1].json()
+    assert value(plain.metrics(), "modelserver_requests_total", endpoint="infer", code="4xx") == 1

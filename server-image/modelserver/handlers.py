@@ -1,0 +1,177 @@
+"""Request handling for every endpoint, independent of how requests are routed to it.
+
+Why apart from the app factory: the same handlers are reached through FastAPI's routes and, for
+``POST .../infer``, through :mod:`modelserver.fastpath`. Each handler records exactly one
+``modelserver_requests_total`` increment with its endpoint and status class; infer requests that
+reach the model are also timed. Bodies are validated by :mod:`modelserver.codec` (strict,
+field-named 400s, never FastAPI's 422) and every answer is pre-serialised JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope
+
+from . import __version__
+from .codec import encode_response, parse_json_object
+from .config import Settings
+from .errors import ApiError
+from .feedback_api import handle_feedback
+from .http_io import JSON, error_response, json_response, read_body
+from .inference import decode_infer
+from .metrics import ServerMetrics
+from .runtime import Runtime
+from .state import ServerState
+
+log = logging.getLogger("modelserver.handlers")
+PLATFORM = "onnx_onnxv1"
+EXTENSIONS = ["feedback", "named_features"]
+
+
+class ModelServer:
+    """Request handling bound to one :class:`Settings` and one :class:`ServerState`."""
+
+    def __init__(self, settings: Settings, state: ServerState) -> None:
+        self.settings = settings
+        self.state = state
+
+    # -- resolution ---------------------------------------------------------------------------
+    def resolve(self, name: str, version: str | None, need_ready: bool) -> Runtime:
+        """404 for another model or version, 503 while not loaded / not ready (with the reason)."""
+        if name != self.settings.model_name:
+            raise ApiError(404, f"unknown model {name[:100]!r}; this server serves {self.settings.model_name!r}")
+        runtime = self.state.runtime
+        if version is not None and version != (runtime.version if runtime else self.settings.revision):
+            raise ApiError(404, f"unknown version {version[:100]!r} of model {name!r}")
+        if runtime is None or (need_ready and not self.state.ready):
+            raise ApiError(503, f"model {name!r} is not ready: {self.state.reason}", **self.state.describe())
+        return runtime
+
+    def count(self, endpoint: str, status: int) -> None:
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.record_request(endpoint, status)
+
+    async def answer(self, endpoint: str, produce: Callable[[], Awaitable[Response]]) -> Response:
+        """Run a handler body, turning :class:`ApiError` into its JSON answer, and count it."""
+        try:
+            response = await produce()
+        except ApiError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unhandled error", extra={"endpoint": endpoint})
+            response = error_response(ApiError(500, "internal server error"))
+        self.count(endpoint, response.status_code)
+        return response
+
+    # -- infer --------------------------------------------------------------------------------
+    async def infer(self, request: Request, name: str, version: str | None) -> Response:
+        status, content = await self.infer_raw(request.scope, request.receive, name, version)
+        return Response(content, status_code=status, media_type=JSON)
+
+    async def infer_raw(self, scope: Scope, receive: Receive, name: str, version: str | None) -> tuple[int, bytes]:
+        """The whole infer request → ``(status, JSON bytes)``; used by the fast path and the FastAPI route."""
+        started = time.perf_counter()
+        runtime: Runtime | None = None
+        reached_model = False
+        try:
+            runtime = self.resolve(name, version, need_ready=True)
+            body = await read_body(scope, receive, self.settings.max_body_bytes)
+            req = decode_infer(parse_json_object(body), runtime, self.settings.max_batch_size)
+            reached_model = True
+            gauge = runtime.metrics.inflight_child
+            gauge.inc()
+            try:
+                outputs = await runtime.run(req.feeds, req.rows)
+            finally:
+                gauge.dec()
+            runtime.check_outputs(outputs)
+            runtime.record(req.id, outputs)
+            content = encode_response(name, runtime.version, req.id, outputs, req.outputs)
+            status = 200
+        except ApiError as exc:
+            status, content = exc.status, error_response(exc).body
+        except Exception:
+            log.exception("unhandled error", extra={"endpoint": "infer"})
+            status, content = 500, b'{"error":"internal server error"}'
+        elapsed = time.perf_counter() - started
+        self.count("infer", status)
+        if runtime is not None:
+            if reached_model:
+                runtime.metrics.observe_latency(elapsed)
+            if status == 200 and runtime.predlog.sampled():
+                runtime.predlog.write(req.id, elapsed, outputs, req.feeds)
+        return status, content
+
+    async def feedback(self, request: Request, name: str, version: str | None) -> Response:
+        async def produce() -> Response:
+            runtime = self.resolve(name, version, need_ready=False)
+            body = await read_body(request.scope, request.receive, self.settings.max_body_bytes)
+            status, payload = handle_feedback(parse_json_object(body), runtime, self.settings.max_batch_size)
+            return json_response(payload, status)
+
+        return await self.answer("feedback", produce)
+
+    # -- metadata and health ------------------------------------------------------------------
+    async def model_metadata(self, name: str, version: str | None) -> Response:
+        async def produce() -> Response:
+            return json_response(self.describe_model(self.resolve(name, version, need_ready=False)))
+
+        return await self.answer("model_metadata", produce)
+
+    def describe_model(self, runtime: Runtime) -> dict[str, Any]:
+        meta = runtime.metadata
+        features = [
+            {"name": f.name, "type": f.kind, **({"categories": list(f.categories)} if f.categories else {}),
+             "imputed": f.imputable}
+            for f in meta.features
+        ]  # fmt: skip
+        return {
+            "name": self.settings.model_name,
+            "versions": [runtime.version],
+            "platform": PLATFORM,
+            "inputs": [t.metadata() for t in runtime.model.inputs],
+            "outputs": [t.metadata() for t in runtime.model.outputs],
+            "parameters": {
+                "revision": runtime.version,
+                "sha256": runtime.sha256,
+                "classes": list(meta.classes),
+                "features": features,
+                "state": self.state.phase.value,
+            },
+        }
+
+    async def model_ready(self, name: str, version: str | None) -> Response:
+        async def produce() -> Response:
+            self.resolve(name, version, need_ready=True)
+            return json_response({"name": name, "ready": True})
+
+        return await self.answer("model_ready", produce)
+
+    async def server_ready(self) -> Response:
+        async def produce() -> Response:
+            if not self.state.ready:
+                raise ApiError(503, f"not ready: {self.state.reason}", ready=False, **self.state.describe())
+            return json_response({"ready": True})
+
+        return await self.answer("server_ready", produce)
+
+    async def server_live(self) -> Response:
+        self.count("server_live", 200)
+        return json_response({"live": True})
+
+    async def server_metadata(self) -> Response:
+        self.count("server_metadata", 200)
+        return json_response({"name": "modelserver", "version": __version__, "extensions": EXTENSIONS})
+
+    async def metrics(self) -> Response:
+        self.count("metrics", 200)
+        metrics: ServerMetrics | None = self.state.metrics
+        return Response(metrics.exposition() if metrics else b"", media_type=CONTENT_TYPE_LATEST)
