@@ -22,6 +22,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     run.add_argument("--liveness", default="http://127.0.0.1:8080/healthz", help="kopf liveness endpoint URL")
+    run.add_argument("--metrics-port", type=int, default=0, help="serve operator metrics on this port (0: off)")
+    run.add_argument("--metrics-address", default="0.0.0.0", help="address for the metrics endpoint")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--log-format", default="plain", choices=["plain", "json", "full"])
     return parser.parse_args(argv)
@@ -30,7 +32,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level)
-    from modelrollout import handlers  # noqa: F401 - registers the handlers with kopf
+    from modelrollout import (
+        handlers,  # noqa: F401 - registers the handlers with kopf
+        telemetry,
+    )
+
+    if args.metrics_port:
+        telemetry.start_metrics_server(args.metrics_port, args.metrics_address)
 
     kopf.configure(
         verbose=args.log_level == "DEBUG",

@@ -492,10 +492,10 @@ def _step_complete(run: _Run) -> bool:
     st, spec = run.status, run.spec
     if run.elapsed(st.stepStartedAt) < parse_duration(spec.strategy.canary.stepDuration):
         return False
-    if not spec.analysis.metrics:
-        return True
     checked_in_step = st.lastCheckAt is not None and st.stepStartedAt is not None and st.lastCheckAt >= st.stepStartedAt
-    return checked_in_step and st.lastAnalysis is not None and st.lastAnalysis.verdict == "Pass"
+    if checked_in_step and (st.lastAnalysis is None or st.lastAnalysis.verdict != "Pass"):
+        return False
+    return checked_in_step or not spec.analysis.metrics
 
 
 def _promote(run: _Run) -> None:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from modelrollout import engine, workloads
+from modelrollout import engine, telemetry, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.kube import Kube, load_config
@@ -72,6 +73,7 @@ def on_modeldeployment(event: dict[str, Any], namespace: str, name: str, **_: An
     with _known_lock:
         if event.get("type") == "DELETED":
             _known.discard((namespace, name))
+            telemetry.forget(namespace, name)
             return
         _known.add((namespace, name))
     reconcile(namespace, name)
@@ -101,6 +103,17 @@ def on_child(event: dict[str, Any], namespace: str, labels: dict[str, str], **_:
     owner = labels.get(workloads.LABEL_DEPLOYMENT)
     if owner and event.get("type") in ("MODIFIED", "DELETED"):
         reconcile(namespace, owner)
+
+
+_observed: set[tuple[str, str]] = set()
+
+
+def telemetry_seen(namespace: str, name: str) -> bool:
+    """Gauges come from status; a restarted operator reports them once per object before any change."""
+    key = (namespace, name)
+    seen = key in _observed
+    _observed.add(key)
+    return seen
 
 
 def reconcile(namespace: str, name: str) -> None:
@@ -133,13 +146,21 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
     )
     target = engine.analysis_due(spec, status, now)
     if target is not None:
-        obs = dataclasses.replace(obs, analysis=run_analysis(spec, status, target, namespace, name, now))
+        started = time.monotonic()
+        result = run_analysis(spec, status, target, namespace, name, now)
+        telemetry.observe_analysis(namespace, name, time.monotonic() - started, result.verdict)
+        obs = dataclasses.replace(obs, analysis=result)
 
     decision = engine.decide(spec, status, obs, now)
     _apply(obj, spec, decision, live)
     new_status = decision.status.model_dump(mode="json")
-    if new_status != status.model_dump(mode="json") or not obj.get("status"):
-        kube().write_status(namespace, name, meta["resourceVersion"], new_status)
+    old_status = status.model_dump(mode="json")
+    if (new_status != old_status or not obj.get("status")) and kube().write_status(
+        namespace, name, meta["resourceVersion"], new_status
+    ):
+        telemetry.observe_change(namespace, name, old_status, new_status, obj.get("spec"), now=now)
+    elif not telemetry_seen(namespace, name):
+        telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
 
 
 def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.Decision, live: dict) -> None:
