@@ -25,7 +25,12 @@ MODELS = REPO / "examples" / "models"
 SERVER_SRC = REPO / "server-image"
 MODEL_NAME = "fraud"
 REVISION = "rev-test"
-sys.path.insert(0, str(REPO))  # for ``examples.models.dataset`` (a namespace package)
+# ``examples.models.dataset`` resolves as a namespace package from the repository root; appended, so
+# nothing in the root (e.g. ``operator/``) can shadow an installed or standard-library module.
+# ``server-image`` is appended as a fallback for checkouts where the package is not installed (editable).
+for _path in (REPO, SERVER_SRC):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
 
 
 def free_port() -> int:
