@@ -1,0 +1,14 @@
+"""Prometheus gates: the provider, the built-in PromQL templates, the statistics, and one gate check.
+
+* :mod:`.provider` — ``PrometheusProvider.query(promql) -> QueryResult`` (a number, no data, or an error);
+* :mod:`.templates` — built-in PromQL per gate, scoped by namespace and revision, and ``{{...}}`` substitution;
+* :mod:`.statistics` — the canary-vs-stable decision rule (two-proportion tests from scipy);
+* :mod:`.gates` — ``run_analysis``: every gate of a spec for one revision → ``AnalysisResult``.
+
+``docs/gates.md`` is the user-facing description of all of it.
+"""
+
+from modelrollout.metrics.gates import aggregate, evaluate_metric, run_analysis
+from modelrollout.metrics.provider import MetricsProvider, PrometheusProvider, QueryResult
+
+__all__ = ["MetricsProvider", "PrometheusProvider", "QueryResult", "aggregate", "evaluate_metric", "run_analysis"]
