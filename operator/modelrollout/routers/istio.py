@@ -22,11 +22,13 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import IstioTraffic, ModelDeploymentSpec
+from modelrollout.kube import FIELD_MANAGER
 from modelrollout.routers.base import (
     WEIGHTED_ROUTE,
-    Objects,
-    Resource,
     Weights,
+    apply_unless_unchanged,
+    delete_if_controlled,
+    get_or_none,
     object_meta,
     percentages,
     service_fqdn,
@@ -35,8 +37,11 @@ from modelrollout.routers.base import (
 from modelrollout.workloads import SERVICE_PORT, selector_labels, stable_service_name
 
 PROVIDER = "istio"
-VIRTUALSERVICE = Resource("networking.istio.io", "v1", "virtualservices", "VirtualService")
-DESTINATIONRULE = Resource("networking.istio.io", "v1", "destinationrules", "DestinationRule")
+GROUP = "networking.istio.io"
+VERSION = "v1"
+VS_PLURAL = "virtualservices"
+DR_PLURAL = "destinationrules"
+APPLY = "application/apply-patch+yaml"
 STABLE_SUBSET = "stable"
 CANARY_SUBSET = "canary"
 
@@ -64,8 +69,8 @@ def build_destinationrule(owner: dict[str, Any], stable_revision: str, canary_re
     if canary_revision:
         subsets.append({"name": CANARY_SUBSET, "labels": selector_labels(name, canary_revision)})
     return {
-        "apiVersion": DESTINATIONRULE.api_version,
-        "kind": DESTINATIONRULE.kind,
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DestinationRule",
         "metadata": object_meta(owner, destinationrule_name(name), PROVIDER),
         "spec": {"host": destination_host(owner), "subsets": subsets},
     }
@@ -97,8 +102,8 @@ def build_virtualservice(owner: dict[str, Any], traffic: IstioTraffic, canary_we
         spec["gateways"] = list(traffic.gateways)
     spec["http"] = [weighted_route(owner, canary_weight)]
     return {
-        "apiVersion": VIRTUALSERVICE.api_version,
-        "kind": VIRTUALSERVICE.kind,
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VirtualService",
         "metadata": object_meta(owner, virtualservice_name(name), PROVIDER),
         "spec": spec,
     }
@@ -128,7 +133,52 @@ class IstioRouter:
     provider = PROVIDER
 
     def __init__(self, api_client: client.ApiClient | None = None):
-        self.objects = Objects(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    # The only calls this module makes (the chart's RBAC is derived from them).
+    def _get_vs(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VS_PLURAL, name))
+
+    def _get_dr(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, DR_PLURAL, name))
+
+    def _apply_vs(self, manifest: dict[str, Any]) -> bool:
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        return apply_unless_unchanged(
+            manifest,
+            self._get_vs(ns, name),
+            lambda body: self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, VS_PLURAL, name, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            ),
+        )
+
+    def _apply_dr(self, manifest: dict[str, Any]) -> bool:
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        return apply_unless_unchanged(
+            manifest,
+            self._get_dr(ns, name),
+            lambda body: self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, DR_PLURAL, name, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            ),
+        )
+
+    def _delete_vs(self, namespace: str, name: str, owner_uid: str) -> bool:
+        return delete_if_controlled(
+            self._get_vs(namespace, name),
+            owner_uid,
+            lambda opts: self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, VS_PLURAL, name, body=opts
+            ),
+        )
+
+    def _delete_dr(self, namespace: str, name: str, owner_uid: str) -> bool:
+        return delete_if_controlled(
+            self._get_dr(namespace, name),
+            owner_uid,
+            lambda opts: self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, DR_PLURAL, name, body=opts
+            ),
+        )
 
     def ensure(
         self,
@@ -147,16 +197,16 @@ class IstioRouter:
         vs = build_virtualservice(owner, traffic, canary_weight)
         dr = build_destinationrule(owner, stable_revision or "", canary_revision)
         if canary_weight > 0:  # the subset must exist before the route sends to it
-            return self.objects.apply(dr, DESTINATIONRULE) | self.objects.apply(vs, VIRTUALSERVICE)
-        return self.objects.apply(vs, VIRTUALSERVICE) | self.objects.apply(dr, DESTINATIONRULE)
+            return self._apply_dr(dr) | self._apply_vs(vs)
+        return self._apply_vs(vs) | self._apply_dr(dr)
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
         meta = owner["metadata"]
-        vs = self.objects.get(VIRTUALSERVICE, meta["namespace"], virtualservice_name(meta["name"]))
+        vs = self._get_vs(meta["namespace"], virtualservice_name(meta["name"]))
         return None if vs is None else weights_of(vs)
 
     def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
         meta = owner["metadata"]
         # Routes first, then the subsets they name.
-        self.objects.delete_owned(VIRTUALSERVICE, meta["namespace"], virtualservice_name(meta["name"]), meta["uid"])
-        self.objects.delete_owned(DESTINATIONRULE, meta["namespace"], destinationrule_name(meta["name"]), meta["uid"])
+        self._delete_vs(meta["namespace"], virtualservice_name(meta["name"]), meta["uid"])
+        self._delete_dr(meta["namespace"], destinationrule_name(meta["name"]), meta["uid"])

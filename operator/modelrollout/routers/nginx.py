@@ -15,11 +15,23 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import ModelDeploymentSpec, NginxTraffic
-from modelrollout.routers.base import Objects, Resource, Weights, object_meta, percentages, split
+from modelrollout.kube import FIELD_MANAGER
+from modelrollout.routers.base import (
+    Weights,
+    apply_unless_unchanged,
+    delete_if_controlled,
+    get_or_none,
+    object_meta,
+    percentages,
+    split,
+)
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "nginx"
-INGRESS = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
+GROUP = "networking.k8s.io"
+VERSION = "v1"
+PLURAL = "ingresses"
+APPLY = "application/apply-patch+yaml"
 ANNOTATION_CANARY = "nginx.ingress.kubernetes.io/canary"
 ANNOTATION_CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 ANNOTATION_CANARY_WEIGHT_TOTAL = "nginx.ingress.kubernetes.io/canary-weight-total"
@@ -47,8 +59,8 @@ def _ingress(
         "backend": {"service": {"name": service, "port": {"number": SERVICE_PORT}}},
     }
     return {
-        "apiVersion": INGRESS.api_version,
-        "kind": INGRESS.kind,
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Ingress",
         "metadata": object_meta(owner, ingress_name, PROVIDER, annotations=annotations),
         "spec": {
             "ingressClassName": traffic.ingressClassName,
@@ -105,7 +117,31 @@ class NginxRouter:
     provider = PROVIDER
 
     def __init__(self, api_client: client.ApiClient | None = None):
-        self.objects = Objects(api_client)
+        # The generic client serves built-in groups too, and hands back plain dicts like the others.
+        self.custom = client.CustomObjectsApi(api_client)
+
+    # The only calls this module makes (the chart's RBAC is derived from them).
+    def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+
+    def _apply(self, manifest: dict[str, Any]) -> bool:
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        return apply_unless_unchanged(
+            manifest,
+            self._get(ns, name),
+            lambda body: self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, name, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            ),
+        )
+
+    def _delete(self, namespace: str, name: str, owner_uid: str) -> bool:
+        return delete_if_controlled(
+            self._get(namespace, name),
+            owner_uid,
+            lambda opts: self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body=opts
+            ),
+        )
 
     def ensure(
         self,
@@ -121,20 +157,19 @@ class NginxRouter:
             raise ValueError("spec.traffic.nginx is not set")
         meta = owner["metadata"]
         canary = build_canary_ingress(owner, traffic, canary_weight)  # validates the weight first
-        changed = self.objects.apply(build_main_ingress(owner, traffic), INGRESS)
+        changed = self._apply(build_main_ingress(owner, traffic))
         if canary is not None:
-            return self.objects.apply(canary, INGRESS) | changed
-        deleted = self.objects.delete_owned(INGRESS, meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"])
-        return deleted | changed
+            return self._apply(canary) | changed
+        return self._delete(meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"]) | changed
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
         meta = owner["metadata"]
-        main = self.objects.get(INGRESS, meta["namespace"], main_ingress_name(meta["name"]))
-        canary = self.objects.get(INGRESS, meta["namespace"], canary_ingress_name(meta["name"]))
+        main = self._get(meta["namespace"], main_ingress_name(meta["name"]))
+        canary = self._get(meta["namespace"], canary_ingress_name(meta["name"]))
         return weights_of(main, canary)
 
     def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
         meta = owner["metadata"]
-        # The canary first: a canary Ingress without its main one would briefly be the only rule.
-        self.objects.delete_owned(INGRESS, meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"])
-        self.objects.delete_owned(INGRESS, meta["namespace"], main_ingress_name(meta["name"]), meta["uid"])
+        # The canary first, so the pair is never left as a canary without the Ingress it modifies.
+        self._delete(meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"])
+        self._delete(meta["namespace"], main_ingress_name(meta["name"]), meta["uid"])

@@ -13,18 +13,15 @@ stable and canary Services' selectors.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.routers.base import Objects, Resource, Weights, percentages
-from modelrollout.workloads import LABEL_REVISION, canary_service_name, deployment_name, stable_service_name
+from modelrollout.routers.base import Weights, get_or_none, percentages, split
+from modelrollout.workloads import LABEL_DEPLOYMENT, LABEL_REVISION, canary_service_name, stable_service_name
 
 PROVIDER = "none"
-DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
 
 
 def approximate_weights(stable_ready: int | None, canary_ready: int | None) -> Weights | None:
@@ -47,7 +44,7 @@ class NoneRouter:
 
     def __init__(self, api_client: client.ApiClient | None = None):
         self.core = client.CoreV1Api(api_client)
-        self.objects = Objects(api_client)
+        self.apps = client.AppsV1Api(api_client)
 
     def ensure(
         self,
@@ -59,34 +56,34 @@ class NoneRouter:
         canary_revision: str | None = None,
     ) -> bool:
         """Nothing to write: the engine already sized the Deployments for this weight."""
+        split(canary_weight)  # the same contract as every router: a bad weight is an error
         return False
 
     def _service_revision(self, namespace: str, service: str) -> str | None:
-        try:
-            resp = self.core.read_namespaced_service(service, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        selector = (json.loads(resp.data).get("spec") or {}).get("selector") or {}
-        return selector.get(LABEL_REVISION)
+        svc = get_or_none(lambda: self.core.read_namespaced_service(service, namespace))
+        if svc is None or svc.spec is None:
+            return None
+        return (svc.spec.selector or {}).get(LABEL_REVISION)
 
-    def _ready(self, namespace: str, name: str, revision: str | None) -> int | None:
-        if revision is None:
-            return None
-        dep = self.objects.get(DEPLOYMENT, namespace, deployment_name(name, revision))
-        if dep is None:
-            return None
-        return int((dep.get("status") or {}).get("readyReplicas") or 0)
+    def _ready_by_revision(self, namespace: str, name: str) -> dict[str, int]:
+        """Ready replicas of every revision Deployment of ``name`` (one list, like kube.py's)."""
+        deps = self.apps.list_namespaced_deployment(namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}").items
+        return {
+            (d.metadata.labels or {})[LABEL_REVISION]: (d.status.ready_replicas or 0) if d.status else 0
+            for d in deps
+            if (d.metadata.labels or {}).get(LABEL_REVISION)
+        }
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
         """Approximate (stable %, canary %) from ready pods; None without a stable Deployment."""
         meta = owner["metadata"]
         ns, name = meta["namespace"], meta["name"]
-        stable = self._ready(ns, name, self._service_revision(ns, stable_service_name(name)))
+        stable_rev = self._service_revision(ns, stable_service_name(name))
+        if stable_rev is None:
+            return None
         canary_rev = self._service_revision(ns, canary_service_name(name))
-        canary = self._ready(ns, name, canary_rev) if canary_rev else None
-        return approximate_weights(stable, canary)
+        ready = self._ready_by_revision(ns, name)
+        return approximate_weights(ready.get(stable_rev), ready.get(canary_rev) if canary_rev else None)
 
     def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
         """Nothing was written, so nothing to delete (Deployments and Services are the operator's)."""

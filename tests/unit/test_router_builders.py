@@ -1,0 +1,302 @@
+"""The routers' pure builders: what each provider writes at weights 0, 5, 50 and 100.
+
+The I/O half of every router is exercised against the real API server with the upstream CRDs in
+tests/integration/test_routers.py; here we pin the shapes fast and without a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.routers import (
+    PROVIDERS,
+    Router,
+    gatewayapi,
+    istio,
+    nginx,
+    none,
+    router_for,
+    router_for_provider,
+    split,
+)
+from modelrollout.routers.base import WEIGHTED_ROUTE, percentages, with_hash
+
+WEIGHTS = (0, 5, 50, 100)
+OWNER = {
+    "apiVersion": "modelrollout.io/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "fraud", "namespace": "ml", "uid": "u-1"},
+}
+TRAFFIC = {
+    "gatewayAPI": {
+        "parentRefs": [{"name": "public-gw", "namespace": "gateways", "sectionName": "https"}],
+        "hostnames": ["fraud.example.com"],
+        "path": "/v2/models/fraud",
+    },
+    "istio": {"hosts": ["fraud.example.com"], "gateways": ["istio-system/public"]},
+    "nginx": {"host": "fraud.example.com", "path": "/v2", "pathType": "Prefix", "ingressClassName": "nginx"},
+    "none": {},
+}
+
+
+def spec(provider: str, traffic: dict[str, Any] | None = None) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate(
+        {"model": {"name": "fraud", "uri": "https://m/a.onnx"}, "traffic": {provider: traffic or TRAFFIC[provider]}}
+    )
+
+
+def assert_owned(obj: dict[str, Any], provider: str) -> None:
+    meta = obj["metadata"]
+    assert meta["namespace"] == "ml"
+    (ref,) = meta["ownerReferences"]
+    assert ref == {
+        "apiVersion": "modelrollout.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "name": "fraud",
+        "uid": "u-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "modelrollout"
+    assert meta["labels"]["modelrollout.io/deployment"] == "fraud"
+    assert meta["labels"]["modelrollout.io/router"] == provider
+
+
+# ------------------------------------------------------------------------------------------ shared
+
+
+@pytest.mark.parametrize("w", WEIGHTS)
+def test_split_sums_to_100(w):
+    assert split(w) == (100 - w, w)
+
+
+@pytest.mark.parametrize("bad", [-1, 101, 5.0, True, "5", None])
+def test_split_rejects_anything_but_a_percentage(bad):
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        split(bad)
+
+
+def test_percentages_normalise_relative_weights():
+    assert percentages(95, 5) == (95, 5)
+    assert percentages(1, 1) == (50, 50)
+    assert percentages(999_000, 1_000) == (100, 0)  # rounded, never more than 100 in total
+    assert percentages(0, 3) == (0, 100)
+    assert percentages(0, 0) == (0, 0)  # a route that sends nowhere is not reported as all-stable
+
+
+def test_hash_annotation_ignores_itself_and_tracks_changes():
+    a = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5))
+    b = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5))
+    c = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 10))
+    key = "modelrollout.io/applied-hash"
+    assert a["metadata"]["annotations"][key] == b["metadata"]["annotations"][key]
+    assert a["metadata"]["annotations"][key] != c["metadata"]["annotations"][key]
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_router_for_picks_the_provider_in_the_spec(provider):
+    router = router_for(spec(provider))
+    assert isinstance(router, Router) and router.provider == provider
+    assert isinstance(router, PROVIDERS[provider])
+
+
+def test_unknown_provider_is_an_error():
+    with pytest.raises(ValueError, match="unknown traffic provider"):
+        router_for_provider("linkerd")
+
+
+# ------------------------------------------------------------------------------------- Gateway API
+
+
+def backends(route: dict[str, Any]) -> dict[str, int]:
+    (rule,) = route["spec"]["rules"]
+    assert all(b["port"] == 80 for b in rule["backendRefs"])
+    return {b["name"]: b["weight"] for b in rule["backendRefs"]}
+
+
+@pytest.mark.parametrize("w", WEIGHTS)
+def test_httproute_weights(w):
+    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, w)
+    got = backends(route)
+    assert sum(got.values()) == 100
+    assert got["fraud"] == 100 - w
+    if w == 0:
+        assert "fraud-canary" not in got, "no backend may name a canary Service that need not exist"
+    else:
+        assert got["fraud-canary"] == w
+    assert gatewayapi.weights_of(route, "fraud") == (100 - w, w)
+
+
+def test_httproute_shape():
+    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5)
+    assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute")
+    assert route["metadata"]["name"] == "fraud"
+    assert_owned(route, "gatewayAPI")
+    assert route["spec"]["parentRefs"] == [{"name": "public-gw", "namespace": "gateways", "sectionName": "https"}]
+    assert route["spec"]["hostnames"] == ["fraud.example.com"]
+    (rule,) = route["spec"]["rules"]
+    assert rule["name"] == WEIGHTED_ROUTE
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/v2/models/fraud"}}]
+
+
+def test_httproute_minimal_spec_omits_optional_fields():
+    route = gatewayapi.build_httproute(
+        OWNER, spec("gatewayAPI", {"parentRefs": [{"name": "gw"}]}).traffic.gatewayAPI, 0
+    )
+    assert route["spec"]["parentRefs"] == [{"name": "gw"}]
+    assert "hostnames" not in route["spec"]
+    assert route["spec"]["rules"][0]["matches"][0]["path"]["value"] == "/"
+
+
+def test_httproute_weights_read_back_from_relative_weights_and_defaults():
+    live = {"spec": {"rules": [
+        {"name": "by-header", "backendRefs": [{"name": "fraud-canary", "port": 80}]},
+        {"name": WEIGHTED_ROUTE, "backendRefs": [{"name": "fraud", "port": 80, "weight": 300_000},
+                                                {"name": "fraud-canary", "port": 80, "weight": 100_000}]},
+    ]}}  # fmt: skip
+    assert gatewayapi.weights_of(live, "fraud") == (75, 25)
+    default_weight = {"spec": {"rules": [{"name": WEIGHTED_ROUTE, "backendRefs": [{"name": "fraud", "port": 80}]}]}}
+    assert gatewayapi.weights_of(default_weight, "fraud") == (100, 0)
+    assert gatewayapi.weights_of({"spec": {"rules": [{"backendRefs": []}]}}, "fraud") is None
+
+
+# ------------------------------------------------------------------------------------------- Istio
+
+
+@pytest.mark.parametrize("w", WEIGHTS)
+def test_virtualservice_weights(w):
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, w)
+    (http,) = vs["spec"]["http"]
+    assert http["name"] == WEIGHTED_ROUTE
+    by_subset = {r["destination"]["subset"]: r["weight"] for r in http["route"]}
+    assert sum(by_subset.values()) == 100
+    assert by_subset["stable"] == 100 - w
+    if w == 0:
+        assert "canary" not in by_subset
+    else:
+        assert by_subset["canary"] == w
+    for r in http["route"]:
+        assert r["destination"]["host"] == "fraud.ml.svc.cluster.local"
+        assert r["destination"]["port"] == {"number": 80}
+    assert istio.weights_of(vs) == (100 - w, w)
+
+
+def test_virtualservice_shape():
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 5)
+    assert (vs["apiVersion"], vs["kind"], vs["metadata"]["name"]) == (
+        "networking.istio.io/v1", "VirtualService", "fraud")  # fmt: skip
+    assert_owned(vs, "istio")
+    assert vs["spec"]["hosts"] == ["fraud.example.com"]
+    assert vs["spec"]["gateways"] == ["istio-system/public"]
+    mesh_only = istio.build_virtualservice(OWNER, spec("istio", {"hosts": ["fraud"]}).traffic.istio, 5)
+    assert "gateways" not in mesh_only["spec"], "no gateways means Istio's default: the mesh"
+
+
+def test_destinationrule_subsets_select_revisions():
+    dr = istio.build_destinationrule(OWNER, "aaa111", "bbb222")
+    assert (dr["apiVersion"], dr["kind"], dr["metadata"]["name"]) == (
+        "networking.istio.io/v1", "DestinationRule", "fraud")  # fmt: skip
+    assert_owned(dr, "istio")
+    assert dr["spec"]["host"] == "fraud.ml.svc.cluster.local"
+    assert dr["spec"]["subsets"] == [
+        {"name": "stable", "labels": {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "aaa111"}},
+        {"name": "canary", "labels": {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "bbb222"}},
+    ]
+    only_stable = istio.build_destinationrule(OWNER, "aaa111", None)
+    assert [s["name"] for s in only_stable["spec"]["subsets"]] == ["stable"]
+    with pytest.raises(ValueError, match="stable revision"):
+        istio.build_destinationrule(OWNER, "", None)
+
+
+def test_cluster_domain_is_configurable(monkeypatch):
+    monkeypatch.setenv("MODELROLLOUT_CLUSTER_DOMAIN", "corp.internal")
+    assert istio.build_destinationrule(OWNER, "a", None)["spec"]["host"] == "fraud.ml.svc.corp.internal"
+
+
+def test_istio_ensure_checks_revisions_before_any_io():
+    router = istio.IstioRouter.__new__(istio.IstioRouter)  # no client: must fail before I/O
+    with pytest.raises(ValueError, match="canary revision"):
+        router.ensure(OWNER, spec("istio"), 5, stable_revision="a")
+    with pytest.raises(ValueError, match="stable revision"):
+        router.ensure(OWNER, spec("istio"), 0)
+
+
+def test_virtualservice_weights_read_back():
+    single = {
+        "spec": {"http": [{"name": WEIGHTED_ROUTE, "route": [{"destination": {"host": "h", "subset": "stable"}}]}]}
+    }
+    assert istio.weights_of(single) == (100, 0), "a lone destination without weight takes everything"
+    assert istio.weights_of({"spec": {"http": [{"name": "other"}]}}) is None
+
+
+# ------------------------------------------------------------------------------------------- NGINX
+
+
+@pytest.mark.parametrize("w", WEIGHTS)
+def test_nginx_pair(w):
+    traffic = spec("nginx").traffic.nginx
+    main = nginx.build_main_ingress(OWNER, traffic)
+    canary = nginx.build_canary_ingress(OWNER, traffic, w)
+    assert main["metadata"]["name"] == "fraud"
+    assert_owned(main, "nginx")
+    assert "annotations" not in main["metadata"]
+    assert main["spec"]["rules"][0]["http"]["paths"][0]["backend"] == {
+        "service": {"name": "fraud", "port": {"number": 80}}
+    }
+    if w == 0:
+        assert canary is None, "no canary traffic: the canary Ingress is deleted, not left naming a missing Service"
+        assert nginx.weights_of(main, None) == (100, 0)
+        return
+    assert canary is not None
+    assert canary["metadata"]["name"] == "fraud-canary"
+    assert_owned(canary, "nginx")
+    assert canary["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-weight": str(w),
+    }
+    # ingress-nginx pairs the two by class, host, path and pathType: they must match exactly.
+    assert canary["spec"]["ingressClassName"] == main["spec"]["ingressClassName"] == "nginx"
+    (mrule,), (crule,) = main["spec"]["rules"], canary["spec"]["rules"]
+    assert mrule["host"] == crule["host"] == "fraud.example.com"
+    (mpath,), (cpath,) = mrule["http"]["paths"], crule["http"]["paths"]
+    assert (mpath["path"], mpath["pathType"]) == (cpath["path"], cpath["pathType"]) == ("/v2", "Prefix")
+    assert cpath["backend"] == {"service": {"name": "fraud-canary", "port": {"number": 80}}}
+    assert nginx.weights_of(main, canary) == (100 - w, w)
+
+
+def test_nginx_rejects_a_bad_weight():
+    with pytest.raises(ValueError):
+        nginx.build_canary_ingress(OWNER, spec("nginx").traffic.nginx, 101)
+
+
+def test_nginx_weights_read_back():
+    main = nginx.build_main_ingress(OWNER, spec("nginx").traffic.nginx)
+    assert nginx.weights_of(None, None) is None
+    total = {"metadata": {"annotations": {nginx.ANNOTATION_CANARY: "true", nginx.ANNOTATION_CANARY_WEIGHT: "250",
+                                          nginx.ANNOTATION_CANARY_WEIGHT_TOTAL: "1000"}}}  # fmt: skip
+    assert nginx.weights_of(main, total) == (75, 25)
+    not_canary = {"metadata": {"annotations": {nginx.ANNOTATION_CANARY_WEIGHT: "50"}}}
+    assert nginx.weights_of(main, not_canary) == (100, 0)
+    garbage = {"metadata": {"annotations": {nginx.ANNOTATION_CANARY: "true", nginx.ANNOTATION_CANARY_WEIGHT: "x"}}}
+    assert nginx.weights_of(main, garbage) == (100, 0)
+
+
+# -------------------------------------------------------------------------------------------- none
+
+
+def test_none_weights_are_the_ready_replica_ratio():
+    assert none.approximate_weights(None, None) is None
+    assert none.approximate_weights(3, None) == (100, 0)
+    assert none.approximate_weights(0, 0) == (100, 0)
+    assert none.approximate_weights(3, 1) == (75, 25)
+    assert none.approximate_weights(1, 1) == (50, 50)
+    assert none.approximate_weights(0, 2) == (0, 100)
+
+
+def test_none_writes_nothing():
+    router = none.NoneRouter.__new__(none.NoneRouter)  # no client: ensure and cleanup do no I/O
+    for w in WEIGHTS:
+        assert router.ensure(OWNER, spec("none"), w) is False
+    assert router.cleanup(OWNER, spec("none")) is None
