@@ -1,0 +1,67 @@
+"""Small process utilities shared by the harness: free ports, waiting, stopping by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy; ``TimeoutError`` naming ``what`` otherwise.
+
+    Exceptions from the predicate propagate (a process that died should fail fast, not time out).
+    """
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
+        time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen | None, grace: float = 10.0) -> int | None:
+    """SIGTERM, wait ``grace`` seconds, then SIGKILL; idempotent; returns the exit code.
+
+    A stopped (SIGSTOP) process is continued first, since it would not act on SIGTERM otherwise.
+    """
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    """The end of a log file, or a note that it does not exist."""
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return f"(no {path.name})"
