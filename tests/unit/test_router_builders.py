@@ -300,3 +300,30 @@ def test_none_writes_nothing():
     for w in WEIGHTS:
         assert router.ensure(OWNER, spec("none"), w) is False
     assert router.cleanup(OWNER, spec("none")) is None
+
+
+def test_cleanup_of_other_providers_skips_forbidden_ones_and_never_the_current(monkeypatch):
+    from kubernetes.client.exceptions import ApiException
+    from modelrollout import routers
+
+    calls: list[str] = []
+
+    def fake(provider: str, status: int | None):
+        class Fake:
+            def __init__(self, api_client=None):
+                pass
+
+            def cleanup(self, owner, spec):
+                calls.append(provider)
+                if status:
+                    raise ApiException(status=status)
+
+        return Fake
+
+    monkeypatch.setattr(routers, "PROVIDERS", {"gatewayAPI": fake("gatewayAPI", None), "istio": fake("istio", 403),
+                                               "nginx": fake("nginx", None), "none": fake("none", None)})  # fmt: skip
+    routers.cleanup_other_providers(OWNER, spec("nginx"))
+    assert calls == ["gatewayAPI", "istio", "none"]
+    monkeypatch.setitem(routers.PROVIDERS, "istio", fake("istio", 500))
+    with pytest.raises(ApiException):
+        routers.cleanup_other_providers(OWNER, spec("nginx"))

@@ -9,9 +9,11 @@ interface, chosen by which of ``spec.traffic``'s fields is set.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api.types import ModelDeploymentSpec
 from modelrollout.routers.base import Router, Weights, split
@@ -29,6 +31,8 @@ __all__ = [
     "router_for_provider",
     "split",
 ]
+
+log = logging.getLogger(__name__)
 
 PROVIDERS: dict[str, type] = {
     "gatewayAPI": GatewayAPIRouter,
@@ -58,9 +62,17 @@ def cleanup_other_providers(
 
     Call it after the new provider's ``ensure`` succeeded, so traffic has a route at every moment.
     Providers whose CRDs are not installed cost one 404 each; objects of the same name that the
-    owner does not control are left alone.
+    owner does not control are left alone. A provider the operator has no RBAC for (the chart's
+    ``rbac.routers.<provider>: false``) answers 403: it cannot have written anything, so that is
+    skipped too, while any other error propagates.
     """
     current = spec.traffic.provider
     for provider in PROVIDERS:
-        if provider != current:
+        if provider == current:
+            continue
+        try:
             router_for_provider(provider, api_client).cleanup(owner, spec)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            log.debug("no RBAC for %s routes; nothing of ours to clean up there", provider)
