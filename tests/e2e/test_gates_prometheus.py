@@ -1,0 +1,283 @@
+"""Gates end to end: a real Prometheus scraping real model servers, judged by ``run_analysis``.
+
+One module-scoped fleet: Prometheus (1 s scrapes, file_sd targets labelled ``namespace``/``pod``)
+and one model-server process per revision — the stable ``r1`` (baseline model) and canaries serving
+the same model, a better one, a less accurate one, one that answers 500 on a quarter of the rows,
+a slow one, and one that gets no traffic. A bounded labelled traffic run with ground-truth feedback
+gives every busy revision a few hundred requests; then each scenario asks ``run_analysis`` for a
+verdict exactly as the operator would (same spec, same status shapes), with no mocks in between.
+
+Prometheus outages use a Prometheus of their own: stopped (connection refused) and paused with
+SIGSTOP (the socket accepts, nothing answers: a timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from modelrollout.analysis import run_analysis
+from modelrollout.api.types import (
+    AnalysisResult,
+    MetricResult,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
+
+from tests.e2e.harness import ModelServer, Prometheus, TrafficResult, TrafficSender
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+NAMESPACE = "gates-e2e"
+NAME = "fraud"
+STABLE = "r1"
+FAST = {"r1": "baseline", "r2-same": "baseline", "r2-better": "better", "r2-worse": "worse", "r2-broken": "broken"}
+SLOW = {"r2-slow": "slow"}
+QUIET = {"r2-quiet": "baseline"}
+REQUESTS_PER_FAST_REVISION = 250
+SLOW_REQUESTS = 80
+INTERVAL = "2m"  # the query window: covers the whole traffic run with room to spare
+
+GATES: list[dict[str, Any]] = [
+    {"name": "error-rate", "max": 0.1, "maxRiseVsStable": 0.01, "minSamples": 100},
+    {"name": "latency-p99", "max": 100, "maxRiseVsStable": 50, "minSamples": 50},
+    {"name": "accuracy", "maxDropVsStable": 0.03, "minSamples": 100},
+]
+
+
+@dataclass
+class Fleet:
+    prometheus: Prometheus
+    servers: dict[str, ModelServer]
+    fast: TrafficResult
+    slow: TrafficResult
+
+
+def make_spec(address: str, metrics: list[dict[str, Any]] | None = None, timeout: int = 5) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": NAME, "uri": "file:///models/fraud.onnx"},
+            "traffic": {"none": {}},
+            "analysis": {
+                "interval": INTERVAL,
+                "prometheus": {"address": address, "timeoutSeconds": timeout},
+                "significance": 0.05,
+                "metrics": GATES if metrics is None else metrics,
+            },
+        }
+    )
+
+
+def canary_status(canary: str) -> ModelDeploymentStatus:
+    return ModelDeploymentStatus(phase="Progressing", stableRevision=STABLE, canaryRevision=canary, currentStep=1)
+
+
+def analyse(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, revision: str) -> AnalysisResult:
+    started = time.monotonic()
+    result = run_analysis(spec, status, revision, NAMESPACE, NAME, datetime.now(UTC))
+    print(f"\n{revision}: {result.verdict} in {time.monotonic() - started:.3f}s")
+    for m in result.metrics:
+        print(f"  {m.name}: {m.verdict} value={m.value} stable={m.stableValue} n={m.samples} | {m.message}")
+    return result
+
+
+def gate(result: AnalysisResult, name: str) -> MetricResult:
+    return next(m for m in result.metrics if m.name == name)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    workdir = tmp_path_factory.mktemp("gates")
+    revisions = {**FAST, **SLOW, **QUIET}
+    servers = {rev: ModelServer(model, revision=rev, workdir=workdir) for rev, model in revisions.items()}
+    prometheus = Prometheus(workdir / "prometheus", scrape_interval=1.0)
+    # Targets are known before anything runs (ports are picked up front), so the first discovery has them.
+    prometheus.set_targets(server.target(NAMESPACE, f"{NAME}-{rev}-0") for rev, server in servers.items())
+    with contextlib.ExitStack() as stack:
+        for server in servers.values():  # launch all first: imports overlap on two cores
+            stack.callback(server.stop)
+            server.launch()
+        stack.callback(prometheus.stop)
+        prometheus.start()
+        for server in servers.values():
+            server.wait_ready(timeout=90)
+        prometheus.wait_targets_up(timeout=30)
+
+        fast = TrafficSender({rev: servers[rev].url for rev in FAST}, seed=11).run(
+            max_requests=REQUESTS_PER_FAST_REVISION * len(FAST), max_seconds=60
+        )
+        slow = TrafficSender({rev: servers[rev].url for rev in SLOW}, seed=12).run(
+            max_requests=SLOW_REQUESTS, max_seconds=30
+        )
+        print(f"\ntraffic: fast {fast.seconds:.1f}s {dict(fast.requests)}, slow {slow.seconds:.1f}s")
+        prometheus.wait_fresh_scrape(timeout=15)
+        yield Fleet(prometheus, servers, fast, slow)
+
+
+@pytest.fixture
+def lone_prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    """A Prometheus of the test's own, to stop or pause without disturbing the fleet's."""
+    with Prometheus(tmp_path / "prometheus") as prometheus:
+        yield prometheus
+
+
+def test_traffic_reached_every_busy_revision(fleet: Fleet) -> None:
+    for rev in FAST:
+        assert fleet.fast.requests[rev] == REQUESTS_PER_FAST_REVISION
+        assert not fleet.fast.transport_errors[rev]
+    assert fleet.fast.errors("r2-broken") > 0.1 * REQUESTS_PER_FAST_REVISION  # the NaN rows answer 500
+    assert fleet.fast.errors("r1") == 0
+    assert fleet.fast.feedback["r1"] == REQUESTS_PER_FAST_REVISION
+    assert fleet.slow.requests["r2-slow"] == SLOW_REQUESTS
+
+
+@pytest.mark.parametrize("canary", ["r2-same", "r2-better"])
+def test_good_canary_passes(fleet: Fleet, canary: str) -> None:
+    result = analyse(make_spec(fleet.prometheus.url), canary_status(canary), canary)
+    assert result.verdict == "Pass", result
+    for m in result.metrics:
+        assert m.verdict == "Pass"
+        assert m.samples is not None
+        assert m.samples >= 200
+        assert m.stableValue is not None
+    assert gate(result, "error-rate").value == 0.0
+    accuracy = gate(result, "accuracy")
+    assert accuracy.value is not None
+    assert 0.7 < accuracy.value < 1.0
+    assert "Farrington-Manning" in accuracy.message
+
+
+def test_less_accurate_canary_fails_by_accuracy(fleet: Fleet) -> None:
+    result = analyse(make_spec(fleet.prometheus.url), canary_status("r2-worse"), "r2-worse")
+    assert result.verdict == "Fail"
+    accuracy = gate(result, "accuracy")
+    assert accuracy.verdict == "Fail"
+    assert accuracy.value is not None
+    assert accuracy.stableValue is not None
+    assert accuracy.stableValue - accuracy.value > 0.1
+    assert "drop +" in accuracy.message
+    assert gate(result, "error-rate").verdict == "Pass"
+    assert gate(result, "latency-p99").verdict == "Pass"
+
+
+def test_failing_canary_fails_by_error_rate(fleet: Fleet) -> None:
+    result = analyse(make_spec(fleet.prometheus.url), canary_status("r2-broken"), "r2-broken")
+    assert result.verdict == "Fail"
+    errors = gate(result, "error-rate")
+    assert errors.verdict == "Fail"
+    assert errors.value is not None
+    assert errors.value > 0.1
+    assert errors.stableValue == 0.0
+    assert "> max 0.1" in errors.message
+    assert "Farrington-Manning" in errors.message
+    assert gate(result, "latency-p99").verdict == "Pass"
+
+
+def test_slow_canary_fails_by_latency(fleet: Fleet) -> None:
+    result = analyse(make_spec(fleet.prometheus.url), canary_status("r2-slow"), "r2-slow")
+    assert result.verdict == "Fail"
+    latency = gate(result, "latency-p99")
+    assert latency.verdict == "Fail"
+    assert latency.value is not None
+    assert latency.stableValue is not None
+    assert latency.value > 100 > latency.stableValue
+    assert "ms" in latency.message
+    # 80 slow requests are below the 100-sample guard of the other gates: too few to judge, not a pass.
+    assert gate(result, "accuracy").verdict == "Inconclusive"
+
+
+@pytest.mark.parametrize("canary", ["r2-quiet", "r2-never-deployed"])
+def test_canary_without_traffic_is_inconclusive(fleet: Fleet, canary: str) -> None:
+    result = analyse(make_spec(fleet.prometheus.url), canary_status(canary), canary)
+    assert result.verdict == "Inconclusive"
+    for m in result.metrics:
+        assert m.verdict == "Inconclusive"
+        assert m.value is None
+        assert "no data" in m.message
+
+
+def test_custom_gates_on_real_prometheus(fleet: Fleet) -> None:
+    served = (
+        'sum(rate(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", '
+        'endpoint="infer", code="2xx"}[{{interval}}]))'
+    )
+    ratio_to_stable = (
+        'sum(increase(modelserver_predictions_total{namespace="{{namespace}}", revision="{{revision}}"}[{{interval}}]))'
+        ' / sum(increase(modelserver_predictions_total{namespace="{{namespace}}", '
+        'revision="{{stableRevision}}"}[{{interval}}]))'
+    )
+    metrics = [
+        {"name": "served-rps", "template": "custom", "query": served, "min": 0.5, "maxDropVsStable": 1},
+        {"name": "rows-vs-stable", "template": "custom", "query": ratio_to_stable, "min": 0.9, "max": 1.1},
+        {"name": "per-pod", "template": "custom", "query": "modelserver_ready", "max": 1},
+        {"name": "typo", "template": "custom", "query": "sum(rate(modelserver_requests_total[1m]", "max": 1},
+    ]
+    result = analyse(make_spec(fleet.prometheus.url, metrics), canary_status("r2-same"), "r2-same")
+    assert gate(result, "served-rps").verdict == "Pass"
+    assert gate(result, "served-rps").stableValue is not None
+    assert gate(result, "rows-vs-stable").verdict == "Pass"
+    per_pod = gate(result, "per-pod")
+    assert per_pod.verdict == "Inconclusive"
+    assert "series" in per_pod.message
+    assert "sum(...)" in per_pod.message
+    typo = gate(result, "typo")
+    assert typo.verdict == "Inconclusive"
+    assert "parse error" in typo.message
+    assert result.verdict == "Inconclusive"
+
+
+def test_bake_compares_with_the_previous_stable_recorded_at_promotion(fleet: Fleet) -> None:
+    spec = make_spec(fleet.prometheus.url, [GATES[2]])
+    canary_check = analyse(spec, canary_status("r2-better"), "r2-better")
+    baseline = gate(canary_check, "accuracy").stableValue
+    assert baseline is not None
+    # After promotion r2-better is the stable one and r1 sits idle; the last check carries r1's value.
+    baking = ModelDeploymentStatus(
+        phase="Baking", stableRevision="r2-better", previousStableRevision=STABLE, lastAnalysis=canary_check
+    )
+    good = analyse(spec, baking, "r2-better")
+    assert good.verdict == "Pass"
+    assert gate(good, "accuracy").stableValue == baseline
+    assert "at promotion" in gate(good, "accuracy").message
+    # Had the worse model been promoted, the bake catches it against the same remembered baseline.
+    worse_check = analyse(spec, canary_status("r2-worse"), "r2-worse").model_copy(update={"verdict": "Pass"})
+    baking_worse = ModelDeploymentStatus(
+        phase="Baking", stableRevision="r2-worse", previousStableRevision=STABLE, lastAnalysis=worse_check
+    )
+    bad = analyse(spec, baking_worse, "r2-worse")
+    assert bad.verdict == "Fail"
+    assert "binomial exact" in gate(bad, "accuracy").message
+
+
+def test_stopped_prometheus_is_inconclusive(lone_prometheus: Prometheus) -> None:
+    address = lone_prometheus.url
+    lone_prometheus.stop()
+    started = time.monotonic()
+    result = analyse(make_spec(address), canary_status("r2-same"), "r2-same")
+    assert time.monotonic() - started < 2.0
+    assert result.verdict == "Inconclusive"
+    for m in result.metrics:
+        assert m.verdict == "Inconclusive"
+        assert "connection refused" in m.message
+
+
+def test_hung_prometheus_times_out_inconclusive(lone_prometheus: Prometheus) -> None:
+    lone_prometheus.pause()
+    try:
+        started = time.monotonic()
+        result = analyse(make_spec(lone_prometheus.url, timeout=1), canary_status("r2-same"), "r2-same")
+        elapsed = time.monotonic() - started
+    finally:
+        lone_prometheus.resume()
+    # One query waits out the timeout; the rest of the check is skipped at once (circuit breaker).
+    assert 1.0 <= elapsed < 3.0
+    assert result.verdict == "Inconclusive"
+    for m in result.metrics:
+        assert m.verdict == "Inconclusive"
+        assert "did not answer within 1s" in m.message
