@@ -145,6 +145,12 @@ def test_gatewayapi_httproute(cluster, upstream_crds, api, namespace):
     version = get(cluster, "httproute", "fraud", namespace)["metadata"]["resourceVersion"]
     assert router.ensure(owner, spec, 100) is False, "an unchanged weight is not written again"
     assert get(cluster, "httproute", "fraud", namespace)["metadata"]["resourceVersion"] == version
+    # A hand edit of the weights (the hash annotation survives it) is still repaired.
+    patch = '[{"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 100}]'
+    cluster.kubectl("patch", "httproute", "fraud", "-n", namespace, "--type=json", "-p", patch)
+    assert router.read_weights(owner, spec) == (50, 50)
+    assert router.ensure(owner, spec, 100) is True
+    assert router.read_weights(owner, spec) == (0, 100)
 
     # A weight the CRD forbids (relative weights are 0..1,000,000) is refused by the API server...
     bad = get(cluster, "httproute", "fraud", namespace)

@@ -6,6 +6,7 @@ tests/integration/test_routers.py; here we pin the shapes fast and without a clu
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -327,3 +328,22 @@ def test_cleanup_of_other_providers_skips_forbidden_ones_and_never_the_current(m
     monkeypatch.setitem(routers.PROVIDERS, "istio", fake("istio", 500))
     with pytest.raises(ApiException):
         routers.cleanup_other_providers(OWNER, spec("nginx"))
+
+
+def test_an_unchanged_apply_is_skipped_but_a_hand_edit_is_repaired():
+    from modelrollout.routers.base import apply_unless_unchanged
+
+    manifest = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5)
+    sent: list[dict] = []
+    assert apply_unless_unchanged(manifest, None, sent.append) is True
+    live = json.loads(json.dumps(sent[0]))
+    # What the API server adds (defaults, uid, other managers' fields) does not count as a change.
+    live["metadata"].update(uid="x", resourceVersion="7", generation=1)
+    live["metadata"]["annotations"]["team"] = "risk"
+    for ref in live["spec"]["rules"][0]["backendRefs"]:
+        ref.update(group="", kind="Service")
+    live["spec"]["parentRefs"][0].update(group="gateway.networking.k8s.io", kind="Gateway")
+    assert apply_unless_unchanged(manifest, live, sent.append) is False
+    live["spec"]["rules"][0]["backendRefs"][1]["weight"] = 60  # kubectl edit, hash annotation intact
+    assert apply_unless_unchanged(manifest, live, sent.append) is True
+    assert len(sent) == 2
