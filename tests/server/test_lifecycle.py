@@ -151,3 +151,19 @@ def test_fastapi_route_serves_infer_when_fast_path_is_off(server_factory: Server
         assert answers[0].status_code == answers[1].status_code
         assert answers[0].json() == answers[1].json()
     assert value(plain.metrics(), "modelserver_requests_total", endpoint="infer", code="4xx") == 1
+
+
+def test_model_without_metadata_serves_tensors_only(server_factory: ServerFactory, tmp_path) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes((MODELS / "baseline.onnx").read_bytes())
+    server = server_factory.start(["--model-uri", model.as_uri(), "--model-name", MODEL_NAME, "--warmup-requests", "2"])
+    url = f"{server.url}/v2/models/{MODEL_NAME}"
+    assert requests.get(url, timeout=5).json()["parameters"]["features"] == []
+    named = requests.post(url + "/infer", json={"parameters": {"features": {"amount": 1}}}, timeout=5)
+    assert named.status_code == 400 and "no feature schema" in named.json()["error"]
+    ok = requests.post(url + "/infer", json=ROW_BODY | {"id": "plain"}, timeout=5)
+    assert ok.status_code == 200
+    label = ok.json()["outputs"][0]["data"][0]
+    assert f'class="{label}"' in server.metrics(), "without class names the raw label is the class"
+    feedback = requests.post(url + "/feedback", json={"id": "plain", "truth": label}, timeout=5)
+    assert feedback.status_code == 200 and feedback.json()["correct"] == 1
