@@ -109,6 +109,12 @@ def allowed(as_sa: Cluster, *args: str) -> str:
     return as_sa.kubectl(*args).stdout
 
 
+def can_i(as_sa: Cluster, *args: str) -> bool:
+    proc = as_sa.kubectl("auth", "can-i", *args, check=False)
+    assert proc.stdout.strip() in ("yes", "no"), proc.stderr
+    return proc.stdout.strip() == "yes"
+
+
 def manifest(uri: str) -> dict[str, Any]:
     return {
         "apiVersion": "modelrollout.io/v1alpha1",
@@ -281,7 +287,10 @@ def test_namespace_mode_install_rbac_and_rollout(
         # Enough: what the operator does in its namespace.
         allowed(sa, "get", "mdep", "-n", namespace)
         allowed(sa, "get", "deploy", "-n", namespace)
-        assert allowed(sa, "auth", "can-i", "patch", "modeldeployments.modelrollout.io/status", "-n", namespace)
+        assert can_i(sa, "patch", "modeldeployments.modelrollout.io", "--subresource=status", "-n", namespace)
+        # The object itself is read-only for the operator: the API server enforces "never writes spec".
+        for verb in ("patch", "update", "delete"):
+            assert not can_i(sa, verb, "modeldeployments.modelrollout.io", "-n", namespace)
         # No more: nothing sensitive, nothing outside the watched namespace, nothing cluster-scoped.
         denied(sa, "get", "secrets", "-n", namespace)
         denied(sa, "get", "configmaps", "-n", namespace)
@@ -316,6 +325,8 @@ def test_cluster_mode_install_rbac_and_rollout(
         sa = sa_kubeconfig(cluster, namespace, "mrc-modelrollout", tmp_path / "sa.kubeconfig")
         allowed(sa, "get", "mdep", "--all-namespaces")
         allowed(sa, "get", "crd")
+        assert can_i(sa, "patch", "modeldeployments.modelrollout.io", "--subresource=status", "-A")
+        assert not can_i(sa, "patch", "modeldeployments.modelrollout.io", "-A")
         denied(sa, "get", "secrets", "--all-namespaces")
         denied(sa, "get", "secrets", "-n", workload_ns)
         denied(sa, "get", "configmaps", "-n", workload_ns)

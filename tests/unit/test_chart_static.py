@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,9 +59,8 @@ CUSTOM_CALL = re.compile(
     r"^(?P<verb>list|get|create|patch|replace|delete_collection|delete)_(?:namespaced|cluster)_custom_object"
     r"(?P<status>_status)?$"
 )
-# What kopf does on its own for every resource it watches (list + watch), for the resources whose
-# handlers may need its bookkeeping (patch on the main resource: annotations, finalizers), and for
-# kopf.event (create core/v1 events).
+# What kopf does on its own for every resource it watches (list + watch), for resources with change
+# handlers, timers or daemons (patch: annotations and finalizers), and for kopf.event (create events).
 KOPF_WATCH = ("list", "watch")
 
 # Router rules granted ahead of their code (see the module docstring).
@@ -78,13 +78,26 @@ def _constants(tree: ast.Module) -> dict[str, str]:
     return out
 
 
+def _all_constants() -> dict[str, str]:
+    """Module-level string constants of every operator module (for names imported from elsewhere)."""
+    out: dict[str, str] = {}
+    for path in sorted(OPERATOR.rglob("*.py")):
+        out.update(_constants(ast.parse(path.read_text())))
+    return out
+
+
 def _resolve(node: ast.expr, constants: dict[str, str], where: str) -> str:
+    """A literal, a constant of this module, or a constant imported (``APPLY``, ``t.GROUP``)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.Name) and node.id in constants:
         return constants[node.id]
     if isinstance(node, ast.Attribute) and isinstance(getattr(api_types, node.attr, None), str):
         return getattr(api_types, node.attr)
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+    shared = _all_constants()
+    if name in shared:
+        return shared[name]
     raise AssertionError(f"{where}: cannot resolve {ast.unparse(node)}; use a literal or a module constant")
 
 
@@ -105,46 +118,51 @@ def _call_args(call: ast.Call, names: tuple[str, ...]) -> dict[str, ast.expr]:
 def code_permissions() -> Iterator[tuple[Perm, str]]:
     """Every (group, resource, verb) the operator's code needs, with where it comes from."""
     for path in sorted(OPERATOR.rglob("*.py")):
-        if path.name in NOT_OPERATOR:
+        if path.name not in NOT_OPERATOR:
+            yield from scan_source(path.read_text(), str(path.relative_to(ROOT)))
+
+
+def scan_source(source: str, filename: str) -> Iterator[tuple[Perm, str]]:
+    """The Kubernetes permissions one module's calls need."""
+    tree = ast.parse(source)
+    constants = _constants(tree)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
             continue
-        tree = ast.parse(path.read_text())
-        constants = _constants(tree)
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-            where = f"{path.relative_to(ROOT)}:{node.lineno}"
-            dotted = ast.unparse(func)
-            if m := CUSTOM_CALL.match(name):
-                a = _call_args(node, ("group", "version", "namespace", "plural") if "namespaced" in name else
-                               ("group", "version", "plural"))  # fmt: skip
-                group, plural = _resolve(a["group"], constants, where), _resolve(a["plural"], constants, where)
-                resource = plural + ("/status" if m["status"] else "")
-                verb = {"get": "get", **VERBS}[m["verb"]]
-                yield (group, resource, verb), where
-                if verb == "patch" and not m["status"] and _is_apply(node, constants, where):
-                    yield (group, resource, "create"), where
-            elif (m := TYPED_CALL.match(name)) and m["resource"] in TYPED_RESOURCES:
-                group, plural = TYPED_RESOURCES[m["resource"]]
-                yield (group, plural + ("/status" if m["status"] else ""), VERBS[m["verb"]]), where
-                if m["verb"] == "patch" and _is_apply(node, constants, where):
-                    # Server-side apply creates the object when it is missing: the API server
-                    # then also checks the create verb.
-                    yield (group, plural, "create"), where
-            elif dotted == "kopf.event":
-                yield ("", "events", "create"), where
-            elif dotted.startswith(("kopf.on.", "kopf.timer", "kopf.daemon", "kopf.index")):
-                a = _call_args(node, ("group", "version", "plural"))
-                if "plural" not in a:
-                    continue  # startup/cleanup/login handlers take no resource
-                group = _resolve(a["group"], constants, where)
-                plural = _resolve(a["plural"], constants, where)
-                for verb in KOPF_WATCH:
-                    yield (group, plural, verb), where
-                if group == api_types.GROUP:
-                    # kopf's progress/diff-base storage and finalizers live in the object's metadata.
-                    yield (group, plural, "patch"), where
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        where = f"{filename}:{node.lineno}"
+        dotted = ast.unparse(func)
+        if m := CUSTOM_CALL.match(name):
+            a = _call_args(node, ("group", "version", "namespace", "plural") if "namespaced" in name else
+                           ("group", "version", "plural"))  # fmt: skip
+            group, plural = _resolve(a["group"], constants, where), _resolve(a["plural"], constants, where)
+            resource = plural + ("/status" if m["status"] else "")
+            verb = {"get": "get", **VERBS}[m["verb"]]
+            yield (group, resource, verb), where
+            if verb == "patch" and not m["status"] and _is_apply(node, constants, where):
+                yield (group, resource, "create"), where
+        elif (m := TYPED_CALL.match(name)) and m["resource"] in TYPED_RESOURCES:
+            group, plural = TYPED_RESOURCES[m["resource"]]
+            yield (group, plural + ("/status" if m["status"] else ""), VERBS[m["verb"]]), where
+            if m["verb"] == "patch" and _is_apply(node, constants, where):
+                # Server-side apply creates the object when it is missing: the API server
+                # then also checks the create verb.
+                yield (group, plural, "create"), where
+        elif dotted == "kopf.event":
+            yield ("", "events", "create"), where
+        elif dotted.startswith(("kopf.on.", "kopf.timer", "kopf.daemon", "kopf.index")):
+            a = _call_args(node, ("group", "version", "plural"))
+            if "plural" not in a:
+                continue  # startup/cleanup/login handlers take no resource
+            group = _resolve(a["group"], constants, where)
+            plural = _resolve(a["plural"], constants, where)
+            for verb in KOPF_WATCH:
+                yield (group, plural, verb), where
+            if not dotted.startswith(("kopf.on.event", "kopf.index", "kopf.on.probe")):
+                # Change handlers, timers and daemons keep kopf's progress/diff-base annotations
+                # and a finalizer on the object: kopf patches its metadata. Event handlers do not.
+                yield (group, plural, "patch"), where
 
 
 def chart_rules() -> set[Perm]:
@@ -186,9 +204,45 @@ def test_rbac_scan_sees_the_known_calls() -> None:
     """Guard the guard: if the scan found nothing, the two tests above would pass vacuously."""
     used = {p for p, _ in code_permissions()}
     assert ("modelrollout.io", "modeldeployments/status", "patch") in used
+    assert ("modelrollout.io", "modeldeployments", "watch") in used
     assert ("apps", "deployments", "patch") in used
     assert ("apps", "deployments", "watch") in used
     assert ("apps", "deployments", "create") in used  # server-side apply of a new revision
+
+
+def test_rbac_scan_understands_router_style_calls() -> None:
+    """Literal groups, module constants, constants imported from kube.py, lambdas and typed clients."""
+    source = textwrap.dedent(
+        """
+        GROUP = "gateway.networking.k8s.io"
+        class R:
+            def ensure(self, ns, name, m, opts):
+                get = lambda: self.custom.get_namespaced_custom_object(GROUP, "v1", ns, "httproutes", name)
+                live = get_or_none(get)
+                apply_unless_unchanged(m, live, lambda body: self.custom.patch_namespaced_custom_object(
+                    GROUP, "v1", ns, "httproutes", name, body, field_manager="x", force=True, _content_type=APPLY))
+                self.custom.patch_namespaced_custom_object("networking.istio.io", "v1", ns, "virtualservices", name, m)
+                self.networking.delete_namespaced_ingress(name, ns, body=opts)
+
+        @kopf.on.event("apps", "v1", "deployments")
+        def watched(**_): ...
+
+        @kopf.timer("example.io", "v1", "things", interval=5)
+        def ticked(**_): ...
+        """
+    )
+    assert {p for p, _ in scan_source(source, "router.py")} == {
+        ("gateway.networking.k8s.io", "httproutes", "get"),
+        ("gateway.networking.k8s.io", "httproutes", "patch"),
+        ("gateway.networking.k8s.io", "httproutes", "create"),  # server-side apply may create
+        ("networking.istio.io", "virtualservices", "patch"),  # a merge patch never creates
+        ("networking.k8s.io", "ingresses", "delete"),
+        ("apps", "deployments", "list"),
+        ("apps", "deployments", "watch"),
+        ("example.io", "things", "list"),
+        ("example.io", "things", "watch"),
+        ("example.io", "things", "patch"),  # a timer: kopf adds a finalizer
+    }
 
 
 def test_chart_crd_is_identical_to_generated_crd() -> None:

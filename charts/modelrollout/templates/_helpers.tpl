@@ -55,11 +55,11 @@ handlers.py, routers/) and from what kopf itself needs. tests/unit/test_chart_st
 against the code. No Secrets, no ConfigMaps, no Pods/exec, no wildcards.
 */}}
 {{- define "modelrollout.rules" -}}
-# The custom resource: kopf lists and watches it; the operator reads it fresh before deciding, and
-# patches metadata only for kopf's bookkeeping (annotations, finalizer). The spec is never written.
+# The custom resource: kopf lists and watches it and the operator reads it fresh before deciding.
+# Read-only: the operator never writes the object itself (no spec, no finalizer, no annotations).
 - apiGroups: ["modelrollout.io"]
   resources: ["modeldeployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 # Everything the operator decides is written to status.
 - apiGroups: ["modelrollout.io"]
   resources: ["modeldeployments/status"]
