@@ -8,6 +8,7 @@ parsing ever touches the artifact.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,8 @@ import onnxruntime as ort
 from . import datatypes
 from .datatypes import DataType
 from .errors import LoadError
+
+log = logging.getLogger("modelserver.model")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,9 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime raises its own exception types for every parse failure
             raise LoadError(f"onnxruntime could not load the model: {exc}") from exc
         self.inputs = tuple(_spec(a) for a in self.session.get_inputs())
-        self.outputs = tuple(_spec(a) for a in self.session.get_outputs())
+        self.outputs = tuple(_spec(a) for a in self.session.get_outputs() if _is_tensor(a, "output"))
+        if not self.outputs:
+            raise LoadError("the model has no tensor outputs the V2 protocol can return")
         self.input_by_name = {t.name: t for t in self.inputs}
         self.output_by_name = {t.name: t for t in self.outputs}
         self.output_names = [t.name for t in self.outputs]
@@ -53,6 +58,14 @@ class OnnxModel:
         """Run all outputs; onnxruntime errors propagate (the caller decides 400 vs 500)."""
         results = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, results, strict=True))
+
+
+def _is_tensor(arg: ort.NodeArg, role: str) -> bool:
+    """Non-tensor outputs (e.g. skl2onnx's ZipMap ``seq(map(...))``) are skipped, not fatal."""
+    if arg.type in datatypes.BY_ONNX:
+        return True
+    log.warning("skipping %s %r of unsupported type %s", role, arg.name, arg.type)
+    return False
 
 
 def _spec(arg: ort.NodeArg) -> TensorSpec:
