@@ -22,7 +22,7 @@ bash "$ROOT/hack/bench/venvs.sh"
 cleanup() { ip netns del "$NETNS" 2>/dev/null || true; }
 
 if ip netns add "$NETNS" 2>/dev/null; then
-  trap cleanup EXIT
+  trap cleanup EXIT INT TERM
   ip netns exec "$NETNS" ip link set lo up
   echo "running inside network namespace $NETNS (loopback only)"
   ip netns exec "$NETNS" "$PY" "$ROOT/hack/bench/run.py" "$@"

@@ -480,6 +480,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.duration <= 120 or not 1 <= args.rounds <= 10:
         parser.error("--duration must be within 1..120 s and --rounds within 1..10")
+    # SIGTERM (e.g. from make being interrupted) unwinds like Ctrl-C, so every server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="mr-bench-") as tmp:
         workdir = Path(tmp)
