@@ -138,7 +138,8 @@ def test_slow_model_runs_off_the_event_loop(server_factory: ServerFactory) -> No
         assert requests.get(server.url + "/v2/health/live", timeout=5).status_code == 200
         probe = time.perf_counter() - start
         assert all(f.result().status_code == 200 for f in futures)
-    assert probe < 0.05, f"liveness took {probe * 1000:.1f} ms while slow inferences ran"
+    # Inline, the six ~75 ms inferences would hold the loop for ~450 ms; off the loop the probe is prompt.
+    assert probe < 0.2, f"liveness took {probe * 1000:.1f} ms while slow inferences ran"
 
 
 def test_fastapi_route_serves_infer_when_fast_path_is_off(server_factory: ServerFactory) -> None:
