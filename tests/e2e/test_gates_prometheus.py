@@ -255,6 +255,24 @@ def test_bake_compares_with_the_previous_stable_recorded_at_promotion(fleet: Fle
     assert "binomial exact" in gate(bad, "accuracy").message
 
 
+def test_canary_at_full_weight_uses_the_stable_value_last_measured(fleet: Fleet) -> None:
+    """At 100 % the stable serves nothing; r2-quiet plays such a stable (a running server, no traffic)."""
+    spec = make_spec(fleet.prometheus.url)
+    for canary, expected in (("r2-same", "Pass"), ("r2-worse", "Fail")):
+        # the previous check of this canary, at a lower weight, still saw r1 serving
+        earlier = analyse(spec, canary_status(canary), canary)
+        starved = ModelDeploymentStatus(
+            phase="Progressing", stableRevision="r2-quiet", canaryRevision=canary, currentStep=4, lastAnalysis=earlier
+        )
+        result = analyse(spec, starved, canary)
+        accuracy = gate(result, "accuracy")
+        assert accuracy.verdict == expected
+        assert accuracy.stableValue == gate(earlier, "accuracy").stableValue
+        assert "as last measured (now stable r2-quiet: no data" in accuracy.message
+        assert gate(result, "error-rate").verdict == "Pass"
+        assert result.verdict == expected
+
+
 def test_stopped_prometheus_is_inconclusive(lone_prometheus: Prometheus) -> None:
     address = lone_prometheus.url
     lone_prometheus.stop()

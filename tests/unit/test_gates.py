@@ -446,6 +446,63 @@ def test_too_few_stable_samples_is_inconclusive() -> None:
     metric = only(analyse(spec, provider))
     assert metric.verdict == "Inconclusive"
     assert "stable r1: 40 samples < minSamples 100" in metric.message
+    assert metric.stableValue is None  # an under-sampled value is never reported (or carried) as the baseline
+
+
+def last_check(revision: str, **stable_values: float) -> AnalysisResult:
+    metrics = [MetricResult(name=k.replace("_", "-"), stableValue=v, verdict="Pass") for k, v in stable_values.items()]
+    return AnalysisResult(time=NOW, revision=revision, verdict="Pass", metrics=metrics)
+
+
+def test_canary_at_full_weight_compares_with_the_stable_value_last_measured() -> None:
+    """At 100 % the stable serves nothing: the baseline is what the previous check of this canary measured."""
+    spec = make_spec(
+        {"name": "accuracy", "maxDropVsStable": 0.02, "minSamples": 100},
+        {"name": "latency-p99", "maxRiseVsStable": 50, "minSamples": 100},
+    )
+    status = CANARY.model_copy(update={"lastAnalysis": last_check("r2", accuracy=0.84, latency_p99=100.0)})
+    table = {
+        ("accuracy", "r2", "samples"): 800,
+        ("latency-p99", "r2", "samples"): 800,
+        ("accuracy", "r1", "samples"): 0,  # no traffic on stable any more
+        ("latency-p99", "r1", "samples"): 0,
+    }
+    good_values = {("accuracy", "r2", "value"): 0.84, ("latency-p99", "r2", "value"): 120}
+    good = analyse(spec, FakeProvider({**table, **good_values}), status=status)
+    assert good.verdict == "Pass"
+    assert [m.stableValue for m in good.metrics] == [0.84, 100.0]  # carried forward to the next check
+    assert "as last measured (now stable r1: no data in the window (0 samples))" in good.metrics[0].message
+    bad = analyse(
+        spec,
+        FakeProvider({**table, ("accuracy", "r2", "value"): 0.78, ("latency-p99", "r2", "value"): 180}),
+        status=status,
+    )
+    assert [m.verdict for m in bad.metrics] == ["Fail", "Fail"]
+    assert "binomial exact" in bad.metrics[0].message
+    # the record of another revision (e.g. a superseded canary) is not a baseline
+    other = CANARY.model_copy(update={"lastAnalysis": last_check("r0", accuracy=0.84, latency_p99=100.0)})
+    assert analyse(spec, FakeProvider(table | {("accuracy", "r2", "value"): 0.78}), status=other).verdict == (
+        "Inconclusive"
+    )
+
+
+def test_zero_samples_never_judge_even_with_min_samples_zero() -> None:
+    spec = make_spec({"name": "error-rate", "max": 0.01, "maxRiseVsStable": 0.0, "minSamples": 0})
+    provider = FakeProvider({("error-rate", "r2", "value"): 0.5, ("error-rate", "r2", "samples"): 0.3})
+    metric = only(analyse(spec, provider))
+    assert metric.verdict == "Inconclusive"
+    assert "0 samples" in metric.message
+
+
+def test_an_unexpected_error_in_a_gate_is_inconclusive_not_a_crash() -> None:
+    class Broken:
+        def query(self, promql: str) -> QueryResult:
+            raise RuntimeError("boom")
+
+    spec = make_spec({"name": "error-rate", "max": 0.01}, {"name": "accuracy", "min": 0.5})
+    result = run_analysis(spec, CANARY, "r2", NS, NAME, NOW, provider=Broken())
+    assert result.verdict == "Inconclusive"
+    assert all("internal error evaluating the gate: RuntimeError: boom" in m.message for m in result.metrics)
 
 
 def test_absolute_breach_fails_even_when_stable_cannot_be_compared() -> None:

@@ -11,21 +11,27 @@ Per metric, in this order:
    have no sample count; their only guard is "no data".
 3. **Absolute thresholds.** ``value < min`` or ``value > max`` is **Fail** (a plain comparison of
    the observed value, as users read ``max: 0.01``).
-4. **Versus stable** (``maxRiseVsStable`` / ``maxDropVsStable``):
+4. **Versus stable** (``maxRiseVsStable`` / ``maxDropVsStable``), against a *baseline*:
 
-   * *Canary step* (the revision is not the stable one): the same queries for
-     ``status.stableRevision``. Stable with no data or fewer than ``minSamples`` makes the gate
-     **Inconclusive** (unless step 3 already failed it). Ratio gates (error-rate, accuracy) use the
-     one-sided two-proportion test of :mod:`.statistics` at ``analysis.significance``; latency-p99
-     and custom gates compare plain values.
-   * *Bake* (the revision **is** the stable one): the previous stable revision takes no traffic
-     after promotion, so it has no live value to compare with (querying it would read stale
-     pre-promotion data or nothing). The baseline is instead the previous stable's value frozen at
-     promotion time: the ``stableValue`` of this gate in ``status.lastAnalysis`` when that analysis
-     was of this same revision (the last canary check, then each bake check carries it forward).
-     Ratio gates use an exact binomial test against it, other gates a plain comparison. Without such
-     a value (e.g. the last canary check had no stable data) only the absolute thresholds apply, and
-     the message says so.
+   * *Live*, while the revision is a canary: the same queries for ``status.stableRevision``, with
+     the same ``minSamples`` guard. Ratio gates (error-rate, accuracy) use the one-sided
+     two-proportion test of :mod:`.statistics` at ``analysis.significance``; latency-p99 and custom
+     gates compare plain values.
+   * *Recorded*, when no live baseline is usable: the stable's last trustworthy value, i.e. the
+     ``stableValue`` of this gate in ``status.lastAnalysis`` when that analysis was of this same
+     revision (each check records the baseline it used, so it carries forward). This covers the
+     canary's last step — at 100 % the stable takes no traffic and soon has no data in the window,
+     which would otherwise make the step inconclusive until ``inconclusiveLimit`` rolled it back —
+     a stable starved below ``minSamples`` at high canary weights, and the *bake*: the revision is
+     then the stable one and the previous stable idles, so its value frozen at promotion is the
+     baseline (it is never queried live: it would read stale pre-promotion data or nothing). Ratio
+     gates use the exact one-sample binomial test against it, other gates a plain comparison.
+   * *None*: a canary without a usable live or recorded baseline is **Inconclusive** (unless step 3
+     already failed it); a baking revision without a recorded baseline is checked against absolute
+     thresholds only, and the message says so.
+
+   ``stableValue`` in the result is always the baseline actually used (never an under-sampled one),
+   which is what makes it safe to carry forward.
 
 A gate's verdict is Fail if any part failed, else Inconclusive if any part was inconclusive, else
 Pass. The check's verdict aggregates the gates the same way; no gates is Pass.
@@ -35,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -132,7 +138,7 @@ def _observe(
     return _Observed(value.value, samples), None
 
 
-def _event_counts(template: str, observed: _Observed, direction: Literal["rise", "drop"]) -> tuple[int, int]:
+def _event_counts(observed: _Observed, direction: Literal["rise", "drop"]) -> tuple[int, int]:
     """Bad events and samples of a ratio gate: a rise counts the gate's events, a drop their complement."""
     assert observed.samples is not None
     n = observed.samples
@@ -148,8 +154,8 @@ def _relative(metric: MetricSpec) -> tuple[Literal["rise", "drop"], float] | Non
     return None
 
 
-def _baked_reference(status: ModelDeploymentStatus, revision: str, metric_name: str) -> float | None:
-    """The previous stable's value frozen at promotion: carried in ``lastAnalysis`` of this revision."""
+def recorded_baseline(status: ModelDeploymentStatus, revision: str, metric_name: str) -> float | None:
+    """The baseline the last check of this same revision used for this gate (``lastAnalysis.stableValue``)."""
     last = status.lastAnalysis
     if last is None or last.revision != revision:
         return None
@@ -157,6 +163,11 @@ def _baked_reference(status: ModelDeploymentStatus, revision: str, metric_name: 
         if m.name == metric_name:
             return m.stableValue
     return None
+
+
+def _too_few(samples: int | None, minimum: int) -> bool:
+    """The sample guard; zero samples can never judge, even with ``minSamples: 0``."""
+    return samples is not None and samples < max(minimum, 1)
 
 
 def evaluate_metric(
@@ -172,11 +183,9 @@ def evaluate_metric(
 ) -> MetricResult:
     """One gate for ``revision``: value, samples, thresholds and the comparison with stable (module doc)."""
     template = metric.effective_template
-    ratio = template in templates.RATIO_TEMPLATES
     gate = _Gate(metric, templates.UNITS.get(template, ""))
     threshold = threshold_text(metric, significance)
     stable_rev = status.stableRevision
-    baking = stable_rev is None or stable_rev == revision
 
     def result(verdict: Verdict, value: float | None, stable_value: float | None, samples: int | None) -> MetricResult:
         timing = f" [{gate.queries} queries, {gate.seconds * 1000:.0f} ms]" if gate.queries else ""
@@ -206,7 +215,7 @@ def evaluate_metric(
     if own is None:
         gate.add("Inconclusive", reason or "no data")
         return result("Inconclusive", None, None, None)
-    if own.samples is not None and own.samples < metric.minSamples:
+    if _too_few(own.samples, metric.minSamples):
         gate.add("Inconclusive", f"{own.samples} samples < minSamples {metric.minSamples} in the last {window}")
         return result("Inconclusive", own.value, None, own.samples)
 
@@ -225,101 +234,96 @@ def evaluate_metric(
     if within:
         gate.add("Pass", f"{gate.fmt(value)} " + " and ".join(within))
 
-    stable_value: float | None = None
+    baseline: float | None = None
     relative = _relative(metric)
     if relative is not None:
-        direction, margin = relative
-        stable_value = _compare(
-            gate, provider, metric, own, direction, margin, ratio, baking, queries_for, status, revision, significance
-        )
+        baseline = _versus_stable(gate, provider, own, relative, queries_for, status, revision, significance)
 
     if not gate.verdicts:
         gate.add("Pass", f"{gate.fmt(value)} (no thresholds set)")
     verdict = aggregate(gate.verdicts)
     if own.samples is not None:
         gate.notes.append(f"{own.samples} samples in {window}")
-    return result(verdict, value, stable_value, own.samples)
+    return result(verdict, value, baseline, own.samples)
 
 
-def _compare(
+def _versus_stable(
     gate: _Gate,
     provider: MetricsProvider,
-    metric: MetricSpec,
     own: _Observed,
-    direction: Literal["rise", "drop"],
-    margin: float,
-    ratio: bool,
-    baking: bool,
-    queries_for,
+    relative: tuple[Literal["rise", "drop"], float],
+    queries_for: Callable[[str], templates.GateQueries],
     status: ModelDeploymentStatus,
     revision: str,
     significance: float,
 ) -> float | None:
-    """Add the versus-stable finding to ``gate``; return the stable (or frozen reference) value."""
-    template = metric.effective_template
+    """Add the versus-stable finding to ``gate``; return the baseline used (None if none was usable)."""
+    metric = gate.metric
+    direction, margin = relative
+    ratio = metric.effective_template in templates.RATIO_TEMPLATES
     sign = 1.0 if direction == "rise" else -1.0
-    word = "rise" if direction == "rise" else "drop"
+    stable_rev = status.stableRevision
+    baking = stable_rev is None or stable_rev == revision
 
-    if baking:
-        reference = _baked_reference(status, revision, metric.name)
-        if reference is None:
+    unusable = ""
+    if not baking:
+        assert stable_rev is not None
+        stable, reason = _observe(gate, provider, queries_for(stable_rev), f"stable {stable_rev}")
+        unusable = reason or ""
+        if stable is not None and _too_few(stable.samples, metric.minSamples):
+            unusable = (
+                f"stable {stable_rev}: {stable.samples} samples < minSamples {metric.minSamples} "
+                f"(value {gate.fmt(stable.value)})"
+            )
+            stable = None
+        if stable is not None:
+            if ratio:
+                xc, nc = _event_counts(own, direction)
+                xs, ns = _event_counts(stable, direction)
+                comparison = statistics.proportion_rise(xc, nc, xs, ns, margin, significance)
+                counts = f" ({xc}/{nc} vs {xs}/{ns})"
+            else:
+                comparison = statistics.value_rise(sign * own.value, sign * stable.value, margin)
+                counts = ""
+            gate.add(
+                "Fail" if comparison.regression else "Pass",
+                f"{gate.fmt(own.value)} vs stable {gate.fmt(stable.value)}{counts}: "
+                f"{_describe(comparison, direction, gate.unit)}",
+            )
+            return stable.value
+
+    reference = recorded_baseline(status, revision, metric.name)
+    if reference is None:
+        if baking:
             gate.add(
                 "Pass",
-                f"{word} vs stable not checked: {revision} is the stable revision and no baseline was "
+                f"{direction} vs stable not checked: {revision} is the stable revision and no baseline was "
                 "recorded at promotion (absolute thresholds only)",
             )
-            return None
-        if ratio:
-            x, n = _event_counts(template, own, direction)
-            ref = reference if direction == "rise" else 1.0 - reference
-            comparison = statistics.proportion_rise_vs_reference(x, n, ref, margin, significance)
         else:
-            comparison = statistics.value_rise(sign * own.value, sign * reference, margin)
-        verdict: Verdict = "Fail" if comparison.regression else "Pass"
-        gate.add(
-            verdict,
-            f"{gate.fmt(own.value)} vs previous stable {gate.fmt(reference)} at promotion: "
-            f"{_describe(comparison, word, gate.unit)}",
-        )
-        return reference
-
-    stable_rev = status.stableRevision
-    assert stable_rev is not None
-    try:
-        stable_queries = queries_for(stable_rev)
-    except templates.TemplateError as exc:  # cannot happen when the revision's queries rendered
-        gate.add("Inconclusive", f"invalid query: {exc}")
+            gate.add("Inconclusive", f"cannot compare with stable: {unusable}")
         return None
-    stable, reason = _observe(gate, provider, stable_queries, f"stable {stable_rev}")
-    if stable is None:
-        gate.add("Inconclusive", f"cannot compare with stable: {reason}")
-        return None
-    if stable.samples is not None and stable.samples < metric.minSamples:
-        gate.add(
-            "Inconclusive",
-            f"cannot compare with stable {stable_rev}: {stable.samples} samples < minSamples {metric.minSamples}",
-        )
-        return stable.value
     if ratio:
-        xc, nc = _event_counts(template, own, direction)
-        xs, ns = _event_counts(template, stable, direction)
-        comparison = statistics.proportion_rise(xc, nc, xs, ns, margin, significance)
-        counts = f" ({xc}/{nc} vs {xs}/{ns})"
+        x, n = _event_counts(own, direction)
+        ref = reference if direction == "rise" else 1.0 - reference
+        comparison = statistics.proportion_rise_vs_reference(x, n, ref, margin, significance)
     else:
-        comparison = statistics.value_rise(sign * own.value, sign * stable.value, margin)
-        counts = ""
-    verdict = "Fail" if comparison.regression else "Pass"
+        comparison = statistics.value_rise(sign * own.value, sign * reference, margin)
+    if baking:
+        label = f"previous stable {gate.fmt(reference)} at promotion"
+    else:
+        label = f"stable {gate.fmt(reference)} as last measured (now {unusable})"
     gate.add(
-        verdict,
-        f"{gate.fmt(own.value)} vs stable {gate.fmt(stable.value)}{counts}: {_describe(comparison, word, gate.unit)}",
+        "Fail" if comparison.regression else "Pass",
+        f"{gate.fmt(own.value)} vs {label}: {_describe(comparison, direction, gate.unit)}",
     )
-    return stable.value
+    return reference
 
 
-def _describe(comparison: statistics.Comparison, word: str, unit: str) -> str:
+def _describe(comparison: statistics.Comparison, direction: str, unit: str) -> str:
     """Comparison text in the gate's own direction and unit (``drop +0.21 > 0.02: ...``)."""
     text = comparison.describe()
-    if word == "drop":
+    if direction == "drop":
         text = "drop" + text[len("rise") :]
     if unit and comparison.p_value is None:
         text += unit
@@ -364,16 +368,7 @@ def run_analysis(
     started = time.monotonic()
     try:
         results = [
-            evaluate_metric(
-                m,
-                provider,
-                namespace=namespace,
-                name=name,
-                revision=revision,
-                status=status,
-                window=window,
-                significance=analysis.significance,
-            )
+            _guarded(m, provider, namespace, name, revision, status, window, analysis.significance)
             for m in analysis.metrics
         ]
     finally:
@@ -390,3 +385,39 @@ def run_analysis(
         ", ".join(f"{r.name}={r.verdict}" for r in results),
     )
     return AnalysisResult(time=now, revision=revision, verdict=verdict, metrics=results)
+
+
+def _guarded(
+    metric: MetricSpec,
+    provider: MetricsProvider,
+    namespace: str,
+    name: str,
+    revision: str,
+    status: ModelDeploymentStatus,
+    window: str,
+    significance: float,
+) -> MetricResult:
+    """:func:`evaluate_metric`, with any unexpected error reported as Inconclusive instead of raised.
+
+    A bug in one gate must hold the rollout (and show in status and logs), not crash the reconcile
+    and leave the ModelDeployment without any analysis at all.
+    """
+    try:
+        return evaluate_metric(
+            metric,
+            provider,
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            status=status,
+            window=window,
+            significance=significance,
+        )
+    except Exception as exc:
+        log.exception("gate %s of %s/%s failed unexpectedly", metric.name, namespace, name)
+        return MetricResult(
+            name=metric.name,
+            threshold=threshold_text(metric, significance),
+            verdict="Inconclusive",
+            message=f"internal error evaluating the gate: {type(exc).__name__}: {exc}",
+        )

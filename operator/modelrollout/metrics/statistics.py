@@ -32,9 +32,10 @@ The test:
   rates under the constraint ``p_c - p_s = δ`` (closed form, below), p-value ``norm.sf(z)``. For
   ``δ = 0`` it is exactly the classical pooled two-proportion z-test.
 
-While baking, the previous stable takes no traffic, so there is no live second sample. The
-reference is then a *number* (the previous stable's value frozen at promotion time) and the test is
-the one-sample exact binomial test (``scipy.stats.binomtest``) of ``H1: p_c > reference + δ``.
+When the stable serves nothing — the canary's 100 % step, or the bake, where the previous stable
+idles — there is no live second sample. The baseline is then a *number* (the stable's value recorded
+by the last check that could measure it) and the test is the one-sample exact binomial test
+(``scipy.stats.binomtest``) of ``H1: p_c > reference + δ``.
 
 Gates that are not proportions (latency-p99, custom PromQL) have no count model; they compare plain
 values: fail iff ``canary - stable > maxRiseVsStable`` (or ``stable - canary > maxDropVsStable``).
@@ -147,7 +148,7 @@ def proportion_rise(
 def proportion_rise_vs_reference(x: int, n: int, reference: float, margin: float, alpha: float) -> Comparison:
     """Is the bad-event proportion ``x/n`` higher than a fixed ``reference + margin``?
 
-    Exact one-sided binomial test; used while baking, when the baseline is a remembered number.
+    Exact one-sided binomial test; used when the baseline is a recorded number (100 % step, bake).
     A bound at or above 1 cannot be exceeded, so it never fails.
     """
     _check_counts(x, n, "revision")
