@@ -88,9 +88,15 @@ class PointService:
 
 @dataclass(frozen=True)
 class SetWeights:
-    """Route ``canary_weight`` percent to the canary Service and the rest to the stable one."""
+    """Route ``canary_weight`` percent to the canary and the rest to the stable revision.
+
+    The revisions are the ones in force when the action is decided; routers that select pods by
+    revision themselves (Istio subsets) need them, the Service-based ones ignore them.
+    """
 
     canary_weight: int
+    stable_revision: str | None = None
+    canary_revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,13 @@ class _Run:
             return self.replicas
         return max(1, math.ceil(self.replicas * weight / 100)) if self.replicas else 0
 
+    @property
+    def warm_replicas(self) -> int:
+        """Replicas of the previous stable while baking. Without a mesh every running pod takes
+        traffic, so the previous revision cannot be kept warm: it is scaled down and a revert
+        scales it back up (slower, documented)."""
+        return 0 if self.no_mesh else self.replicas
+
     def stable_replicas(self, canary_weight: int) -> int:
         if not self.no_mesh or canary_weight == 0:
             return self.replicas
@@ -232,7 +245,8 @@ class _Run:
     def set_weight(self, weight: int) -> None:
         self.status.canaryWeight = weight
         self.status.weightApproximate = self.no_mesh
-        self.actions.append(SetWeights(weight))
+        canary = self.status.canaryRevision if weight else None
+        self.actions.append(SetWeights(weight, self.status.stableRevision, canary))
 
     def elapsed(self, since: datetime | None) -> float:
         return (self.now - since).total_seconds() if since else 0.0
@@ -297,6 +311,7 @@ def _first_revision(run: _Run) -> None:
         st.phase, st.message = "Succeeded", f"revision {rev} is stable"
         run.finish_history(rev, "Succeeded", "FirstRevision")
         run.actions.append(PointService("stable", rev))
+        run.set_weight(0)
         return
     if run.elapsed(st.revisionStartedAt) > run.spec.progressDeadlineSeconds and st.phase != "Failed":
         st.phase = "Failed"
@@ -336,6 +351,7 @@ def _steady(run: _Run) -> None:
     assert stable is not None
     run.actions.append(EnsureRevision(stable, run.replicas))
     run.actions.append(PointService("stable", stable))
+    run.set_weight(0)
     if st.phase == "Baking":
         _bake(run)
     elif st.phase != "RolledBack" or run.obs.desired.revision == stable:
@@ -446,7 +462,8 @@ def _enter_step(run: _Run, index: int) -> None:
 def _record_analysis(run: _Run) -> bool:
     """Fold this tick's gate check into the counters; False when the rollout was rolled back."""
     st, result, analysis = run.status, run.obs.analysis, run.spec.analysis
-    if result is None:
+    target = st.stableRevision if st.phase == "Baking" else st.canaryRevision
+    if result is None or result.revision != target:  # a check of a revision no longer under analysis
         return True
     st.lastAnalysis, st.lastCheckAt = result, result.time
     if result.verdict == "Pass":
@@ -505,18 +522,18 @@ def _promote(run: _Run) -> None:
     # The stable Service moves first, then the route drops the canary share: no request lands nowhere.
     run.actions.append(EnsureRevision(canary, run.replicas))
     run.actions.append(PointService("stable", canary))
-    run.set_weight(0)
-    run.actions.append(PointService("canary", None))
     st.stableRevision, st.previousStableRevision, st.canaryRevision, st.currentStep = canary, old, None, None
     st.canaryUnavailableSince = None
+    run.set_weight(0)
+    run.actions.append(PointService("canary", None))
     st.failedChecks = st.inconclusiveChecks = 0
     st.lastCheckAt = None
     run.finish_history(old, "Superseded", f"replaced by {canary}")
     bake = parse_duration(run.spec.bake.duration)
     if bake > 0 and run.spec.analysis.metrics:
         st.phase, st.bakeStartedAt = "Baking", run.now
-        st.message = f"revision {canary} promoted; baking for {run.spec.bake.duration} with {old} kept warm"
-        run.actions.append(EnsureRevision(old, run.replicas))
+        st.message = f"revision {canary} promoted; baking for {run.spec.bake.duration}"
+        run.actions.append(EnsureRevision(old, run.warm_replicas))
     else:
         _finish_promotion(run)
     run.emit("Normal", "Promoted", f"revision {canary} is now stable (was {old})")
@@ -536,7 +553,7 @@ def _finish_promotion(run: _Run) -> None:
 def _bake(run: _Run) -> None:
     st = run.status
     if st.previousStableRevision:
-        run.actions.append(EnsureRevision(st.previousStableRevision, run.replicas))
+        run.actions.append(EnsureRevision(st.previousStableRevision, run.warm_replicas))
     if not _record_analysis(run):
         return
     if run.elapsed(st.bakeStartedAt) >= parse_duration(run.spec.bake.duration):
@@ -551,9 +568,11 @@ def _revert_bake(run: _Run, reason: str, message: str) -> None:
     if good is None:
         _finish_promotion(run)
         return
+    run.actions.append(EnsureRevision(good, run.replicas))
     run.actions.append(PointService("stable", good))
-    run.actions.append(EnsureRevision(bad, 0))
     st.stableRevision, st.previousStableRevision, st.bakeStartedAt = good, None, None
+    run.set_weight(0)
+    run.actions.append(EnsureRevision(bad, 0))
     _mark_failed(run, bad, reason, message)
 
 

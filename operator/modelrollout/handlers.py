@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from modelrollout import engine, telemetry, workloads
+from modelrollout import engine, routers, telemetry, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.kube import Kube, load_config
@@ -153,6 +153,9 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
 
     decision = engine.decide(spec, status, obs, now)
     _apply(obj, spec, decision, live)
+    if status.observedGeneration != decision.status.observedGeneration and decision.status.stableRevision:
+        # Only a spec change can switch providers: the new routes were written above, the old go now.
+        routers.cleanup_other_providers(obj, spec)
     new_status = decision.status.model_dump(mode="json")
     old_status = status.model_dump(mode="json")
     if (new_status != old_status or not obj.get("status")) and kube().write_status(
@@ -168,6 +171,8 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     snapshots = {h.revision: h for h in decision.status.history}
+    router = routers.router_for(spec)
+    all_revisions = spec.traffic.provider in ("none", "istio")
     for action in decision.actions:
         match action:
             case engine.EnsureRevision(revision=rev, replicas=replicas):
@@ -192,22 +197,14 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
                 if rev is None:
                     kube().delete_service(namespace, svc)
                 else:
-                    kube().apply_service(workloads.build_service(obj, svc, rev, role))
-            case engine.SetWeights(canary_weight=weight):
-                _set_weights(spec, weight)
+                    kube().apply_service(
+                        workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
+                    )
+            case engine.SetWeights(canary_weight=weight, stable_revision=stable, canary_revision=canary):
+                if stable is not None:  # no route before the first revision is stable
+                    router.ensure(obj, spec, weight, stable_revision=stable, canary_revision=canary)
             case engine.Emit(type=kind, reason=reason, message=message):
                 kube().post_event(obj, kind, reason, message)
-
-
-def _set_weights(spec: t.ModelDeploymentSpec, weight: int) -> None:
-    """Traffic routers (Gateway API, Istio, NGINX) land with the progressive-delivery work; with
-    ``traffic.none`` the engine already expresses the weight as replica counts."""
-    if spec.traffic.none is None:
-        log.debug(
-            "router for %s not wired yet; canary weight %s recorded in status only",
-            spec.traffic.provider,
-            weight,
-        )
 
 
 def _invalid_spec(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime) -> None:

@@ -156,9 +156,17 @@ def build_deployment(
     }
 
 
-def build_service(owner: dict[str, Any], service_name: str, revision: str, role: str) -> dict[str, Any]:
-    """A Service selecting one revision's pods; ``role`` is stable or canary."""
+def build_service(
+    owner: dict[str, Any], service_name: str, revision: str, role: str, all_revisions: bool = False
+) -> dict[str, Any]:
+    """A Service selecting one revision's pods; ``role`` is stable or canary.
+
+    ``all_revisions`` makes the stable Service select every revision's pods: what the ``none``
+    provider needs (kube-proxy spreads requests by pod count, so the replica ratio *is* the weight)
+    and what Istio needs (DestinationRule subsets only find pods behind the host Service).
+    """
     name = owner["metadata"]["name"]
+    selector = {LABEL_DEPLOYMENT: name} if all_revisions else selector_labels(name, revision)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -170,7 +178,7 @@ def build_service(owner: dict[str, Any], service_name: str, revision: str, role:
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(name, revision),
+            "selector": selector,
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }

@@ -37,6 +37,10 @@ def tick(spec, status, rev, deps, now, analysis=None, annotations=None, generati
     return e.decide(spec, status, obs, now)
 
 
+def weights_in(d: e.Decision) -> list[int]:
+    return [a.canary_weight for a in d.actions if isinstance(a, e.SetWeights)]
+
+
 def cond(status: ModelDeploymentStatus, type_: str):
     return next(c for c in status.conditions if c.type == type_)
 
@@ -96,7 +100,7 @@ def test_canary_gets_no_traffic_until_ready_then_walks_the_steps():
     st = stable_status(spec)
     d = tick(spec, st, "r2", {"r1": ready()}, T0)
     assert d.status.phase == "Progressing" and d.status.canaryRevision == "r2" and d.status.canaryWeight == 0
-    assert e.SetWeights(0) in d.actions
+    assert weights_in(d) == [0]
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=1))
     assert d.status.canaryWeight == 0
     now = T0 + timedelta(seconds=2)
@@ -224,7 +228,7 @@ def test_canary_losing_its_pods_gets_no_traffic_then_recovers_or_rolls_back():
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
     assert d.status.canaryWeight == 10
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=5))
-    assert d.status.canaryWeight == 0 and e.SetWeights(0) in d.actions and d.status.phase == "Progressing"
+    assert d.status.canaryWeight == 0 and weights_in(d) == [0] and d.status.phase == "Progressing"
     back = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=20))
     assert back.status.canaryWeight == 10 and back.status.stepStartedAt == T0 + timedelta(seconds=20)
     gone = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=70))

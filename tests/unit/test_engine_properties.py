@@ -96,7 +96,11 @@ def test_invariants(steps, gated, no_mesh, bake, ticks):
         else:
             assert after.canaryWeight in (0, steps[after.currentStep])
         # A failed check never increases the weight.
-        if obs.analysis is not None and obs.analysis.verdict == "Fail":
+        if (
+            obs.analysis is not None
+            and obs.analysis.verdict == "Fail"
+            and before.canaryRevision == after.canaryRevision
+        ):
             assert after.canaryWeight <= before.canaryWeight
         # No traffic to a canary that is not Ready.
         for action in decision.actions:
