@@ -135,7 +135,11 @@ class ModelServer:
             return False
 
     def wait_ready(self, timeout: float = 60.0) -> ModelServer:
-        wait_for(self.ready, timeout, f"model server {self.revision} ({self.model.name}) to be ready")
+        """Wait for readiness; a timeout carries the server's log tail (e.g. why the model did not load)."""
+        try:
+            wait_for(self.ready, timeout, f"model server {self.revision} ({self.model.name}) to be ready")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- {self.log_path.name} ---\n{self.logs(2000)}") from None
         return self
 
     def start(self, timeout: float = 60.0) -> ModelServer:

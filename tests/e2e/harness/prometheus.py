@@ -156,6 +156,9 @@ class Prometheus:
             )
         try:
             wait_for(self._ready, timeout, f"Prometheus on port {self.port} to be ready")
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}\n--- prometheus.log ---\n{self.logs(2000)}") from None
         except BaseException:
             self.stop()
             raise
