@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parent.parent
 TESTENV = Path(os.environ.get("MODELROLLOUT_TESTENV", REPO / ".testenv"))
@@ -120,6 +121,38 @@ def cluster() -> Iterator[Cluster]:
             subprocess.run(["bash", str(REPO / "hack/cluster-down.sh")], check=False, cwd=REPO)
 
 
+ROUTE_CRDS = [
+    "httproutes.gateway.networking.k8s.io",
+    "virtualservices.networking.istio.io",
+    "destinationrules.networking.istio.io",
+]
+
+
+@pytest.fixture(scope="session")
+def upstream_crds(cluster: Cluster) -> list[str]:
+    """Fetch (cached) and install the Gateway API and Istio networking CRDs; wait until Established.
+
+    Server-side apply makes this idempotent and safe when another test session installs the same
+    CRDs at the same time. CRDs are cluster-wide and shared: they are never deleted here.
+    """
+    proc = subprocess.run(
+        ["bash", str(REPO / "hack/fetch-crds.sh")], capture_output=True, text=True, check=False, timeout=600
+    )
+    assert proc.returncode == 0, f"hack/fetch-crds.sh failed: {proc.stderr}"
+    dirs = proc.stdout.split()
+    assert len(dirs) == 2, proc.stdout
+    for d in dirs:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelrollout-tests", "-f", d)
+    cluster.kubectl("wait", "--for=condition=Established", *(f"crd/{c}" for c in ROUTE_CRDS), "--timeout=60s")
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def api(cluster: Cluster) -> Iterator[client.ApiClient]:
+    with config.new_client_from_config(str(cluster.kubeconfig)) as api_client:
+        yield api_client
+
+
 class OperatorProcess:
     """The real operator (``python -m modelrollout run``) as a child process, stoppable by PID."""
 
@@ -135,7 +168,13 @@ class OperatorProcess:
         self.port = free_port()
         self.starts += 1
         log = open(TESTENV / f"operator-{os.getpid()}-{self.starts}.log", "w")  # noqa: SIM115 - child owns it
-        env = {**self.cluster.env, "MODELROLLOUT_TICK_SECONDS": str(self.tick), **self.extra_env}
+        env = {
+            **self.cluster.env,
+            "MODELROLLOUT_TICK_SECONDS": str(self.tick),
+            # Tests scrape every second, so gate windows of a few seconds hold enough samples.
+            "MODELROLLOUT_MIN_QUERY_WINDOW": "4s",
+            **self.extra_env,
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelrollout", "run", "--all-namespaces",
              f"--liveness=http://127.0.0.1:{self.port}/healthz"],

@@ -11,19 +11,16 @@ owner to see the real garbage collector remove what the router wrote.
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from modelrollout.api.types import ModelDeploymentSpec
 from modelrollout.routers import cleanup_other_providers, router_for, router_for_provider
 from modelrollout.workloads import build_deployment, build_service
 
-from tests.conftest import REPO, Cluster, wait_until
+from tests.conftest import Cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -31,11 +28,6 @@ pytestmark = pytest.mark.cluster
 # CRDs are installed, so give collection of custom resources a generous bound.
 GC_TIMEOUT = 120
 
-ROUTE_CRDS = [
-    "httproutes.gateway.networking.k8s.io",
-    "virtualservices.networking.istio.io",
-    "destinationrules.networking.istio.io",
-]
 TRAFFIC = {
     "gatewayAPI": {"parentRefs": [{"name": "public-gw", "namespace": "gateways"}], "hostnames": ["fraud.example.com"],
                    "path": "/v2/models/fraud"},
@@ -43,31 +35,6 @@ TRAFFIC = {
     "nginx": {"host": "fraud.example.com", "path": "/v2", "pathType": "Prefix", "ingressClassName": "nginx"},
     "none": {},
 }  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def upstream_crds(cluster: Cluster) -> list[str]:
-    """Fetch (cached) and install the Gateway API and Istio networking CRDs; wait until Established.
-
-    Server-side apply makes this idempotent and safe when another test session installs the same
-    CRDs at the same time. CRDs are cluster-wide and shared: they are never deleted here.
-    """
-    proc = subprocess.run(
-        ["bash", str(REPO / "hack/fetch-crds.sh")], capture_output=True, text=True, check=False, timeout=600
-    )
-    assert proc.returncode == 0, f"hack/fetch-crds.sh failed: {proc.stderr}"
-    dirs = proc.stdout.split()
-    assert len(dirs) == 2, proc.stdout
-    for d in dirs:
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelrollout-tests", "-f", d)
-    cluster.kubectl("wait", "--for=condition=Established", *(f"crd/{c}" for c in ROUTE_CRDS), "--timeout=60s")
-    return dirs
-
-
-@pytest.fixture(scope="session")
-def api(cluster: Cluster) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(str(cluster.kubeconfig)) as api_client:
-        yield api_client
 
 
 def md_manifest(provider: str, name: str = "fraud", traffic: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -130,6 +130,7 @@ class TrafficSender:
         concurrency: int = 1,
         timeout: float = 10.0,
         refresh_seconds: float = 1.0,
+        concept: str = "current",
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
@@ -144,6 +145,7 @@ class TrafficSender:
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
         self.refresh_seconds = refresh_seconds
+        self.concept = concept  # "legacy" sends drifted data (dataset.CONCEPTS)
         self.id_prefix = f"t{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -164,7 +166,11 @@ class TrafficSender:
             raise ValueError("max_requests must be >= 0 and max_seconds > 0")
         result = TrafficResult(codes={name: Counter() for name in self.backends})
         rows: Iterator[dataset.LabelledRequest] = dataset.labelled_requests(
-            max_requests * self.batch_size, seed=self.seed, batch_size=self.batch_size, id_prefix=self.id_prefix
+            max_requests * self.batch_size,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            id_prefix=self.id_prefix,
+            concept=self.concept,
         )
         picker, cache = _SmoothWeighted(), {}
         started = time.monotonic()

@@ -1,0 +1,177 @@
+"""A loopback data plane for the HTTPRoute the operator writes: the e2e stand-in for a Gateway.
+
+Every request is routed the way a Gateway API implementation would: read the ModelDeployment's
+HTTPRoute (refreshed every ``refresh`` seconds), pick a backendRef by its weight, resolve the
+Service to the revision it selects, and forward to one of that revision's *ready* pods (from the
+:class:`~tests.e2e.harness.pods.PodRunner`). Feedback for a request id goes to the pod that answered
+it. The gateway records, per revision, when traffic first reached it, and counts any request that
+the route sent to a revision with no ready pod (the "never route to an unready canary" target).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.harness.pods import REVISION_LABEL, PodRunner
+
+
+@dataclass
+class RouteView:
+    """The weights as the route says right now: [(revision, weight)]."""
+
+    backends: list[tuple[str, int]] = field(default_factory=list)
+    read_at: float = 0.0
+
+
+@dataclass
+class GatewayStats:
+    routed: Counter = field(default_factory=Counter)  # revision -> requests forwarded
+    unready: Counter = field(default_factory=Counter)  # revision -> requests with no ready pod
+    first_seen: dict[str, float] = field(default_factory=dict)  # revision -> monotonic time of first request
+    weights_log: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # every change of weights
+
+
+class Gateway:
+    """``with Gateway(api, namespace, "fraud", runner) as gw: gw.url`` — a real HTTP front on loopback."""
+
+    def __init__(
+        self, api_client: client.ApiClient, namespace: str, name: str, runner: PodRunner, refresh: float = 0.2
+    ):
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.namespace, self.name, self.runner, self.refresh = namespace, name, runner, refresh
+        self.stats = GatewayStats()
+        self._view = RouteView()
+        self._lock = threading.Lock()
+        self._owners: OrderedDict[str, str] = OrderedDict()  # request id -> pod URL (bounded)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> Gateway:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    # ------------------------------------------------------------------ routing
+    def weights(self) -> dict[str, int]:
+        """revision -> weight as currently written by the operator (refreshed at most every ``refresh`` s)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._view.read_at < self.refresh:
+                return dict(self._view.backends)
+        backends = self._read_route()
+        with self._lock:
+            self._view = RouteView(backends, now)
+            current = dict(backends)
+            if not self.stats.weights_log or self.stats.weights_log[-1][1] != current:
+                self.stats.weights_log.append((now, current))
+        return current
+
+    def _read_route(self) -> list[tuple[str, int]]:
+        try:
+            route = self.custom.get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", self.name
+            )
+        except ApiException:
+            return []
+        out = []
+        for ref in route["spec"]["rules"][-1].get("backendRefs", []):
+            revision = self._revision_of(ref["name"])
+            if revision:
+                out.append((revision, int(ref.get("weight", 1))))
+        return out
+
+    def _revision_of(self, service: str) -> str | None:
+        try:
+            svc = self.core.read_namespaced_service(service, self.namespace)
+        except ApiException:
+            return None
+        return (svc.spec.selector or {}).get(REVISION_LABEL)
+
+    def pick(self) -> str | None:
+        weights = {rev: w for rev, w in self.weights().items() if w > 0}
+        if not weights:
+            return None
+        return random.choices(list(weights), weights=list(weights.values()))[0]
+
+    def forward(self, path: str, body: bytes) -> tuple[int, bytes]:
+        payload = json.loads(body or b"{}")
+        request_id = payload.get("id") if isinstance(payload, dict) else None
+        if path.endswith("/feedback"):
+            with self._lock:
+                target = self._owners.get(str(request_id))
+            if target is None:
+                return 404, b'{"error": "gateway: no backend answered that id"}'
+            return _post(target, path, body)
+        revision = self.pick()
+        if revision is None:
+            return 503, b'{"error": "gateway: no route"}'
+        pods = self.runner.by_revision().get(revision, [])
+        with self._lock:
+            self.stats.first_seen.setdefault(revision, time.monotonic())
+            if not pods:
+                self.stats.unready[revision] += 1
+                return 503, b'{"error": "gateway: no ready endpoint"}'
+            self.stats.routed[revision] += 1
+        target = random.choice(pods).url
+        status, answer = _post(target, path, body)
+        if request_id is not None:
+            with self._lock:
+                self._owners[str(request_id)] = target
+                while len(self._owners) > 100_000:
+                    self._owners.popitem(last=False)
+        return status, answer
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    status, answer = gateway.forward(self.path, body)
+                except (OSError, ValueError) as exc:
+                    status, answer = 502, json.dumps({"error": f"gateway: {exc}"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        return Handler
+
+
+def _post(base: str, path: str, body: bytes) -> tuple[int, bytes]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
