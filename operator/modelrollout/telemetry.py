@@ -52,9 +52,11 @@ from modelrollout.api.types import PHASES
 PREFIX = "modelrollout"
 VERDICTS = ("Pass", "Fail", "Inconclusive")
 THRESHOLD_BOUNDS = ("min", "max", "maxDropVsStable", "maxRiseVsStable")
-# Phases in which a revision is actively taking traffic; entering Progressing from anything else
-# (except a resumed pause) is the start of a rollout.
-_ACTIVE_PHASES = frozenset({"Progressing", "Baking"})
+# Phases in which a revision is on its way to becoming stable. A rollout starts when one is entered
+# from anywhere else (a resumed pause is not a new start) and ends when one is left for Succeeded,
+# RolledBack or Failed; a steady object that merely changes its phase label (e.g. Succeeded shown
+# as RolledBack because the spec points at a failed revision again) counts nothing.
+_IN_FLIGHT = frozenset({"Initializing", "Progressing", "Baking"})
 _REASON_RE = re.compile(r"[^A-Za-z0-9_]")
 _MAX_REASON = 64
 
@@ -241,17 +243,19 @@ class Telemetry:
     ) -> None:
         """Count a phase change. Call it once per status write whose phase differs from the old one.
 
-        Entering Progressing from a non-active phase (except resuming from Paused) starts a rollout;
-        entering Succeeded, RolledBack or Failed ends one. ``revision_started_at`` (status
-        ``revisionStartedAt`` of the revision that failed) feeds the time-to-rollback histogram.
+        Entering Initializing (a first revision) or Progressing (a canary) from outside a rollout
+        starts one; leaving a rollout (or a pause within one) for Succeeded, RolledBack or Failed ends
+        it. ``revision_started_at`` (status ``revisionStartedAt`` of the revision that was reverted)
+        feeds the time-to-rollback histogram.
         """
         if old_phase == new_phase or new_phase is None:
             return
-        if new_phase == "Progressing" and old_phase not in _ACTIVE_PHASES and old_phase != "Paused":
+        in_rollout = old_phase in _IN_FLIGHT or old_phase == "Paused"
+        if new_phase in ("Initializing", "Progressing") and not in_rollout:
             self.started.labels(namespace, name).inc()
-        elif new_phase == "Succeeded":
+        elif new_phase == "Succeeded" and old_phase in _IN_FLIGHT:
             self.succeeded.labels(namespace, name).inc()
-        elif new_phase == "RolledBack":
+        elif new_phase == "RolledBack" and in_rollout:
             label = _reason_label(reason)
             self.rolled_back.labels(namespace, name, label).inc()
             started = _parse_time(revision_started_at)
@@ -259,7 +263,7 @@ class Telemetry:
                 elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
                 if elapsed >= 0:
                     self.time_to_rollback.labels(label).observe(elapsed)
-        elif new_phase == "Failed":
+        elif new_phase == "Failed" and in_rollout:
             self.failed.labels(namespace, name, _reason_label(reason)).inc()
 
     def observe_status(

@@ -15,6 +15,7 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,11 @@ def run_rollout(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return obj
 
 
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
 def assert_no_permission_errors(log: Path, as_sa: Cluster, expected: tuple[str, ...] = ()) -> None:
     port = yaml.safe_load(as_sa.kubeconfig.read_text())["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1]
     allowed_lines = tuple(e.format(port=port) for e in expected)
@@ -244,6 +250,8 @@ def test_operator_deployment_is_hardened_and_scoped(cluster: Cluster, namespace:
     assert c["args"][:1] == ["run"] and "--namespace=a" in c["args"] and "--namespace=b" in c["args"]
     assert "--all-namespaces" not in c["args"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
+    assert "--metrics-port=8081" in c["args"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["securityContext"]["readOnlyRootFilesystem"] and not c["securityContext"]["allowPrivilegeEscalation"]
@@ -305,9 +313,24 @@ def test_namespace_mode_install_rbac_and_rollout(
         # A ModelDeployment outside the watched namespace must stay untouched.
         cluster.apply(manifest("https://models.example.com/v1.onnx"), other)
         log = tmp_path / "operator.log"
-        with operator_as(sa, log, f"--namespace={namespace}"):
+        metrics_port = free_port()
+        with operator_as(sa, log, f"--namespace={namespace}", f"--metrics-port={metrics_port}"):
             obj = run_rollout(cluster, namespace)
             assert cluster.get("mdep", "fraud", other).get("status") is None
+            # The operator records a transition right after its status write lands, so the
+            # series may trail the status we just read by a moment.
+            labels = f'name="fraud",namespace="{namespace}"'
+            expected = [
+                f'modelrollout_phase{{{labels},phase="Succeeded"}} 1.0',
+                f"modelrollout_rollouts_started_total{{{labels}}} 2.0",  # v1 (first revision), v2 (canary)
+                f"modelrollout_rollouts_succeeded_total{{{labels}}} 2.0",
+                f"modelrollout_canary_weight{{{labels}}} 0.0",
+            ]
+            wait_until(
+                lambda: [e for e in expected if e not in scrape(metrics_port)] == [],
+                15,
+                what=f"operator metrics {expected}",
+            )
         assert obj["status"].get("canaryRevision") is None
         assert_no_permission_errors(log, sa, NAMESPACE_MODE_SCANNING)
 

@@ -23,18 +23,30 @@ def sample(tm: Telemetry, metric: str, **labels: str) -> float | None:
     return tm.registry.get_sample_value(metric, labels)
 
 
-def test_transition_counts_started_once_per_rollout(tm: Telemetry) -> None:
-    tm.record_transition(NS, NAME, None, "Initializing")
-    tm.record_transition(NS, NAME, "Initializing", "Progressing")
+def test_transitions_count_each_rollout_once(tm: Telemetry) -> None:
+    tm.record_transition(NS, NAME, None, "Initializing")  # first revision: a rollout of its own
+    tm.record_transition(NS, NAME, "Initializing", "Succeeded")
+    tm.record_transition(NS, NAME, "Succeeded", "Progressing")  # a canary
     tm.record_transition(NS, NAME, "Progressing", "Paused")
     tm.record_transition(NS, NAME, "Paused", "Progressing")  # resume, not a new rollout
     tm.record_transition(NS, NAME, "Progressing", "Progressing")  # no change
     tm.record_transition(NS, NAME, "Progressing", "Baking")
     tm.record_transition(NS, NAME, "Baking", "Succeeded")
-    tm.record_transition(NS, NAME, "Succeeded", "Progressing")  # the next spec change
+    tm.record_transition(NS, NAME, "Succeeded", "Paused")
+    tm.record_transition(NS, NAME, "Paused", "Succeeded")  # resumed while steady: nothing ended
+    tm.record_transition(NS, NAME, "Succeeded", "RolledBack")  # spec points at a failed revision again
+    tm.record_transition(NS, NAME, "RolledBack", "Succeeded")  # spec back to stable: no rollout
     assert sample(tm, "modelrollout_rollouts_started_total", namespace=NS, name=NAME) == 2
-    assert sample(tm, "modelrollout_rollouts_succeeded_total", namespace=NS, name=NAME) == 1
+    assert sample(tm, "modelrollout_rollouts_succeeded_total", namespace=NS, name=NAME) == 2
     assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Unknown") is None
+
+
+def test_abort_while_paused_counts_as_rollback(tm: Telemetry) -> None:
+    tm.record_transition(NS, NAME, "Paused", "RolledBack", "Aborted")
+    tm.record_transition(NS, NAME, "Initializing", "Failed", "ProgressDeadlineExceeded")
+    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="Aborted") == 1
+    failed = "modelrollout_rollouts_failed_total"
+    assert sample(tm, failed, namespace=NS, name=NAME, reason="ProgressDeadlineExceeded") == 1
 
 
 def test_rollback_counts_reason_and_time_to_rollback(tm: Telemetry) -> None:
@@ -134,7 +146,7 @@ def test_vanished_gates_and_steps_are_removed(tm: Telemetry) -> None:
 
 
 def test_forget_drops_gauges_but_keeps_totals(tm: Telemetry) -> None:
-    tm.observe_change(NS, NAME, {"phase": "Initializing"}, status(), SPEC)
+    tm.observe_change(NS, NAME, {"phase": "Succeeded"}, status(), SPEC)
     tm.observe_status("other", NAME, status())
     tm.forget(NS, NAME)
     assert sample(tm, "modelrollout_canary_weight", namespace=NS, name=NAME) is None
