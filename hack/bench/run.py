@@ -419,7 +419,9 @@ def render(results: list[Result], args: argparse.Namespace) -> str:
         "CPU 0 (`taskset`); all on loopback inside a network namespace created for the run.",
         f"- {args.rounds} rounds, contenders interleaved within each round; every figure is the median over the "
         f"rounds. The machine is shared with other work: 1-minute load average {args.load_before} before, "
-        f"{args.load_after} after the run — compare rows of the same run, not across runs.",
+        f"{args.load_after} after the run — compare rows of the same run, not across runs. With only two cores, "
+        "the p99 columns mostly show how often another process preempted the pinned server; p50 and req/s "
+        "are the stable figures.",
         "- Idle RSS: the server's process tree 1 s after it became ready. Time to ready: process spawn to the first "
         "200 from `/v2/models/fraud/ready` (raw: spawn to the first completed `session.run`).",
         "- Contenders, one process each: ours with default settings (validation, all gate metrics, feedback cache); "
