@@ -49,20 +49,52 @@ env: ## print exports for a shell: eval "$$(make -s env)"
 	@echo 'export KUBECONFIG="$(KUBECONFIG)"'
 
 .PHONY: crds
-crds: venv ## regenerate crds/ from the pydantic API models
+crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic API models
 	$(PY) -m modelrollout.api.crd > crds/modeldeployment.yaml
+	cp crds/modeldeployment.yaml charts/modelrollout/crds/
 
 .PHONY: run
 run: venv ## run the operator against $$KUBECONFIG (default .testenv/kubeconfig)
 	$(PY) -m modelrollout run --all-namespaces
 
 .PHONY: demo
-demo: deps ## the main job: cluster, operator, a ModelDeployment rolled out and watched
-	bash hack/demo.sh
+demo: deps ## the main job: cluster, operator, Prometheus, model servers; a promotion and an automatic rollback
+	$(PY) hack/demo.py
 
 .PHONY: test
 test: deps ## every test: unit, API server integration, model server, e2e
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: bench-server
+bench-server: venv system-deps ## model server vs raw session.run, minimal FastAPI, KServe, MLServer (~6 min; root for ip netns)
+	bash hack/bench-server.sh
+
+IMAGE ?= modelrollout/operator:dev
+SERVER_IMAGE ?= modelrollout/modelserver:dev
+
+.PHONY: image
+image: ## build the operator and model-server images (needs Docker)
+	docker build -t $(IMAGE) .
+	docker build -t $(SERVER_IMAGE) server-image
+
+.PHONY: helm-lint
+helm-lint: tools ## lint the chart in both watch modes
+	$(BIN_DIR)/helm lint charts/modelrollout --strict --set watch.mode=cluster
+	$(BIN_DIR)/helm lint charts/modelrollout --strict --set watch.mode=namespace
+
+.PHONY: shellcheck
+shellcheck: system-deps ## lint the shell scripts
+	cd hack && shellcheck -x *.sh kind/*.sh
+
+.PHONY: kind-up kind-deploy kind-e2e kind-down
+kind-up: ## (Docker only) kind cluster + Envoy Gateway + a Gateway
+	bash hack/kind/up.sh
+kind-deploy: ## (Docker only) build and load both images, helm install the chart
+	bash hack/kind/deploy.sh
+kind-e2e: ## (Docker only) a good rollout and a rolled-back one on kind
+	bash hack/kind/e2e.sh
+kind-down: ## (Docker only) delete the kind cluster
+	bash hack/kind/down.sh
 
 .PHONY: lint
 lint: venv ## ruff

@@ -86,7 +86,7 @@ build_simple() { # BINARY MODULE VERSION PACKAGE LDFLAGS
 kwok_node_stages() {
   local out="$CACHE_DIR/kwok-stages/$KWOK_VERSION" dir
   [ -f "$out/node-heartbeat.yaml" ] && return 0
-  dir=$(cd "$CACHE_DIR/src" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  dir=$(cd "$CACHE_DIR/src" && GOFLAGS="" go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   mkdir -p "$out"
   cp "$dir/kustomize/stage/node/fast/node-initialize.yaml" "$dir/kustomize/stage/node/heartbeat/node-heartbeat.yaml" "$out/"
   chmod 644 "$out"/*.yaml

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Shared paths for the hack/ scripts. Sourced, never run.
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this file
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$HACK_DIR/.." && pwd)
 # shellcheck source=versions.env

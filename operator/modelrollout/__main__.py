@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 import kopf
@@ -22,6 +23,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     run.add_argument("--liveness", default="http://127.0.0.1:8080/healthz", help="kopf liveness endpoint URL")
+    run.add_argument(
+        "--prometheus-address",
+        default=os.environ.get("MODELROLLOUT_PROMETHEUS_ADDRESS", ""),
+        help="Prometheus for ModelDeployments that do not name one (env MODELROLLOUT_PROMETHEUS_ADDRESS)",
+    )
     run.add_argument("--metrics-port", type=int, default=0, help="serve operator metrics on this port (0: off)")
     run.add_argument("--metrics-address", default="0.0.0.0", help="address for the metrics endpoint")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -32,6 +38,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level)
+    os.environ["MODELROLLOUT_PROMETHEUS_ADDRESS"] = args.prometheus_address  # read by the handlers at import
     from modelrollout import (
         handlers,  # noqa: F401 - registers the handlers with kopf
         telemetry,

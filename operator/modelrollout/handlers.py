@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = os.environ.get("MODELROLLOUT_DEFAULT_IMAGE", "modelrollout/modelserver:0.1.0")
 TICK_SECONDS = float(os.environ.get("MODELROLLOUT_TICK_SECONDS", "5"))
+DEFAULT_PROMETHEUS = os.environ.get("MODELROLLOUT_PROMETHEUS_ADDRESS", "")
 
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _kube: Kube | None = None
@@ -55,6 +56,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.execution.max_workers = int(os.environ.get("MODELROLLOUT_WORKERS", "8"))
+    # In namespace mode the chart grants no cluster-wide list of namespaces or CRDs; without this
+    # kopf retries those forbidden scans before it falls back.
+    settings.scanning.disabled = os.environ.get("MODELROLLOUT_WATCH_MODE") == "namespace"
     settings.peering.standalone = os.environ.get("MODELROLLOUT_PEERING", "") == ""
     if not settings.peering.standalone:
         settings.peering.name = os.environ["MODELROLLOUT_PEERING"]
@@ -134,6 +138,9 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
         _invalid_spec(obj, status, exc, now)
         return
 
+    if spec.analysis.prometheus is None and DEFAULT_PROMETHEUS:
+        analysis = spec.analysis.model_copy(update={"prometheus": t.PrometheusSpec(address=DEFAULT_PROMETHEUS)})
+        spec = spec.model_copy(update={"analysis": analysis})
     image = spec.serving.image or DEFAULT_IMAGE
     serving = spec.serving.model_copy(update={"image": image})
     desired = engine.DesiredRevision(revision_hash(spec.model, spec.serving, image), spec.model, serving)

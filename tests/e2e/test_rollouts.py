@@ -43,7 +43,7 @@ def spec(model: str, *, sha256: str | None = None, bake: str = "0s", deadline: i
         "analysis": {
             "interval": "3s",
             "failureLimit": 1,
-            "inconclusiveLimit": 4,
+            "inconclusiveLimit": 6,
             "metrics": [
                 {"name": "error-rate", "max": 0.05, "minSamples": 10},
                 {"name": "latency-p99", "max": 40, "minSamples": 10},

@@ -57,14 +57,11 @@ INVALID = [
     ("bad sha256", mutate("spec.model.sha256", "XYZ"), ["spec.model.sha256"]),
     ("negative replicas", mutate("spec.serving.replicas", -1), ["spec.serving.replicas"]),
     ("name too long", mutate("metadata.name", "a" * 41), ["metadata.name", "at most 40 characters"]),
-    ("gates without prometheus", mutate("spec.analysis.prometheus", None), ["spec.analysis.prometheus"]),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("case", "manifest", "expected"), INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_manifest_rejected_by_api_server(cluster, namespace, case, manifest, expected):
-    if manifest["spec"].get("analysis", {}).get("prometheus", "x") is None:
-        del manifest["spec"]["analysis"]["prometheus"]
     proc = cluster.kubectl(
         "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest), check=False
     )

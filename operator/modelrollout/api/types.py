@@ -380,17 +380,16 @@ class AnalysisSpec(_Model):
                     "metric names must be unique",
                     ".metrics",
                 ),
-                _cel(
-                    "!has(self.metrics) || self.metrics.size() == 0 || has(self.prometheus)",
-                    "prometheus.address is required when metrics are set",
-                    ".prometheus",
-                ),
             ]
         }
     )
 
     interval: str = _duration_field("30s", "How often gates are evaluated; also the query window.", "1s")
-    prometheus: PrometheusSpec | None = Field(default=None, description="Prometheus to query.")
+    prometheus: PrometheusSpec | None = Field(
+        default=None,
+        description="Prometheus to query. Default: the operator's --prometheus-address "
+        "(MODELROLLOUT_PROMETHEUS_ADDRESS, the chart's operator.prometheusAddress).",
+    )
     failureLimit: int = Field(default=1, ge=1, le=100, description="Failed checks that trigger rollback.")
     inconclusiveLimit: int = Field(
         default=5,
