@@ -52,12 +52,12 @@ def manifest(model: str, prometheus: str) -> dict:
             "model": {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": SUMS[f"{model}.onnx"]},
             "serving": {"replicas": 1, "warmup": {"requests": 5}, "podLabels": {"modelrollout.io/simulate": "harness"}},
             "traffic": {"gatewayAPI": {"parentRefs": [{"name": "public-gw"}], "hostnames": ["fraud.example.com"]}},
-            "strategy": {"canary": {"steps": [10, 25, 50, 100], "stepDuration": "6s"}},
+            "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": "6s"}},
             "analysis": {
                 "interval": "3s",
                 "prometheus": {"address": prometheus, "timeoutSeconds": 2},
                 "failureLimit": 1,
-                "inconclusiveLimit": 5,
+                "inconclusiveLimit": 6,
                 "metrics": [
                     {"name": "error-rate", "max": 0.02, "minSamples": 10},
                     {"name": "latency-p99", "max": 50, "minSamples": 10},
@@ -71,7 +71,10 @@ def manifest(model: str, prometheus: str) -> dict:
 
 
 def status(cluster: Cluster) -> dict:
-    return (cluster.get("mdep", "fraud", NS) or {}).get("status", {})
+    """The status, once the operator has seen the current spec (empty before that)."""
+    obj = cluster.get("mdep", "fraud", NS) or {}
+    st = obj.get("status", {})
+    return st if st.get("observedGeneration") == obj.get("metadata", {}).get("generation") else {}
 
 
 def describe(st: dict) -> str:
@@ -93,6 +96,9 @@ def follow(cluster: Cluster, until: set[str], timeout: float) -> dict:
     last, deadline = "", time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = status(cluster)
+        if not st:
+            time.sleep(0.2)
+            continue
         text = describe(st)
         if text != last:
             say(text)
@@ -143,7 +149,7 @@ def main() -> int:
         cluster.apply(manifest("baseline", prometheus.url), NS)
         first = follow(cluster, {"Succeeded"}, 120)
         sender = TrafficSender({"gw": gateway.url}, concurrency=2)
-        sender.start(max_requests=40 * 600, max_seconds=600, rate=40)
+        sender.start(max_requests=50 * 600, max_seconds=600, rate=50)
         stack.callback(sender.stop)
         time.sleep(8)
 
