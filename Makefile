@@ -65,6 +65,13 @@ demo: deps ## the main job: cluster, operator, Prometheus, model servers; a prom
 test: deps ## every test: unit, API server integration, model server, e2e
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: bench-rollback bench-server ## every benchmark; figures go to docs/benchmarks.md
+
+.PHONY: bench-rollback
+bench-rollback: deps ## time-to-rollback per gate at a 10 s analysis interval (~5 min)
+	$(PY) hack/bench_rollback.py
+
 .PHONY: bench-server
 bench-server: venv system-deps ## model server vs raw session.run, minimal FastAPI, KServe, MLServer (~6 min; root for ip netns)
 	bash hack/bench-server.sh

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,11 +27,9 @@ sys.path.insert(0, str(REPO))
 
 from kubernetes import config  # noqa: E402
 
-from tests.conftest import BIN, TESTENV, Cluster, OperatorProcess, _reachable, free_port  # noqa: E402
-from tests.e2e.harness.gateway import Gateway  # noqa: E402
-from tests.e2e.harness.pods import PodRunner  # noqa: E402
-from tests.e2e.harness.prometheus import Prometheus, Target  # noqa: E402
+from tests.conftest import BIN, TESTENV, Cluster, OperatorProcess, _reachable  # noqa: E402
 from tests.e2e.harness.traffic import TrafficSender  # noqa: E402
+from tests.e2e.harness.world import local_world  # noqa: E402
 
 NS = "demo"
 MODELS = REPO / "examples/models"
@@ -109,16 +106,6 @@ def follow(cluster: Cluster, until: set[str], timeout: float) -> dict:
     raise SystemExit(f"demo: rollout did not finish within {timeout}s")
 
 
-def sync_targets(runner: PodRunner, prometheus: Prometheus, stop: threading.Event) -> None:
-    while not stop.is_set():
-        prometheus.set_targets(
-            Target(f"127.0.0.1:{p.port}", {"namespace": NS, "pod": p.pod})
-            for p in list(runner.pods.values())
-            if p.proc.poll() is None
-        )
-        stop.wait(0.5)
-
-
 def main() -> int:
     cluster = Cluster(TESTENV / "kubeconfig")
     started_cluster = not _reachable(cluster.kubeconfig)
@@ -131,18 +118,14 @@ def main() -> int:
     cluster.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=60s")
     cluster.kubectl("create", "namespace", NS)
     api = config.new_client_from_config(str(cluster.kubeconfig))
-    stop = threading.Event()
     summary: list[str] = []
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelrollout-demo-")))
         operator = OperatorProcess(cluster, extra_env={"MODELROLLOUT_TICK_SECONDS": "1"})
         operator.start()
         stack.callback(operator.stop)
-        prometheus = stack.enter_context(Prometheus(work / "prometheus", port=free_port()))
-        runner = stack.enter_context(PodRunner(api, NS, TESTENV / "demo-logs"))
-        gateway = stack.enter_context(Gateway(api, NS, "fraud", runner))
-        threading.Thread(target=sync_targets, args=(runner, prometheus, stop), daemon=True).start()
-        stack.callback(stop.set)
+        lw = stack.enter_context(local_world(api, NS, work, TESTENV / "demo-logs"))
+        prometheus, gateway = lw.prometheus, lw.gateway
         say(f"operator pid {operator.proc.pid}, Prometheus {prometheus.url}, gateway {gateway.url}")
 
         say("1/3 first revision: baseline model")

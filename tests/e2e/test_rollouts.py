@@ -9,8 +9,6 @@ its time-to-rollback: first request to the bad canary -> route back at 100 % sta
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,8 +19,9 @@ import pytest
 from tests.conftest import REPO, TESTENV, Cluster, wait_until
 from tests.e2e.harness.gateway import Gateway
 from tests.e2e.harness.pods import PodRunner
-from tests.e2e.harness.prometheus import Prometheus, Target
+from tests.e2e.harness.prometheus import Prometheus
 from tests.e2e.harness.traffic import TrafficSender
+from tests.e2e.harness.world import local_world
 
 pytestmark = pytest.mark.e2e
 MODELS = REPO / "examples/models"
@@ -105,31 +104,18 @@ class World:
         return seen
 
 
-def _sync_targets(runner: PodRunner, prometheus: Prometheus, namespace: str, stop: threading.Event) -> None:
-    """Prometheus scrapes every running model server, labelled like kubernetes_sd would label pods."""
-    while not stop.is_set():
-        pods = list(runner.pods.values())
-        prometheus.set_targets(
-            Target(f"127.0.0.1:{p.port}", {"namespace": namespace, "pod": p.pod}) for p in pods if p.proc.poll() is None
-        )
-        stop.wait(0.5)
-
-
 @pytest.fixture
 def world(cluster, operator, upstream_crds, api, namespace, tmp_path) -> Iterator[World]:
-    stop = threading.Event()
-    with contextlib.ExitStack() as stack:
-        runner = stack.enter_context(PodRunner(api, namespace, TESTENV / "e2e-logs" / namespace))
-        prometheus = stack.enter_context(Prometheus(tmp_path / "prometheus"))
-        gateway = stack.enter_context(Gateway(api, namespace, "fraud", runner))
-        syncer = threading.Thread(target=_sync_targets, args=(runner, prometheus, namespace, stop), daemon=True)
-        syncer.start()
-        w = World(cluster, namespace, runner, gateway, prometheus)
-        stack.callback(w.stop_traffic)
-        stack.callback(stop.set)
-        yield w
+    with local_world(api, namespace, tmp_path, TESTENV / "e2e-logs" / namespace) as lw:
+        w = World(cluster, namespace, lw.runner, lw.gateway, lw.prometheus)
+        try:
+            yield w
+        finally:
+            w.stop_traffic()
         # Whatever happened, a request must never have been routed to a revision without ready pods.
-        assert not gateway.stats.unready, f"requests routed to revisions with no ready pod: {gateway.stats.unready}"
+        assert not lw.gateway.stats.unready, (
+            f"requests routed to revisions with no ready pod: {lw.gateway.stats.unready}"
+        )
 
 
 def stable_then_canary(world: World, canary: str, **kw: Any) -> tuple[str, str]:

@@ -19,9 +19,7 @@ def deployment(**serving):
 
 
 def test_deployment_shape():
-    d = deployment(
-        resources={"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}, startupTimeoutSeconds=300
-    )
+    d = deployment(resources={"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}, startupTimeoutSeconds=300)
     assert d["metadata"]["name"] == "fraud-abc123"
     assert d["metadata"]["ownerReferences"][0]["controller"] is True
     assert d["spec"]["replicas"] == 3 and d["spec"]["progressDeadlineSeconds"] == 120

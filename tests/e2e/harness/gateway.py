@@ -58,6 +58,9 @@ class Gateway:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        # Weight changes are logged as they happen, not only when a request arrives to notice them.
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_route, name="gateway-route", daemon=True)
 
     @property
     def url(self) -> str:
@@ -65,12 +68,19 @@ class Gateway:
 
     def __enter__(self) -> Gateway:
         self._thread.start()
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._watcher.join(5)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+    def _watch_route(self) -> None:
+        while not self._stop.wait(self.refresh):
+            self.weights()
 
     # ------------------------------------------------------------------ routing
     def weights(self) -> dict[str, int]:

@@ -1,0 +1,169 @@
+"""`make bench-rollback`: time-to-rollback at a 10 s analysis interval, measured end to end.
+
+For each gate (accuracy, error rate, latency) and each run: a fresh namespace, the baseline model
+stable with labelled traffic flowing through the route-driven gateway, then a bad model as canary.
+Time-to-rollback is from the first request the gateway routed to the canary to the moment the
+route the operator wrote sent it nothing again (100 % stable). The target from the issue is
+<= 2 analysis intervals + 1 scrape interval; Flagger's defaults take about (threshold+1) x interval.
+The table goes to docs/benchmarks.md under "## Time to rollback".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kubernetes import config  # noqa: E402
+
+from tests.conftest import TESTENV, Cluster, OperatorProcess, _reachable, wait_until  # noqa: E402
+from tests.e2e.harness.traffic import TrafficSender  # noqa: E402
+from tests.e2e.harness.world import local_world  # noqa: E402
+
+MODELS = REPO / "examples/models"
+SUMS = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
+CASES = [("worse", "accuracy"), ("broken", "error-rate"), ("slow", "latency-p99")]
+SECTION = "## Time to rollback"
+
+
+def manifest(model: str, prometheus: str, interval: int) -> dict:
+    return {
+        "apiVersion": "modelrollout.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "model": {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": SUMS[f"{model}.onnx"]},
+            "serving": {"replicas": 1, "warmup": {"requests": 5}, "podLabels": {"modelrollout.io/simulate": "harness"}},
+            "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+            "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": f"{3 * interval}s"}},
+            "analysis": {
+                "interval": f"{interval}s",
+                "prometheus": {"address": prometheus, "timeoutSeconds": 3},
+                "failureLimit": 1,
+                "inconclusiveLimit": 10,
+                "metrics": [
+                    {"name": "error-rate", "max": 0.02, "minSamples": 20},
+                    {"name": "latency-p99", "max": 50, "minSamples": 20},
+                    {"name": "accuracy", "min": 0.75, "maxDropVsStable": 0.05, "minSamples": 30},
+                ],
+            },
+            "progressDeadlineSeconds": 120,
+        },
+    }
+
+
+def one_run(cluster: Cluster, api, model: str, interval: int, scrape: float) -> tuple[float, str]:
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", ns)
+    try:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            local_world(api, ns, Path(tmp), TESTENV / "bench-logs" / ns, scrape_interval=scrape) as lw,
+        ):
+            cluster.apply(manifest("baseline", lw.prometheus.url, interval), ns)
+
+            def get() -> dict:
+                """Status once the operator has observed the current spec, else {}."""
+                obj = cluster.get("mdep", "fraud", ns) or {}
+                st = obj.get("status", {})
+                return st if st.get("observedGeneration") == obj.get("metadata", {}).get("generation") else {}
+
+            stable = wait_until(
+                lambda: get().get("phase") == "Succeeded" and get()["stableRevision"], 120, what="stable"
+            )
+            sender = TrafficSender({"gw": lw.gateway.url}, concurrency=2)
+            sender.start(max_requests=50 * 300, max_seconds=300, rate=50)
+            try:
+                time.sleep(2 * interval)  # the stable revision has a full window of data
+                cluster.apply(manifest(model, lw.prometheus.url, interval), ns)
+                done = lambda s: s.get("phase") == "RolledBack" or s.get("stableRevision") not in (None, stable)  # noqa: E731
+                st = wait_until(lambda: done(s := get()) and s, 240, interval=0.5, what="rollback")
+            finally:
+                sender.stop()
+            canary = next(r for r in lw.gateway.stats.first_seen if r != stable)
+            first = lw.gateway.stats.first_seen[canary]
+            back = next(at for at, w in lw.gateway.stats.weights_log if at > first and w.get(canary, 0) == 0)
+            reason = next(c for c in st["conditions"] if c["type"] == "Degraded")["reason"]
+            return back - first, f"{st['phase']}/{reason}"
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def write_section(table: str) -> None:
+    path = REPO / "docs/benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + table + (text[nxt + 1 :] if nxt != -1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + table
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--interval", type=int, default=10, help="analysis interval in seconds")
+    parser.add_argument("--scrape", type=float, default=2.0, help="Prometheus scrape interval in seconds")
+    parser.add_argument("--runs", type=int, default=2, help="runs per gate")
+    args = parser.parse_args()
+
+    cluster = Cluster(TESTENV / "kubeconfig")
+    started = not _reachable(cluster.kubeconfig)
+    subprocess.run(["bash", str(REPO / "hack/cluster-up.sh")], check=True)
+    dirs = subprocess.run(["bash", str(REPO / "hack/fetch-crds.sh")], check=True, capture_output=True, text=True)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", dirs.stdout.split()[0])
+    api = config.new_client_from_config(str(cluster.kubeconfig))
+    operator = OperatorProcess(cluster, extra_env={"MODELROLLOUT_MIN_QUERY_WINDOW": f"{args.interval}s"})
+    rows, budget = [], 2 * args.interval + args.scrape
+    with contextlib.ExitStack() as stack:
+        operator.start()
+        stack.callback(operator.stop)
+        for model, gate in CASES:
+            times = []
+            for i in range(args.runs):
+                seconds, outcome = one_run(cluster, api, model, args.interval, args.scrape)
+                print(f"{gate} run {i + 1}: {seconds:.1f}s ({outcome})", flush=True)
+                times.append(seconds)
+            rows.append((gate, model, times, outcome))
+    if started:
+        subprocess.run(["bash", str(REPO / "hack/cluster-down.sh")], check=False)
+
+    lines = [
+        SECTION,
+        "",
+        f"`make bench-rollback`, {time.strftime('%Y-%m-%d')}, {platform.node()} ({platform.machine()}, "
+        f"{len(__import__('os').sched_getaffinity(0))} cores). Analysis interval {args.interval} s, Prometheus "
+        f"scrape interval {args.scrape:g} s, failureLimit 1, first step 20 % at 50 req/s of labelled traffic; "
+        "time from the first request routed to the bad canary until the operator's HTTPRoute sent it nothing. "
+        f"Target: <= 2 intervals + 1 scrape = {budget:g} s (Flagger's defaults: about (threshold+1) x interval, "
+        "~6 min).",
+        "",
+        "| gate | bad model | runs (s) | median (s) | within target | outcome |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for gate, model, times, outcome in rows:
+        med = statistics.median(times)
+        runs = ", ".join(f"{t:.1f}" for t in times)
+        lines.append(
+            f"| {gate} | {model} | {runs} | {med:.1f} | {'yes' if max(times) <= budget else 'no'} | {outcome} |"
+        )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    write_section(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""One local "cluster world" for e2e tests, the demo and the rollback benchmark.
+
+PodRunner (real model servers for the operator's pods) + Prometheus (scraping them with the
+``namespace``/``pod`` target labels kubernetes_sd would add) + Gateway (the HTTPRoute's data
+plane), started together and stopped together, so the three callers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client
+
+from tests.e2e.harness.gateway import Gateway
+from tests.e2e.harness.pods import PodRunner
+from tests.e2e.harness.prometheus import Prometheus, Target
+
+
+@dataclass
+class LocalWorld:
+    namespace: str
+    runner: PodRunner
+    prometheus: Prometheus
+    gateway: Gateway
+
+
+def _scrape_pods(runner: PodRunner, prometheus: Prometheus, namespace: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        prometheus.set_targets(
+            Target(f"127.0.0.1:{p.port}", {"namespace": namespace, "pod": p.pod})
+            for p in list(runner.pods.values())
+            if p.proc.poll() is None
+        )
+        stop.wait(0.5)
+
+
+@contextlib.contextmanager
+def local_world(
+    api: client.ApiClient, namespace: str, workdir: Path, logs: Path, scrape_interval: float = 1.0, route: str = "fraud"
+) -> Iterator[LocalWorld]:
+    stop = threading.Event()
+    with contextlib.ExitStack() as stack:
+        runner = stack.enter_context(PodRunner(api, namespace, logs))
+        prometheus = stack.enter_context(Prometheus(workdir / "prometheus", scrape_interval=scrape_interval))
+        gateway = stack.enter_context(Gateway(api, namespace, route, runner))
+        thread = threading.Thread(target=_scrape_pods, args=(runner, prometheus, namespace, stop), daemon=True)
+        thread.start()
+        stack.callback(thread.join, 5)
+        stack.callback(stop.set)
+        yield LocalWorld(namespace, runner, prometheus, gateway)
