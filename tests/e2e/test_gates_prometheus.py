@@ -186,7 +186,9 @@ def test_slow_canary_fails_by_latency(fleet: Fleet) -> None:
     assert latency.verdict == "Fail"
     assert latency.value is not None
     assert latency.stableValue is not None
-    assert latency.value > 100 > latency.stableValue
+    # ~75 ms per call lands in the 50-100 ms histogram bucket, so the interpolated p99 can sit just under
+    # the 100 ms max; the rise over stable (> 50 ms) fails the gate either way.
+    assert latency.value > 50 > latency.stableValue
     assert "ms" in latency.message
     # 80 slow requests are below the 100-sample guard of the other gates: too few to judge, not a pass.
     assert gate(result, "accuracy").verdict == "Inconclusive"

@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 SIMULATE_LABEL = "modelrollout.io/simulate"
 REVISION_LABEL = "modelrollout.io/revision"
+DRAIN_SECONDS = 1.0  # > the gateway's 0.2 s route refresh: a real data plane lags endpoint removal too
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +80,7 @@ class PodRunner:
         self.poll = poll
         self.pods: dict[str, PodProcess] = {}
         self._lock = threading.Lock()
+        self._draining: dict[str, float] = {}  # pod name -> monotonic time its process stops
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"podrunner-{namespace}", daemon=True)
 
@@ -117,9 +119,18 @@ class PodRunner:
     def _sync(self) -> None:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{SIMULATE_LABEL}=harness").items
         live = {p.metadata.name: p for p in pods if not p.metadata.deletion_timestamp}
+        now = time.monotonic()
         with self._lock:
+            # A deleted pod drains like a real one (endpoint removal lags, the server finishes what it
+            # got) for DRAIN_SECONDS, then its process stops.
             for name in set(self.pods) - set(live):
-                self._stop_pod(name)
+                self._draining.setdefault(name, now + DRAIN_SECONDS)
+            for name, until in list(self._draining.items()):
+                if name in live:
+                    del self._draining[name]
+                elif now >= until:
+                    del self._draining[name]
+                    self._stop_pod(name)
             for name, pod in live.items():
                 if name not in self.pods and pod.spec.node_name:
                     self._start_pod(pod)
