@@ -37,11 +37,17 @@ def load_config() -> None:
         config.load_kube_config()
 
 
-def _with_hash(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-    annotated = json.loads(json.dumps(obj))
-    annotated["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
-    return annotated, digest
+def applied_hash(manifest: dict[str, Any]) -> str:
+    """A short digest of a manifest, stored on the object so an unchanged apply can be skipped."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` carrying its own hash as an annotation (the hash excludes itself)."""
+    digest = applied_hash(manifest)
+    out = json.loads(json.dumps(manifest))
+    out["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return out
 
 
 class Kube:
@@ -126,8 +132,8 @@ class Kube:
 
     def apply_deployment(self, manifest: dict[str, Any], live_hash: str | None) -> bool:
         """Server-side apply unless the live object already carries this manifest's hash."""
-        body, digest = _with_hash(manifest)
-        if digest == live_hash:
+        body = with_hash(manifest)
+        if body["metadata"]["annotations"][HASH_ANNOTATION] == live_hash:
             return False
         meta = manifest["metadata"]
         self.apps.patch_namespaced_deployment(
@@ -150,10 +156,12 @@ class Kube:
     # ---------------------------------------------------------------- Services
     def apply_service(self, manifest: dict[str, Any]) -> bool:
         meta = manifest["metadata"]
-        body, digest = _with_hash(manifest)
+        body = with_hash(manifest)
         try:
             live = self.core.read_namespaced_service(meta["name"], meta["namespace"])
-            if (live.metadata.annotations or {}).get(HASH_ANNOTATION) == digest:
+            if (live.metadata.annotations or {}).get(HASH_ANNOTATION) == body["metadata"]["annotations"][
+                HASH_ANNOTATION
+            ]:
                 return False
         except ApiException as exc:
             if exc.status != 404:

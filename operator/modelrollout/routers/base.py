@@ -20,18 +20,16 @@ not by position.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.kube import HASH_ANNOTATION
+from modelrollout.kube import HASH_ANNOTATION, with_hash
 from modelrollout.workloads import LABEL_DEPLOYMENT, common_labels, owner_reference
 
 log = logging.getLogger(__name__)
@@ -125,19 +123,6 @@ def object_meta(owner: dict[str, Any], name: str, provider: str, **extra: Any) -
     }
     meta.update({k: v for k, v in extra.items() if v})
     return meta
-
-
-def applied_hash(manifest: Mapping[str, Any]) -> str:
-    """A short digest of a manifest, stored on the object so an unchanged apply can be skipped."""
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``manifest`` carrying its own hash as an annotation (the hash excludes itself)."""
-    digest = applied_hash(manifest)
-    out = json.loads(json.dumps(manifest))
-    out["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
-    return out
 
 
 def cluster_domain() -> str:
