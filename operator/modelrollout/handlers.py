@@ -10,7 +10,9 @@ stops two triggers from deciding at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelrollout import engine, routers, telemetry, workloads
@@ -159,7 +162,11 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
         obs = dataclasses.replace(obs, analysis=result)
 
     decision = engine.decide(spec, status, obs, now)
-    _apply(obj, spec, decision, live)
+    try:
+        _apply(obj, spec, decision, live)
+    except ApiException as exc:
+        _apply_failed(obj, status, exc, now)
+        return
     if status.observedGeneration != decision.status.observedGeneration and decision.status.stableRevision:
         # Only a spec change can switch providers: the new routes were written above, the old go now.
         routers.cleanup_other_providers(obj, spec)
@@ -212,6 +219,23 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
                     router.ensure(obj, spec, weight, stable_revision=stable, canary_revision=canary)
             case engine.Emit(type=kind, reason=reason, message=message):
                 kube().post_event(obj, kind, reason, message)
+
+
+def _apply_failed(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ApiException, now: datetime) -> None:
+    """The cluster refused a write (e.g. a route CRD that is not installed, or RBAC). The decision is
+    not recorded, since its actions did not all happen; the old status gets a Degraded condition and an
+    Event once per distinct error, and the next tick tries again."""
+    meta = obj["metadata"]
+    detail = exc.body if isinstance(exc.body, str) else ""
+    with contextlib.suppress(ValueError, TypeError):
+        detail = json.loads(exc.body).get("message", detail)
+    message = f"applying children failed: {exc.status} {exc.reason}: {detail}"[:1024]
+    log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
+    if any(c.type == "Degraded" and c.reason == "ApplyFailed" and c.message == message for c in status.conditions):
+        return
+    engine.set_condition(status, "Degraded", True, "ApplyFailed", message, now, meta.get("generation", 0))
+    kube().post_event(obj, "Warning", "ApplyFailed", message)
+    kube().write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))
 
 
 def _invalid_spec(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime) -> None:

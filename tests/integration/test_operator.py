@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import time
 from typing import Any
 
 import pytest
@@ -197,8 +198,6 @@ def test_unready_pods_trip_the_progress_deadline(cluster, operator, namespace):
     assert all(c["status"] == "False" for p in pods for c in p["status"]["conditions"] if c["type"] == "Ready")
     # No hot loop: the status is stable once the deadline has been reported.
     rv = obj["metadata"]["resourceVersion"]
-    import time
-
     time.sleep(3)
     assert mdep(cluster, namespace)["metadata"]["resourceVersion"] == rv
 
@@ -210,3 +209,24 @@ def test_examples_are_accepted_by_the_api_server(cluster, namespace):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
+
+
+def test_a_write_the_cluster_refuses_becomes_a_condition_not_a_crash(cluster, operator, upstream_crds, namespace):
+    """Our schema accepts a path the Gateway API CRD's own CEL refuses: the operator must say so and go on."""
+    bad = manifest(traffic={"gatewayAPI": {"parentRefs": [{"name": "gw"}], "path": "/v2//fraud"}})
+    cluster.apply(bad, namespace)
+
+    def failed() -> dict | None:
+        obj = mdep(cluster, namespace)
+        cond = condition(obj, "Degraded")
+        return obj if cond.get("reason") == "ApplyFailed" and cond.get("status") == "True" else None
+
+    obj = wait_until(failed, 60, what="Degraded=ApplyFailed")
+    assert "422" in condition(obj, "Degraded")["message"] and "HTTPRoute" in condition(obj, "Degraded")["message"]
+    time.sleep(4)  # several ticks: the same error must not post more Events or rewrite status
+    warnings = [e for e in events(cluster, namespace) if e["reason"] == "ApplyFailed"]
+    assert sum(e.get("count", 1) for e in warnings) == 1
+    assert operator.proc.poll() is None, "the operator must survive a refused write"
+    cluster.apply(manifest(traffic={"gatewayAPI": {"parentRefs": [{"name": "gw"}], "path": "/v2/fraud"}}), namespace)
+    healed = wait_phase(cluster, namespace, "Succeeded")
+    assert condition(healed, "Degraded")["status"] == "False"
