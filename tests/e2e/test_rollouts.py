@@ -9,6 +9,7 @@ its time-to-rollback: first request to the bad canary -> route back at 100 % sta
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from tests.e2e.harness.world import local_world
 pytestmark = pytest.mark.e2e
 MODELS = REPO / "examples/models"
 SUMS = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
+ROLLBACK_TIMES: list[tuple[str, str, float]] = []  # (test, reason, seconds), printed by conftest at the end
 RATE = 40  # requests per second through the gateway (each also sends its feedback)
 
 
@@ -140,7 +142,9 @@ def assert_rolled_back(world: World, stable: str, canary: str, reason_part: str)
     wait_until(lambda: (world.cluster.get("deploy", f"fraud-{canary}", world.namespace) or {})
                .get("spec", {}).get("replicas") == 0, 30, what="canary scaled to zero")  # fmt: skip
     if canary in world.gateway.stats.first_seen:
-        print(f"\ntime-to-rollback ({reason_part}): {world.time_to_rollback(canary):.1f}s")
+        seconds = world.time_to_rollback(canary)
+        ROLLBACK_TIMES.append((os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], reason_part, seconds))
+        print(f"\ntime-to-rollback ({reason_part}): {seconds:.1f}s")
     return st
 
 
