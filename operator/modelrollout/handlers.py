@@ -226,6 +226,10 @@ def _apply_failed(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: Api
     not recorded, since its actions did not all happen; the old status gets a Degraded condition and an
     Event once per distinct error, and the next tick tries again."""
     meta = obj["metadata"]
+    if exc.status == 403 and "NamespaceTerminating" in str(exc.body):
+        # The namespace is being deleted and the ModelDeployment with it: nothing to report to anyone.
+        log.debug("%s/%s: namespace is terminating; children not written", meta["namespace"], meta["name"])
+        return
     detail = exc.body if isinstance(exc.body, str) else ""
     with contextlib.suppress(ValueError, TypeError):
         detail = json.loads(exc.body).get("message", detail)

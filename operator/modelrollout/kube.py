@@ -108,6 +108,8 @@ class Kube:
         try:
             self.core.create_namespaced_event(meta["namespace"], event)
         except ApiException as exc:
+            if exc.status == 403 and "NamespaceTerminating" in str(exc.body):
+                return  # the namespace, and the ModelDeployment with it, is going away
             log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], exc.reason)
 
     # ---------------------------------------------------------------- Deployments

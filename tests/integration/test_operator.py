@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cluster, wait_until
+from tests.conftest import TESTENV, Cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -230,3 +230,16 @@ def test_a_write_the_cluster_refuses_becomes_a_condition_not_a_crash(cluster, op
     cluster.apply(manifest(traffic={"gatewayAPI": {"parentRefs": [{"name": "gw"}], "path": "/v2/fraud"}}), namespace)
     healed = wait_phase(cluster, namespace, "Succeeded")
     assert condition(healed, "Degraded")["status"] == "False"
+
+
+def test_a_terminating_namespace_is_not_an_error(cluster, operator, namespace):
+    """Deleting a namespace removes its contents in no particular order: the operator may meet a live
+    ModelDeployment whose namespace refuses new children. That must stay quiet, not be retried loudly."""
+    cluster.apply(manifest(), namespace)
+    wait_phase(cluster, namespace, "Succeeded")
+    log = sorted(TESTENV.glob("operator-*.log"), key=lambda p: p.stat().st_mtime)[-1]
+    mark = log.stat().st_size
+    cluster.apply(manifest(uri="https://models.example.com/z.onnx"), namespace)
+    cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=90s")
+    new = log.read_text()[mark:]
+    assert "Traceback" not in new and "forbidden" not in new.lower(), new[-3000:]
