@@ -28,10 +28,8 @@ from kubernetes import config  # noqa: E402
 
 from tests.conftest import TESTENV, Cluster, OperatorProcess, _reachable, wait_until  # noqa: E402
 from tests.e2e.harness.traffic import TrafficSender  # noqa: E402
-from tests.e2e.harness.world import local_world  # noqa: E402
+from tests.e2e.harness.world import local_world, model_spec, serving_spec  # noqa: E402
 
-MODELS = REPO / "examples/models"
-SUMS = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
 CASES = [("worse", "accuracy"), ("broken", "error-rate"), ("slow", "latency-p99")]
 SECTION = "## Time to rollback"
 
@@ -42,8 +40,8 @@ def manifest(model: str, prometheus: str, interval: int) -> dict:
         "kind": "ModelDeployment",
         "metadata": {"name": "fraud"},
         "spec": {
-            "model": {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": SUMS[f"{model}.onnx"]},
-            "serving": {"replicas": 1, "warmup": {"requests": 5}, "podLabels": {"modelrollout.io/simulate": "harness"}},
+            "model": model_spec(model),
+            "serving": serving_spec(),
             "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
             "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": f"{3 * interval}s"}},
             "analysis": {

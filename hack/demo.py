@@ -29,11 +29,9 @@ from kubernetes import config  # noqa: E402
 
 from tests.conftest import BIN, TESTENV, Cluster, OperatorProcess, _reachable  # noqa: E402
 from tests.e2e.harness.traffic import TrafficSender  # noqa: E402
-from tests.e2e.harness.world import local_world  # noqa: E402
+from tests.e2e.harness.world import local_world, model_spec, serving_spec  # noqa: E402
 
 NS = "demo"
-MODELS = REPO / "examples/models"
-SUMS = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
 
 
 def say(text: str) -> None:
@@ -46,8 +44,8 @@ def manifest(model: str, prometheus: str) -> dict:
         "kind": "ModelDeployment",
         "metadata": {"name": "fraud"},
         "spec": {
-            "model": {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": SUMS[f"{model}.onnx"]},
-            "serving": {"replicas": 1, "warmup": {"requests": 5}, "podLabels": {"modelrollout.io/simulate": "harness"}},
+            "model": model_spec(model),
+            "serving": serving_spec(),
             "traffic": {"gatewayAPI": {"parentRefs": [{"name": "public-gw"}], "hostnames": ["fraud.example.com"]}},
             "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": "6s"}},
             "analysis": {

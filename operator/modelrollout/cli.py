@@ -41,6 +41,7 @@ from modelrollout.api.types import (
     VERSION,
     CanarySpec,
 )
+from modelrollout.durations import parse_timestamp
 
 FIELD_MANAGER = "kubectl-modelrollout"
 LABEL_DEPLOYMENT = "modelrollout.io/deployment"
@@ -92,22 +93,6 @@ class Style:
 PLAIN = Style(False)
 
 
-def parse_time(value: Any) -> datetime | None:
-    """RFC 3339 from the API server (``...Z``) to an aware datetime; None when absent or garbled."""
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def human_duration(seconds: float) -> str:
     """kubectl-style compact ages: 45s, 3m12s, 2h5m, 3d4h."""
     s = max(0, int(seconds))
@@ -121,7 +106,7 @@ def human_duration(seconds: float) -> str:
 
 
 def age(value: Any, now: datetime) -> str:
-    t = parse_time(value)
+    t = parse_timestamp(value)
     return human_duration((now - t).total_seconds()) if t else "-"
 
 
@@ -344,7 +329,7 @@ def history_rows(obj: Mapping[str, Any], now: datetime) -> list[list[str]]:
     entries = sorted(status.get("history") or [], key=lambda h: str(h.get("startedAt") or ""), reverse=True)
     rows = []
     for h in entries:
-        start, end = parse_time(h.get("startedAt")), parse_time(h.get("finishedAt"))
+        start, end = parse_timestamp(h.get("startedAt")), parse_timestamp(h.get("finishedAt"))
         duration = human_duration(((end or now) - start).total_seconds()) if start else "-"
         rows.append(
             [

@@ -242,6 +242,15 @@ class _Run:
             return self.replicas
         return max(1, self.replicas - math.floor(self.replicas * canary_weight / 100)) if self.replicas else 0
 
+    def ensure(self, revision: str, replicas: int) -> None:
+        """Ask for a revision's Deployment at ``replicas``, unless the latest such request in this
+        decision already says exactly that (a step entered in the tick its canary became ready)."""
+        latest = next(
+            (a for a in reversed(self.actions) if isinstance(a, EnsureRevision) and a.revision == revision), None
+        )
+        if latest != EnsureRevision(revision, replicas):
+            self.actions.append(EnsureRevision(revision, replicas))
+
     def set_weight(self, weight: int) -> None:
         self.status.canaryWeight = weight
         self.status.weightApproximate = self.no_mesh
@@ -305,7 +314,7 @@ def _first_revision(run: _Run) -> None:
         st.revisionStartedAt = run.now
         st.phase, st.message = "Initializing", f"waiting for revision {rev} to become available"
         run.emit("Normal", "RevisionCreated", f"revision {rev} serving {desired.model.uri}")
-    run.actions.append(EnsureRevision(rev, run.replicas))
+    run.ensure(rev, run.replicas)
     if _is_available(run.obs.deployments.get(rev), run.replicas):
         st.stableRevision, st.canaryRevision, st.canaryWeight = rev, None, 0
         st.phase, st.message = "Succeeded", f"revision {rev} is stable"
@@ -349,7 +358,7 @@ def _steady(run: _Run) -> None:
     st = run.status
     stable = st.stableRevision
     assert stable is not None
-    run.actions.append(EnsureRevision(stable, run.replicas))
+    run.ensure(stable, run.replicas)
     run.actions.append(PointService("stable", stable))
     run.set_weight(0)
     if st.phase == "Baking":
@@ -374,7 +383,7 @@ def _canary(run: _Run) -> None:
     canary, stable = st.canaryRevision, st.stableRevision
     assert canary is not None and stable is not None
     steps = spec.strategy.canary.steps
-    run.actions.append(EnsureRevision(stable, run.stable_replicas(st.canaryWeight)))
+    run.ensure(stable, run.stable_replicas(st.canaryWeight))
     run.actions.append(PointService("stable", stable))
 
     abort = run.obs.annotations.get(ANNOTATION_ABORT)
@@ -385,7 +394,7 @@ def _canary(run: _Run) -> None:
 
     if st.currentStep is None:  # waiting for the canary to be Ready before it gets any traffic
         want = run.canary_replicas(steps[0])
-        run.actions.append(EnsureRevision(canary, want))
+        run.ensure(canary, want)
         run.actions.append(PointService("canary", canary))
         run.set_weight(0)
         if _is_available(run.obs.deployments.get(canary), want):
@@ -399,7 +408,7 @@ def _canary(run: _Run) -> None:
         return
 
     weight = steps[st.currentStep]
-    run.actions.append(EnsureRevision(canary, run.canary_replicas(weight)))
+    run.ensure(canary, run.canary_replicas(weight))
     run.actions.append(PointService("canary", canary))
     if not _canary_serving(run, canary):
         return
@@ -450,7 +459,8 @@ def _enter_step(run: _Run, index: int) -> None:
     st.currentStep, st.stepStartedAt = index, run.now
     st.failedChecks = st.inconclusiveChecks = 0
     st.phase, st.message = "Progressing", f"canary {st.canaryRevision} at {weight}%"
-    run.actions.append(EnsureRevision(st.canaryRevision or "", run.canary_replicas(weight)))
+    assert st.canaryRevision is not None
+    run.ensure(st.canaryRevision, run.canary_replicas(weight))
     run.set_weight(weight)
     run.emit(
         "Normal",
@@ -520,7 +530,7 @@ def _promote(run: _Run) -> None:
     canary, old = st.canaryRevision, st.stableRevision
     assert canary is not None and old is not None
     # The stable Service moves first, then the route drops the canary share: no request lands nowhere.
-    run.actions.append(EnsureRevision(canary, run.replicas))
+    run.ensure(canary, run.replicas)
     run.actions.append(PointService("stable", canary))
     st.stableRevision, st.previousStableRevision, st.canaryRevision, st.currentStep = canary, old, None, None
     st.canaryUnavailableSince = None
@@ -533,7 +543,7 @@ def _promote(run: _Run) -> None:
     if bake > 0 and run.spec.analysis.metrics:
         st.phase, st.bakeStartedAt = "Baking", run.now
         st.message = f"revision {canary} promoted; baking for {run.spec.bake.duration}"
-        run.actions.append(EnsureRevision(old, run.warm_replicas))
+        run.ensure(old, run.warm_replicas)
     else:
         _finish_promotion(run)
     run.emit("Normal", "Promoted", f"revision {canary} is now stable (was {old})")
@@ -544,7 +554,7 @@ def _finish_promotion(run: _Run) -> None:
     stable, old = st.stableRevision, st.previousStableRevision
     assert stable is not None
     if old:
-        run.actions.append(EnsureRevision(old, 0))
+        run.ensure(old, 0)
     st.previousStableRevision, st.bakeStartedAt = None, None
     st.phase, st.message = "Succeeded", f"revision {stable} is stable"
     run.finish_history(stable, "Succeeded", "Promoted")
@@ -553,7 +563,7 @@ def _finish_promotion(run: _Run) -> None:
 def _bake(run: _Run) -> None:
     st = run.status
     if st.previousStableRevision:
-        run.actions.append(EnsureRevision(st.previousStableRevision, run.warm_replicas))
+        run.ensure(st.previousStableRevision, run.warm_replicas)
     if not _record_analysis(run):
         return
     if run.elapsed(st.bakeStartedAt) >= parse_duration(run.spec.bake.duration):
@@ -568,11 +578,11 @@ def _revert_bake(run: _Run, reason: str, message: str) -> None:
     if good is None:
         _finish_promotion(run)
         return
-    run.actions.append(EnsureRevision(good, run.replicas))
+    run.ensure(good, run.replicas)
     run.actions.append(PointService("stable", good))
     st.stableRevision, st.previousStableRevision, st.bakeStartedAt = good, None, None
     run.set_weight(0)
-    run.actions.append(EnsureRevision(bad, 0))
+    run.ensure(bad, 0)
     _mark_failed(run, bad, reason, message)
 
 
@@ -583,8 +593,9 @@ def _rollback(run: _Run, reason: str, message: str) -> None:
     assert canary is not None
     run.set_weight(0)
     run.actions.append(PointService("canary", None))
-    run.actions.append(EnsureRevision(canary, 0))
-    run.actions.append(EnsureRevision(st.stableRevision or "", run.replicas))
+    run.ensure(canary, 0)
+    if st.stableRevision is not None:
+        run.ensure(st.stableRevision, run.replicas)
     st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
     _mark_failed(run, canary, reason, message)
 
@@ -613,7 +624,7 @@ def _abandon_canary(run: _Run, phase: str, reason: str) -> None:
     assert old is not None
     run.set_weight(0)
     run.actions.append(PointService("canary", None))
-    run.actions.append(EnsureRevision(old, 0))
+    run.ensure(old, 0)
     st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
     run.finish_history(old, phase, reason)
     run.emit("Normal", phase, f"canary {old}: {reason}")
@@ -630,7 +641,7 @@ def _prune(run: _Run) -> None:
         run.actions.append(DeleteRevision(entry.revision))
     for entry in finished[max(0, excess) :]:
         if entry.revision in run.obs.deployments and run.obs.deployments[entry.revision].replicas:
-            run.actions.append(EnsureRevision(entry.revision, 0))
+            run.ensure(entry.revision, 0)
 
 
 def _conditions(run: _Run) -> None:

@@ -203,7 +203,7 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
                     replicas,
                     spec.progressDeadlineSeconds,
                 )
-                kube().apply_deployment(manifest, live.get(rev, (None, None))[1])
+                kube().apply_deployment(manifest, live[rev][1] if rev in live else None)
             case engine.DeleteRevision(revision=rev):
                 kube().delete_deployment(namespace, workloads.deployment_name(name, rev))
             case engine.PointService(role=role, revision=rev):

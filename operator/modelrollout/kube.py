@@ -12,8 +12,9 @@ import hashlib
 import json
 import logging
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -48,6 +49,55 @@ def with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(manifest))
     out["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
     return out
+
+
+T = TypeVar("T")
+
+
+def get_or_none(fetch: Callable[[], T]) -> T | None:
+    """Run a read; a 404 (no such object, or the CRD is not installed) is None, not an error."""
+    try:
+        return fetch()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def apply_unless_unchanged(
+    manifest: dict[str, Any], live: dict[str, Any] | None, patch: Callable[[dict[str, Any]], object]
+) -> bool:
+    """Server-side apply ``manifest`` (through ``patch``) unless ``live`` already is what it says.
+
+    "Already is" means the live object carries this manifest's hash *and* still contains every
+    field of it: the hash alone would let a hand-edited weight survive until the desired weight
+    changes. A steady reconcile therefore costs one GET and no write; True when something was sent.
+    """
+    body = with_hash(manifest)
+    digest = body["metadata"]["annotations"][HASH_ANNOTATION]
+    if (
+        live is not None
+        and (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == digest
+        and contains(live, {"metadata": {k: v for k, v in body["metadata"].items() if k != "name"},
+                            "spec": body.get("spec", {})})
+    ):  # fmt: skip
+        return False
+    patch(body)
+    return True
+
+
+def contains(live: Any, want: Any) -> bool:
+    """Whether ``live`` has every field of ``want`` with the same value.
+
+    Dicts may have more keys in ``live`` (defaults the API server fills in, fields other managers
+    own); lists must match element by element, as the lists we write are atomic or keyed by the
+    whole element.
+    """
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(live, list) and len(live) == len(want) and all(map(contains, live, want))
+    return live == want
 
 
 class Kube:
@@ -113,8 +163,8 @@ class Kube:
             log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], exc.reason)
 
     # ---------------------------------------------------------------- Deployments
-    def list_revisions(self, namespace: str, name: str) -> dict[str, tuple[DeploymentState, str | None]]:
-        """Revision -> (state, applied hash) for every Deployment this ModelDeployment owns."""
+    def list_revisions(self, namespace: str, name: str) -> dict[str, tuple[DeploymentState, dict[str, Any]]]:
+        """Revision -> (state, the live object as a dict) for every Deployment this ModelDeployment owns."""
         items = self.apps.list_namespaced_deployment(namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}").items
         out: dict[str, tuple[DeploymentState, str | None]] = {}
         for dep in items:
@@ -129,24 +179,20 @@ class Kube:
                 available=st.available_replicas or 0,
                 up_to_date=(st.observed_generation or 0) >= (dep.metadata.generation or 0),
             )
-            out[revision] = (state, (dep.metadata.annotations or {}).get(HASH_ANNOTATION))
+            out[revision] = (state, self.apps.api_client.sanitize_for_serialization(dep))
         return out
 
-    def apply_deployment(self, manifest: dict[str, Any], live_hash: str | None) -> bool:
-        """Server-side apply unless the live object already carries this manifest's hash."""
-        body = with_hash(manifest)
-        if body["metadata"]["annotations"][HASH_ANNOTATION] == live_hash:
-            return False
+    def apply_deployment(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        """Server-side apply unless the live object already is what the manifest says (a hand edit,
+        e.g. ``kubectl scale``, is put back)."""
         meta = manifest["metadata"]
-        self.apps.patch_namespaced_deployment(
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
+        return apply_unless_unchanged(
+            manifest,
+            live,
+            lambda body: self.apps.patch_namespaced_deployment(
+                meta["name"], meta["namespace"], body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            ),
         )
-        return True
 
     def delete_deployment(self, namespace: str, name: str) -> None:
         try:
@@ -158,25 +204,14 @@ class Kube:
     # ---------------------------------------------------------------- Services
     def apply_service(self, manifest: dict[str, Any]) -> bool:
         meta = manifest["metadata"]
-        body = with_hash(manifest)
-        try:
-            live = self.core.read_namespaced_service(meta["name"], meta["namespace"])
-            if (live.metadata.annotations or {}).get(HASH_ANNOTATION) == body["metadata"]["annotations"][
-                HASH_ANNOTATION
-            ]:
-                return False
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        self.core.patch_namespaced_service(
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
+        live = get_or_none(lambda: self.core.read_namespaced_service(meta["name"], meta["namespace"]))
+        return apply_unless_unchanged(
+            manifest,
+            None if live is None else self.core.api_client.sanitize_for_serialization(live),
+            lambda body: self.core.patch_namespaced_service(
+                meta["name"], meta["namespace"], body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            ),
         )
-        return True
 
     def delete_service(self, namespace: str, name: str) -> None:
         try:

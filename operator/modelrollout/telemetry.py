@@ -48,6 +48,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from modelrollout.api.types import PHASES
+from modelrollout.durations import parse_timestamp
 
 PREFIX = "modelrollout"
 VERDICTS = ("Pass", "Fail", "Inconclusive")
@@ -71,22 +72,6 @@ def _reason_label(reason: str | None) -> str:
         return "Unknown"
     word = _REASON_RE.sub("", reason.split(":", 1)[0].split(" ", 1)[0])
     return word[:_MAX_REASON] or "Unknown"
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """Status timestamps arrive as RFC 3339 strings from the API server or datetimes from pydantic."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
@@ -258,7 +243,7 @@ class Telemetry:
         elif new_phase == "RolledBack" and in_rollout:
             label = _reason_label(reason)
             self.rolled_back.labels(namespace, name, label).inc()
-            started = _parse_time(revision_started_at)
+            started = parse_timestamp(revision_started_at)
             if started is not None:
                 elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
                 if elapsed >= 0:

@@ -17,28 +17,22 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, TESTENV, Cluster, wait_until
+from tests.conftest import TESTENV, Cluster, wait_until
 from tests.e2e.harness.gateway import Gateway
 from tests.e2e.harness.pods import PodRunner
 from tests.e2e.harness.prometheus import Prometheus
 from tests.e2e.harness.traffic import TrafficSender
-from tests.e2e.harness.world import local_world
+from tests.e2e.harness.world import local_world, model_spec, serving_spec
 
 pytestmark = pytest.mark.e2e
-MODELS = REPO / "examples/models"
-SUMS = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
 ROLLBACK_TIMES: list[tuple[str, str, float]] = []  # (test, reason, seconds), printed by conftest at the end
 RATE = 40  # requests per second through the gateway (each also sends its feedback)
 
 
 def spec(model: str, *, sha256: str | None = None, bake: str = "0s", deadline: int = 30, warmup: int = 5) -> dict:
     return {
-        "model": {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": sha256 or SUMS[f"{model}.onnx"]},
-        "serving": {
-            "replicas": 1,
-            "warmup": {"requests": warmup},
-            "podLabels": {"modelrollout.io/simulate": "harness"},
-        },
+        "model": model_spec(model, sha256),
+        "serving": serving_spec(warmup),
         "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
         "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": "5s"}},
         "analysis": {

@@ -8,12 +8,11 @@ import urllib.request
 import pytest
 from kubernetes import config
 
-from tests.conftest import REPO, TESTENV, wait_until
+from tests.conftest import TESTENV, wait_until
 from tests.e2e.harness.pods import PodRunner, wait_ready
+from tests.e2e.harness.world import SHA256, model_spec, serving_spec
 
 pytestmark = pytest.mark.e2e
-MODELS = REPO / "examples/models"
-SUMS = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
 
 
 def manifest(model: str, sha256: str, deadline: int = 60) -> dict:
@@ -22,8 +21,8 @@ def manifest(model: str, sha256: str, deadline: int = 60) -> dict:
         "kind": "ModelDeployment",
         "metadata": {"name": "fraud"},
         "spec": {
-            "model": {"name": "fraud", "uri": f"file://{MODELS / model}", "sha256": sha256},
-            "serving": {"replicas": 1, "warmup": {"requests": 5}, "podLabels": {"modelrollout.io/simulate": "harness"}},
+            "model": model_spec(model, sha256),
+            "serving": serving_spec(),
             "traffic": {"none": {}},
             "progressDeadlineSeconds": deadline,
         },
@@ -38,7 +37,7 @@ def runner(cluster, namespace):
 
 
 def test_pod_is_ready_only_when_the_model_server_is(cluster, operator, namespace, runner):
-    cluster.apply(manifest("baseline.onnx", SUMS["baseline.onnx"]), namespace)
+    cluster.apply(manifest("baseline", SHA256["baseline.onnx"]), namespace)
     rev = wait_until(lambda: (cluster.get("mdep", "fraud", namespace) or {}).get("status", {}).get("stableRevision"),
                      90, what="first revision stable")  # fmt: skip
     (pod,) = wait_ready(runner, rev, 1, 30)
@@ -50,7 +49,7 @@ def test_pod_is_ready_only_when_the_model_server_is(cluster, operator, namespace
 
 
 def test_sha256_mismatch_never_becomes_ready_and_trips_the_deadline(cluster, operator, namespace, runner):
-    cluster.apply(manifest("baseline.onnx", "0" * 64, deadline=15), namespace)
+    cluster.apply(manifest("baseline", "0" * 64, deadline=15), namespace)
     obj = wait_until(
         lambda: (o := cluster.get("mdep", "fraud", namespace)) and o.get("status", {}).get("phase") == "Failed" and o,
         90, what="phase Failed",

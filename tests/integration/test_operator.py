@@ -243,3 +243,16 @@ def test_a_terminating_namespace_is_not_an_error(cluster, operator, namespace):
     cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=90s")
     new = log.read_text()[mark:]
     assert "Traceback" not in new and "forbidden" not in new.lower(), new[-3000:]
+
+
+def test_hand_edits_to_children_are_put_back(cluster, operator, namespace):
+    """The operator owns replicas and selectors: `kubectl scale` or a selector edit is reverted."""
+    cluster.apply(manifest(), namespace)
+    rev = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]
+    cluster.kubectl("scale", "deploy", f"fraud-{rev}", "-n", namespace, "--replicas=5")
+    cluster.kubectl("patch", "svc", "fraud", "-n", namespace, "--type=merge", "-p",
+                    '{"spec":{"selector":{"modelrollout.io/deployment":"someone-else"}}}')  # fmt: skip
+    wait_until(lambda: cluster.get("deploy", f"fraud-{rev}", namespace)["spec"]["replicas"] == 2, 30,
+               what="replicas put back to 2")  # fmt: skip
+    wait_until(lambda: cluster.get("svc", "fraud", namespace)["spec"]["selector"]
+               == {"modelrollout.io/deployment": "fraud"}, 30, what="Service selector put back")  # fmt: skip

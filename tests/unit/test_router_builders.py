@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.kube import with_hash
 from modelrollout.routers import (
     PROVIDERS,
     Router,
@@ -22,7 +23,7 @@ from modelrollout.routers import (
     router_for_provider,
     split,
 )
-from modelrollout.routers.base import WEIGHTED_ROUTE, percentages, with_hash
+from modelrollout.routers.base import WEIGHTED_ROUTE, percentages
 
 WEIGHTS = (0, 5, 50, 100)
 OWNER = {
@@ -331,7 +332,7 @@ def test_cleanup_of_other_providers_skips_forbidden_ones_and_never_the_current(m
 
 
 def test_an_unchanged_apply_is_skipped_but_a_hand_edit_is_repaired():
-    from modelrollout.routers.base import apply_unless_unchanged
+    from modelrollout.kube import apply_unless_unchanged
 
     manifest = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5)
     sent: list[dict] = []

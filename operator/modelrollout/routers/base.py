@@ -23,13 +23,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.kube import HASH_ANNOTATION, with_hash
 from modelrollout.workloads import LABEL_DEPLOYMENT, common_labels, owner_reference
 
 log = logging.getLogger(__name__)
@@ -139,54 +138,6 @@ def service_fqdn(service: str, namespace: str) -> str:
 # version and plural: the chart's RBAC test reads those call sites to derive the ClusterRole, so a
 # generic "any resource" client here would hide what the operator needs. What is shared is the
 # logic around the calls.
-
-T = TypeVar("T")
-
-
-def get_or_none(fetch: Callable[[], T]) -> T | None:
-    """Run a read; a 404 (no such object, or the CRD is not installed) is None, not an error."""
-    try:
-        return fetch()
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def apply_unless_unchanged(
-    manifest: dict[str, Any], live: dict[str, Any] | None, patch: Callable[[dict[str, Any]], object]
-) -> bool:
-    """Server-side apply ``manifest`` (through ``patch``) unless ``live`` already is what it says.
-
-    "Already is" means the live object carries this manifest's hash *and* still contains every
-    field of it: the hash alone would let a hand-edited weight survive until the desired weight
-    changes. A steady reconcile therefore costs one GET and no write; True when something was sent.
-    """
-    body = with_hash(manifest)
-    digest = body["metadata"]["annotations"][HASH_ANNOTATION]
-    if (
-        live is not None
-        and (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == digest
-        and contains(live, {"metadata": {k: v for k, v in body["metadata"].items() if k != "name"},
-                            "spec": body.get("spec", {})})
-    ):  # fmt: skip
-        return False
-    patch(body)
-    return True
-
-
-def contains(live: Any, want: Any) -> bool:
-    """Whether ``live`` has every field of ``want`` with the same value.
-
-    Dicts may have more keys in ``live`` (defaults the API server fills in, fields other managers
-    own); lists must match element by element, as the lists we write are atomic or keyed by the
-    whole element.
-    """
-    if isinstance(want, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in want.items())
-    if isinstance(want, list):
-        return isinstance(live, list) and len(live) == len(want) and all(map(contains, live, want))
-    return live == want
 
 
 def delete_if_controlled(

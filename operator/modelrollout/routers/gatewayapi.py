@@ -15,17 +15,8 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import GatewayAPITraffic, ModelDeploymentSpec
-from modelrollout.kube import FIELD_MANAGER
-from modelrollout.routers.base import (
-    WEIGHTED_ROUTE,
-    Weights,
-    apply_unless_unchanged,
-    delete_if_controlled,
-    get_or_none,
-    object_meta,
-    percentages,
-    split,
-)
+from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none
+from modelrollout.routers.base import WEIGHTED_ROUTE, Weights, delete_if_controlled, object_meta, percentages, split
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "gatewayAPI"

@@ -22,13 +22,11 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import IstioTraffic, ModelDeploymentSpec
-from modelrollout.kube import FIELD_MANAGER
+from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none
 from modelrollout.routers.base import (
     WEIGHTED_ROUTE,
     Weights,
-    apply_unless_unchanged,
     delete_if_controlled,
-    get_or_none,
     object_meta,
     percentages,
     service_fqdn,

@@ -15,16 +15,8 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import ModelDeploymentSpec, NginxTraffic
-from modelrollout.kube import FIELD_MANAGER
-from modelrollout.routers.base import (
-    Weights,
-    apply_unless_unchanged,
-    delete_if_controlled,
-    get_or_none,
-    object_meta,
-    percentages,
-    split,
-)
+from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none
+from modelrollout.routers.base import Weights, delete_if_controlled, object_meta, percentages, split
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "nginx"

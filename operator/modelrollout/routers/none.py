@@ -18,7 +18,8 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.routers.base import Weights, get_or_none, percentages, split
+from modelrollout.kube import get_or_none
+from modelrollout.routers.base import Weights, percentages, split
 from modelrollout.workloads import LABEL_DEPLOYMENT, LABEL_REVISION, canary_service_name, stable_service_name
 
 PROVIDER = "none"

@@ -19,6 +19,19 @@ from tests.e2e.harness.gateway import Gateway
 from tests.e2e.harness.pods import PodRunner
 from tests.e2e.harness.prometheus import Prometheus, Target
 
+MODELS = Path(__file__).resolve().parents[3] / "examples" / "models"
+SHA256 = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
+
+
+def model_spec(model: str, sha256: str | None = None) -> dict:
+    """``spec.model`` for an example model (baseline, better, worse, slow, broken), checksum included."""
+    return {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": sha256 or SHA256[f"{model}.onnx"]}
+
+
+def serving_spec(warmup: int = 5) -> dict:
+    """``spec.serving`` whose pods the PodRunner serves with real model servers."""
+    return {"replicas": 1, "warmup": {"requests": warmup}, "podLabels": {"modelrollout.io/simulate": "harness"}}
+
 
 @dataclass
 class LocalWorld:
