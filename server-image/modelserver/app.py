@@ -31,7 +31,7 @@ def create_app(settings: Settings, state: ServerState | None = None, start_loade
     """Build the app; the model loads in a background thread started by the lifespan."""
     state = state or ServerState()
     if state.metrics is None and settings.revision:
-        state.metrics = ServerMetrics(settings.model_name, settings.revision)
+        state.metrics = ServerMetrics(settings.model_name, settings.revision, latency_buckets=settings.latency_buckets)
     server = ModelServer(settings, state)
 
     @asynccontextmanager

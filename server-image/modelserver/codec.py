@@ -263,18 +263,19 @@ def encode_response(
     request_id: str,
     outputs: dict[str, np.ndarray],
     names: tuple[str, ...] | None,
+    token: str | None = None,
 ) -> bytes:
-    """Serialise the V2 response with flat, row-major ``data`` (numpy arrays go straight to orjson)."""
+    """Serialise the V2 response with flat, row-major ``data`` (numpy arrays go straight to orjson).
+
+    A prediction token goes into the response's ``parameters`` (the V2 place for extensions), as
+    ``parameters.prediction_token``.
+    """
     selected = names if names is not None else tuple(outputs)
-    return orjson.dumps(
-        {
-            "model_name": model_name,
-            "model_version": version,
-            "id": request_id,
-            "outputs": [_encode_tensor(name, outputs[name]) for name in selected],
-        },
-        option=orjson.OPT_SERIALIZE_NUMPY,
-    )
+    response: dict[str, Any] = {"model_name": model_name, "model_version": version, "id": request_id}
+    if token is not None:
+        response["parameters"] = {"prediction_token": token}
+    response["outputs"] = [_encode_tensor(name, outputs[name]) for name in selected]
+    return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:

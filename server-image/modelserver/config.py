@@ -8,12 +8,20 @@ wins over the environment, and the environment over the built-in default.
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 ENV_PREFIX = "MODELSERVER_"
+DEFAULT_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
+    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+DEFAULT_TOKEN_TTL_SECONDS = 7 * 24 * 3600.0
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -47,6 +55,10 @@ class Settings:
     inline_threshold_ms: float = 1.0
     batching: str = "auto"
     fast_path: bool = True
+    feedback_key_file: str | None = None
+    deployment: str | None = None
+    feedback_token_ttl: float = DEFAULT_TOKEN_TTL_SECONDS
+    latency_buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS
 
 
 def parse_bool(text: str) -> bool:
@@ -101,6 +113,52 @@ def _port(text: str) -> int:
     return value
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """``7d``, ``36h``, ``1h30m``, ``90s`` or plain seconds; must be > 0."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            hint = f"expected a duration such as 7d, 36h, 1h30m or 90s, got {text!r}"
+            raise argparse.ArgumentTypeError(hint) from None
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration > 0, got {text!r}")
+    return seconds
+
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DEPLOYMENT = re.compile(rf"{_DNS_LABEL}/{_DNS_LABEL}(\.{_DNS_LABEL})*")
+
+
+def _deployment(text: str) -> str:
+    """``NAMESPACE/NAME`` of the ModelDeployment, as Kubernetes spells them."""
+    value = text.strip()
+    if len(value) > 317 or not _DEPLOYMENT.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME of the ModelDeployment, got {text!r}")
+    return value
+
+
+def _buckets(text: str) -> tuple[float, ...]:
+    """Comma-separated histogram edges in seconds: positive, finite, strictly increasing."""
+    try:
+        edges = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        hint = f"expected comma-separated seconds such as 0.01,0.05,0.1, got {text!r}"
+        raise argparse.ArgumentTypeError(hint) from None
+    if not all(math.isfinite(e) and e > 0 for e in edges):
+        raise argparse.ArgumentTypeError(f"bucket edges must be finite numbers > 0 (seconds), got {text!r}")
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        raise argparse.ArgumentTypeError(f"bucket edges must be strictly increasing, got {text!r}")
+    return edges
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -137,6 +195,10 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "inline_threshold_ms": (_positive_float, "auto executor: run inline if warmup mean is below this"),
     "batching": (_choice("auto", "off"), "micro-batch concurrent requests (auto: inline models that batch exactly)"),
     "fast_path": (parse_bool, "serve POST .../infer by a thin ASGI layer in front of FastAPI"),
+    "feedback_key_file": (str, "file with the raw HMAC key for prediction tokens (unset: no tokens, id feedback only)"),
+    "deployment": (_deployment, "NAMESPACE/NAME of the ModelDeployment, bound into every prediction token"),
+    "feedback_token_ttl": (_duration, "how long a prediction token accepts feedback (7d, 36h, 90m, seconds)"),
+    "latency_buckets": (_buckets, "comma-separated seconds: bucket edges of modelserver_request_duration_seconds"),
 }
 _REQUIRED = ("model_uri", "model_name")
 
@@ -156,6 +218,8 @@ def _build_parser() -> argparse.ArgumentParser:
     for name, (kind, text) in _OPTIONS.items():
         flag = "--" + name.replace("_", "-")
         default = defaults.get(name)
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
         shown = "" if name in _REQUIRED else f" (default: {default})"
         parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{text}; env {env_name(name)}{shown}")
     return parser
@@ -181,4 +245,6 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     missing = [n for n in _REQUIRED if not values.get(n)]
     if missing:
         parser.error("missing " + ", ".join(f"--{n.replace('_', '-')} (or {env_name(n)})" for n in missing))
+    if values.get("feedback_key_file") and not values.get("deployment"):
+        parser.error("--feedback-key-file needs --deployment NAMESPACE/NAME (the identity bound into tokens)")
     return Settings(**values)

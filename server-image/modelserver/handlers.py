@@ -93,8 +93,8 @@ class ModelServer:
             finally:
                 gauge.dec()
             runtime.check_outputs(outputs)
-            runtime.record(req.id, outputs)
-            content = encode_response(name, runtime.version, req.id, outputs, req.outputs)
+            token = runtime.record(req.id, outputs)
+            content = encode_response(name, runtime.version, req.id, outputs, req.outputs, token)
             status = 200
         except ApiError as exc:
             status, content = exc.status, error_response(exc).body

@@ -8,7 +8,8 @@ increment itself. The names and their PromQL are documented in ``docs/metrics.md
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,13 +20,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from .config import DEFAULT_LATENCY_BUCKETS as LATENCY_BUCKETS
+
 # ``*_created`` series double the exposition size and no gate uses them.
 disable_created_metrics()
 
-LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
-    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 ENDPOINTS = (
     "infer", "feedback", "model_metadata", "model_ready", "server_metadata",
@@ -33,6 +32,10 @@ ENDPOINTS = (
 )  # fmt: skip
 CODE_CLASSES = ("2xx", "4xx", "5xx")
 MAX_CLASS_LABELS = 100
+MAX_FEEDBACK_REVISIONS = 32
+"""Revisions (other than this one) whose token feedback this process keeps series for; the least
+recently labelled one is dropped first (its counter restarts at 0 if it comes back: a counter reset)."""
+UNMATCHED_REASONS = ("unknown", "expired", "malformed", "forged", "foreign", "replayed", "unsupported")
 BASE = ("model", "revision")
 
 
@@ -44,13 +47,19 @@ def code_class(status: int) -> str:
 class ServerMetrics:
     """All series of one server process, registered on a private registry (no unlabelled series)."""
 
-    def __init__(self, model: str, revision: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        revision: str,
+        registry: CollectorRegistry | None = None,
+        latency_buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.labels = (model, revision)
-        self._define(self.registry)
+        self._define(self.registry, tuple(latency_buckets))
         self._bind()
 
-    def _define(self, r: CollectorRegistry) -> None:
+    def _define(self, r: CollectorRegistry, latency_buckets: tuple[float, ...]) -> None:
         self.requests = Counter(
             "modelserver_requests", "HTTP requests by endpoint and status class.",
             (*BASE, "endpoint", "code"), registry=r,
@@ -58,7 +67,7 @@ class ServerMetrics:
         self.duration = Histogram(
             "modelserver_request_duration_seconds",
             "Time to answer infer requests that reached the model (2xx and 5xx), in seconds.",
-            BASE, buckets=LATENCY_BUCKETS, registry=r,
+            BASE, buckets=latency_buckets, registry=r,
         )  # fmt: skip
         self.inflight = Gauge("modelserver_inflight_requests", "Infer requests in progress.", BASE, registry=r)
         self.predictions = Counter(
@@ -72,14 +81,20 @@ class ServerMetrics:
         )  # fmt: skip
         self.feedback = Counter(
             "modelserver_feedback",
-            "Ground-truth labels joined to a cached prediction.",
+            "Ground-truth labels joined to a prediction (cached by id, or carried by a prediction token), "
+            "labelled with the revision that made the prediction.",
             (*BASE, "correct"),
             registry=r,
         )
         self.unmatched = Counter(
             "modelserver_feedback_unmatched",
-            "Feedback whose request id had no cached prediction (unknown) or whose prediction expired.",
+            "Feedback not counted: unknown or expired id; malformed, forged, foreign, expired or replayed token.",
             (*BASE, "reason"), registry=r,
+        )  # fmt: skip
+        self.signature = Gauge(
+            "modelserver_model_signature_info",
+            "The model's contract: one series per input and output tensor and per named feature.",
+            (*BASE, "io", "name", "datatype", "shape"), registry=r,
         )  # fmt: skip
         self.imputed = Counter(
             "modelserver_features_imputed",
@@ -112,7 +127,8 @@ class ServerMetrics:
             True: self.feedback.labels(m, rev, "true"),
             False: self.feedback.labels(m, rev, "false"),
         }
-        self._unmatched = {r: self.unmatched.labels(m, rev, r) for r in ("unknown", "expired")}
+        self._unmatched = {r: self.unmatched.labels(m, rev, r) for r in UNMATCHED_REASONS}
+        self._foreign_feedback: OrderedDict[str, dict[bool, object]] = OrderedDict()
         self._classes: dict[str, object] = {}
         self.load_seconds.labels(m, rev).set(0)
         self.warmup_seconds.labels(m, rev).set(0)
@@ -151,11 +167,33 @@ class ServerMetrics:
                 self._classes[name] = child
         return child
 
-    def record_feedback(self, correct: int, incorrect: int) -> None:
+    def record_feedback(self, correct: int, incorrect: int, revision: str | None = None) -> None:
+        """Count labels for ``revision`` (the one that predicted; default: this server's)."""
+        children = self._feedback if revision is None or revision == self.labels[1] else self._revision(revision)
         if correct:
-            self._feedback[True].inc(correct)
+            children[True].inc(correct)
         if incorrect:
-            self._feedback[False].inc(incorrect)
+            children[False].inc(incorrect)
+
+    def _revision(self, revision: str) -> dict[bool, object]:
+        """Feedback children of another revision (token feedback), bounded by MAX_FEEDBACK_REVISIONS."""
+        children = self._foreign_feedback.get(revision)
+        if children is not None:
+            self._foreign_feedback.move_to_end(revision)
+            return children
+        model = self.labels[0]
+        children = {flag: self.feedback.labels(model, revision, str(flag).lower()) for flag in (True, False)}
+        self._foreign_feedback[revision] = children
+        if len(self._foreign_feedback) > MAX_FEEDBACK_REVISIONS:
+            dropped, _ = self._foreign_feedback.popitem(last=False)
+            for flag in ("true", "false"):
+                self.feedback.remove(model, dropped, flag)
+        return children
+
+    def set_signature(self, series: Iterable[tuple[str, str, str, str]]) -> None:
+        """One ``modelserver_model_signature_info`` series per ``(io, name, datatype, shape)``."""
+        for io, name, datatype, shape in series:
+            self.signature.labels(*self.labels, io, name, datatype, shape).set(1)
 
     def record_unmatched(self, reason: str) -> None:
         self._unmatched[reason].inc()

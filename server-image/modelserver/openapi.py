@@ -22,8 +22,10 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": REF.format(model=name)}
 
 
-def _json(name: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+def _json(name: str | tuple[str, ...], description: str) -> dict[str, Any]:
+    """A JSON response of component ``name`` (or any of several components)."""
+    schema = _ref(name) if isinstance(name, str) else {"anyOf": [_ref(n) for n in name]}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _ERR_400 = {"400": _json("Error", "Malformed request; the message names the offending field")}
@@ -43,9 +45,15 @@ _ROUTES: dict[str, dict[str, Any]] = {
               "errors": {**_ERR_400, **_ERR_404, **_ERR_503,
                          "413": _json("Error", "Request body too large"),
                          "500": _json("Error", "The model produced non-finite output (a model fault)")}},
-    "feedback": {"summary": "Ground-truth feedback", "ok": ("FeedbackBatchResponse", "Feedback counted"),
+    "feedback": {"summary": "Ground-truth feedback",
+                 "ok": (("FeedbackResult", "FeedbackBatchResponse"),
+                        "Counted (single form), or one result per item (batch form)"),
                  "body": "FeedbackRequest",
                  "errors": {**_ERR_400, "404": _json("Error", "Unknown model or version, or unmatched id"),
+                            "403": _json("Error", "Token not signed with this ModelDeployment's key, or "
+                                                  "issued for another ModelDeployment"),
+                            "409": _json("Error", "Token already counted by this pod (replay)"),
+                            "410": _json("Error", "Token older than --feedback-token-ttl"),
                             **_ERR_503, "413": _json("Error", "Request body too large")}},
     "metrics": {"summary": "Prometheus metrics", "text": "Prometheus text exposition format"},
 }  # fmt: skip

@@ -25,6 +25,7 @@ from .metrics import ServerMetrics
 from .model import OnnxModel, TensorSpec
 from .predictions import PredictionReader
 from .predlog import PredictionLogger
+from .tokens import ReplayGuard, TokenCodec
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Runtime:
     cache: PredictionCache
     metrics: ServerMetrics
     predlog: PredictionLogger
+    tokens: TokenCodec | None = None
+    """Issues and verifies prediction tokens; None without ``--feedback-key-file``."""
+    replay: ReplayGuard | None = None
+    """Nonces of tokens this process has counted (replays to this pod are not counted twice)."""
     executor: ThreadPoolExecutor | None = None
     batcher: MicroBatcher | None = None
 
@@ -62,14 +67,21 @@ class Runtime:
         if bad is not None:
             raise ApiError(500, f"model produced non-finite values in output {bad!r}")
 
-    def record(self, request_id: str, outputs: dict[str, np.ndarray]) -> None:
-        """Count the predicted classes/scores and cache them for feedback."""
+    def record(self, request_id: str, outputs: dict[str, np.ndarray]) -> str | None:
+        """Count the predicted classes/scores, cache them for feedback and return the prediction token.
+
+        The token is None when the model is no classifier, tokens are off, or the batch is so large
+        that its token would exceed :data:`modelserver.tokens.MAX_TOKEN_CHARS`.
+        """
         if not self.reader.is_classifier:
-            return
+            return None
         predictions = self.reader.read(outputs)
         scores = predictions.scores
         self.metrics.record_predictions(predictions.counts(), () if scores is None else scores.tolist())
         self.cache.put(request_id, tuple(predictions.classes))
+        if self.tokens is None or not predictions.classes:
+            return None
+        return self.tokens.issue(predictions.classes)
 
 
 def _classify_runtime_error(exc: Exception) -> ApiError:

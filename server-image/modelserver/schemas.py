@@ -57,10 +57,19 @@ class ResponseOutput(BaseModel):
     data: list[Any]
 
 
+class InferResponseParameters(_Open):
+    prediction_token: str | None = Field(
+        None,
+        description="Send it back as `token` in feedback, to any pod of the ModelDeployment. Present when the "
+        "server has a feedback key and the model is a classifier.",
+    )
+
+
 class InferResponse(BaseModel):
     model_name: str
     model_version: str
     id: str
+    parameters: InferResponseParameters | None = None
     outputs: list[ResponseOutput]
 
 
@@ -97,24 +106,36 @@ class ReadyResponse(_Open):
     ready: bool
 
 
+_TOKEN = "The infer response's `parameters.prediction_token`: accepted by any pod of the ModelDeployment."
+_ID = "The infer request's id: joined only by the pod that answered it (per-pod cache)."
+Status = Literal[
+    "matched", "unknown", "expired", "invalid", "malformed", "forged", "foreign", "replayed", "unsupported"
+]
+
+
 class FeedbackItem(_Open):
-    id: str
+    token: str | None = Field(None, description=_TOKEN)
+    id: str | None = Field(None, description=_ID)
     truth: str | int | list[str | int] = Field(description="Class name or index; a list for batched requests.")
 
 
 class FeedbackRequest(_Open):
-    """Either one item (`id`, `truth`) or a batch under `feedback`."""
+    """Either one item (`token` or `id`, and `truth`) or a batch under `feedback`."""
 
-    id: str | None = None
+    token: str | None = Field(None, description=_TOKEN)
+    id: str | None = Field(None, description=_ID)
     truth: str | int | list[str | int] | None = None
     feedback: list[FeedbackItem] | None = None
 
 
 class FeedbackResult(_Open):
-    id: str
-    status: Literal["matched", "unknown", "expired", "invalid"]
+    id: str | None = None
+    status: Status
+    revision: str | None = Field(None, description="The revision the label was counted for (token feedback).")
     correct: int | None = None
     incorrect: int | None = None
+    code: int | None = Field(None, description="In a batch: the status the single form would have answered.")
+    error: str | None = None
 
 
 class FeedbackBatchResponse(BaseModel):

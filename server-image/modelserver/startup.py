@@ -27,6 +27,7 @@ from .predictions import PredictionReader
 from .predlog import PredictionLogger
 from .runtime import Runtime
 from .state import Phase, ServerState
+from .tokens import ReplayGuard, TokenCodec, load_key
 from .warmup import feature_input, reference_feeds, run_warmup
 
 log = logging.getLogger("modelserver.startup")
@@ -69,7 +70,7 @@ class Loader:
         data = fetch(s.model_uri, policy)
         digest = verify_sha256(data, s.sha256, s.model_uri)
         revision = s.revision or digest[:12]
-        metrics = self.metrics or ServerMetrics(s.model_name, revision)
+        metrics = self.metrics or ServerMetrics(s.model_name, revision, latency_buckets=s.latency_buckets)
         self.metrics = metrics
         self.state.metrics = metrics
         metadata = self._metadata(policy)
@@ -106,6 +107,7 @@ class Loader:
         reader = PredictionReader(model, metadata)
         metrics.bind_features(metadata.feature_names)
         metrics.bind_classes(metadata.classes)
+        metrics.set_signature(signature_series(model, metadata))
         return Runtime(
             model=model,
             metadata=metadata,
@@ -117,7 +119,19 @@ class Loader:
             cache=PredictionCache(s.feedback_cache_size, s.feedback_ttl_seconds),
             metrics=metrics,
             predlog=PredictionLogger(s.model_name, revision, s.log_sample_rate, s.log_inputs),
+            tokens=self._tokens(revision),
+            replay=ReplayGuard(s.feedback_cache_size),
         )
+
+    def _tokens(self, revision: str) -> TokenCodec | None:
+        """Prediction tokens need the key and the ModelDeployment's identity; without a key, none."""
+        s = self.settings
+        if not s.feedback_key_file:
+            return None
+        assert s.deployment is not None  # parse_settings refuses a key file without --deployment
+        codec = TokenCodec(load_key(s.feedback_key_file), s.deployment, revision, s.feedback_token_ttl)
+        log.info("prediction tokens on", extra={"deployment": s.deployment, "token_ttl_seconds": s.feedback_token_ttl})
+        return codec
 
     def _warm(self, runtime: Runtime) -> None:
         s = self.settings
@@ -164,3 +178,19 @@ class Loader:
         if mode == "inline":
             return None
         return ThreadPoolExecutor(max_workers=s.inference_threads, thread_name_prefix="modelserver-infer")
+
+
+def signature_series(model: OnnxModel, metadata: ModelMetadata) -> list[tuple[str, str, str, str]]:
+    """``(io, name, datatype, shape)`` for every input, output and named feature: the model's contract.
+
+    Shapes are comma-separated dims with ``-1`` for symbolic ones; features have their type
+    (``number``/``category``) as datatype and no shape.
+    """
+
+    def shape(dims: tuple[int, ...]) -> str:
+        return ",".join(str(d) for d in dims)
+
+    series = [("input", t.name, t.datatype.v2, shape(t.shape)) for t in model.inputs]
+    series += [("output", t.name, t.datatype.v2, shape(t.shape)) for t in model.outputs]
+    series += [("feature", f.name, f.kind or "", "") for f in metadata.features]
+    return series

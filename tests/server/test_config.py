@@ -63,6 +63,18 @@ def test_flags_win_over_env() -> None:
         (BASE, {"MODELSERVER_SHA256": "xyz"}),
         ([*BASE, "--log-sample-rate", "2"], {}),
         ([*BASE, "--executor", "gpu"], {}),
+        ([*BASE, "--feedback-key-file", "/k"], {}),  # a key needs the identity it binds
+        ([*BASE, "--deployment", "ml"], {}),
+        ([*BASE, "--deployment", "ML/Fraud"], {}),
+        ([*BASE, "--deployment", "ml/fraud/x"], {}),
+        ([*BASE, "--feedback-token-ttl", "0"], {}),
+        ([*BASE, "--feedback-token-ttl", "3 days"], {}),
+        (BASE, {"MODELSERVER_FEEDBACK_TOKEN_TTL": "-1h"}),
+        ([*BASE, "--latency-buckets", "0.1,0.05"], {}),
+        ([*BASE, "--latency-buckets", "0.1,0.1"], {}),
+        ([*BASE, "--latency-buckets", "0,0.1"], {}),
+        ([*BASE, "--latency-buckets", "0.1,inf"], {}),
+        (BASE, {"MODELSERVER_LATENCY_BUCKETS": "fast"}),
     ],
 )
 def test_invalid_settings_exit_with_usage(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture) -> None:
@@ -79,3 +91,23 @@ def test_every_flag_is_documented() -> None:
     for field in dataclasses.fields(Settings):
         assert f"`--{field.name.replace('_', '-')}`" in doc, field.name
         assert f"`{env_name(field.name)}`" in doc, field.name
+
+
+def test_feedback_token_settings() -> None:
+    s = parse_settings([*BASE, "--feedback-key-file", "/k", "--deployment", "ml/fraud-v2.x"], environ={})
+    assert (s.feedback_key_file, s.deployment, s.feedback_token_ttl) == ("/k", "ml/fraud-v2.x", 7 * 86400)
+    env = {"MODELSERVER_FEEDBACK_KEY_FILE": "/k", "MODELSERVER_DEPLOYMENT": "a/b"}
+    for text, seconds in (("36h", 129600), ("1h30m", 5400), ("90s", 90), ("2d", 172800), ("45", 45), ("1.5h", 5400)):
+        assert (
+            parse_settings(BASE, environ={**env, "MODELSERVER_FEEDBACK_TOKEN_TTL": text}).feedback_token_ttl == seconds
+        )
+    assert parse_settings(BASE, environ={}).feedback_key_file is None, "no key by default: tokens are opt-in"
+
+
+def test_latency_buckets_setting() -> None:
+    from modelserver.metrics import LATENCY_BUCKETS
+
+    assert parse_settings(BASE, environ={}).latency_buckets == LATENCY_BUCKETS
+    assert LATENCY_BUCKETS[0] == 0.0005 and LATENCY_BUCKETS[-1] == 10.0 and len(LATENCY_BUCKETS) == 17
+    s = parse_settings(BASE, environ={"MODELSERVER_LATENCY_BUCKETS": "0.005, 0.01,0.05"})
+    assert s.latency_buckets == (0.005, 0.01, 0.05)

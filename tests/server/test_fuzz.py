@@ -96,6 +96,7 @@ def test_infer_fuzz_never_5xx(baseline: ServerProcess, body: object) -> None:
 
 feedback_bodies = st.one_of(
     st.fixed_dictionaries({}, optional={"id": st.one_of(st.text(max_size=8), scalars),
+                                        "token": st.one_of(st.text(max_size=40), scalars),
                                         "truth": st.one_of(scalars, st.lists(scalars, max_size=3))}),
     st.fixed_dictionaries({"feedback": st.one_of(scalars, st.lists(st.one_of(scalars, st.fixed_dictionaries(
         {"id": st.one_of(st.text(max_size=8), scalars), "truth": st.one_of(scalars, st.lists(scalars, max_size=3))})),

@@ -42,7 +42,7 @@ def test_metric_names_match_docs(baseline: ServerProcess) -> None:
         "modelserver_predictions_total", "modelserver_prediction_score", "modelserver_feedback_total",
         "modelserver_feedback_unmatched_total", "modelserver_features_imputed_total",
         "modelserver_features_missing_total", "modelserver_model_load_seconds", "modelserver_warmup_seconds",
-        "modelserver_ready",
+        "modelserver_ready", "modelserver_model_signature_info",
     }  # fmt: skip
     assert documented == expected
 
@@ -189,3 +189,30 @@ def test_sampled_prediction_log(server_factory: ServerFactory) -> None:
     assert record["model"] == MODEL_NAME and record["revision"] == REVISION and record["latency_ms"] > 0
     assert set(record["outputs"]) == {"label", "probabilities"} and "input" in record["inputs"]
     assert isinstance(record["time"], float)
+
+
+def test_latency_buckets_flag_sets_the_histogram_edges(server_factory: ServerFactory) -> None:
+    server = server_factory.start(model_args("baseline", "--warmup-requests", "1", "--latency-buckets", "0.002,0.04,1"))
+    requests.post(server.url + INFER, json=dataset.tensor_body(dataset.generate(1, seed=1).features), timeout=5)
+    les = [lab["le"] for n, lab, _ in samples(server.metrics()) if n == "modelserver_request_duration_seconds_bucket"]
+    assert les == ["0.002", "0.04", "1.0", "+Inf"]
+    assert value(server.metrics(), "modelserver_request_duration_seconds_count") == 1
+
+
+def test_model_signature_info_lists_tensors_and_features(baseline: ServerProcess) -> None:
+    series = {
+        (lab["io"], lab["name"], lab["datatype"], lab["shape"]): v
+        for n, lab, v in samples(baseline.metrics())
+        if n == "modelserver_model_signature_info"
+    }
+    assert series == {
+        ("input", "input", "FP32", "-1,5"): 1.0,
+        ("output", "label", "INT64", "-1"): 1.0,
+        ("output", "probabilities", "FP32", "-1,2"): 1.0,
+        **{("feature", name, "number", ""): 1.0 for name in dataset.NUMERIC_FEATURES},
+        ("feature", "channel", "category", ""): 1.0,
+    }
+    metadata = requests.get(baseline.url + f"/v2/models/{MODEL_NAME}", timeout=5).json()
+    tensors = {(io, t["name"], t["datatype"], ",".join(map(str, t["shape"])))
+               for io in ("input", "output") for t in metadata[io + "s"]}  # fmt: skip
+    assert tensors == {k for k in series if k[0] != "feature"}, "the metric says what the metadata endpoint says"
