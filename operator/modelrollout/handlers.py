@@ -186,7 +186,9 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
     namespace, name = meta["namespace"], meta["name"]
     snapshots = {h.revision: h for h in decision.status.history}
     router = routers.router_for(spec)
-    all_revisions = spec.traffic.provider in ("none", "istio")
+    # Only without a traffic layer does <name> span revisions (the replica ratio is the weight); every
+    # router, Istio included, routes to <name> (stable only) and <name>-canary.
+    all_revisions = spec.traffic.provider == "none"
     for action in decision.actions:
         match action:
             case engine.EnsureRevision(revision=rev, replicas=replicas):

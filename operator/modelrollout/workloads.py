@@ -162,8 +162,9 @@ def build_service(
     """A Service selecting one revision's pods; ``role`` is stable or canary.
 
     ``all_revisions`` makes the stable Service select every revision's pods: what the ``none``
-    provider needs (kube-proxy spreads requests by pod count, so the replica ratio *is* the weight)
-    and what Istio needs (DestinationRule subsets only find pods behind the host Service).
+    provider needs (kube-proxy spreads requests by pod count, so the replica ratio *is* the weight).
+    Every router leaves it off, so callers a route does not govern (an Istio caller without a
+    sidecar, say) reach the stable revision only.
     """
     name = owner["metadata"]["name"]
     selector = {LABEL_DEPLOYMENT: name} if all_revisions else selector_labels(name, revision)

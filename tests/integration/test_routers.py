@@ -10,13 +10,19 @@ owner to see the real garbage collector remove what the router wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout import engine
+from modelrollout.api.types import AnalysisResult, ModelDeploymentSpec, ModelDeploymentStatus
+from modelrollout.revision import revision_hash
 from modelrollout.routers import cleanup_other_providers, router_for, router_for_provider
 from modelrollout.workloads import build_deployment, build_service
 
@@ -167,11 +173,11 @@ def test_cleanup_leaves_objects_it_does_not_own(cluster, upstream_crds, api, nam
 # ------------------------------------------------------------------------------------------- Istio
 
 
-def test_istio_virtualservice_and_destinationrule(cluster, upstream_crds, api, namespace):
+def test_istio_virtualservice(cluster, upstream_crds, api, namespace):
     owner, spec = create_owner(cluster, namespace, "istio")
     router = router_for(spec, api)
     assert router.read_weights(owner, spec) is None
-    host = f"fraud.{namespace}.svc.cluster.local"
+    stable, canary = f"fraud.{namespace}.svc.cluster.local", f"fraud-canary.{namespace}.svc.cluster.local"
 
     for w in (0, 5, 50, 100):
         router.ensure(owner, spec, w, stable_revision="aaa111", canary_revision="bbb222")
@@ -180,23 +186,11 @@ def test_istio_virtualservice_and_destinationrule(cluster, upstream_crds, api, n
         assert vs["spec"]["hosts"] == ["fraud.example.com"]
         assert vs["spec"]["gateways"] == ["istio-system/public"]
         (http,) = vs["spec"]["http"]
-        split = {r["destination"]["subset"]: r["weight"] for r in http["route"]}
-        assert split == ({"stable": 100} if w == 0 else {"stable": 100 - w, "canary": w})
-        assert {r["destination"]["host"] for r in http["route"]} == {host}
-        dr = get(cluster, "destinationrule", "fraud", namespace)
-        assert dr["spec"]["host"] == host
-        subsets = {s["name"]: s["labels"]["modelrollout.io/revision"] for s in dr["spec"]["subsets"]}
-        assert subsets == {"stable": "aaa111", "canary": "bbb222"}
+        split = {r["destination"]["host"]: r["weight"] for r in http["route"]}
+        assert split == ({stable: 100} if w == 0 else {stable: 100 - w, canary: w})
+        assert not any("subset" in r["destination"] for r in http["route"])
         assert_owned_by(vs, owner)
-        assert_owned_by(dr, owner)
-
-    # Promotion: the stable subset moves to the new revision, the canary subset goes away.
-    router.ensure(owner, spec, 0, stable_revision="bbb222")
-    dr = get(cluster, "destinationrule", "fraud", namespace)
-    assert dr["spec"]["subsets"] == [
-        {"name": "stable", "labels": {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "bbb222"}}
-    ]
-    assert router.read_weights(owner, spec) == (100, 0)
+        assert get(cluster, "destinationrule", "fraud", namespace) is None, "no subsets, no DestinationRule"
 
     # The Istio CRDs validate too (here a CEL duration rule on an http route).
     vs = get(cluster, "virtualservice", "fraud", namespace)
@@ -206,11 +200,186 @@ def test_istio_virtualservice_and_destinationrule(cluster, upstream_crds, api, n
 
     router.cleanup(owner, spec)
     assert get(cluster, "virtualservice", "fraud", namespace) is None
-    assert get(cluster, "destinationrule", "fraud", namespace) is None
     assert router.read_weights(owner, spec) is None
 
-    router.ensure(owner, spec, 5, stable_revision="aaa111", canary_revision="bbb222")
-    delete_owner_and_wait_gone(cluster, namespace, owner, [("virtualservice", "fraud"), ("destinationrule", "fraud")])
+    router.ensure(owner, spec, 5)
+    delete_owner_and_wait_gone(cluster, namespace, owner, [("virtualservice", "fraud")])
+
+
+def test_istio_replaces_an_earlier_versions_subsets(cluster, upstream_crds, api, namespace):
+    """An operator upgraded mid-rollout finds a VirtualService routing to subsets and the
+    DestinationRule defining them: the route moves to the Services, then the rule goes."""
+    owner, spec = create_owner(cluster, namespace, "istio")
+    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": "fraud",
+           "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+    host = f"fraud.{namespace}.svc.cluster.local"
+    old_dr = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "fraud", "ownerReferences": [ref]},
+        "spec": {"host": host, "subsets": [{"name": "stable", "labels": {"modelrollout.io/revision": "aaa"}}]},
+    }
+    old_vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+              "metadata": {"name": "fraud", "ownerReferences": [ref]},
+              "spec": {"hosts": ["fraud.example.com"], "http": [{"name": "weighted", "route": [
+                  {"destination": {"host": host, "subset": "stable"}, "weight": 100}]}]}}  # fmt: skip
+    cluster.apply(old_dr, namespace)
+    cluster.apply(old_vs, namespace)
+    router = router_for(spec, api)
+    assert router.ensure(owner, spec, 0) is True
+    (route,) = get(cluster, "virtualservice", "fraud", namespace)["spec"]["http"][0]["route"]
+    assert route["destination"] == {"host": host, "port": {"number": 80}}
+    assert get(cluster, "destinationrule", "fraud", namespace) is None
+
+
+def test_istio_apex_service_selects_only_the_stable_revision_at_every_phase(
+    cluster, upstream_crds, api, namespace, monkeypatch
+):
+    """The engine drives a whole rollout with traffic.istio and the shell applies every action to the
+    real API server (kwok runs the pods): at each phase the ``fraud`` Service's endpoints are exactly
+    the stable revision's pods, never the canary's or the warm previous revision's, so a caller the
+    VirtualService does not govern cannot bypass the weights."""
+    harness = RolloutHarness(cluster, api, namespace, monkeypatch)
+    r1 = harness.converge("https://models.example.com/a.onnx", until=lambda st: st.phase == "Succeeded")
+    harness.check("initial")
+
+    r2 = harness.converge("https://models.example.com/b.onnx", until=lambda st: st.canaryRevision is not None)
+    harness.check("canary waiting for readiness")
+    harness.converge(harness.uri, until=lambda st: st.currentStep is not None)
+    seen = []
+    while harness.status.phase == "Progressing":
+        seen.append(harness.status.canaryWeight)
+        harness.check(f"canary step at {harness.status.canaryWeight}%")
+        harness.advance(11)  # past stepDuration and the analysis interval: the next tick moves on
+        harness.tick()
+    assert seen == [25, 50, 100]
+    assert harness.status.phase == "Baking" and harness.status.previousStableRevision == r1
+    harness.wait_ready(r1, 2)  # the previous revision is warm, ready, and still not behind <name>
+    harness.check("bake with the warm previous revision")
+    harness.advance(61)
+    harness.converge(harness.uri, until=lambda st: st.phase == "Succeeded")
+    assert harness.status.stableRevision == r2
+
+    r3 = harness.converge("https://models.example.com/c.onnx", until=lambda st: st.currentStep == 0)
+    harness.check("third revision at its first step")
+    harness.annotations = {"modelrollout.io/abort": "now"}
+    harness.converge(harness.uri, until=lambda st: st.phase == "RolledBack")
+    assert harness.status.stableRevision == r2 and r3 in harness.status.failedRevisions
+    harness.check("rolled back")
+
+
+class RolloutHarness:
+    """engine.decide on a fake clock + handlers._apply against the real API server, tick by tick."""
+
+    def __init__(self, cluster: Cluster, api: Any, namespace: str, monkeypatch: pytest.MonkeyPatch):
+        from modelrollout import handlers, routers
+        from modelrollout.kube import Kube
+
+        self.cluster, self.api, self.ns = cluster, api, namespace
+        # Paused in the cluster (a session operator leaves it alone); driven unpaused here.
+        self.owner, spec = create_owner(cluster, namespace, "istio", traffic={"hosts": ["fraud"]})
+        self.spec = ModelDeploymentSpec.model_validate({
+            **spec.model_dump(mode="json", exclude_none=True),
+            "paused": False,
+            "serving": {"replicas": 2},
+            "strategy": {"canary": {"steps": [25, 50, 100], "stepDuration": "10s"}},
+            "bake": {"duration": "1m"},
+            "analysis": {"interval": "10s", "prometheus": {"address": "http://prometheus.invalid:9090"},
+                         "metrics": [{"name": "error-rate", "max": 0.5}]},
+        })  # fmt: skip
+        self.kube = Kube(api)
+        monkeypatch.setattr(handlers, "_kube", self.kube)
+        real_router_for = routers.router_for
+        monkeypatch.setattr(routers, "router_for", lambda spec, api_client=None: real_router_for(spec, api))
+        self.handlers = handlers
+        self.status = ModelDeploymentStatus()
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+        self.uri = ""
+        self.annotations: dict[str, str] = {}
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def tick(self) -> None:
+        model = self.spec.model.model_copy(update={"uri": self.uri})
+        spec = self.spec.model_copy(update={"model": model})
+        rev = revision_hash(model, spec.serving, "modelserver:test")
+        serving = spec.serving.model_copy(update={"image": "modelserver:test"})
+        live = self.kube.list_revisions(self.ns, "fraud")
+        obs = engine.Observations(
+            generation=1,
+            desired=engine.DesiredRevision(rev, model, serving),
+            deployments={r: state for r, (state, _) in live.items()},
+            annotations=self.annotations,
+        )
+        target = engine.analysis_due(spec, self.status, self.now)
+        if target is not None:  # every gate check passes: this test is about where traffic goes
+            obs = dataclasses.replace(obs, analysis=AnalysisResult(time=self.now, revision=target, verdict="Pass"))
+        decision = engine.decide(spec, self.status, obs, self.now)
+        self.handlers._apply(self.owner, spec, decision, live)
+        self.status = decision.status
+        self.desired = rev
+
+    def converge(self, uri: str, until: Callable[[ModelDeploymentStatus], bool], timeout: float = 90) -> str:
+        """Tick (1 s of fake time each) until ``until(status)``; returns the desired revision."""
+        self.uri = uri
+        deadline = time.monotonic() + timeout
+        while True:
+            self.tick()
+            if until(self.status):
+                return self.desired
+            assert time.monotonic() < deadline, f"rollout stuck: {self.status.phase} {self.status.message}"
+            self.advance(1)
+            time.sleep(0.3)
+
+    def wait_ready(self, revision: str, n: int) -> None:
+        def ready() -> bool:
+            dep = get(self.cluster, "deploy", f"fraud-{revision}", self.ns) or {}
+            return dep.get("status", {}).get("readyReplicas", 0) == n
+
+        wait_until(ready, 60, what=f"{n} ready pods of {revision}")
+
+    def pod_ips(self, revision: str) -> set[str]:
+        pods = self.cluster.kubectl("get", "pods", "-n", self.ns, "-l", f"modelrollout.io/revision={revision}",
+                                    "-o", "json").stdout  # fmt: skip
+        return {p["status"]["podIP"] for p in json.loads(pods)["items"] if p["status"].get("podIP")}
+
+    def endpoints(self, service: str) -> set[str]:
+        slices = self.cluster.kubectl("get", "endpointslices", "-n", self.ns, "-l",
+                                      f"kubernetes.io/service-name={service}", "-o", "json").stdout  # fmt: skip
+        return {
+            addr
+            for s in json.loads(slices)["items"]
+            for ep in s.get("endpoints") or []
+            if (ep.get("conditions") or {}).get("ready")
+            for addr in ep["addresses"]
+        }
+
+    def check(self, phase: str) -> None:
+        stable = self.status.stableRevision
+        assert stable is not None
+        svc = get(self.cluster, "svc", "fraud", self.ns)
+        selector = {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": stable}
+        assert svc["spec"]["selector"] == selector, phase
+        self.wait_ready(stable, 2)
+        want = self.pod_ips(stable)
+        others = set().union(*(self.pod_ips(r) for r in self._other_revisions())) if self._other_revisions() else set()
+        assert want and not want & others, phase
+        wait_until(lambda: self.endpoints("fraud") == want, 60, what=f"{phase}: fraud endpoints = stable pods only")
+        vs = get(self.cluster, "virtualservice", "fraud", self.ns)
+        route = vs["spec"]["http"][0]["route"]
+        hosts = {r["destination"]["host"].split(".")[0]: r["weight"] for r in route}
+        w = self.status.canaryWeight
+        assert hosts == ({"fraud": 100} if w == 0 else {"fraud": 100 - w, "fraud-canary": w}), phase
+        canary = self.status.canaryRevision
+        if canary is not None:
+            csvc = get(self.cluster, "svc", "fraud-canary", self.ns)
+            assert csvc["spec"]["selector"]["modelrollout.io/revision"] == canary, phase
+
+    def _other_revisions(self) -> list[str]:
+        deps = json.loads(self.cluster.kubectl("get", "deploy", "-n", self.ns, "-o", "json").stdout)["items"]
+        revs = [d["metadata"]["labels"]["modelrollout.io/revision"] for d in deps]
+        return [r for r in revs if r != self.status.stableRevision]
 
 
 # ------------------------------------------------------------------------------------------- NGINX

@@ -172,17 +172,17 @@ def test_virtualservice_weights(w):
     vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, w)
     (http,) = vs["spec"]["http"]
     assert http["name"] == WEIGHTED_ROUTE
-    by_subset = {r["destination"]["subset"]: r["weight"] for r in http["route"]}
-    assert sum(by_subset.values()) == 100
-    assert by_subset["stable"] == 100 - w
+    by_host = {r["destination"]["host"]: r["weight"] for r in http["route"]}
+    assert sum(by_host.values()) == 100
+    assert by_host["fraud.ml.svc.cluster.local"] == 100 - w
     if w == 0:
-        assert "canary" not in by_subset
+        assert len(by_host) == 1, "no canary traffic: <name>-canary may not exist, so it is not named"
     else:
-        assert by_subset["canary"] == w
+        assert by_host["fraud-canary.ml.svc.cluster.local"] == w
     for r in http["route"]:
-        assert r["destination"]["host"] == "fraud.ml.svc.cluster.local"
+        assert "subset" not in r["destination"], "subsets of <name> would need <name> to select every revision"
         assert r["destination"]["port"] == {"number": 80}
-    assert istio.weights_of(vs) == (100 - w, w)
+    assert istio.weights_of(vs, OWNER) == (100 - w, w)
 
 
 def test_virtualservice_shape():
@@ -196,41 +196,75 @@ def test_virtualservice_shape():
     assert "gateways" not in mesh_only["spec"], "no gateways means Istio's default: the mesh"
 
 
-def test_destinationrule_subsets_select_revisions():
-    dr = istio.build_destinationrule(OWNER, "aaa111", "bbb222")
-    assert (dr["apiVersion"], dr["kind"], dr["metadata"]["name"]) == (
-        "networking.istio.io/v1", "DestinationRule", "fraud")  # fmt: skip
-    assert_owned(dr, "istio")
-    assert dr["spec"]["host"] == "fraud.ml.svc.cluster.local"
-    assert dr["spec"]["subsets"] == [
-        {"name": "stable", "labels": {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "aaa111"}},
-        {"name": "canary", "labels": {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "bbb222"}},
-    ]
-    only_stable = istio.build_destinationrule(OWNER, "aaa111", None)
-    assert [s["name"] for s in only_stable["spec"]["subsets"]] == ["stable"]
-    with pytest.raises(ValueError, match="stable revision"):
-        istio.build_destinationrule(OWNER, "", None)
+class RecordingKube:
+    """Stands in for the cluster in the shell: records the Services it is asked to write."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, Any]] = {}
+
+    def apply_service(self, manifest: dict[str, Any]) -> bool:
+        self.services[manifest["metadata"]["name"]] = manifest
+        return True
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self.services.pop(name, None)
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_the_apex_service_selects_the_stable_revision_alone_except_without_a_traffic_layer(provider, monkeypatch):
+    """What handlers._apply writes for PointService: with Istio too, ``fraud`` selects the stable
+    revision only (a caller the VirtualService does not govern cannot reach the canary); only
+    ``traffic.none`` spans revisions, because there the replica ratio is the weight."""
+    from modelrollout import engine, handlers
+    from modelrollout.api.types import ModelDeploymentStatus
+
+    kube = RecordingKube()
+    monkeypatch.setattr(handlers, "_kube", kube)
+    actions = [engine.PointService("stable", "aaa111"), engine.PointService("canary", "bbb222")]
+    handlers._apply({**OWNER, "spec": {}}, spec(provider), engine.Decision(ModelDeploymentStatus(), actions), {})
+    stable, canary = kube.services["fraud"]["spec"]["selector"], kube.services["fraud-canary"]["spec"]["selector"]
+    assert canary == {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "bbb222"}
+    if provider == "none":
+        assert stable == {"modelrollout.io/deployment": "fraud"}
+    else:
+        assert stable == {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "aaa111"}
+    if provider == "istio":
+        vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 10)
+        hosts = [r["destination"]["host"] for r in vs["spec"]["http"][0]["route"]]
+        assert hosts == ["fraud.ml.svc.cluster.local", "fraud-canary.ml.svc.cluster.local"]
 
 
 def test_cluster_domain_is_configurable(monkeypatch):
     monkeypatch.setenv("MODELROLLOUT_CLUSTER_DOMAIN", "corp.internal")
-    assert istio.build_destinationrule(OWNER, "a", None)["spec"]["host"] == "fraud.ml.svc.corp.internal"
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 5)
+    hosts = [r["destination"]["host"] for r in vs["spec"]["http"][0]["route"]]
+    assert hosts == ["fraud.ml.svc.corp.internal", "fraud-canary.ml.svc.corp.internal"]
 
 
-def test_istio_ensure_checks_revisions_before_any_io():
+def test_istio_ensure_checks_the_weight_before_any_io():
     router = istio.IstioRouter.__new__(istio.IstioRouter)  # no client: must fail before I/O
-    with pytest.raises(ValueError, match="canary revision"):
-        router.ensure(OWNER, spec("istio"), 5, stable_revision="a")
-    with pytest.raises(ValueError, match="stable revision"):
-        router.ensure(OWNER, spec("istio"), 0)
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        router.ensure(OWNER, spec("istio"), 101)
 
 
 def test_virtualservice_weights_read_back():
     single = {
-        "spec": {"http": [{"name": WEIGHTED_ROUTE, "route": [{"destination": {"host": "h", "subset": "stable"}}]}]}
+        "spec": {"http": [{"name": WEIGHTED_ROUTE, "route": [{"destination": {"host": "fraud.ml.svc.cluster.local"}}]}]}
     }
-    assert istio.weights_of(single) == (100, 0), "a lone destination without weight takes everything"
-    assert istio.weights_of({"spec": {"http": [{"name": "other"}]}}) is None
+    assert istio.weights_of(single, OWNER) == (100, 0), "a lone destination without weight takes everything"
+    assert istio.weights_of({"spec": {"http": [{"name": "other"}]}}, OWNER) is None
+    foreign = {"spec": {"http": [{"name": WEIGHTED_ROUTE, "route": [
+        {"destination": {"host": "fraud.ml.svc.cluster.local"}, "weight": 60},
+        {"destination": {"host": "elsewhere.ml.svc.cluster.local"}, "weight": 40}]}]}}  # fmt: skip
+    assert istio.weights_of(foreign, OWNER) == (100, 0), "a host that is neither Service counts for neither"
+
+
+def test_a_route_with_subsets_is_recognised_as_an_earlier_versions():
+    old = {"spec": {"http": [{"name": WEIGHTED_ROUTE, "route": [
+        {"destination": {"host": "fraud.ml.svc.cluster.local", "subset": "stable"}, "weight": 100}]}]}}  # fmt: skip
+    assert istio.names_subsets(old)
+    assert not istio.names_subsets(istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 50))
+    assert not istio.names_subsets(None)
 
 
 # ------------------------------------------------------------------------------------------- NGINX

@@ -84,10 +84,14 @@ against the code. No Secrets, no ConfigMaps, no Pods/exec, no wildcards.
   verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 {{- if .Values.rbac.routers.istio }}
-# Istio router: VirtualService weights and DestinationRule subsets.
+# Istio router: the VirtualService carrying the weights; a DestinationRule an earlier version wrote
+# is only read and deleted.
 - apiGroups: ["networking.istio.io"]
-  resources: ["virtualservices", "destinationrules"]
+  resources: ["virtualservices"]
   verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["networking.istio.io"]
+  resources: ["destinationrules"]
+  verbs: ["get", "delete"]
 {{- end }}
 {{- if .Values.rbac.routers.nginx }}
 # NGINX router: the canary Ingress.

@@ -168,7 +168,8 @@ class GatewayAPITraffic(_Model):
 
 
 class IstioTraffic(_Model):
-    """Weights are written to a VirtualService and DestinationRule (networking.istio.io/v1)."""
+    """Weights are written to a VirtualService (networking.istio.io/v1) routing to the <name> Service
+    (the stable revision only) and <name>-canary."""
 
     hosts: list[str] = Field(min_length=1, max_length=16, description="VirtualService hosts.")
     gateways: list[str] = Field(default_factory=list, max_length=16, description="Istio gateways (default: mesh).")
@@ -202,7 +203,7 @@ class TrafficSpec(_Model):
     )
 
     gatewayAPI: GatewayAPITraffic | None = Field(default=None, description="Gateway API HTTPRoute.")
-    istio: IstioTraffic | None = Field(default=None, description="Istio VirtualService + DestinationRule.")
+    istio: IstioTraffic | None = Field(default=None, description="Istio VirtualService.")
     nginx: NginxTraffic | None = Field(default=None, description="NGINX Ingress canary.")
     none: NoneTraffic | None = Field(default=None, description="No mesh; replica-ratio weights.")
 

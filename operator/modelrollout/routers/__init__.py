@@ -2,7 +2,7 @@
 interface, chosen by which of ``spec.traffic``'s fields is set.
 
 - ``gatewayAPI`` -> :mod:`.gatewayapi` (HTTPRoute)
-- ``istio`` -> :mod:`.istio` (VirtualService + DestinationRule)
+- ``istio`` -> :mod:`.istio` (VirtualService)
 - ``nginx`` -> :mod:`.nginx` (main + canary Ingress)
 - ``none`` -> :mod:`.none` (writes nothing; replica-ratio weights)
 """

@@ -45,9 +45,9 @@ Weights = tuple[int, int]
 class Router(Protocol):
     """One traffic layer. Every method is synchronous and idempotent: call it off the event loop.
 
-    ``stable_revision`` / ``canary_revision`` are only needed by providers that select pods by
-    revision themselves (Istio's DestinationRule subsets); the others route to the stable and
-    canary Services, which the operator already points at the right revisions, and ignore them.
+    ``stable_revision`` / ``canary_revision`` are for providers that would select pods by revision
+    themselves; every provider today routes to the stable and canary Services, which the operator
+    already points at the right revisions, and ignores them.
     """
 
     provider: str

@@ -1,18 +1,24 @@
-"""Istio: a ``VirtualService`` and a ``DestinationRule`` (networking.istio.io/v1).
+"""Istio: one ``VirtualService`` (networking.istio.io/v1) that splits by destination host.
 
-The DestinationRule ``<name>`` is for the stable Service's FQDN and defines two subsets that select
-pods by revision label: ``stable`` (the stable revision) and ``canary`` (the canary revision, only
-while there is one). The VirtualService ``<name>`` takes the user's hosts and gateways and sends a
-weighted share to each subset; Istio's weights are relative but we write sums of 100.
+The VirtualService ``<name>`` takes the user's hosts and gateways and sends a weighted share to two
+destination hosts: the operator's ``<name>`` Service (the stable revision's pods only) and, while
+the canary takes traffic, ``<name>-canary`` (the canary revision's pods only). Istio's weights are
+relative but we write sums of 100.
 
-Because the subsets are defined by revision, this router needs the revisions from the operator:
-``ensure(..., stable_revision=..., canary_revision=...)``. A subset only has endpoints among the
-pods behind its host Service, so the Service named in ``host`` must select the pods of every
-revision that a subset names (see docs/traffic.md).
+Why hosts and not DestinationRule subsets. A VirtualService governs only the requests Envoy routes
+with it: those through the listed gateways, and (with no gateways, or ``mesh``) requests from
+sidecar-injected callers addressed to one of its hosts. Everything else -- a caller without a
+sidecar, a host the VirtualService does not list -- goes straight to the ``<name>`` Service through
+kube-proxy. Subsets only select pods *among the endpoints of their host Service*, so splitting by
+subsets of ``<name>`` forces ``<name>`` to select every revision, and then every ungoverned caller
+spreads over stable, canary and the warm previous revision, bypassing the weights. Routing to two
+Services instead lets ``<name>`` select the stable revision alone, exactly as with Gateway API and
+NGINX: an ungoverned caller reaches the stable revision and nothing else. A promotion is then the
+operator re-pointing the ``<name>`` Service, as for the other providers.
 
-Order matters while Envoy configs converge: a subset is added to the DestinationRule before the
-VirtualService routes to it, and the VirtualService stops routing to a subset before the subset
-is removed, so no request is routed to a subset Istio does not know.
+No DestinationRule is written. One that an earlier version of the operator wrote (subsets
+``stable``/``canary`` for ``<name>``) is deleted once the VirtualService no longer names its
+subsets, and by :meth:`IstioRouter.cleanup`.
 """
 
 from __future__ import annotations
@@ -32,16 +38,15 @@ from modelrollout.routers.base import (
     service_fqdn,
     split,
 )
-from modelrollout.workloads import SERVICE_PORT, selector_labels, stable_service_name
+from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "istio"
 GROUP = "networking.istio.io"
 VERSION = "v1"
 VS_PLURAL = "virtualservices"
+VS_KIND = "VirtualService"
 DR_PLURAL = "destinationrules"
 APPLY = "application/apply-patch+yaml"
-STABLE_SUBSET = "stable"
-CANARY_SUBSET = "canary"
 
 
 def virtualservice_name(name: str) -> str:
@@ -49,46 +54,37 @@ def virtualservice_name(name: str) -> str:
 
 
 def destinationrule_name(name: str) -> str:
+    """The DestinationRule earlier operator versions wrote (now only ever deleted)."""
     return name
 
 
-def destination_host(owner: dict[str, Any]) -> str:
-    """The stable Service's FQDN: the DestinationRule's host and every route's destination."""
+def stable_host(owner: dict[str, Any]) -> str:
+    """FQDN of the ``<name>`` Service, which selects the stable revision only."""
     meta = owner["metadata"]
     return service_fqdn(stable_service_name(meta["name"]), meta["namespace"])
 
 
-def build_destinationrule(owner: dict[str, Any], stable_revision: str, canary_revision: str | None) -> dict[str, Any]:
-    """Subsets by revision label; the canary subset exists only while there is a canary revision."""
-    if not stable_revision:
-        raise ValueError("the Istio router needs the stable revision to define its subset")
-    name = owner["metadata"]["name"]
-    subsets = [{"name": STABLE_SUBSET, "labels": selector_labels(name, stable_revision)}]
-    if canary_revision:
-        subsets.append({"name": CANARY_SUBSET, "labels": selector_labels(name, canary_revision)})
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "DestinationRule",
-        "metadata": object_meta(owner, destinationrule_name(name), PROVIDER),
-        "spec": {"host": destination_host(owner), "subsets": subsets},
-    }
+def canary_host(owner: dict[str, Any]) -> str:
+    """FQDN of the ``<name>-canary`` Service, which selects the canary revision only."""
+    meta = owner["metadata"]
+    return service_fqdn(canary_service_name(meta["name"]), meta["namespace"])
 
 
-def _destination(host: str, subset: str, weight: int) -> dict[str, Any]:
-    return {"destination": {"host": host, "subset": subset, "port": {"number": SERVICE_PORT}}, "weight": weight}
+def _destination(host: str, weight: int) -> dict[str, Any]:
+    return {"destination": {"host": host, "port": {"number": SERVICE_PORT}}, "weight": weight}
 
 
 def weighted_route(owner: dict[str, Any], canary_weight: int) -> dict[str, Any]:
-    """The http route that splits traffic between the subsets.
+    """The http route that splits traffic between the stable and canary Services.
 
-    Header (A/B) routes, when they come, go before it; a mirror goes on it (``mirror`` +
-    ``mirrorPercentage``).
+    The canary destination is present only while it carries traffic: ``<name>-canary`` exists only
+    during a rollout. Header (A/B) routes, when they come, go before it; a mirror goes on it
+    (``mirror`` + ``mirrorPercentage``).
     """
     stable_w, canary_w = split(canary_weight)
-    host = destination_host(owner)
-    route = [_destination(host, STABLE_SUBSET, stable_w)]
+    route = [_destination(stable_host(owner), stable_w)]
     if canary_w > 0:
-        route.append(_destination(host, CANARY_SUBSET, canary_w))
+        route.append(_destination(canary_host(owner), canary_w))
     return {"name": WEIGHTED_ROUTE, "route": route}
 
 
@@ -101,32 +97,44 @@ def build_virtualservice(owner: dict[str, Any], traffic: IstioTraffic, canary_we
     spec["http"] = [weighted_route(owner, canary_weight)]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "VirtualService",
+        "kind": VS_KIND,
         "metadata": object_meta(owner, virtualservice_name(name), PROVIDER),
         "spec": spec,
     }
 
 
-def weights_of(vs: dict[str, Any]) -> Weights | None:
+def _weighted(vs: dict[str, Any]) -> dict[str, Any] | None:
+    http = (vs.get("spec") or {}).get("http") or []
+    return next((h for h in http if h.get("name") == WEIGHTED_ROUTE), None)
+
+
+def weights_of(vs: dict[str, Any], owner: dict[str, Any]) -> Weights | None:
     """(stable %, canary %) from a live VirtualService's weighted route; None when it has none.
 
-    A single destination without a weight takes everything (Istio's rule), hence the default.
+    Destinations are told apart by host (the ``<name>`` and ``<name>-canary`` FQDNs); any other
+    host counts for neither. A single destination without a weight takes everything (Istio's
+    rule), hence the default.
     """
-    http = (vs.get("spec") or {}).get("http") or []
-    rt = next((h for h in http if h.get("name") == WEIGHTED_ROUTE), None)
+    rt = _weighted(vs)
     if rt is None:
         return None
     dests = rt.get("route") or []
     default = 100 if len(dests) == 1 else 0
-    by_subset: dict[str, int] = {}
+    by_host: dict[str, int] = {}
     for d in dests:
-        subset = (d.get("destination") or {}).get("subset", "")
-        by_subset[subset] = by_subset.get(subset, 0) + int(d.get("weight", default))
-    return percentages(by_subset.get(STABLE_SUBSET, 0), by_subset.get(CANARY_SUBSET, 0))
+        host = (d.get("destination") or {}).get("host", "")
+        by_host[host] = by_host.get(host, 0) + int(d.get("weight", default))
+    return percentages(by_host.get(stable_host(owner), 0), by_host.get(canary_host(owner), 0))
+
+
+def names_subsets(vs: dict[str, Any] | None) -> bool:
+    """Whether a live VirtualService's weighted route still uses subsets (an earlier version's)."""
+    rt = None if vs is None else _weighted(vs)
+    return rt is not None and any((d.get("destination") or {}).get("subset") for d in rt.get("route") or [])
 
 
 class IstioRouter:
-    """Writes and reads the VirtualService and DestinationRule ``<name>``."""
+    """Writes and reads the VirtualService ``<name>``."""
 
     provider = PROVIDER
 
@@ -140,23 +148,13 @@ class IstioRouter:
     def _get_dr(self, namespace: str, name: str) -> dict[str, Any] | None:
         return get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, DR_PLURAL, name))
 
-    def _apply_vs(self, manifest: dict[str, Any]) -> bool:
+    def _apply_vs(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         return apply_unless_unchanged(
             manifest,
-            self._get_vs(ns, name),
+            live,
             lambda body: self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, ns, VS_PLURAL, name, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
-            ),
-        )
-
-    def _apply_dr(self, manifest: dict[str, Any]) -> bool:
-        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        return apply_unless_unchanged(
-            manifest,
-            self._get_dr(ns, name),
-            lambda body: self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, ns, DR_PLURAL, name, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
             ),
         )
 
@@ -187,24 +185,25 @@ class IstioRouter:
         stable_revision: str | None = None,
         canary_revision: str | None = None,
     ) -> bool:
+        """Write the VirtualService; the revisions are not needed (the Services select them)."""
         traffic = spec.traffic.istio
         if traffic is None:
             raise ValueError("spec.traffic.istio is not set")
-        if canary_weight > 0 and not canary_revision:
-            raise ValueError("a canary weight above 0 needs the canary revision for its subset")
-        vs = build_virtualservice(owner, traffic, canary_weight)
-        dr = build_destinationrule(owner, stable_revision or "", canary_revision)
-        if canary_weight > 0:  # the subset must exist before the route sends to it
-            return self._apply_dr(dr) | self._apply_vs(vs)
-        return self._apply_vs(vs) | self._apply_dr(dr)
+        meta = owner["metadata"]
+        vs = build_virtualservice(owner, traffic, canary_weight)  # validates the weight first
+        live = self._get_vs(meta["namespace"], virtualservice_name(meta["name"]))
+        changed = self._apply_vs(vs, live)
+        if names_subsets(live):  # the route no longer names the old subsets: their rule can go
+            self._delete_dr(meta["namespace"], destinationrule_name(meta["name"]), meta["uid"])
+        return changed
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
         meta = owner["metadata"]
         vs = self._get_vs(meta["namespace"], virtualservice_name(meta["name"]))
-        return None if vs is None else weights_of(vs)
+        return None if vs is None else weights_of(vs, owner)
 
     def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
         meta = owner["metadata"]
-        # Routes first, then the subsets they name.
+        # The route first, then a DestinationRule an earlier version may have left.
         self._delete_vs(meta["namespace"], virtualservice_name(meta["name"]), meta["uid"])
         self._delete_dr(meta["namespace"], destinationrule_name(meta["name"]), meta["uid"])
