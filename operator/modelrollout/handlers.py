@@ -189,6 +189,8 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
     # Only without a traffic layer does <name> span revisions (the replica ratio is the weight); every
     # router, Istio included, routes to <name> (stable only) and <name>-canary.
     all_revisions = spec.traffic.provider == "none"
+    if any(isinstance(a, engine.EnsureRevision) for a in decision.actions):
+        kube().ensure_feedback_key(obj)  # before any pod that mounts it
     for action in decision.actions:
         match action:
             case engine.EnsureRevision(revision=rev, replicas=replicas):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +22,12 @@ from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api import types as t
 from modelrollout.engine import DeploymentState
-from modelrollout.workloads import LABEL_DEPLOYMENT, LABEL_REVISION
+from modelrollout.workloads import (
+    FEEDBACK_KEY_BYTES,
+    LABEL_DEPLOYMENT,
+    LABEL_REVISION,
+    build_feedback_key_secret,
+)
 
 FIELD_MANAGER = "modelrollout"
 APPLY = "application/apply-patch+yaml"
@@ -219,3 +225,23 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    # ---------------------------------------------------------------- the feedback key
+    def ensure_feedback_key(self, owner: dict[str, Any]) -> bool:
+        """Create the ModelDeployment's prediction-token key Secret if it does not exist; True if created.
+
+        Create-only, on purpose: "already exists" (409) is the answer that it is there, so the
+        operator needs no permission to read, list or change any Secret — it never sees a key, and
+        an existing key is never replaced (the Secret is also immutable). Fresh random bytes are
+        drawn for each attempt and dropped unless the create succeeds; they are never logged.
+        """
+        body = build_feedback_key_secret(owner, secrets.token_bytes(FEEDBACK_KEY_BYTES))
+        meta = body["metadata"]
+        try:
+            self.core.create_namespaced_secret(meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        log.info("created Secret %s/%s (prediction-token key)", meta["namespace"], meta["name"])
+        return True

@@ -1,4 +1,5 @@
-"""Builders for the children of a ModelDeployment: one Deployment per revision and the Services.
+"""Builders for the children of a ModelDeployment: one Deployment per revision, the Services and
+the Secret with the prediction-token key.
 
 Pure functions from API models to Kubernetes manifests (dicts), applied with server-side apply by
 the shell. Everything the operator owns carries the same labels and a controller owner reference,
@@ -7,6 +8,7 @@ so garbage collection removes it with the ModelDeployment and GitOps tools see i
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from modelrollout.api.types import ModelSpec, ServingSpec
@@ -19,6 +21,11 @@ CONTAINER_NAME = "modelserver"
 SERVICE_PORT = 80
 RUN_AS_USER = 10001
 PROBE_PERIOD_SECONDS = 5
+FEEDBACK_KEY_BYTES = 32
+FEEDBACK_KEY_FIELD = "key"
+FEEDBACK_KEY_VOLUME = "feedback-key"
+FEEDBACK_KEY_DIR = "/var/run/modelrollout/feedback"
+FEEDBACK_KEY_PATH = f"{FEEDBACK_KEY_DIR}/{FEEDBACK_KEY_FIELD}"
 
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +53,33 @@ def canary_service_name(name: str) -> str:
     return f"{name}-canary"
 
 
+def feedback_key_secret_name(name: str) -> str:
+    return f"{name}-feedback-key"
+
+
+def build_feedback_key_secret(owner: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The Secret holding the ModelDeployment's prediction-token key (``docs/model-server.md``).
+
+    One per ModelDeployment, shared by all its revisions so any pod verifies any pod's tokens.
+    Immutable (the API server refuses edits to its data: no accidental rotation) and owned by the
+    ModelDeployment (garbage-collected with it).
+    """
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": feedback_key_secret_name(name),
+            "namespace": owner["metadata"]["namespace"],
+            "labels": {**common_labels(name), LABEL_DEPLOYMENT: name},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "data": {FEEDBACK_KEY_FIELD: base64.b64encode(key).decode("ascii")},
+    }
+
+
 def selector_labels(name: str, revision: str) -> dict[str, str]:
     return {LABEL_DEPLOYMENT: name, LABEL_REVISION: revision}
 
@@ -63,7 +97,7 @@ def _probe(path: str, period: int, failure_threshold: int, timeout: int = 2) -> 
     }
 
 
-def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str) -> dict[str, Any]:
+def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str, deployment: str) -> dict[str, Any]:
     args = [
         f"--model-uri={model.uri}",
         f"--model-name={model.name}",
@@ -71,6 +105,8 @@ def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str
         "--host=0.0.0.0",
         f"--port={serving.port}",
         f"--warmup-requests={serving.warmup.requests}",
+        f"--feedback-key-file={FEEDBACK_KEY_PATH}",
+        f"--deployment={deployment}",
     ]
     if model.sha256:
         args.append(f"--sha256={model.sha256}")
@@ -98,7 +134,10 @@ def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": FEEDBACK_KEY_VOLUME, "mountPath": FEEDBACK_KEY_DIR, "readOnly": True},
+        ],
     }
 
 
@@ -148,8 +187,16 @@ def build_deployment(
                         "fsGroup": RUN_AS_USER,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "containers": [_container(model, serving, image, revision)],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
+                    "containers": [
+                        _container(model, serving, image, revision, f"{owner['metadata']['namespace']}/{name}")
+                    ],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+                        {
+                            "name": FEEDBACK_KEY_VOLUME,
+                            "secret": {"secretName": feedback_key_secret_name(name), "defaultMode": 0o440},
+                        },
+                    ],
                 },
             },
         },

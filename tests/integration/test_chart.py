@@ -299,8 +299,14 @@ def test_namespace_mode_install_rbac_and_rollout(
         # The object itself is read-only for the operator: the API server enforces "never writes spec".
         for verb in ("patch", "update", "delete"):
             assert not can_i(sa, verb, "modeldeployments.modelrollout.io", "-n", namespace)
+        # Secrets: create only (each ModelDeployment's prediction-token key); never read, listed or changed.
+        assert can_i(sa, "create", "secrets", "-n", namespace)
+        for verb in ("get", "list", "watch", "update", "patch", "delete"):
+            assert not can_i(sa, verb, "secrets", "-n", namespace), f"{verb} secrets must be denied"
+        assert not can_i(sa, "create", "secrets", "-n", other)
         # No more: nothing sensitive, nothing outside the watched namespace, nothing cluster-scoped.
         denied(sa, "get", "secrets", "-n", namespace)
+        denied(sa, "get", "secrets", "fraud-feedback-key", "-n", namespace)
         denied(sa, "get", "configmaps", "-n", namespace)
         denied(sa, "get", "mdep", "-n", other)
         denied(sa, "create", "deployment", "x", "--image=busybox", "-n", other)
@@ -317,6 +323,8 @@ def test_namespace_mode_install_rbac_and_rollout(
         with operator_as(sa, log, f"--namespace={namespace}", f"--metrics-port={metrics_port}"):
             obj = run_rollout(cluster, namespace)
             assert cluster.get("mdep", "fraud", other).get("status") is None
+            key = cluster.get("secret", "fraud-feedback-key", namespace)  # created by the ServiceAccount
+            assert key["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
             # The operator records a transition right after its status write lands, so the
             # series may trail the status we just read by a moment.
             labels = f'name="fraud",namespace="{namespace}"'
@@ -350,6 +358,9 @@ def test_cluster_mode_install_rbac_and_rollout(
         allowed(sa, "get", "crd")
         assert can_i(sa, "patch", "modeldeployments.modelrollout.io", "--subresource=status", "-A")
         assert not can_i(sa, "patch", "modeldeployments.modelrollout.io", "-A")
+        assert can_i(sa, "create", "secrets", "-n", workload_ns)
+        for verb in ("get", "list", "watch", "update", "patch", "delete"):
+            assert not can_i(sa, verb, "secrets", "-A"), f"{verb} secrets must be denied"
         denied(sa, "get", "secrets", "--all-namespaces")
         denied(sa, "get", "secrets", "-n", workload_ns)
         denied(sa, "get", "configmaps", "-n", workload_ns)
@@ -362,4 +373,5 @@ def test_cluster_mode_install_rbac_and_rollout(
         log = tmp_path / "operator.log"
         with operator_as(sa, log, "--all-namespaces"):
             run_rollout(cluster, workload_ns)
+        assert cluster.get("secret", "fraud-feedback-key", workload_ns) is not None
         assert_no_permission_errors(log, sa)

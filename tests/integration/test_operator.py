@@ -161,6 +161,39 @@ def test_deleting_the_modeldeployment_garbage_collects_children(cluster, operato
     wait_until(lambda: not pods(), 60, what="pods garbage-collected")
 
 
+def test_feedback_key_secret_is_created_once_shared_by_revisions_and_collected(cluster, operator, namespace):
+    import base64
+
+    cluster.apply(manifest(), namespace)
+    first = wait_phase(cluster, namespace, "Succeeded")
+    secret = cluster.get("secret", "fraud-feedback-key", namespace)
+    assert secret["type"] == "Opaque" and secret["immutable"] is True
+    assert len(base64.b64decode(secret["data"]["key"])) == 32
+    owner = secret["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"]) == ("ModelDeployment", first["metadata"]["uid"])
+
+    cluster.apply(manifest(uri="https://models.example.com/b.onnx"), namespace)
+    wait_until(lambda: len(mdep(cluster, namespace).get("status", {}).get("history", [])) == 2, 30, what="revision 2")
+    wait_phase(cluster, namespace, "Succeeded")
+    again = cluster.get("secret", "fraud-feedback-key", namespace)
+    assert again["data"] == secret["data"], "never rotated by a reconcile or a new revision"
+    assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
+    for dep in deployments(cluster, namespace):
+        pod = dep["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "feedback-key")
+        assert volume["secret"]["secretName"] == "fraud-feedback-key"
+        args = pod["containers"][0]["args"]
+        assert "--feedback-key-file=/var/run/modelrollout/feedback/key" in args
+        assert f"--deployment={namespace}/fraud" in args
+    edit = cluster.kubectl("patch", "secret", "fraud-feedback-key", "-n", namespace, "--type=merge",
+                           "-p", '{"data": {"key": "AAAA"}}', check=False)  # fmt: skip
+    assert edit.returncode != 0 and "immutable" in edit.stderr, "an accidental edit is refused"
+
+    cluster.kubectl("delete", "mdep", "fraud", "-n", namespace)
+    wait_until(lambda: cluster.get("secret", "fraud-feedback-key", namespace) is None, 60,
+               what="key Secret garbage-collected")  # fmt: skip
+
+
 def test_killed_operator_resumes_from_status(cluster, operator, namespace):
     cluster.apply(manifest(), namespace)
     rev1 = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]

@@ -196,8 +196,16 @@ def test_chart_rbac_grants_nothing_the_operator_does_not_use() -> None:
 
 def test_chart_rules_never_include_sensitive_access() -> None:
     text = (CHART / "templates").joinpath("_helpers.tpl").read_text() + (CHART / "templates" / "rbac.yaml").read_text()
-    for word in ('"*"', "secrets", "configmaps", "pods/exec", "escalate", "bind", "impersonate"):
+    for word in ('"*"', "configmaps", "pods/exec", "escalate", "bind", "impersonate"):
         assert word not in text, f"the chart's RBAC must not mention {word}"
+
+
+def test_secrets_are_create_only() -> None:
+    """The prediction-token key Secret is created once and never read back: no verb reads or changes Secrets."""
+    secret_verbs = {verb for group, resource, verb in chart_rules() if (group, resource) == ("", "secrets")}
+    assert secret_verbs == {"create"}
+    used = {verb for (group, resource, verb), _ in code_permissions() if (group, resource) == ("", "secrets")}
+    assert used == {"create"}, "the operator's code must only create Secrets"
 
 
 def test_rbac_scan_sees_the_known_calls() -> None:
@@ -208,6 +216,7 @@ def test_rbac_scan_sees_the_known_calls() -> None:
     assert ("apps", "deployments", "patch") in used
     assert ("apps", "deployments", "watch") in used
     assert ("apps", "deployments", "create") in used  # server-side apply of a new revision
+    assert ("", "secrets", "create") in used  # the prediction-token key
 
 
 def test_rbac_scan_understands_router_style_calls() -> None:

@@ -50,3 +50,22 @@ def test_service_selects_one_revision():
         "modelrollout.io/revision": "abc123",
     }
     assert s["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_every_revision_mounts_the_feedback_key_read_only_and_passes_it():
+    from modelrollout.workloads import build_feedback_key_secret
+
+    pod = deployment()["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert "--feedback-key-file=/var/run/modelrollout/feedback/key" in c["args"]
+    assert "--deployment=ml/fraud" in c["args"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "feedback-key")
+    assert mount == {"name": "feedback-key", "mountPath": "/var/run/modelrollout/feedback", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "feedback-key")
+    assert volume["secret"]["secretName"] == "fraud-feedback-key"
+    assert volume["secret"]["defaultMode"] == 0o440, "readable by the pod's group (fsGroup), nobody else"
+    secret = build_feedback_key_secret(OWNER, b"\x01" * 32)
+    assert secret["metadata"]["name"] == volume["secret"]["secretName"]
+    assert secret["metadata"]["namespace"] == "ml" and secret["immutable"] is True
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert secret["data"] == {"key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}

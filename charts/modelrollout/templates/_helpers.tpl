@@ -52,7 +52,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 RBAC rules, derived from the API calls the operator makes (operator/modelrollout/kube.py,
 handlers.py, routers/) and from what kopf itself needs. tests/unit/test_chart_static.py checks them
-against the code. No Secrets, no ConfigMaps, no Pods/exec, no wildcards.
+against the code. Secrets: create only (each ModelDeployment's prediction-token key, never read back).
+No ConfigMaps, no Pods/exec, no wildcards.
 */}}
 {{- define "modelrollout.rules" -}}
 # The custom resource: kopf lists and watches it and the operator reads it fresh before deciding.
@@ -76,6 +77,12 @@ against the code. No Secrets, no ConfigMaps, no Pods/exec, no wildcards.
 # Events for humans and Argo CD (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]
+  verbs: ["create"]
+# Each ModelDeployment's prediction-token key: created once when missing ("already exists" is the
+# answer that it is there). Create only: no get, list or watch, so the operator reads no Secret;
+# no update, patch or delete, so it changes none (the key Secret is immutable and garbage-collected).
+- apiGroups: [""]
+  resources: ["secrets"]
   verbs: ["create"]
 {{- if .Values.rbac.routers.gatewayAPI }}
 # Gateway API router: the HTTPRoute carrying the weights.
