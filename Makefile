@@ -91,7 +91,7 @@ helm-lint: tools ## lint the chart in both watch modes
 
 .PHONY: shellcheck
 shellcheck: system-deps ## lint the shell scripts
-	cd hack && shellcheck -x *.sh kind/*.sh
+	cd hack && shellcheck -x *.sh kind/*.sh node/*.sh images/*.sh
 
 .PHONY: kind-up kind-deploy kind-e2e kind-down
 kind-up: ## (Docker only) kind cluster + Envoy Gateway + a Gateway

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into $CACHE_DIR/bin: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, kwok and helm. Each tool has a stamp file holding
-# the version it was built from, so a warm cache costs nothing and a changed pin rebuilds only that
-# tool. `go install pkg@version` refuses modules whose go.mod has replace directives (Kubernetes and
-# etcd both do), so each tool is built from a small wrapper module whose own replace lines pin the
-# staging modules to their published versions.
+# kube-controller-manager, kube-scheduler, kubectl, kwok and helm; for the real node (unless
+# MODELROLLOUT_REAL_NODE=0) also kubelet and kube-proxy from the same Kubernetes sources, and Traefik.
+# Each tool has a stamp file holding the version it was built from, so a warm cache costs nothing
+# and a changed pin rebuilds only that tool. `go install pkg@version` refuses modules whose go.mod
+# has replace directives (Kubernetes and etcd both do), so each tool is built from a small wrapper
+# module whose own replace lines pin the staging modules to their published versions.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -40,8 +41,8 @@ go_build() { # DIR NAME OUT LDFLAGS PKG...  (OUT: a file, or a directory ending 
   test "${PIPESTATUS[0]}" -eq 0
 }
 
-build_kubernetes() {
-  local v=$KUBERNETES_VERSION tools="kube-apiserver kube-controller-manager kube-scheduler kubectl" t missing=0
+build_kubernetes() { # TOOLS: space-separated commands under k8s.io/kubernetes/cmd
+  local v=$KUBERNETES_VERSION tools=$1 t missing=0
   for t in $tools; do stamp_ok "$t" "$v" || missing=1; done
   [ $missing -eq 0 ] && return 0
   log "kubernetes $v: resolving modules"
@@ -62,7 +63,7 @@ build_kubernetes() {
     ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     ld+=" -X $p.buildDate=1970-01-01T00:00:00Z -X $p.gitCommit=modelrollout-build"
   done
-  log "kubernetes $v: compiling $tools (cold: tens of minutes on 2 cores)"
+  log "kubernetes $v: compiling $tools (cold: minutes to tens of minutes on 2 cores)"
   local pkgs=()
   for t in $tools; do pkgs+=("k8s.io/kubernetes/cmd/$t"); done
   go_build "$dir" kubernetes "$BIN_DIR/" "$ld" "${pkgs[@]}"
@@ -92,7 +93,30 @@ kwok_node_stages() {
   chmod 644 "$out"/*.yaml
 }
 
-main() {
+# Traefik's go.mod points three modules at forks; `go build` of a dependency ignores its replace lines,
+# so the wrapper repeats every replace that names a published module (local paths are dropped).
+build_traefik() {
+  local v=$TRAEFIK_VERSION mod=github.com/traefik/traefik/v3
+  stamp_ok traefik "$v" && return 0
+  log "traefik $v: resolving modules (cold: about 6 min on 2 cores)"
+  local dir gomod
+  dir=$(new_wrapper traefik)
+  gomod=$(cd "$dir" && go mod download -json "$mod@$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "require $mod $v"
+    awk '/^replace \($/ {b=1; next} b && /^\)/ {b=0} b && /=>/ {print "replace " $0}
+         /^replace [^(]/ {print}' "$gomod" | grep -v '=> \.' | sed 's/^replace[[:space:]]*/replace /'
+  } >>"$dir/go.mod"
+  log "traefik $v: $(grep -c '^replace' "$dir/go.mod") replace lines from upstream go.mod"
+  (cd "$dir" && go get "$mod@$v" >/dev/null)
+  go_build "$dir" traefik "$BIN_DIR/traefik.tmp" "-X $mod/pkg/version.Version=$v" "$mod/cmd/traefik"
+  mv "$BIN_DIR/traefik.tmp" "$BIN_DIR/traefik"
+  stamp traefik "$v"
+}
+
+main() { # [all|cluster|traefik]
+  local what=${1:-all}
+  case $what in all | cluster) ;; traefik) build_traefik; return ;; *) log "usage: $0 [all|cluster|traefik]"; exit 2 ;; esac
   command -v go >/dev/null || { log "the go tool is required (https://go.dev/doc/install)"; exit 1; }
   local start=$SECONDS
   build_simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 \
@@ -102,7 +126,12 @@ main() {
   build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   kwok_node_stages
-  build_kubernetes
+  build_kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  if [ "${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then
+    build_kubernetes "kubelet kube-proxy"
+    # The test bed's proxy; cluster-up (what = cluster) does not wait for it.
+    [ "$what" = cluster ] || build_traefik
+  fi
   log "toolchain ready in $BIN_DIR ($((SECONDS - start))s)"
 }
 

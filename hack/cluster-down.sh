@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Stops every process cluster-up.sh started (by the PIDs it recorded) and removes the cluster state.
+# Stops every process cluster-up.sh started (by the PIDs it recorded), the real node included, and
+# removes the cluster state.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUN="$TESTENV_DIR/run"
+# The real node first (its processes, mounts, cgroups and network namespace), while its PIDs are known.
+bash "$HACK_DIR/node/node.sh" down
 for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$RUN/$name.pid"
   [ -f "$f" ] || continue

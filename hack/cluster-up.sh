@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Starts a real, local Kubernetes control plane without Docker: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler and kwok (simulated nodes that run pods through Stages).
+# kube-controller-manager, kube-scheduler and kwok (simulated nodes that run pods through Stages),
+# and by default one real worker node (hack/node/node.sh: kubelet, kube-proxy, containerd, runc, CNI);
+# MODELROLLOUT_REAL_NODE=0 leaves the real node out for the quick kwok-only path.
 # Idempotent: a running cluster is left alone. State, logs, PIDs and the kubeconfig live in
 # $TESTENV_DIR (.testenv/ by default); `hack/cluster-down.sh` stops exactly the PIDs recorded there.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES=${KWOK_NODES:-2}
+REAL_NODE=${MODELROLLOUT_REAL_NODE:-1}
+API_HOST=127.0.0.1 # with the real node: the host end of its veth, which pods can reach
 RUN="$TESTENV_DIR/run"
 PKI="$TESTENV_DIR/pki"
 KUBECONFIG_OUT="$TESTENV_DIR/kubeconfig"
@@ -32,7 +36,7 @@ pki() {
   mkdir -p "$PKI" && cd "$PKI"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=modelrollout-local-ca" 2>/dev/null
   cat >server.ext <<EXT
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+subjectAltName=IP:127.0.0.1,IP:$API_HOST,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
 extendedKeyUsage=serverAuth
 EXT
   openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
@@ -45,12 +49,13 @@ EXT
 }
 
 kubeconfig() {
+  # shellcheck disable=SC2153  # API_PORT comes from ports.env
   cat >"$KUBECONFIG_OUT" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: modelrollout-local
-  cluster: {server: "https://127.0.0.1:$API_PORT", certificate-authority: "$PKI/ca.crt"}
+  cluster: {server: "https://$API_HOST:$API_PORT", certificate-authority: "$PKI/ca.crt"}
 users:
 - name: admin
   user: {client-certificate: "$PKI/admin.crt", client-key: "$PKI/admin.key"}
@@ -79,7 +84,7 @@ wait_for() { # WHAT SECONDS CMD...
 }
 
 api_ready() {
-  curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:$API_PORT/readyz"
+  curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://$API_HOST:$API_PORT/readyz"
 }
 
 nodes() {
@@ -101,9 +106,23 @@ NODE
 
 main() {
   local t0=$SECONDS
-  bash "$HACK_DIR/build-tools.sh"
+  bash "$HACK_DIR/build-tools.sh" cluster
   mkdir -p "$RUN"
   ports
+  if [ "$REAL_NODE" != 0 ] && alive kube-apiserver && [ ! -f "$RUN/node.env" ]; then
+    log "this cluster was started without the real node; make cluster-down first to add it"
+    REAL_NODE=0
+  fi
+  local admission=() # extra kube-apiserver flags for the real node
+  if [ "$REAL_NODE" != 0 ]; then
+    API_HOST=$(bash "$HACK_DIR/node/node.sh" net)
+    # Namespaces choose the real node by annotation (node selector + toleration of its taint).
+    # kubectl logs/exec reach the kubelet as the admin client.
+    # shellcheck disable=SC2054  # the commas belong to one flag's value
+    admission=(--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction
+      --kubelet-client-certificate="$PKI/admin.crt" --kubelet-client-key="$PKI/admin.key"
+      --kubelet-preferred-address-types=InternalIP)
+  fi
   pki
   kubeconfig
   start etcd "$BIN_DIR/etcd" --name=local --data-dir="$TESTENV_DIR/etcd" \
@@ -112,7 +131,7 @@ main() {
     --initial-cluster="local=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --quota-backend-bytes=2147483648
   wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
   start kube-apiserver "$BIN_DIR/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --bind-address="$API_HOST" --advertise-address="$API_HOST" --secure-port="$API_PORT" "${admission[@]}" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" --authorization-mode=Node,RBAC \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
@@ -136,6 +155,7 @@ main() {
   # The node lifecycle controller lifts the not-ready taint once kwok reports the nodes Ready.
   wait_for "untainted nodes" 60 bash -c "! '$BIN_DIR/kubectl' get nodes -o jsonpath='{.items[*].spec.taints}' | grep -q not-ready"
   wait_for "default ServiceAccount" 60 "$BIN_DIR/kubectl" get serviceaccount default -n default
+  if [ "$REAL_NODE" != 0 ]; then bash "$HACK_DIR/node/node.sh" up; fi
   log "cluster ready in $((SECONDS - t0))s: export KUBECONFIG=$KUBECONFIG_OUT"
 }
 
