@@ -165,7 +165,7 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
     try:
         _apply(obj, spec, decision, live)
     except ApiException as exc:
-        _apply_failed(obj, status, exc, now)
+        _apply_failed(obj, status, exc, now, spec.traffic.provider)
         return
     if status.observedGeneration != decision.status.observedGeneration and decision.status.stableRevision:
         # Only a spec change can switch providers: the new routes were written above, the old go now.
@@ -225,7 +225,9 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
                 kube().post_event(obj, kind, reason, message)
 
 
-def _apply_failed(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ApiException, now: datetime) -> None:
+def _apply_failed(
+    obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ApiException, now: datetime, provider: str
+) -> None:
     """The cluster refused a write (e.g. a route CRD that is not installed, or RBAC). The decision is
     not recorded, since its actions did not all happen; the old status gets a Degraded condition and an
     Event once per distinct error, and the next tick tries again."""
@@ -234,16 +236,25 @@ def _apply_failed(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: Api
         # The namespace is being deleted and the ModelDeployment with it: nothing to report to anyone.
         log.debug("%s/%s: namespace is terminating; children not written", meta["namespace"], meta["name"])
         return
-    detail = exc.body if isinstance(exc.body, str) else ""
-    with contextlib.suppress(ValueError, TypeError):
-        detail = json.loads(exc.body).get("message", detail)
-    message = f"applying children failed: {exc.status} {exc.reason}: {detail}"[:1024]
+    reason, message = "ApplyFailed", _refusal(exc)
+    # A 404 on a write is a resource the API server does not know: say which, and what to do.
+    gaps = routers.missing_apis(provider) if exc.status == 404 else []
+    if gaps:
+        reason, message = "TrafficAPIMissing", routers.explain(provider, gaps)[:1024]
     log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
-    if any(c.type == "Degraded" and c.reason == "ApplyFailed" and c.message == message for c in status.conditions):
+    if any(c.type == "Degraded" and c.reason == reason and c.message == message for c in status.conditions):
         return
-    engine.set_condition(status, "Degraded", True, "ApplyFailed", message, now, meta.get("generation", 0))
-    kube().post_event(obj, "Warning", "ApplyFailed", message)
+    engine.set_condition(status, "Degraded", True, reason, message, now, meta.get("generation", 0))
+    kube().post_event(obj, "Warning", reason, message)
     kube().write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))
+
+
+def _refusal(exc: ApiException) -> str:
+    """The API server's own words for a refused write (its Status message, else the raw body)."""
+    detail = exc.body if isinstance(exc.body, str) else ""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        detail = json.loads(exc.body).get("message", detail)
+    return f"applying children failed: {exc.status} {exc.reason}: {detail}"[:1024]
 
 
 def _invalid_spec(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime) -> None:

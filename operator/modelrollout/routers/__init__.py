@@ -16,6 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.routers.apis import explain, missing_apis
 from modelrollout.routers.base import Router, Weights, split
 from modelrollout.routers.gatewayapi import GatewayAPIRouter
 from modelrollout.routers.istio import IstioRouter
@@ -27,6 +28,8 @@ __all__ = [
     "Router",
     "Weights",
     "cleanup_other_providers",
+    "explain",
+    "missing_apis",
     "router_for",
     "router_for_provider",
     "split",
