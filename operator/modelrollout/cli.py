@@ -711,16 +711,29 @@ class LiveView:
 # ------------------------------------------------------------------------------------ commands
 
 
+def _global_flags(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """The flags every command takes (kubectl's own spellings). Each subparser carries them, so they
+    work after the command as well as before it (see :func:`hoist_command`)."""
+    p.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", default=default, help="kubeconfig context to use")
+    p.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's namespace)")
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=15.0 if default is None else default,
+        help="seconds per API request (default: 15)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     prog = "kubectl modelrollout" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "modelrollout"
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Watch and steer ModelDeployment rollouts. Writes only annotations, never the spec.",
+        description="Watch and steer ModelDeployment rollouts. Writes only annotations, never the spec. "
+        "Flags go anywhere: before or after the command and its NAME, as with kubectl.",
     )
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context to use")
-    p.add_argument("-n", "--namespace", help="namespace (default: the context's namespace)")
-    p.add_argument("--request-timeout", type=float, default=15.0, help="seconds per API request")
+    # Shown in --help here; parsed by the command's own parser (main() moves the command first).
+    _global_flags(p, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("status", help="show a rollout: phase, step, weights, gates, history")
@@ -733,12 +746,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--timeout", type=float, help="with -w: give up after this many seconds (exit 6)")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    _global_flags(s)
 
     ls = sub.add_parser("list", help="list ModelDeployments")
     ls.add_argument("-A", "--all-namespaces", action="store_true")
+    _global_flags(ls)
 
     h = sub.add_parser("history", help="revisions of a ModelDeployment, newest first")
     h.add_argument("name")
+    _global_flags(h)
 
     for action, text in (
         ("promote", "skip the remaining steps' wait and promote the canary"),
@@ -748,7 +764,60 @@ def _parser() -> argparse.ArgumentParser:
         a = sub.add_parser(action, help=text)
         a.add_argument("name")
         a.add_argument("--force", action="store_true", help="set the annotation even if the phase says it is moot")
+        _global_flags(a)
     return p
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse has no public accessor for its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _takes_value(token: str, parsers: Iterable[argparse.ArgumentParser]) -> bool:
+    """Whether option ``token`` (as typed, without ``=value``) consumes the next argument.
+
+    Long options may be abbreviated, as argparse allows; an unknown option is taken to be a flag
+    (the command's parser then reports it).
+    """
+    if token.startswith("--"):
+        options = {o: a for p in parsers for o, a in p._option_string_actions.items() if o.startswith("--")}
+        exact = [a for o, a in options.items() if o == token]
+        matches = exact or [a for o, a in options.items() if o.startswith(token)]
+        return bool(matches) and all(a.nargs != 0 for a in matches)
+    # -n ml, -nml, or a cluster of flags such as -wA: the first letter decides, as argparse does.
+    action = next((p._option_string_actions.get(token[:2]) for p in parsers if token[:2] in p._option_string_actions),
+                  None)  # fmt: skip
+    return action is not None and action.nargs != 0 and len(token) == 2
+
+
+def hoist_command(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Move the command to the front, so every flag given before it is parsed with it.
+
+    kubectl plugins are used like kubectl: ``-n ml status fraud``, ``status fraud -n ml`` and
+    ``status -n ml fraud`` must all mean the same. argparse only lets the top-level parser see what
+    precedes the command, so this finds the command (skipping option values, such as the ``status``
+    in ``-n status status fraud``) and puts it first; its own parser, which knows every flag, then
+    parses all the rest in any order. Nothing after ``--`` is moved.
+    """
+    commands = _subparsers(parser)
+    parsers = [parser, *commands.values()]
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            break
+        if token.startswith("-") and token != "-":
+            if "=" not in token and _takes_value(token, parsers):
+                i += 1  # skip the option's value
+        elif token in commands:
+            return [token, *args[:i], *args[i + 1 :]]
+        else:
+            break  # a positional before any command: leave it for argparse to report
+        i += 1
+    return args
 
 
 def _die(message: str, code: int) -> NoReturn:
@@ -808,7 +877,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of both ``modelrollout`` and ``kubectl-modelrollout``."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(hoist_command(sys.argv[1:] if argv is None else argv, parser))
     try:
         return run(args, sys.stdout)
     except CLIError as exc:

@@ -115,6 +115,40 @@ def test_kubectl_finds_the_plugin(cluster: Cluster, ns: str) -> None:
     assert "Phase:          Progressing" in out.stdout
     usage = subprocess.run([str(plugin), "--help"], capture_output=True, text=True, env=env, check=False)
     assert usage.stdout.startswith("usage: kubectl modelrollout")
+    # Flags after the command and its NAME, as with every kubectl plugin.
+    for args in (["status", "fraud", "-n", ns], ["status", "-n", ns, "fraud"], ["list", "-n", ns]):
+        after = subprocess.run([str(BIN / "kubectl"), "modelrollout", *args], capture_output=True, text=True,
+                               env=env, check=False)  # fmt: skip
+        assert after.returncode == 0, (args, after.stderr)
+        assert ("Phase:          Progressing" if args[0] == "status" else "Progressing") in after.stdout
+
+
+def test_flags_go_anywhere(cluster: Cluster, ns: str, tmp_path: Path) -> None:
+    """``-n``, ``--kubeconfig``, ``--context``, ``-A``, ``-o`` before or after the command and NAME."""
+    create(cluster, ns)
+    # A kubeconfig whose current context points nowhere: only --context makes these calls work.
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["contexts"].append({"name": "broken", "context": {"cluster": "nowhere", "user": "admin"}})
+    config["clusters"].append({"name": "nowhere", "cluster": {"server": "https://127.0.0.1:1"}})
+    config["current-context"] = "broken"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    real = "modelrollout-local"
+    for args in (
+        ["--kubeconfig", str(kubeconfig), "--context", real, "-n", ns, "status", "fraud", "-o", "json"],
+        ["status", "fraud", "-o", "json", "-n", ns, "--context", real, "--kubeconfig", str(kubeconfig)],
+        ["-o", "json", "status", f"--context={real}", "fraud", f"--namespace={ns}", f"--kubeconfig={kubeconfig}"],
+    ):
+        out = cli(cluster, *args)
+        assert out.returncode == 0, (args, out.stderr)
+        assert json.loads(out.stdout)["canaryWeight"] == 25
+    listed = cli(cluster, "list", "--context", real, "-A", "--kubeconfig", str(kubeconfig))
+    assert listed.returncode == 0 and any(line.split()[:2] == [ns, "fraud"] for line in listed.stdout.splitlines())
+    assert cli(cluster, "-A", "list").returncode == 0
+    history = cli(cluster, "history", "fraud", "-n", ns)
+    assert history.returncode == 0, history.stderr
+    wrong = cli(cluster, "status", "fraud", "-n", ns, "-A")
+    assert wrong.returncode == 2 and "unrecognized arguments: -A" in wrong.stderr
 
 
 def test_promote_sets_only_an_annotation(cluster: Cluster, ns: str) -> None:

@@ -209,3 +209,68 @@ def test_human_duration() -> None:
     assert [cli.format_number(v) for v in (None, 0, 0.00123, 0.5, 2.5, 12.345, 245.3)] == [
         "-", "0", "0.00123", "0.5", "2.5", "12.35", "245.3",
     ]  # fmt: skip
+
+
+def parse(*argv: str) -> Any:
+    parser = cli._parser()
+    return parser.parse_args(cli.hoist_command(list(argv), parser))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-n", "ml", "status", "fraud"],
+        ["status", "fraud", "-n", "ml"],
+        ["status", "-n", "ml", "fraud"],
+        ["status", "fraud", "--namespace", "ml"],
+        ["--namespace=ml", "status", "fraud"],
+        ["-nml", "status", "fraud"],
+        ["--names", "ml", "status", "fraud"],  # argparse's abbreviations still work
+        ["-n", "other", "status", "fraud", "-n", "ml"],  # the last one wins, as in kubectl
+    ],
+)
+def test_global_flags_go_before_or_after_the_command_and_its_name(argv: list[str]) -> None:
+    args = parse(*argv)
+    assert (args.command, args.name, args.namespace) == ("status", "fraud", "ml")
+
+
+def test_every_flag_works_in_any_position() -> None:
+    before = parse("--kubeconfig", "/k", "--context", "c", "-n", "ml", "--request-timeout", "3",
+                   "-w", "--until-done", "--timeout", "9", "status", "fraud")  # fmt: skip
+    after = parse("status", "fraud", "--kubeconfig", "/k", "--context", "c", "-n", "ml", "--request-timeout", "3",
+                  "-w", "--until-done", "--timeout", "9")  # fmt: skip
+    mixed = parse("--context=c", "-w", "status", "--kubeconfig=/k", "fraud", "--timeout=9", "--until-done",
+                  "-n", "ml", "--request-timeout", "3")  # fmt: skip
+    for args in (before, after, mixed):
+        assert vars(args) == {
+            "command": "status", "name": "fraud", "kubeconfig": "/k", "context": "c", "namespace": "ml",
+            "request_timeout": 3.0, "watch": True, "until_done": True, "timeout": 9.0, "output": "text",
+        }  # fmt: skip
+    assert parse("-A", "list").all_namespaces and parse("list", "-A").all_namespaces
+    assert parse("-o", "json", "status", "fraud").output == "json"
+    assert parse("abort", "fraud", "--force", "-n", "ml").force
+
+
+def test_defaults_and_option_values_that_look_like_commands() -> None:
+    args = parse("status", "fraud")
+    assert (args.namespace, args.kubeconfig, args.context, args.request_timeout) == (None, None, None, 15.0)
+    odd = parse("-n", "status", "--context", "list", "status", "fraud")  # a namespace named "status"
+    assert (odd.command, odd.namespace, odd.context, odd.name) == ("status", "status", "list", "fraud")
+    assert parse("history", "--", "-n").name == "-n", "nothing after -- is a flag"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["status", "fraud", "-A"], "unrecognized arguments: -A"),  # -A belongs to list only
+        (["-A", "status", "fraud"], "unrecognized arguments: -A"),
+        (["status", "fraud", "-n"], "expected one argument"),
+        (["-n", "ml"], "required: COMMAND"),
+        (["fraud", "status"], "invalid choice: 'fraud'"),
+    ],
+)
+def test_misplaced_flags_are_usage_errors(argv: list[str], message: str, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
