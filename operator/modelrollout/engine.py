@@ -19,12 +19,14 @@ from modelrollout.api.types import (
     ANNOTATION_RETRY,
     AnalysisResult,
     Condition,
+    GateReason,
     HistoryEntry,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelSpec,
     ServingSpec,
 )
+from modelrollout.contract import Compatible, ContractResult, Incompatible, Unknown
 from modelrollout.durations import parse_duration
 
 ACTIVE_PHASES = {"Initializing", "Progressing", "Baking"}
@@ -60,6 +62,9 @@ class Observations:
     deployments: Mapping[str, DeploymentState] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     analysis: AnalysisResult | None = None  # a check the shell ran this tick because analysis_due() said so
+    # The canary's signature against stable's, observed only while it waits for its first step;
+    # None: not checked this tick (no Prometheus, or the canary has no ready pod yet).
+    contract: ContractResult | None = None
 
 
 # ----------------------------------------------------------------------------------------- actions
@@ -188,9 +193,11 @@ class _Run:
 
     def __init__(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime):
         self.spec, self.obs, self.now = spec, obs, now
-        self.status = status.model_copy(deep=True)
+        # A working copy; re-validating a dump is ~5x faster than model_copy(deep=True) and the same.
+        self.status = ModelDeploymentStatus.model_validate(status.model_dump())
         self.actions: list[Action] = []
         self.old_phase = status.phase
+        self.waiting: str | None = None  # why the current step is held for evidence (condition reason)
 
     # -- small verbs
     def emit(self, type_: str, reason: str, message: str) -> None:
@@ -371,7 +378,7 @@ def _start_canary(run: _Run) -> None:
     st, desired = run.status, run.obs.desired
     st.canaryRevision, st.currentStep, st.canaryWeight = desired.revision, None, 0
     st.failedChecks = st.inconclusiveChecks = 0
-    st.lastCheckAt, st.stepStartedAt, st.lastAnalysis = None, None, None
+    st.lastCheckAt, st.stepStartedAt, st.lastAnalysis, st.evidenceSince = None, None, None, None
     st.revisionStartedAt = run.now
     st.phase, st.message = "Progressing", f"starting canary {desired.revision}"
     run.start_history(desired)
@@ -397,8 +404,11 @@ def _canary(run: _Run) -> None:
         run.ensure(canary, want)
         run.actions.append(PointService("canary", canary))
         run.set_weight(0)
+        if _contract_refused(run, canary, stable):
+            return
         if _is_available(run.obs.deployments.get(canary), want):
-            _enter_step(run, 0)
+            if not _contract_holds(run, canary, stable):
+                _enter_step(run, 0)
         elif run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
             _rollback(
                 run,
@@ -429,6 +439,36 @@ def _canary(run: _Run) -> None:
             _enter_step(run, st.currentStep + 1)
         else:
             _promote(run)
+    else:
+        _wait_for_evidence(run)
+
+
+def _contract_refused(run: _Run, canary: str, stable: str) -> bool:
+    """A canary whose signature would break stable's callers never takes traffic: roll it back now
+    (True), unless ``strategy.canary.allowSignatureChange`` says the change is intended."""
+    result = run.obs.contract
+    if not isinstance(result, Incompatible) or run.spec.strategy.canary.allowSignatureChange:
+        return False
+    _rollback(run, "ContractMismatch", f"canary {canary} is incompatible with stable {stable}: {result.summary}")
+    return True
+
+
+def _contract_holds(run: _Run, canary: str, stable: str) -> bool:
+    """The canary is ready: hold step 0 while its signature cannot be compared yet (True), up to
+    progressDeadlineSeconds; otherwise say once what the check found that is worth knowing."""
+    st, spec, result = run.status, run.spec, run.obs.contract
+    if isinstance(result, Unknown) and not spec.strategy.canary.allowSignatureChange:
+        st.message = f"canary {canary} is ready; holding until its signature can be compared: {result.reason}"
+        if run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
+            _rollback(run, "ContractUnverified", f"signature of canary {canary} not compared with stable {stable} "
+                      f"within progressDeadlineSeconds={spec.progressDeadlineSeconds}: {result.reason}")  # fmt: skip
+        return True
+    if isinstance(result, Incompatible):  # allowed, or _contract_refused would have rolled it back
+        run.emit("Normal", "SignatureChangeAllowed", f"canary {canary} differs from stable {stable} "
+                 f"(strategy.canary.allowSignatureChange): {result.summary}")  # fmt: skip
+    elif isinstance(result, Compatible) and result.note:
+        run.emit("Normal", "SignatureNotCompared", f"canary {canary}: {result.note}")
+    return False
 
 
 def _canary_serving(run: _Run, canary: str) -> bool:
@@ -457,6 +497,8 @@ def _enter_step(run: _Run, index: int) -> None:
     st = run.status
     weight = run.spec.strategy.canary.steps[index]
     st.currentStep, st.stepStartedAt = index, run.now
+    if index == 0:  # the canary's first traffic: every ratio gate counts from here through the bake
+        st.evidenceSince = run.now
     st.failedChecks = st.inconclusiveChecks = 0
     st.phase, st.message = "Progressing", f"canary {st.canaryRevision} at {weight}%"
     assert st.canaryRevision is not None
@@ -470,7 +512,13 @@ def _enter_step(run: _Run, index: int) -> None:
 
 
 def _record_analysis(run: _Run) -> bool:
-    """Fold this tick's gate check into the counters; False when the rollout was rolled back."""
+    """Fold this tick's gate check into the counters; False when the rollout was rolled back.
+
+    Waiting for samples or evidence holds the step and counts for nothing: the evidence keeps
+    growing and the sequential tests stay valid however long it takes (``maxStepDuration`` bounds
+    it). Only a blind check (Prometheus unreachable, a plain gate without data) counts toward
+    ``inconclusiveLimit``, so a rollout that cannot see can never promote and cannot wait forever.
+    """
     st, result, analysis = run.status, run.obs.analysis, run.spec.analysis
     target = st.stableRevision if st.phase == "Baking" else st.canaryRevision
     if result is None or result.revision != target:  # a check of a revision no longer under analysis
@@ -480,14 +528,18 @@ def _record_analysis(run: _Run) -> bool:
         st.inconclusiveChecks = 0
         return True
     if result.verdict == "Inconclusive":
+        blind = [m for m in result.metrics if _is_blind(m.reason)]
+        if not blind:
+            st.inconclusiveChecks = 0
+            return True
         st.inconclusiveChecks += 1
-        run.emit("Normal", "AnalysisInconclusive", _summary(result))
+        run.emit("Warning", "AnalysisBlind", _summary(result))
         if st.inconclusiveChecks < analysis.inconclusiveLimit:
             return True
         st.inconclusiveChecks = 0
         reason, message = (
             "InconclusiveLimitReached",
-            f"{analysis.inconclusiveLimit} inconclusive checks in a row",
+            f"{analysis.inconclusiveLimit} blind checks in a row ({', '.join(m.name for m in blind)})",
         )
     else:
         reason, message = "AnalysisFailed", _summary(result)
@@ -505,6 +557,11 @@ def _record_analysis(run: _Run) -> bool:
     return False
 
 
+def _is_blind(reason: GateReason | None) -> bool:
+    """A gate that could not look. Results written before reasons existed count as blind."""
+    return reason is None or GateReason(reason).blind
+
+
 def _summary(result: AnalysisResult) -> str:
     parts = []
     for m in result.metrics:
@@ -514,15 +571,78 @@ def _summary(result: AnalysisResult) -> str:
     return f"revision {result.revision}: " + "; ".join(parts) if parts else f"revision {result.revision}: no gates"
 
 
+def proof_step(steps: list[int]) -> int:
+    """The step whose completion needs every gate *shown* within its thresholds: the last one
+    below 100 % (the stable still serves there, so comparisons can still gain evidence), or the
+    only step. Earlier steps need no failure and enough samples; later ones no failure."""
+    partial = [i for i, weight in enumerate(steps) if weight < 100]
+    return partial[-1] if partial else len(steps) - 1
+
+
+def _ready_to_advance(result: AnalysisResult, proof: bool) -> bool:
+    if proof:
+        return result.verdict == "Pass"
+    return result.verdict != "Fail" and all(
+        m.reason in (GateReason.PASSED, GateReason.UNDECIDED) or (m.reason is None and m.verdict == "Pass")
+        for m in result.metrics
+    )
+
+
 def _step_complete(run: _Run) -> bool:
-    """A step is done after stepDuration, once the last check in it passed (no checks: time alone)."""
+    """A step is done after stepDuration, once the last check in it allows it (no gates: time alone)."""
     st, spec = run.status, run.spec
     if run.elapsed(st.stepStartedAt) < parse_duration(spec.strategy.canary.stepDuration):
         return False
+    if not spec.analysis.metrics:
+        return True
     checked_in_step = st.lastCheckAt is not None and st.stepStartedAt is not None and st.lastCheckAt >= st.stepStartedAt
-    if checked_in_step and (st.lastAnalysis is None or st.lastAnalysis.verdict != "Pass"):
+    if not checked_in_step or st.lastAnalysis is None:
         return False
-    return checked_in_step or not spec.analysis.metrics
+    assert st.currentStep is not None
+    return _ready_to_advance(st.lastAnalysis, st.currentStep == proof_step(spec.strategy.canary.steps))
+
+
+def _wait_for_evidence(run: _Run) -> None:
+    """The step's time is up but its gates have not decided: say why, and end it at maxStepDuration."""
+    st, spec = run.status, run.spec
+    canary = spec.strategy.canary
+    elapsed = run.elapsed(st.stepStartedAt)
+    last = st.lastAnalysis
+    if elapsed < parse_duration(canary.stepDuration) or last is None or last.revision != st.canaryRevision:
+        return
+    assert st.currentStep is not None
+    proof = st.currentStep == proof_step(canary.steps)
+    pending = [
+        m
+        for m in last.metrics
+        if m.reason != GateReason.PASSED and (proof or m.reason != GateReason.UNDECIDED) and m.verdict != "Fail"
+    ]
+    if not pending:
+        return
+    short = any(m.reason == GateReason.INSUFFICIENT_SAMPLES for m in pending)
+    run.waiting = "InsufficientTraffic" if short else "WaitingForEvidence"
+    detail = "; ".join(f"{m.name} {m.reason or m.verdict}: {_wait_note(m.message)}" for m in pending)
+    weight = canary.steps[st.currentStep]
+    st.message = (
+        f"step {st.currentStep + 1}/{len(canary.steps)} at {weight}% waiting for evidence "
+        f"({_minutes(elapsed)} of maxStepDuration {canary.maxStepDuration}): {detail}"
+    )
+    if elapsed <= parse_duration(canary.maxStepDuration):
+        return
+    reason = "InsufficientTraffic" if short else "Undecided"
+    what = "too few samples" if short else "thresholds neither met nor breached"
+    _rollback(run, reason, f"step {st.currentStep + 1} at {weight}% not decided within {canary.maxStepDuration} "
+              f"({what}): {detail}")  # fmt: skip
+
+
+def _wait_note(message: str) -> str:
+    """The part of a gate's message that says what it waits for (its last test or sample note)."""
+    parts = [p for p in message.split("; ") if "undecided" in p or "waiting" in p or "no samples" in p]
+    return (parts[-1] if parts else message)[:240]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f}m" if seconds >= 120 else f"{seconds:.0f}s"
 
 
 def _promote(run: _Run) -> None:
@@ -659,7 +779,8 @@ def _conditions(run: _Run) -> None:
         gen,
     )
     active = st.phase in ACTIVE_PHASES
-    set_condition(st, "Progressing", active, st.phase or "Unknown", st.message, now, gen)
+    progress_reason = run.waiting if active and run.waiting else st.phase or "Unknown"
+    set_condition(st, "Progressing", active, progress_reason, st.message, now, gen)
     degraded = st.phase in ("RolledBack", "Failed")
     reason = "AsExpected"
     if st.phase == "Failed":

@@ -25,7 +25,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelrollout import engine, routers, telemetry, workloads
+from modelrollout import contract, engine, routers, telemetry, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.kube import Kube, load_config
@@ -154,6 +154,11 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
         deployments={rev: state for rev, (state, _) in live.items()},
         annotations=meta.get("annotations") or {},
     )
+    if _contract_due(spec, status, desired, live):
+        assert spec.analysis.prometheus is not None and status.stableRevision is not None
+        prom = spec.analysis.prometheus
+        result = contract.observe(prom.address, prom.timeoutSeconds, namespace, status.stableRevision, desired.revision)
+        obs = dataclasses.replace(obs, contract=result)
     target = engine.analysis_due(spec, status, now)
     if target is not None:
         started = time.monotonic()
@@ -178,6 +183,23 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
         telemetry.observe_change(namespace, name, old_status, new_status, obj.get("spec"), now=now)
     elif not telemetry_seen(namespace, name):
         telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
+
+
+def _contract_due(
+    spec: t.ModelDeploymentSpec, status: t.ModelDeploymentStatus, desired: engine.DesiredRevision, live: dict
+) -> bool:
+    """Whether this tick may put the desired revision at its first step, so its signature must be
+    compared first: a canary (new, or still waiting for step 0) with a ready pod to have been scraped,
+    and a Prometheus to ask. Once the canary takes traffic it is never checked again."""
+    stable = status.stableRevision
+    if spec.paused or spec.analysis.prometheus is None or stable is None or desired.revision == stable:
+        return False
+    if desired.revision in status.failedRevisions:
+        return False
+    if status.canaryRevision == desired.revision and status.currentStep is not None:
+        return False
+    state = live.get(desired.revision, (None, None))[0]
+    return state is not None and state.ready > 0
 
 
 def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.Decision, live: dict) -> None:
@@ -206,6 +228,7 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
                     snap.serving.image or DEFAULT_IMAGE,
                     replicas,
                     spec.progressDeadlineSeconds,
+                    [m.slowerThanMs for m in spec.analysis.metrics if m.slowerThanMs is not None],
                 )
                 kube().apply_deployment(manifest, live[rev][1] if rev in live else None)
             case engine.DeleteRevision(revision=rev):

@@ -9,6 +9,7 @@ so garbage collection removes it with the ModelDeployment and GitOps tools see i
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from typing import Any
 
 from modelrollout.api.types import ModelSpec, ServingSpec
@@ -97,7 +98,27 @@ def _probe(path: str, period: int, failure_threshold: int, timeout: int = 2) -> 
     }
 
 
-def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str, deployment: str) -> dict[str, Any]:
+DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
+    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""The model server's default edges (seconds); a test keeps the two lists equal."""
+
+
+def latency_buckets(slos_ms: Iterable[float]) -> str | None:
+    """``--latency-buckets`` for the model servers: the default edges plus every slow-requests SLO,
+    so that the gate's ``le`` bucket exists exactly (a gate between two edges could not count).
+    None when no gate needs an edge: the servers keep their defaults and the pods are unchanged.
+    ``repr`` round-trips, so the server parses the very float ``templates.le_label`` formats."""
+    extra = {ms / 1000.0 for ms in slos_ms}
+    if not extra:
+        return None
+    return ",".join(repr(edge) for edge in sorted(set(DEFAULT_LATENCY_BUCKETS) | extra))
+
+
+def _container(
+    model: ModelSpec, serving: ServingSpec, image: str, revision: str, deployment: str, buckets: str | None
+) -> dict[str, Any]:
     args = [
         f"--model-uri={model.uri}",
         f"--model-name={model.name}",
@@ -110,6 +131,8 @@ def _container(model: ModelSpec, serving: ServingSpec, image: str, revision: str
     ]
     if model.sha256:
         args.append(f"--sha256={model.sha256}")
+    if buckets:
+        args.append(f"--latency-buckets={buckets}")
     resources = serving.resources.model_dump(mode="json", exclude_defaults=False)
     resources = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in resources.items() if v}
     # A slow model load must not trip liveness: the startup probe waits on readiness for up to
@@ -149,8 +172,12 @@ def build_deployment(
     image: str,
     replicas: int,
     progress_deadline_seconds: int,
+    latency_slos_ms: Iterable[float] = (),
 ) -> dict[str, Any]:
-    """The Deployment serving one revision; ``replicas`` is decided by the engine, not the spec."""
+    """The Deployment serving one revision; ``replicas`` is decided by the engine, not the spec.
+
+    ``latency_slos_ms`` are the slow-requests gates' SLOs: every revision exports those bucket
+    edges, the stable as well as the canary, since the gates compare the two."""
     name = owner["metadata"]["name"]
     selector = selector_labels(name, revision)
     pod_labels = {**serving.podLabels, **common_labels(name), **selector}
@@ -188,7 +215,14 @@ def build_deployment(
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [
-                        _container(model, serving, image, revision, f"{owner['metadata']['namespace']}/{name}")
+                        _container(
+                            model,
+                            serving,
+                            image,
+                            revision,
+                            f"{owner['metadata']['namespace']}/{name}",
+                            latency_buckets(latency_slos_ms),
+                        )
                     ],
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},

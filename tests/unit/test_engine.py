@@ -233,3 +233,107 @@ def test_canary_losing_its_pods_gets_no_traffic_then_recovers_or_rolls_back():
     assert back.status.canaryWeight == 10 and back.status.stepStartedAt == T0 + timedelta(seconds=20)
     gone = tick(spec, d.status, "r2", {"r1": ready(), "r2": unready()}, T0 + timedelta(seconds=70))
     assert gone.status.phase == "RolledBack" and cond(gone.status, "Degraded").reason == "ProgressDeadlineExceeded"
+
+
+def gate_result(now, reason: str, rev: str = "r2", message: str = "") -> AnalysisResult:
+    verdict = {"Passed": "Pass", "Failed": "Fail"}.get(reason, "Inconclusive")
+    return AnalysisResult(
+        time=now,
+        revision=rev,
+        verdict=verdict,
+        metrics=[MetricResult(name="accuracy", verdict=verdict, reason=reason, value=0.9, message=message)],
+    )
+
+
+def gated_spec(**canary) -> ModelDeploymentSpec:
+    return mkspec(
+        strategy={"canary": {"steps": [10, 50, 100], "stepDuration": "10s", **canary}},
+        analysis={"interval": "10s", "prometheus": {"address": "http://p:9090"},
+                  "metrics": [{"name": "accuracy", "maxDropVsStable": 0.02}]},
+    )  # fmt: skip
+
+
+def at_first_step(spec):
+    d = tick(spec, stable_status(spec), "r2", {"r1": ready()}, T0)
+    return tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
+
+
+BOTH = {"r1": ready(), "r2": ready()}
+
+
+def test_evidence_counts_from_the_canarys_first_traffic_through_the_bake():
+    spec = gated_spec()
+    d = at_first_step(spec)
+    assert d.status.currentStep == 0 and d.status.evidenceSince == T0
+    now = T0 + timedelta(seconds=10)
+    d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Undecided"))
+    assert d.status.currentStep == 1 and d.status.evidenceSince == T0  # a later step keeps the evidence
+
+
+def test_waiting_for_evidence_holds_without_counting_and_says_why():
+    spec = gated_spec()
+    d = at_first_step(spec)
+    now = T0
+    for _ in range(12):  # far beyond inconclusiveLimit (5): waiting is not blindness
+        now += timedelta(seconds=10)
+        check = gate_result(now, "InsufficientSamples", message="waiting for samples: minSamples 100")
+        d = tick(spec, d.status, "r2", BOTH, now, analysis=check)
+    assert d.status.phase == "Progressing" and d.status.currentStep == 0 and d.status.canaryWeight == 10
+    assert d.status.inconclusiveChecks == 0
+    assert "step 1/3 at 10% waiting for evidence" in d.status.message
+    assert "accuracy InsufficientSamples: waiting for samples: minSamples 100" in d.status.message
+    assert cond(d.status, "Progressing").reason == "InsufficientTraffic"
+
+
+def test_undecided_gates_let_early_steps_advance_but_the_proof_step_needs_a_pass():
+    spec = gated_spec()
+    assert e.proof_step([10, 50, 100]) == 1 and e.proof_step([100]) == 0 and e.proof_step([5, 99, 100]) == 1
+    d = at_first_step(spec)
+    now = T0 + timedelta(seconds=10)
+    d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Undecided"))
+    assert d.status.currentStep == 1  # 10 % -> 50 %: nothing failed, samples are there
+    for _ in range(3):
+        now += timedelta(seconds=10)
+        d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Undecided", message="drop: undecided"))
+        assert d.status.currentStep == 1  # 50 % is the proof step: undecided holds
+    assert cond(d.status, "Progressing").reason == "WaitingForEvidence"
+    now += timedelta(seconds=10)
+    d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Passed"))
+    assert d.status.currentStep == 2 and d.status.canaryWeight == 100
+    now += timedelta(seconds=10)
+    d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Undecided"))
+    assert d.status.stableRevision == "r2"  # the 100 % step needs no new proof, only no failure
+
+
+def test_a_step_undecided_at_max_step_duration_rolls_back_with_a_distinct_reason():
+    for reason, expected in (("InsufficientSamples", "InsufficientTraffic"), ("Undecided", "Undecided")):
+        spec = gated_spec(maxStepDuration="60s")
+        d = at_first_step(spec)
+        now = T0
+        while d.status.phase == "Progressing" and now < T0 + timedelta(minutes=5):
+            now += timedelta(seconds=10)
+            said = reason if now > T0 + timedelta(seconds=10) else "Undecided"  # past the first step first
+            d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, said))
+        assert d.status.phase == "RolledBack" and d.status.rollbackReason == expected
+        assert now - T0 <= timedelta(seconds=80)
+        assert cond(d.status, "Degraded").reason == expected
+        assert "not decided within 60s" in d.status.message
+
+
+def test_blind_checks_count_toward_the_fail_safe():
+    spec = gated_spec()
+    d = at_first_step(spec)
+    now = T0
+    for _ in range(5):
+        now += timedelta(seconds=10)
+        d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "QueryError"))
+    assert d.status.phase == "RolledBack" and d.status.rollbackReason == "InconclusiveLimitReached"
+    assert "5 blind checks in a row (accuracy)" in d.status.message
+
+
+def test_max_step_duration_must_cover_step_duration():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="maxStepDuration must be at least stepDuration"):
+        gated_spec(stepDuration="10m", maxStepDuration="5m")

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from modelrollout import engine as e
-from modelrollout.api.types import AnalysisResult, MetricResult, ModelDeploymentSpec, ModelDeploymentStatus
+from modelrollout.api.types import (
+    AnalysisResult,
+    GateReason,
+    MetricResult,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -35,11 +41,21 @@ tick_strategy = st.fixed_dictionaries(
     {
         "advance": st.integers(0, 40),
         "canary_ready": st.booleans(),
-        "verdict": st.sampled_from([None, "Pass", "Pass", "Fail", "Inconclusive"]),
+        "verdict": st.sampled_from([None, "Pass", "Pass", "Fail", "Undecided", "Undecided", "Waiting", "Blind"]),
         "revision": st.sampled_from(["r2", "r2", "r2", "r3", "r1"]),
         "annotation": st.sampled_from([None, None, None, "promote", "abort", "retry"]),
     }
 )
+
+
+OUTCOMES = {
+    "Pass": ("Pass", GateReason.PASSED),
+    "Fail": ("Fail", GateReason.FAILED),
+    "Undecided": ("Inconclusive", GateReason.UNDECIDED),
+    "Waiting": ("Inconclusive", GateReason.INSUFFICIENT_SAMPLES),
+    "Blind": ("Inconclusive", GateReason.QUERY_ERROR),
+}
+"""What a check can say, as (verdict, reason) of its one gate."""
 
 
 def state(n: int, ready: bool) -> e.DeploymentState:
@@ -63,13 +79,14 @@ def run_world(spec: ModelDeploymentSpec, ticks: list[dict]):
             annotations[f"modelrollout.io/{t['annotation']}"] = f"v{i}"
         due = e.analysis_due(spec, status, now)
         analysis = None
-        verdict = t["verdict"] if gated or t["verdict"] is None else "Pass"  # no gates: run_analysis passes
-        if due and verdict:
+        outcome = t["verdict"] if gated or t["verdict"] is None else "Pass"  # no gates: run_analysis passes
+        if due and outcome:
+            verdict, reason = OUTCOMES[outcome]
             analysis = AnalysisResult(
                 time=now,
                 revision=due,
                 verdict=verdict,
-                metrics=[MetricResult(name="error-rate", verdict=verdict, value=0.0)],
+                metrics=[MetricResult(name="error-rate", verdict=verdict, reason=reason, value=0.0)],
             )
         obs = e.Observations(
             1, e.DesiredRevision(t["revision"], spec.model, spec.serving), dict(deps), dict(annotations), analysis
@@ -114,13 +131,26 @@ def test_invariants(steps, gated, no_mesh, bake, ticks):
             weight_at = next(i for i, a in enumerate(kinds) if isinstance(a, e.SetWeights) and a.canary_weight == 0)
             scale_at = next(i for i, a in enumerate(kinds) if a == e.EnsureRevision(before.canaryRevision, 0))
             assert weight_at < scale_at
-        # Promotion only after the last step passed (or a human asked for it).
-        if before.canaryRevision and after.stableRevision == before.canaryRevision:
-            promoted_by_hand = any(isinstance(a, e.Emit) and a.reason == "PromotedManually" for a in decision.actions)
-            if not promoted_by_hand:
+        # A step is left (to the next or to promotion) only after a check that allows it: the proof
+        # step (the last below 100 %) on a Pass, any other on no failure with every gate decided or
+        # undecided but never waiting for samples or blind; promotion only from the last step.
+        promoted = before.canaryRevision and after.stableRevision == before.canaryRevision
+        advanced = (
+            before.currentStep is not None
+            and after.canaryRevision == before.canaryRevision
+            and (after.currentStep or 0) > before.currentStep
+        )
+        by_hand = any(isinstance(a, e.Emit) and a.reason == "PromotedManually" for a in decision.actions)
+        if (promoted or advanced) and not by_hand:
+            if promoted:
                 assert before.currentStep == len(steps) - 1
-                if gated:
-                    assert after.lastAnalysis is not None and after.lastAnalysis.verdict == "Pass"
+            if gated:
+                last = after.lastAnalysis
+                assert last is not None and last.revision == before.canaryRevision
+                if before.currentStep == e.proof_step(steps):
+                    assert last.verdict == "Pass"
+                else:
+                    assert all(m.reason in (GateReason.PASSED, GateReason.UNDECIDED) for m in last.metrics)
         # A revision that failed is never the canary again without a retry or a new spec.
         if after.canaryRevision and after.canaryRevision in before.failedRevisions:
             assert after.canaryRevision not in after.failedRevisions

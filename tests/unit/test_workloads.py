@@ -69,3 +69,20 @@ def test_every_revision_mounts_the_feedback_key_read_only_and_passes_it():
     assert secret["metadata"]["namespace"] == "ml" and secret["immutable"] is True
     assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert secret["data"] == {"key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}
+
+
+def test_latency_bucket_edges_follow_the_slow_request_gates() -> None:
+    from modelrollout.metrics.templates import le_label
+    from modelrollout.workloads import DEFAULT_LATENCY_BUCKETS, latency_buckets
+    from modelserver.config import DEFAULT_LATENCY_BUCKETS as SERVER_DEFAULTS
+    from modelserver.config import _buckets
+
+    assert DEFAULT_LATENCY_BUCKETS == SERVER_DEFAULTS
+    assert latency_buckets([]) is None
+    text = latency_buckets([250, 33, 123.4567])
+    assert text is not None
+    edges = _buckets(text)  # exactly what the server will parse
+    assert set(DEFAULT_LATENCY_BUCKETS) < set(edges)
+    from prometheus_client.utils import floatToGoString
+
+    assert {le_label(ms) for ms in (250, 33, 123.4567)} <= {floatToGoString(e) for e in edges}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -24,13 +25,36 @@ SINGULAR = "modeldeployment"
 SHORT_NAMES = ["mdep"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
-BUILTIN_TEMPLATES = ("error-rate", "latency-p99", "accuracy")
+BUILTIN_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99")
+RATIO_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy")
+"""Gates whose value is a proportion of countable events, decided by sequential tests on counts."""
 PHASES = ("Initializing", "Progressing", "Baking", "Succeeded", "RolledBack", "Failed", "Paused")
 
 # Annotations humans set through the CLI; the operator reads them and never edits the spec.
 ANNOTATION_PROMOTE = f"{GROUP}/promote"
 ANNOTATION_ABORT = f"{GROUP}/abort"
 ANNOTATION_RETRY = f"{GROUP}/retry"
+
+
+class GateReason(StrEnum):
+    """Why a gate has the verdict it has; the engine acts on these, not only on the verdict."""
+
+    PASSED = "Passed"  # the evidence shows every threshold is met
+    FAILED = "Failed"  # the evidence shows a threshold is breached
+    UNDECIDED = "Undecided"  # enough samples, but neither shown yet: wait for more
+    INSUFFICIENT_SAMPLES = "InsufficientSamples"  # fewer than minSamples (canary or baseline)
+    NO_DATA = "NoData"  # a plain gate's query returned nothing: the gate is blind
+    QUERY_ERROR = "QueryError"  # Prometheus unreachable, timed out or refused the query: blind
+
+    @property
+    def blind(self) -> bool:
+        """True when the gate could not look at all (counts toward inconclusiveLimit)."""
+        return self in (GateReason.NO_DATA, GateReason.QUERY_ERROR)
+
+
+def _cel_list(items: tuple[str, ...]) -> str:
+    """A CEL list literal of strings."""
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -227,6 +251,19 @@ class TrafficSpec(_Model):
 class CanarySpec(_Model):
     """Step-wise traffic shifting."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.maxStepDuration) || !has(self.stepDuration)"
+                    " || duration(self.maxStepDuration) >= duration(self.stepDuration)",
+                    "maxStepDuration must be at least stepDuration",
+                    ".maxStepDuration",
+                )
+            ]
+        }
+    )
+
     steps: list[int] = Field(
         default_factory=lambda: [5, 10, 25, 50, 100],
         min_length=1,
@@ -248,6 +285,20 @@ class CanarySpec(_Model):
         },
     )
     stepDuration: str = _duration_field("60s", "Minimum time at each step before the next one.")
+    allowSignatureChange: bool = Field(
+        default=False,
+        description="The canary's input/output signature or feature schema is meant to differ from the "
+        "stable revision's. Without it, a canary whose inputs, outputs or named features differ (as its "
+        "model server reports them) is rolled back with reason ContractMismatch before it takes any "
+        "traffic; with it, the difference is only reported in an Event.",
+    )
+    maxStepDuration: str = _duration_field(
+        "2h",
+        "Longest a step may wait for its gates' evidence. A step still undecided then ends the rollout: "
+        "the canary is rolled back with reason InsufficientTraffic (a gate below minSamples) or Undecided "
+        "(enough samples, thresholds neither met nor breached). Never shorter than stepDuration.",
+        "1s",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -260,11 +311,17 @@ class CanarySpec(_Model):
             raise ValueError("the last canary step must be 100")
         return steps
 
-    @field_validator("stepDuration")
+    @field_validator("stepDuration", "maxStepDuration")
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)
         return v
+
+    @model_validator(mode="after")
+    def _max_after_min(self) -> CanarySpec:
+        if parse_duration(self.maxStepDuration) < parse_duration(self.stepDuration):
+            raise ValueError("maxStepDuration must be at least stepDuration")
+        return self
 
 
 class StrategySpec(_Model):
@@ -287,22 +344,29 @@ class PrometheusSpec(_Model):
 class MetricSpec(_Model):
     """One gate. Built-in templates are scoped to one revision's pods; custom gates bring their PromQL.
 
-    Values are in the metric's natural unit: error rate and accuracy are ratios in 0..1, latency-p99
-    is in milliseconds.
+    Values are in the metric's natural unit: error-rate, client-error-rate, slow-requests and
+    accuracy are proportions in 0..1 (decided by sequential tests on counts, docs/gates.md);
+    latency-p99 is in milliseconds (a plain comparison, for display).
     """
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "has(self.template) || self.name in ['error-rate', 'latency-p99', 'accuracy']",
-                    "set template (error-rate, latency-p99, accuracy or custom) unless name is a built-in one",
+                    "has(self.template) || self.name in " + _cel_list(BUILTIN_TEMPLATES),
+                    "set template (" + ", ".join(BUILTIN_TEMPLATES) + " or custom) unless name is a built-in one",
                     ".template",
                 ),
                 _cel(
                     "(has(self.template) && self.template == 'custom') == has(self.query)",
                     "query is required for template custom and not allowed otherwise",
                     ".query",
+                ),
+                _cel(
+                    "((has(self.template) ? self.template : self.name) == 'slow-requests') == has(self.slowerThanMs)",
+                    "slowerThanMs (the latency SLO in milliseconds) is required for slow-requests and not allowed "
+                    "otherwise",
+                    ".slowerThanMs",
                 ),
                 _cel(
                     "has(self.min) || has(self.max) || has(self.maxDropVsStable) || has(self.maxRiseVsStable)",
@@ -315,10 +379,12 @@ class MetricSpec(_Model):
                     ".maxDropVsStable",
                 ),
                 _cel(
-                    "!((has(self.template) ? self.template : self.name) in ['error-rate', 'accuracy'])"
+                    "!((has(self.template) ? self.template : self.name) in " + _cel_list(RATIO_TEMPLATES) + ")"
                     " || ((!has(self.min) || (self.min >= 0.0 && self.min <= 1.0))"
-                    " && (!has(self.max) || (self.max >= 0.0 && self.max <= 1.0)))",
-                    "error-rate and accuracy thresholds are ratios between 0 and 1",
+                    " && (!has(self.max) || (self.max >= 0.0 && self.max <= 1.0))"
+                    " && (!has(self.maxDropVsStable) || self.maxDropVsStable <= 1.0)"
+                    " && (!has(self.maxRiseVsStable) || self.maxRiseVsStable <= 1.0))",
+                    ", ".join(RATIO_TEMPLATES) + " thresholds are proportions between 0 and 1",
                     ".max",
                 ),
             ]
@@ -326,38 +392,58 @@ class MetricSpec(_Model):
     )
 
     name: str = Field(
-        description="Gate name, unique in the list. error-rate, latency-p99 and accuracy select a built-in template.",
+        description="Gate name, unique in the list. A built-in template's name selects that template.",
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         max_length=63,
     )
-    template: Literal["error-rate", "latency-p99", "accuracy", "custom"] | None = Field(
-        default=None, description="Query template. Default: the name, when it is a built-in one."
-    )
+    template: (
+        Literal["error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99", "custom"] | None
+    ) = Field(default=None, description="Query template. Default: the name, when it is a built-in one.")
     query: str | None = Field(
         default=None,
         max_length=4096,
         description="PromQL for custom gates; {{namespace}}, {{name}}, {{revision}}, {{stableRevision}} "
         "and {{interval}} are substituted. Must return one number.",
     )
-    min: float | None = Field(default=None, description="Fail when the canary value is below this.")
-    max: float | None = Field(default=None, description="Fail when the canary value is above this.")
+    slowerThanMs: float | None = Field(
+        default=None,
+        gt=0,
+        le=3_600_000,
+        description="slow-requests only: the latency SLO in milliseconds. The gate's value is the share of "
+        "requests slower than this; the operator adds it as a histogram bucket edge on the model servers.",
+    )
+    min: float | None = Field(
+        default=None, description="Fail when the evidence shows the value below this; pass when it shows it above."
+    )
+    max: float | None = Field(
+        default=None, description="Fail when the evidence shows the value above this; pass when it shows it below."
+    )
     maxDropVsStable: float | None = Field(
-        default=None, ge=0, description="Fail when the canary is lower than stable by more than this."
+        default=None,
+        ge=0,
+        description="Fail when the evidence shows the canary lower than stable by more than this (same period).",
     )
     maxRiseVsStable: float | None = Field(
-        default=None, ge=0, description="Fail when the canary is higher than stable by more than this."
+        default=None,
+        ge=0,
+        description="Fail when the evidence shows the canary higher than stable by more than this (same period).",
     )
     minSamples: int = Field(
-        default=50,
+        default=100,
         ge=0,
         le=100_000_000,
-        description="Requests (or feedback labels for accuracy) needed before the gate can pass or fail; "
-        "fewer is inconclusive.",
+        description="Requests (feedback labels for accuracy) the revision, and the stable for a comparison, must "
+        "have accumulated before the gate can pass. A failure needs only the evidence.",
     )
 
     @property
     def effective_template(self) -> str:
         return self.template or self.name
+
+    @property
+    def is_ratio(self) -> bool:
+        """Proportion gates are decided by sequential tests on counts; the others by plain comparison."""
+        return self.effective_template in RATIO_TEMPLATES
 
     @model_validator(mode="after")
     def _check(self) -> MetricSpec:
@@ -365,6 +451,10 @@ class MetricSpec(_Model):
             raise ValueError(f"metric {self.name!r}: set template unless name is a built-in one")
         if (self.template == "custom") != (self.query is not None):
             raise ValueError(f"metric {self.name!r}: query is required for template custom and not allowed otherwise")
+        if (self.effective_template == "slow-requests") != (self.slowerThanMs is not None):
+            raise ValueError(
+                f"metric {self.name!r}: slowerThanMs is required for slow-requests and not allowed otherwise"
+            )
         if None not in (self.min, self.max) and self.min > self.max:  # type: ignore[operator]
             raise ValueError(f"metric {self.name!r}: min must be <= max")
         return self
@@ -385,7 +475,12 @@ class AnalysisSpec(_Model):
         }
     )
 
-    interval: str = _duration_field("30s", "How often gates are evaluated; also the query window.", "1s")
+    interval: str = _duration_field(
+        "30s",
+        "How often gates are checked. Ratio gates decide on counts accumulated since the canary first took "
+        "traffic; the interval is also the window of the freshness value shown beside them and of plain gates.",
+        "1s",
+    )
     prometheus: PrometheusSpec | None = Field(
         default=None,
         description="Prometheus to query. Default: the operator's --prometheus-address "
@@ -396,13 +491,16 @@ class AnalysisSpec(_Model):
         default=5,
         ge=1,
         le=1000,
-        description="Inconclusive checks in a row (no data, too few samples) that count as a failure.",
+        description="Blind checks in a row (Prometheus unreachable or erroring, a plain gate with no data) that "
+        "count as a failure. Waiting for samples or evidence is not blind and never counts.",
     )
     significance: float = Field(
         default=0.05,
         gt=0,
         lt=0.5,
-        description="Significance level of the canary-vs-stable two-proportion test.",
+        description="Upper bound on the probability that the ratio gates roll back a revision whose true values "
+        "all meet their thresholds, over the whole rollout and bake however many checks run; it is split "
+        "evenly over the sequential tests (one per threshold). The same level bounds a wrong pass.",
     )
     metrics: list[MetricSpec] = Field(default_factory=list, max_length=32, description="The gates.")
 
@@ -466,14 +564,26 @@ class Condition(_Model):
 
 
 class MetricResult(_Model):
-    """One gate's outcome at the last check."""
+    """One gate's outcome at the last check, with the counts it was decided on.
+
+    For ratio gates ``value`` and ``stableValue`` are accumulated over the evidence period (since the
+    canary first took traffic) and ``events``/``samples`` are the counts behind them, so a restarted
+    operator, a human and ``kubectl modelrollout status`` all see the evidence itself.
+    """
 
     name: str
     value: float | None = Field(default=None, description="Canary (or baking stable) value; null when no data.")
-    stableValue: float | None = Field(default=None, description="Stable revision's value, when compared.")
+    stableValue: float | None = Field(default=None, description="Baseline value over the same period, when compared.")
     threshold: str = Field(default="", description="The thresholds, human-readable.")
     samples: int | None = Field(default=None, description="Samples behind the value.")
+    events: int | None = Field(default=None, description="Ratio gates: the events counted in value (x of samples).")
+    stableSamples: int | None = Field(default=None, description="Ratio gates: the baseline's samples.")
+    stableEvents: int | None = Field(default=None, description="Ratio gates: the baseline's events.")
+    windowValue: float | None = Field(
+        default=None, description="Freshness view: the value since the previous check (not used to decide)."
+    )
     verdict: Literal["Pass", "Fail", "Inconclusive"]
+    reason: GateReason | None = Field(default=None, description="Why: Passed, Failed, Undecided, ... (docs/gates.md).")
     message: str = ""
 
 
@@ -482,6 +592,8 @@ class AnalysisResult(_Model):
 
     time: datetime
     revision: str = ""
+    baselineRevision: str | None = Field(default=None, description="The revision compared with, if any.")
+    since: datetime | None = Field(default=None, description="Start of the evidence period the counts cover.")
     verdict: Literal["Pass", "Fail", "Inconclusive"]
     metrics: list[MetricResult] = Field(default_factory=list)
 
@@ -531,6 +643,10 @@ class ModelDeploymentStatus(_Model):
         default=None, description="When the canary lost its last ready pod; its traffic is held at 0 meanwhile."
     )
     lastCheckAt: datetime | None = None
+    evidenceSince: datetime | None = Field(
+        default=None,
+        description="When the canary first took traffic: ratio gates count from here through the bake.",
+    )
     failedChecks: int = Field(default=0, ge=0)
     inconclusiveChecks: int = Field(default=0, ge=0)
     failedRevisions: list[str] = Field(default_factory=list, description="Revisions not retried until spec changes.")

@@ -2,7 +2,7 @@
 
 * :mod:`.provider` — ``PrometheusProvider.query(promql) -> QueryResult`` (a number, no data, or an error);
 * :mod:`.templates` — built-in PromQL per gate, scoped by namespace and revision, and ``{{...}}`` substitution;
-* :mod:`.statistics` — the canary-vs-stable decision rule (two-proportion tests from scipy);
+* :mod:`.sequential` — always-valid sequential tests on accumulated counts (the decision rule);
 * :mod:`.gates` — ``run_analysis``: every gate of a spec for one revision → ``AnalysisResult``.
 
 ``docs/gates.md`` is the user-facing description of all of it.

@@ -1,65 +1,62 @@
 """One gate check: every metric of ``spec.analysis`` for one revision, as an ``AnalysisResult``.
 
-Per metric, in this order:
+Ratio gates (error-rate, client-error-rate, slow-requests, accuracy) decide on *evidence*, the
+counts accumulated since the canary first took traffic (``status.evidenceSince``), through every
+step, the 100 % step and the bake:
 
-1. **Value.** The gate's query for the revision under analysis (the canary; the new stable while
-   baking). A query error (Prometheus unreachable, timeout, PromQL error, several series) or no data
-   (empty result, NaN such as ``0/0`` with no traffic) is **Inconclusive** — never Pass, never Fail.
-2. **Samples.** Built-in gates also count the samples behind the value (infer requests for
-   error-rate, requests that reached the model for latency-p99, feedback labels for accuracy).
-   Fewer than ``minSamples`` is **Inconclusive**: too little data to pass *or* fail. Custom gates
-   have no sample count; their only guard is "no data".
-3. **Absolute thresholds.** ``value < min`` or ``value > max`` is **Fail** (a plain comparison of
-   the observed value, as users read ``max: 0.01``).
-4. **Versus stable** (``maxRiseVsStable`` / ``maxDropVsStable``), against a *baseline*:
+1. **Counts.** Samples and events of the revision, and of the baseline (the stable revision; the
+   previous stable while baking) over the *same* period, so both sides saw the same traffic mix
+   and time of day. A baseline that served nothing in the period (a canary whose first step is
+   100 %) is read over the same length of time just before it instead. A query error makes the gate
+   **blind** (``QueryError``): it is the only inconclusive result that counts toward
+   ``inconclusiveLimit``.
+2. **One sequential test per threshold, in both directions** (:mod:`.sequential`): ``max``/``min``
+   against the bound (exact binomial mixture SPRT), ``maxRiseVsStable``/``maxDropVsStable`` against
+   the baseline (mixture SPRT on the difference; exact for small counts). Each runs at
+   ``alpha = significance / number of tests`` so that ``significance`` bounds the probability of
+   any wrong rollback over the whole rollout, whatever the number of checks.
+3. **Verdict.** ``Failed`` as soon as any test shows a breach (no sample minimum: strong evidence
+   is enough). Otherwise ``InsufficientSamples`` while the revision (or, for a comparison, the
+   baseline) has fewer than ``minSamples``; ``Passed`` when every test shows its threshold met;
+   else ``Undecided``. A comparison with margin 0 cannot show "no worse by more than 0": it passes
+   once the samples are there and no rise is shown.
 
-   * *Live*, while the revision is a canary: the same queries for ``status.stableRevision``, with
-     the same ``minSamples`` guard. Ratio gates (error-rate, accuracy) use the one-sided
-     two-proportion test of :mod:`.statistics` at ``analysis.significance``; latency-p99 and custom
-     gates compare plain values.
-   * *Recorded*, when no live baseline is usable: the stable's last trustworthy value, i.e. the
-     ``stableValue`` of this gate in ``status.lastAnalysis`` when that analysis was of this same
-     revision (each check records the baseline it used, so it carries forward). This covers the
-     canary's last step — at 100 % the stable takes no traffic and soon has no data in the window,
-     which would otherwise make the step inconclusive until ``inconclusiveLimit`` rolled it back —
-     a stable starved below ``minSamples`` at high canary weights, and the *bake*: the revision is
-     then the stable one and the previous stable idles, so its value frozen at promotion is the
-     baseline (it is never queried live: it would read stale pre-promotion data or nothing). Ratio
-     gates use the exact one-sample binomial test against it, other gates a plain comparison.
-   * *None*: a canary without a usable live or recorded baseline is **Inconclusive** (unless step 3
-     already failed it); a baking revision without a recorded baseline is checked against absolute
-     thresholds only, and the message says so.
+Plain gates (latency-p99 over the evidence period, custom PromQL over the window) compare values
+as before: Fail when a threshold is crossed, ``NoData`` (blind) when the query returns nothing; the
+comparison with the baseline is skipped while the baseline has no data (it idles at the 100 % step
+and in the bake), and the message says so.
 
-   ``stableValue`` in the result is always the baseline actually used (never an under-sampled one),
-   which is what makes it safe to carry forward.
-
-A gate's verdict is Fail if any part failed, else Inconclusive if any part was inconclusive, else
-Pass. The check's verdict aggregates the gates the same way; no gates is Pass.
+A check's verdict is Fail if any gate failed, Pass if all passed, else Inconclusive; the engine
+reads each gate's ``reason`` to tell waiting (hold) from blindness (fail-safe).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from modelrollout.api.types import (
     AnalysisResult,
+    GateReason,
     MetricResult,
     MetricSpec,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
 )
-from modelrollout.metrics import statistics, templates
+from modelrollout.durations import parse_duration
+from modelrollout.metrics import sequential, templates
 from modelrollout.metrics.provider import MetricsProvider, PrometheusProvider, QueryResult
 
 log = logging.getLogger(__name__)
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
 _SEVERITY: dict[str, int] = {"Pass": 0, "Inconclusive": 1, "Fail": 2}
+_VERDICT: dict[GateReason, Verdict] = {GateReason.PASSED: "Pass", GateReason.FAILED: "Fail"}
 
 
 def aggregate(verdicts: Iterable[str]) -> Verdict:
@@ -68,21 +65,68 @@ def aggregate(verdicts: Iterable[str]) -> Verdict:
     return worst  # type: ignore[return-value]
 
 
-def threshold_text(metric: MetricSpec, significance: float) -> str:
-    """The thresholds as a human reads them, e.g. ``<= 250 ms, rise vs stable <= 50 ms``."""
+def sequential_tests(metrics: Iterable[MetricSpec]) -> int:
+    """The number of sequential tests the ratio gates run: one per threshold (the alpha split)."""
+    return sum(
+        sum(x is not None for x in (m.min, m.max, m.maxRiseVsStable, m.maxDropVsStable)) for m in metrics if m.is_ratio
+    )
+
+
+def alpha_per_test(spec: ModelDeploymentSpec) -> float:
+    """``significance`` split evenly (Bonferroni) over every sequential test of the spec."""
+    return spec.analysis.significance / max(sequential_tests(spec.analysis.metrics), 1)
+
+
+def threshold_text(metric: MetricSpec, alpha: float | None = None) -> str:
+    """The thresholds as a human reads them, e.g. ``<= 0.02, rise vs stable <= 0.01 (alpha=0.0083)``."""
     unit = templates.UNITS.get(metric.effective_template, "")
-    ratio = metric.effective_template in templates.RATIO_TEMPLATES
-    test = f" (alpha={significance:g})" if ratio else ""
     parts = []
+    if metric.slowerThanMs is not None:
+        parts.append(f"share slower than {metric.slowerThanMs:g} ms")
     if metric.min is not None:
         parts.append(f">= {metric.min:g}{unit}")
     if metric.max is not None:
         parts.append(f"<= {metric.max:g}{unit}")
     if metric.maxDropVsStable is not None:
-        parts.append(f"drop vs stable <= {metric.maxDropVsStable:g}{unit}{test}")
+        parts.append(f"drop vs stable <= {metric.maxDropVsStable:g}{unit}")
     if metric.maxRiseVsStable is not None:
-        parts.append(f"rise vs stable <= {metric.maxRiseVsStable:g}{unit}{test}")
-    return ", ".join(parts)
+        parts.append(f"rise vs stable <= {metric.maxRiseVsStable:g}{unit}")
+    text = ", ".join(parts)
+    if metric.is_ratio and alpha is not None:
+        text += f" (alpha={alpha:.2g} per test)"
+    return text
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one check looks at: whose counts, compared with whom, over which period."""
+
+    namespace: str
+    name: str
+    revision: str
+    baseline: str | None
+    since: datetime
+    now: datetime
+    window: str
+    alpha: float
+    previous: AnalysisResult | None = None
+
+    @property
+    def seconds(self) -> float:
+        return max((self.now - self.since).total_seconds(), 0.0)
+
+    def table(self, revision: str, offset_seconds: float = 0.0, le: str = "") -> dict[str, str]:
+        table = templates.variables(
+            namespace=self.namespace,
+            name=self.name,
+            revision=revision,
+            stable_revision=self.baseline,
+            window=self.window,
+        )
+        table["range"] = templates.range_seconds(self.seconds)
+        table["offset"] = f" offset {math.ceil(offset_seconds)}s" if offset_seconds > 0 else ""
+        table["le"] = le
+        return table
 
 
 @dataclass
@@ -90,15 +134,9 @@ class _Gate:
     """Findings collected while evaluating one metric."""
 
     metric: MetricSpec
-    unit: str
-    verdicts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     queries: int = 0
     seconds: float = 0.0
-
-    def add(self, verdict: Verdict, note: str) -> None:
-        self.verdicts.append(verdict)
-        self.notes.append(note)
 
     def ask(self, provider: MetricsProvider, promql: str) -> QueryResult:
         result = provider.query(promql)
@@ -107,227 +145,316 @@ class _Gate:
         log.debug("query %.3fs value=%s error=%s: %s", result.seconds, result.value, result.error, promql)
         return result
 
-    def fmt(self, value: float) -> str:
-        return f"{value:.4g}{self.unit}"
+    @property
+    def timing(self) -> str:
+        return f" [{self.queries} queries, {self.seconds * 1000:.0f} ms]" if self.queries else ""
+
+
+# ------------------------------------------------------------------------------------- ratio gates
 
 
 @dataclass(frozen=True)
-class _Observed:
-    """A revision's value and sample count (``samples`` None for custom gates)."""
+class Counts:
+    """Events of a ratio gate's value out of its samples (an accuracy's events are correct labels)."""
 
-    value: float
-    samples: int | None
+    events: int
+    samples: int
+
+    @property
+    def value(self) -> float | None:
+        return self.events / self.samples if self.samples else None
 
 
-def _observe(
-    gate: _Gate, provider: MetricsProvider, queries: templates.GateQueries, who: str
-) -> tuple[_Observed | None, str | None]:
-    """Query value and samples for one revision; ``(None, reason)`` when it is not usable."""
+def _count(gate: _Gate, provider: MetricsProvider, scope: Scope, revision: str, offset: float = 0.0) -> Counts | str:
+    """One revision's counts over the evidence period (shifted back by ``offset``), or an error text."""
+    metric = gate.metric
+    le = templates.le_label(metric.slowerThanMs) if metric.slowerThanMs is not None else ""
+    queries = templates.count_queries(metric.effective_template, scope.table(revision, offset, le))
+    samples = gate.ask(provider, queries.samples)
+    if samples.error:
+        return f"revision {revision}: {samples.error}"
+    n = max(round(samples.value or 0.0), 0)
+    if n == 0:
+        return Counts(0, 0)
+    events = gate.ask(provider, queries.events)
+    if events.error:
+        return f"revision {revision}: {events.error}"
+    if events.value is None and queries.complement:
+        return (
+            f"revision {revision}: no histogram bucket at {metric.slowerThanMs:g} ms (le={le!r}); its pods export "
+            "that edge once they run with the operator's --latency-buckets (a restart of older pods)"
+        )
+    x = min(max(round(events.value or 0.0), 0), n)  # no series yet means no such event yet
+    return Counts(n - x if queries.complement else x, n)
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One threshold's two sequential tests: evidence of a breach, and evidence it is met."""
+
+    label: str
+    breach: sequential.Evidence
+    met: sequential.Evidence | None  # None: cannot be shown (a comparison with margin 0)
+    grid: int
+
+
+def _absolute_tests(metric: MetricSpec, own: Counts) -> list[_Test]:
+    tests = []
+    for limit, breach_side in ((metric.min, "below"), (metric.max, "above")):
+        if limit is None:
+            continue
+        met_side = "above" if breach_side == "below" else "below"
+        label = f"{'min' if breach_side == 'below' else 'max'} {limit:g}"
+        tests.append(
+            _Test(
+                label,
+                sequential.one_sample_log_e(own.events, own.samples, limit, breach_side),
+                sequential.one_sample_log_e(own.events, own.samples, limit, met_side),
+                len(sequential.LOGIT_SHIFTS),
+            )
+        )
+    return tests
+
+
+def _relative_test(metric: MetricSpec, own: Counts, base: Counts) -> _Test:
+    if metric.maxRiseVsStable is not None:
+        margin, breach_side, met_side, label = metric.maxRiseVsStable, "above", "below", "rise"
+        boundary = margin
+    else:
+        assert metric.maxDropVsStable is not None
+        margin, breach_side, met_side, label = metric.maxDropVsStable, "below", "above", "drop"
+        boundary = -margin
+    args = (own.events, own.samples, base.events, base.samples, boundary)
+    met = sequential.two_sample_log_e(*args, met_side) if margin > 0 else None
+    return _Test(
+        f"{label} vs stable {margin:g}",
+        sequential.two_sample_log_e(*args, breach_side),
+        met,
+        len(sequential.DIFFERENCE_SHIFTS),
+    )
+
+
+def _fmt_e(log_e: float) -> str:
+    if log_e == math.inf:
+        return "inf"
+    if log_e == -math.inf:
+        return "0"
+    return f"{math.exp(min(log_e, 700.0)):.3g}"
+
+
+def _describe(test: _Test, alpha: float) -> str:
+    bound = f"1/alpha={1 / alpha:.3g}"
+    if test.breach.rejects(alpha):
+        return f"{test.label}: breached (e={_fmt_e(test.breach.log_e)} >= {bound}, {test.breach.method})"
+    if test.met is None:
+        return f"{test.label}: not shown worse (e={_fmt_e(test.breach.log_e)} < {bound}; margin 0 passes on samples)"
+    if test.met.rejects(alpha):
+        return f"{test.label}: met (e={_fmt_e(test.met.log_e)} >= {bound}, {test.met.method})"
+    growth = sequential.required_growth(test.met, alpha, test.grid)
+    need = f"; ~{growth:.1f}x the samples to show it met" if growth is not None and growth < 1000 else ""
+    return (
+        f"{test.label}: undecided (e={_fmt_e(test.met.log_e)} met, {_fmt_e(test.breach.log_e)} breached, "
+        f"both < {bound}{need})"
+    )
+
+
+def _window_value(scope: Scope, metric: MetricSpec, own: Counts) -> float | None:
+    """The value since the previous check of the same evidence: a freshness view, never decisive."""
+    prev = scope.previous
+    if prev is None or prev.revision != scope.revision or prev.since != scope.since:
+        return None
+    for m in prev.metrics:
+        if m.name == metric.name and m.samples is not None and m.events is not None:
+            grown = own.samples - m.samples
+            return (own.events - m.events) / grown if grown > 0 else None
+    return None
+
+
+def _ratio_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:
+    gate = _Gate(metric)
+    threshold = threshold_text(metric, scope.alpha)
+
+    def result(reason: GateReason, own: Counts | None = None, base: Counts | None = None) -> MetricResult:
+        return MetricResult(
+            name=metric.name,
+            value=own.value if own else None,
+            stableValue=base.value if base else None,
+            threshold=threshold,
+            samples=own.samples if own else None,
+            events=own.events if own else None,
+            stableSamples=base.samples if base else None,
+            stableEvents=base.events if base else None,
+            windowValue=_window_value(scope, metric, own) if own else None,
+            verdict=_VERDICT.get(reason, "Inconclusive"),
+            reason=reason,
+            message="; ".join(gate.notes) + gate.timing,
+        )
+
+    own = _count(gate, provider, scope, scope.revision)
+    if isinstance(own, str):
+        gate.notes.append(own)
+        return result(GateReason.QUERY_ERROR)
+    tests = _absolute_tests(metric, own)
+    base: Counts | None = None
+    if metric.maxRiseVsStable is not None or metric.maxDropVsStable is not None:
+        base = _baseline(gate, provider, scope)
+        if isinstance(base, str):
+            gate.notes.append(base)
+            return result(GateReason.QUERY_ERROR, own)
+        if base is not None:
+            tests.append(_relative_test(metric, own, base))
+
+    value = "no samples" if own.value is None else f"{own.value:.4g} ({own.events}/{own.samples})"
+    period = f"since {scope.since:%H:%M:%S}"
+    gate.notes.append(f"{value} {period}")
+    if base is not None:
+        shown = "no samples" if base.value is None else f"{base.value:.4g} ({base.events}/{base.samples})"
+        gate.notes.append(f"baseline {scope.baseline} {shown}")
+    gate.notes.extend(_describe(t, scope.alpha) for t in tests)
+
+    if any(t.breach.rejects(scope.alpha) for t in tests):
+        return result(GateReason.FAILED, own, base)
+    minimum = max(metric.minSamples, 1)
+    short = [who for who, c in (("revision", own), ("baseline", base)) if c is not None and c.samples < minimum]
+    if short or (base is None and _needs_baseline(metric)):
+        gate.notes.append(
+            f"waiting for samples: minSamples {metric.minSamples} ({', '.join(short) or 'no baseline'} below)"
+        )
+        return result(GateReason.INSUFFICIENT_SAMPLES, own, base)
+    if all(t.met is None or t.met.rejects(scope.alpha) for t in tests):
+        return result(GateReason.PASSED, own, base)
+    return result(GateReason.UNDECIDED, own, base)
+
+
+def _needs_baseline(metric: MetricSpec) -> bool:
+    return metric.maxRiseVsStable is not None or metric.maxDropVsStable is not None
+
+
+def _baseline(gate: _Gate, provider: MetricsProvider, scope: Scope) -> Counts | str | None:
+    """The baseline's counts over the evidence period; the same length before it if it served nothing."""
+    if scope.baseline is None:
+        gate.notes.append("no baseline revision to compare with (first revision)")
+        return None
+    base = _count(gate, provider, scope, scope.baseline)
+    if isinstance(base, str) or base.samples > 0:
+        return base
+    earlier = _count(gate, provider, scope, scope.baseline, offset=scope.seconds)
+    if isinstance(earlier, Counts) and earlier.samples > 0:
+        gate.notes.append(f"baseline served nothing since {scope.since:%H:%M:%S}: compared with the period before it")
+    return earlier
+
+
+# ------------------------------------------------------------------------------------- plain gates
+
+
+def _plain_value(
+    gate: _Gate, provider: MetricsProvider, scope: Scope, revision: str
+) -> tuple[float | None, int | None, str | None]:
+    """(value, samples, error) of a plain gate for one revision."""
+    metric = gate.metric
+    table = scope.table(revision)
+    try:
+        queries = templates.gate_queries(metric.effective_template, metric.query, table)
+    except templates.TemplateError as exc:
+        return None, None, f"invalid query: {exc}"
     value = gate.ask(provider, queries.value)
     if value.error:
-        return None, f"{who}: {value.error}"
+        return None, None, f"revision {revision}: {value.error}"
     samples: int | None = None
     if queries.samples is not None:
         counted = gate.ask(provider, queries.samples)
         if counted.error:
-            return None, f"{who}: {counted.error}"
+            return None, None, f"revision {revision}: {counted.error}"
         samples = round(counted.value or 0.0)
-    if value.value is None:
-        got = "" if samples is None else f" ({samples} samples)"
-        return None, f"{who}: no data in the window{got}"
-    return _Observed(value.value, samples), None
+    return value.value, samples, None
 
 
-def _event_counts(observed: _Observed, direction: Literal["rise", "drop"]) -> tuple[int, int]:
-    """Bad events and samples of a ratio gate: a rise counts the gate's events, a drop their complement."""
-    assert observed.samples is not None
-    n = observed.samples
-    events = min(max(round(observed.value * n), 0), n)
-    return (events if direction == "rise" else n - events), n
+def _plain_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:
+    gate = _Gate(metric)
+    unit = templates.UNITS.get(metric.effective_template, "")
+    reasons: list[GateReason] = []
 
-
-def _relative(metric: MetricSpec) -> tuple[Literal["rise", "drop"], float] | None:
-    if metric.maxRiseVsStable is not None:
-        return "rise", metric.maxRiseVsStable
-    if metric.maxDropVsStable is not None:
-        return "drop", metric.maxDropVsStable
-    return None
-
-
-def recorded_baseline(status: ModelDeploymentStatus, revision: str, metric_name: str) -> float | None:
-    """The baseline the last check of this same revision used for this gate (``lastAnalysis.stableValue``)."""
-    last = status.lastAnalysis
-    if last is None or last.revision != revision:
-        return None
-    for m in last.metrics:
-        if m.name == metric_name:
-            return m.stableValue
-    return None
-
-
-def _too_few(samples: int | None, minimum: int) -> bool:
-    """The sample guard; zero samples can never judge, even with ``minSamples: 0``."""
-    return samples is not None and samples < max(minimum, 1)
-
-
-def evaluate_metric(
-    metric: MetricSpec,
-    provider: MetricsProvider,
-    *,
-    namespace: str,
-    name: str,
-    revision: str,
-    status: ModelDeploymentStatus,
-    window: str,
-    significance: float,
-) -> MetricResult:
-    """One gate for ``revision``: value, samples, thresholds and the comparison with stable (module doc)."""
-    template = metric.effective_template
-    gate = _Gate(metric, templates.UNITS.get(template, ""))
-    threshold = threshold_text(metric, significance)
-    stable_rev = status.stableRevision
-
-    def result(verdict: Verdict, value: float | None, stable_value: float | None, samples: int | None) -> MetricResult:
-        timing = f" [{gate.queries} queries, {gate.seconds * 1000:.0f} ms]" if gate.queries else ""
+    def result(reason: GateReason, value: float | None, stable: float | None, samples: int | None) -> MetricResult:
         return MetricResult(
             name=metric.name,
             value=value,
-            stableValue=stable_value,
-            threshold=threshold,
+            stableValue=stable,
+            threshold=threshold_text(metric),
             samples=samples,
-            verdict=verdict,
-            message="; ".join(gate.notes) + timing,
+            verdict=_VERDICT.get(reason, "Inconclusive"),
+            reason=reason,
+            message="; ".join(gate.notes) + gate.timing,
         )
 
-    def queries_for(rev: str) -> templates.GateQueries:
-        table = templates.variables(
-            namespace=namespace, name=name, revision=rev, stable_revision=stable_rev, window=window
-        )
-        return templates.gate_queries(template, metric.query, table)
-
-    try:
-        own_queries = queries_for(revision)
-    except templates.TemplateError as exc:
-        gate.add("Inconclusive", f"invalid query: {exc}")
-        return result("Inconclusive", None, None, None)
-
-    own, reason = _observe(gate, provider, own_queries, f"revision {revision}")
-    if own is None:
-        gate.add("Inconclusive", reason or "no data")
-        return result("Inconclusive", None, None, None)
-    if _too_few(own.samples, metric.minSamples):
-        gate.add("Inconclusive", f"{own.samples} samples < minSamples {metric.minSamples} in the last {window}")
-        return result("Inconclusive", own.value, None, own.samples)
-
-    value = own.value
-    within: list[str] = []
-    for bound, limit, breached, op in (
-        ("min", metric.min, metric.min is not None and value < metric.min, ">="),
-        ("max", metric.max, metric.max is not None and value > metric.max, "<="),
+    value, samples, error = _plain_value(gate, provider, scope, scope.revision)
+    if error:
+        gate.notes.append(error)
+        return result(GateReason.QUERY_ERROR, None, None, None)
+    if value is None:
+        gate.notes.append(f"revision {scope.revision}: no data" + ("" if samples is None else f" ({samples} samples)"))
+        return result(GateReason.NO_DATA, None, None, samples)
+    if samples is not None and samples < max(metric.minSamples, 1):
+        gate.notes.append(f"{samples} samples < minSamples {metric.minSamples}")
+        return result(GateReason.INSUFFICIENT_SAMPLES, value, None, samples)
+    for limit, breached, text in (
+        (metric.min, metric.min is not None and value < metric.min, "min"),
+        (metric.max, metric.max is not None and value > metric.max, "max"),
     ):
-        if limit is None:
-            continue
-        if breached:
-            gate.add("Fail", f"{gate.fmt(value)} {'<' if bound == 'min' else '>'} {bound} {gate.fmt(limit)}")
+        if limit is not None:
+            reasons.append(GateReason.FAILED if breached else GateReason.PASSED)
+            gate.notes.append(f"{value:.4g}{unit} {'breaches' if breached else 'meets'} {text} {limit:g}{unit}")
+    stable = None
+    if _needs_baseline(metric) and scope.baseline is not None:
+        stable, _, error = _plain_value(gate, provider, scope, scope.baseline)
+        if error or stable is None:
+            gate.notes.append(f"not compared with stable: {error or 'the baseline has no data (it is not serving)'}")
         else:
-            within.append(f"{op} {bound} {gate.fmt(limit)}")
-    if within:
-        gate.add("Pass", f"{gate.fmt(value)} " + " and ".join(within))
-
-    baseline: float | None = None
-    relative = _relative(metric)
-    if relative is not None:
-        baseline = _versus_stable(gate, provider, own, relative, queries_for, status, revision, significance)
-
-    if not gate.verdicts:
-        gate.add("Pass", f"{gate.fmt(value)} (no thresholds set)")
-    verdict = aggregate(gate.verdicts)
-    if own.samples is not None:
-        gate.notes.append(f"{own.samples} samples in {window}")
-    return result(verdict, value, baseline, own.samples)
+            rise = value - stable if metric.maxRiseVsStable is not None else stable - value
+            margin = metric.maxRiseVsStable if metric.maxRiseVsStable is not None else metric.maxDropVsStable
+            assert margin is not None
+            word = "rise" if metric.maxRiseVsStable is not None else "drop"
+            reasons.append(GateReason.FAILED if rise > margin else GateReason.PASSED)
+            op = ">" if rise > margin else "<="
+            gate.notes.append(f"{word} vs stable {stable:.4g}{unit}: {rise:+.4g}{unit} {op} {margin:g}{unit}")
+    reason = GateReason.FAILED if GateReason.FAILED in reasons else GateReason.PASSED
+    return result(reason, value, stable, samples)
 
 
-def _versus_stable(
-    gate: _Gate,
-    provider: MetricsProvider,
-    own: _Observed,
-    relative: tuple[Literal["rise", "drop"], float],
-    queries_for: Callable[[str], templates.GateQueries],
+# ------------------------------------------------------------------------------------------ check
+
+
+def evaluate_metric(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:
+    """One gate for ``scope.revision`` (the module docstring has the rules)."""
+    if metric.is_ratio:
+        return _ratio_gate(metric, provider, scope)
+    return _plain_gate(metric, provider, scope)
+
+
+def scope_for(
+    spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
     revision: str,
-    significance: float,
-) -> float | None:
-    """Add the versus-stable finding to ``gate``; return the baseline used (None if none was usable)."""
-    metric = gate.metric
-    direction, margin = relative
-    ratio = metric.effective_template in templates.RATIO_TEMPLATES
-    sign = 1.0 if direction == "rise" else -1.0
-    stable_rev = status.stableRevision
-    baking = stable_rev is None or stable_rev == revision
-
-    unusable = ""
-    if not baking:
-        assert stable_rev is not None
-        stable, reason = _observe(gate, provider, queries_for(stable_rev), f"stable {stable_rev}")
-        unusable = reason or ""
-        if stable is not None and _too_few(stable.samples, metric.minSamples):
-            unusable = (
-                f"stable {stable_rev}: {stable.samples} samples < minSamples {metric.minSamples} "
-                f"(value {gate.fmt(stable.value)})"
-            )
-            stable = None
-        if stable is not None:
-            if ratio:
-                xc, nc = _event_counts(own, direction)
-                xs, ns = _event_counts(stable, direction)
-                comparison = statistics.proportion_rise(xc, nc, xs, ns, margin, significance)
-                counts = f" ({xc}/{nc} vs {xs}/{ns})"
-            else:
-                comparison = statistics.value_rise(sign * own.value, sign * stable.value, margin)
-                counts = ""
-            gate.add(
-                "Fail" if comparison.regression else "Pass",
-                f"{gate.fmt(own.value)} vs stable {gate.fmt(stable.value)}{counts}: "
-                f"{_describe(comparison, direction, gate.unit)}",
-            )
-            return stable.value
-
-    reference = recorded_baseline(status, revision, metric.name)
-    if reference is None:
-        if baking:
-            gate.add(
-                "Pass",
-                f"{direction} vs stable not checked: {revision} is the stable revision and no baseline was "
-                "recorded at promotion (absolute thresholds only)",
-            )
-        else:
-            gate.add("Inconclusive", f"cannot compare with stable: {unusable}")
-        return None
-    if ratio:
-        x, n = _event_counts(own, direction)
-        ref = reference if direction == "rise" else 1.0 - reference
-        comparison = statistics.proportion_rise_vs_reference(x, n, ref, margin, significance)
-    else:
-        comparison = statistics.value_rise(sign * own.value, sign * reference, margin)
-    if baking:
-        label = f"previous stable {gate.fmt(reference)} at promotion"
-    else:
-        label = f"stable {gate.fmt(reference)} as last measured (now {unusable})"
-    gate.add(
-        "Fail" if comparison.regression else "Pass",
-        f"{gate.fmt(own.value)} vs {label}: {_describe(comparison, direction, gate.unit)}",
+    namespace: str,
+    name: str,
+    now: datetime,
+) -> Scope:
+    """The baseline and period for checking ``revision``: the canary against the stable, or the
+    baking stable against the previous one, both since the canary first took traffic."""
+    window = templates.query_window(spec.analysis.interval)
+    baking = revision == status.stableRevision
+    baseline = status.previousStableRevision if baking else status.stableRevision
+    since = status.evidenceSince or status.stepStartedAt or (now - timedelta(seconds=parse_duration(window)))
+    return Scope(
+        namespace=namespace,
+        name=name,
+        revision=revision,
+        baseline=baseline,
+        since=since,
+        now=now,
+        window=window,
+        alpha=alpha_per_test(spec),
+        previous=status.lastAnalysis,
     )
-    return reference
-
-
-def _describe(comparison: statistics.Comparison, direction: str, unit: str) -> str:
-    """Comparison text in the gate's own direction and unit (``drop +0.21 > 0.02: ...``)."""
-    text = comparison.describe()
-    if direction == "drop":
-        text = "drop" + text[len("rise") :]
-    if unit and comparison.p_value is None:
-        text += unit
-    return text
 
 
 def run_analysis(
@@ -343,34 +470,33 @@ def run_analysis(
     """Check every gate of ``spec.analysis`` for ``revision`` (see the module docstring for the rules).
 
     Synchronous and blocking (each query is bounded by ``prometheus.timeoutSeconds``): call it off
-    the event loop. ``provider`` replaces Prometheus in tests.
+    the event loop. ``provider`` replaces Prometheus in tests and in ``make bench-decisions``.
     """
     analysis = spec.analysis
+    scope = scope_for(spec, status, revision, namespace, name, now)
+    header = {"time": now, "revision": revision, "baselineRevision": scope.baseline, "since": scope.since}
     if not analysis.metrics:
-        return AnalysisResult(time=now, revision=revision, verdict="Pass", metrics=[])
-    window = templates.query_window(analysis.interval)
+        return AnalysisResult(**header, verdict="Pass", metrics=[])
     owned: PrometheusProvider | None = None
     if provider is None:
         if analysis.prometheus is None:
             results = [
                 MetricResult(
                     name=m.name,
-                    threshold=threshold_text(m, analysis.significance),
+                    threshold=threshold_text(m, scope.alpha),
                     verdict="Inconclusive",
+                    reason=GateReason.QUERY_ERROR,
                     message="no Prometheus configured (spec.analysis.prometheus.address)",
                 )
                 for m in analysis.metrics
             ]
-            return AnalysisResult(time=now, revision=revision, verdict="Inconclusive", metrics=results)
+            return AnalysisResult(**header, verdict="Inconclusive", metrics=results)
         owned = provider = PrometheusProvider(
             analysis.prometheus.address, timeout_seconds=analysis.prometheus.timeoutSeconds
         )
     started = time.monotonic()
     try:
-        results = [
-            _guarded(m, provider, namespace, name, revision, status, window, analysis.significance)
-            for m in analysis.metrics
-        ]
+        results = [_guarded(m, provider, scope) for m in analysis.metrics]
     finally:
         if owned is not None:
             owned.close()
@@ -382,42 +508,25 @@ def run_analysis(
         revision,
         verdict,
         time.monotonic() - started,
-        ", ".join(f"{r.name}={r.verdict}" for r in results),
+        ", ".join(f"{r.name}={r.reason}" for r in results),
     )
-    return AnalysisResult(time=now, revision=revision, verdict=verdict, metrics=results)
+    return AnalysisResult(**header, verdict=verdict, metrics=results)
 
 
-def _guarded(
-    metric: MetricSpec,
-    provider: MetricsProvider,
-    namespace: str,
-    name: str,
-    revision: str,
-    status: ModelDeploymentStatus,
-    window: str,
-    significance: float,
-) -> MetricResult:
-    """:func:`evaluate_metric`, with any unexpected error reported as Inconclusive instead of raised.
+def _guarded(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:
+    """:func:`evaluate_metric`, with any unexpected error reported as blind instead of raised.
 
     A bug in one gate must hold the rollout (and show in status and logs), not crash the reconcile
     and leave the ModelDeployment without any analysis at all.
     """
     try:
-        return evaluate_metric(
-            metric,
-            provider,
-            namespace=namespace,
-            name=name,
-            revision=revision,
-            status=status,
-            window=window,
-            significance=significance,
-        )
+        return evaluate_metric(metric, provider, scope)
     except Exception as exc:
-        log.exception("gate %s of %s/%s failed unexpectedly", metric.name, namespace, name)
+        log.exception("gate %s of %s/%s failed unexpectedly", metric.name, scope.namespace, scope.name)
         return MetricResult(
             name=metric.name,
-            threshold=threshold_text(metric, significance),
+            threshold=threshold_text(metric, scope.alpha),
             verdict="Inconclusive",
+            reason=GateReason.QUERY_ERROR,
             message=f"internal error evaluating the gate: {type(exc).__name__}: {exc}",
         )

@@ -2,24 +2,33 @@
 
 The built-in queries read the model server's metrics (``docs/metrics.md``) and are scoped by the
 ``namespace`` and ``revision`` labels, so the canary and the stable revision are measured separately
-even while both serve the same model name. Each built-in gate has two queries: the value, and the
-number of samples behind it (requests, or feedback labels for accuracy) that ``minSamples`` guards.
+even while both serve the same model name.
 
-The query window. ``rate()``/``increase()`` need at least two scrapes inside the range, and are only
-stable with about four, so the window must be at least ~2 (better 4) scrape intervals. The window is
-the analysis ``interval`` (each check then sees fresh data), but never shorter than
-:data:`MIN_WINDOW_SECONDS` — by default 10 s, overridable with the operator's environment variable
-``MODELROLLOUT_MIN_QUERY_WINDOW`` (a duration such as ``1m``) for clusters that scrape slowly —
-because a shorter window is empty by construction and would make every check inconclusive.
+Ratio gates (error-rate, client-error-rate, slow-requests, accuracy) are *counted*: two queries
+per revision, samples and events, each ``sum(increase(...[<range>]))`` over the evidence period, the
+range being the time since the canary first took traffic (``status.evidenceSince``). ``increase()``
+handles counter resets (restarted pods) and series that come and go (scaled pods), so one query
+returns everything a revision did in the period. Counts are estimates (Prometheus extrapolates to
+the range edges) and are rounded to whole numbers.
+
+Plain gates (latency-p99, custom) return one value. latency-p99 is computed over the same evidence
+period; custom queries get ``{{interval}}``, the *window*: the analysis ``interval``, but never
+shorter than :data:`MIN_WINDOW_SECONDS` (10 s by default, or the operator's
+``MODELROLLOUT_MIN_QUERY_WINDOW``), because ``rate()`` needs two scrapes inside its range and a
+shorter window is empty by construction. The evidence range has the same floor.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from prometheus_client.utils import floatToGoString
+
+from modelrollout.api.types import RATIO_TEMPLATES as RATIO
 from modelrollout.durations import format_duration, parse_duration
 
 PLACEHOLDERS: tuple[str, ...] = ("namespace", "name", "revision", "stableRevision", "interval")
@@ -29,53 +38,65 @@ MIN_WINDOW_ENV = "MODELROLLOUT_MIN_QUERY_WINDOW"
 MIN_WINDOW_SECONDS = 10.0
 """Default floor of the query window (see the module docstring)."""
 
-RATIO_TEMPLATES = frozenset({"error-rate", "accuracy"})
-"""Gates whose value is a proportion of countable events: canary-vs-stable uses a two-proportion test."""
+RATIO_TEMPLATES = frozenset(RATIO)
+"""Gates whose value is a proportion of countable events, decided by sequential tests on counts."""
 
 UNITS = {"latency-p99": " ms"}
 
-ERROR_RATE = (
-    'sum(rate(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", endpoint="infer", '
-    'code="5xx"}[{{interval}}])) / sum(rate(modelserver_requests_total{namespace="{{namespace}}", '
-    'revision="{{revision}}", endpoint="infer"}[{{interval}}]))'
-)
-"""Fraction of infer requests answered 5xx (a model emitting NaN answers 500 and counts here)."""
+_SCOPE = 'namespace="{{namespace}}", revision="{{revision}}"'
+_RANGE = "[{{range}}]{{offset}}"
 
-ERROR_RATE_SAMPLES = (
-    'sum(increase(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", '
-    'endpoint="infer"}[{{interval}}]))'
-)
-"""Infer requests in the window, every status class."""
+INFER_REQUESTS = f'sum(increase(modelserver_requests_total{{{_SCOPE}, endpoint="infer"}}{_RANGE}))'
+"""Infer requests of every status class: the samples of error-rate and client-error-rate."""
+
+SERVER_ERRORS = f'sum(increase(modelserver_requests_total{{{_SCOPE}, endpoint="infer", code="5xx"}}{_RANGE}))'
+"""Infer requests answered 5xx (a model emitting NaN answers 500 and counts here)."""
+
+CLIENT_ERRORS = f'sum(increase(modelserver_requests_total{{{_SCOPE}, endpoint="infer", code="4xx"}}{_RANGE}))'
+"""Infer requests answered 4xx: a canary that breaks the input contract shows here, not in 5xx."""
+
+TIMED_REQUESTS = f"sum(increase(modelserver_request_duration_seconds_count{{{_SCOPE}}}{_RANGE}))"
+"""Requests that reached the model (the latency histogram's own count)."""
+
+WITHIN_SLO = f'sum(increase(modelserver_request_duration_seconds_bucket{{{_SCOPE}, le="{{{{le}}}}"}}{_RANGE}))'
+"""Requests no slower than the SLO: the histogram bucket whose upper edge is exactly the SLO."""
+
+LABELS = f"sum(increase(modelserver_feedback_total{{{_SCOPE}}}{_RANGE}))"
+"""Ground-truth labels counted for this revision's predictions."""
+
+CORRECT_LABELS = f'sum(increase(modelserver_feedback_total{{{_SCOPE}, correct="true"}}{_RANGE}))'
+"""Labels that matched the prediction."""
 
 LATENCY_P99 = (
     "1000 * histogram_quantile(0.99, sum by (le) (rate(modelserver_request_duration_seconds_bucket"
-    '{namespace="{{namespace}}", revision="{{revision}}"}[{{interval}}])))'
+    f"{{{_SCOPE}}}{_RANGE})))"
 )
-"""p99 of infer latency in milliseconds, interpolated inside the histogram bucket that holds it."""
+"""p99 of infer latency in milliseconds over the evidence period; interpolated inside the histogram
+bucket that holds it, so only as exact as the bucket edges (display, not a statistical decision)."""
 
-LATENCY_SAMPLES = (
-    'sum(increase(modelserver_request_duration_seconds_count{namespace="{{namespace}}", '
-    'revision="{{revision}}"}[{{interval}}]))'
-)
-"""Requests behind the p99: the histogram's own count (requests that reached the model)."""
 
-ACCURACY = (
-    'sum(increase(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}", '
-    'correct="true"}[{{interval}}])) / sum(increase(modelserver_feedback_total{namespace="{{namespace}}", '
-    'revision="{{revision}}"}[{{interval}}]))'
-)
-"""Correct / all ground-truth labels joined to this revision's predictions in the window."""
+@dataclass(frozen=True)
+class CountQueries:
+    """How a ratio gate counts: ``events / samples`` is its value.
 
-ACCURACY_SAMPLES = (
-    'sum(increase(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}"}[{{interval}}]))'
-)
-"""Feedback labels in the window."""
+    ``complement`` says the events query counts the *other* outcome (requests within the SLO for
+    slow-requests), so events = samples - that count.
+    """
 
-BUILTIN: dict[str, tuple[str, str]] = {
-    "error-rate": (ERROR_RATE, ERROR_RATE_SAMPLES),
-    "latency-p99": (LATENCY_P99, LATENCY_SAMPLES),
-    "accuracy": (ACCURACY, ACCURACY_SAMPLES),
+    samples: str
+    events: str
+    complement: bool = False
+
+
+COUNTS: dict[str, CountQueries] = {
+    "error-rate": CountQueries(INFER_REQUESTS, SERVER_ERRORS),
+    "client-error-rate": CountQueries(INFER_REQUESTS, CLIENT_ERRORS),
+    "slow-requests": CountQueries(TIMED_REQUESTS, WITHIN_SLO, complement=True),
+    "accuracy": CountQueries(LABELS, CORRECT_LABELS),
 }
+
+BUILTIN: dict[str, tuple[str, str]] = {"latency-p99": (LATENCY_P99, TIMED_REQUESTS)}
+"""Plain built-in gates: (value, samples) queries."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -136,6 +157,30 @@ def variables(*, namespace: str, name: str, revision: str, stable_revision: str 
         "stableRevision": stable_revision or revision,
         "interval": window,
     }
+
+
+def le_label(milliseconds: float) -> str:
+    """The ``le`` label value the model server exports for a bucket edge of ``milliseconds``.
+
+    prometheus_client formats edges with Go's float formatting (0.25 -> "0.25", 1.0 -> "1.0"); the
+    operator passes the same number to the server (``workloads.latency_buckets``), so they agree.
+    """
+    return floatToGoString(milliseconds / 1000.0)
+
+
+def range_seconds(seconds: float, min_seconds: float | None = None) -> str:
+    """A PromQL range for ``seconds`` of evidence: whole seconds, never under the window floor."""
+    floor = min_window_seconds() if min_seconds is None else min_seconds
+    return f"{math.ceil(max(seconds, floor))}s"
+
+
+def count_queries(template: str, table: Mapping[str, str]) -> CountQueries:
+    """The rendered samples and events queries of a ratio gate; ``table`` has ``range``/``offset``/``le``."""
+    try:
+        counts = COUNTS[template]
+    except KeyError:
+        raise TemplateError(f"{template!r} is not a ratio template; use one of {sorted(COUNTS)}") from None
+    return CountQueries(render(counts.samples, table), render(counts.events, table), counts.complement)
 
 
 def gate_queries(template: str, custom_query: str | None, table: Mapping[str, str]) -> GateQueries:
