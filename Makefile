@@ -57,20 +57,30 @@ crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic API mode
 run: venv ## run the operator against $$KUBECONFIG (default .testenv/kubeconfig)
 	$(PY) -m modelrollout run --all-namespaces
 
-.PHONY: demo
-demo: deps ## the main job: cluster, operator, Prometheus, model servers; a promotion and an automatic rollback
-	$(PY) hack/demo.py
+.PHONY: demo demo-real
+demo: deps ## the main job: cluster, operator, Prometheus, model servers; a promotion and an automatic rollback (DEMO=real: on the real node)
+	$(if $(filter real,$(DEMO)),$(PY) -m hack.realnode.demo,$(PY) hack/demo.py)
+demo-real: deps ## the demo's story on the real node: chart operator pod, Traefik, Prometheus via Kubernetes SD (root)
+	$(PY) -m hack.realnode.demo
 
 .PHONY: test
 test: deps ## every test: unit, API server integration, model server, e2e
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: bench-rollback bench-server ## every benchmark; figures go to docs/benchmarks.md
+bench: bench-decisions bench-rollback bench-server ## every benchmark; figures go to docs/benchmarks.md
 
 .PHONY: bench-rollback
 bench-rollback: deps ## time-to-rollback per gate at a 10 s analysis interval (~5 min)
 	$(PY) hack/bench_rollback.py
+
+.PHONY: bench-real
+bench-real: deps ## real node: time-to-rollback per gate and the traffic split per step through Traefik (~10 min, root)
+	$(PY) -m hack.realnode.bench
+
+.PHONY: bench-decisions
+bench-decisions: venv ## false rollbacks, power and time to detect of the gates, real engine on simulated counters (~5 min)
+	$(PY) hack/bench_decisions.py
 
 .PHONY: bench-server
 bench-server: venv system-deps ## model server vs raw session.run, minimal FastAPI, KServe, MLServer (~6 min; root for ip netns)
@@ -79,10 +89,13 @@ bench-server: venv system-deps ## model server vs raw session.run, minimal FastA
 IMAGE ?= modelrollout/operator:dev
 SERVER_IMAGE ?= modelrollout/modelserver:dev
 
-.PHONY: image
-image: ## build the operator and model-server images (needs Docker)
-	docker build -t $(IMAGE) .
-	docker build -t $(SERVER_IMAGE) server-image
+.PHONY: image image-testbed testbed
+image: ## build the operator and model-server images: Docker if it runs, else buildah (chroot, vfs) from a debootstrap base
+	OPERATOR_IMAGE=$(IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) bash hack/images/build.sh app
+image-testbed: tools ## the real node's Traefik and Prometheus images (buildah)
+	bash hack/images/build.sh testbed
+testbed: venv ## on the running cluster's real node: load the images, install Traefik, Prometheus, the model store, the chart
+	$(PY) -m hack.realnode.testbed
 
 .PHONY: helm-lint
 helm-lint: tools ## lint the chart in both watch modes

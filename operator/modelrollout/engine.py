@@ -133,12 +133,26 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: 
         target = status.canaryRevision
     elif status.phase == "Baking" and status.stableRevision:
         target = status.stableRevision
+    elif watching(spec, status):
+        assert status.stableRevision is not None
+        target = status.stableRevision
     else:
         return None
     interval = timedelta(seconds=parse_duration(spec.analysis.interval))
     if status.lastCheckAt is None or now - status.lastCheckAt >= interval:
         return target
     return None
+
+
+def watching(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
+    """The continuous watch runs on the stable revision while nothing else is being rolled out."""
+    return (
+        spec.analysis.continuous is not None
+        and bool(spec.analysis.metrics)
+        and status.phase in ("Succeeded", "RolledBack")
+        and status.stableRevision is not None
+        and status.canaryRevision is None
+    )
 
 
 def set_condition(
@@ -370,8 +384,71 @@ def _steady(run: _Run) -> None:
     run.set_weight(0)
     if st.phase == "Baking":
         _bake(run)
-    elif st.phase != "RolledBack" or run.obs.desired.revision == stable:
+        return
+    if st.phase != "RolledBack" or run.obs.desired.revision == stable:
         st.phase, st.message = "Succeeded", f"revision {stable} is stable"
+    _watch(run)
+
+
+def _watch(run: _Run) -> None:
+    """The continuous watch: the stable's absolute thresholds, on evidence windows of
+    ``continuous.window``. A failure sets Degraded (and reverts if asked); a later Pass clears it."""
+    st, spec = run.status, run.spec
+    cont = spec.analysis.continuous
+    if not watching(spec, st) or cont is None:
+        st.watchSince, st.watchFailure = None, None
+        return
+    result = run.obs.analysis
+    if result is not None and result.revision == st.stableRevision:
+        st.lastAnalysis, st.lastCheckAt = result, result.time
+        if result.verdict == "Fail":
+            st.failedChecks += 1
+            if st.failedChecks >= spec.analysis.failureLimit and st.watchFailure is None:
+                failing = next(m.name for m in result.metrics if m.verdict == "Fail")
+                st.watchFailure = "WatchFailed" + "".join(part.capitalize() for part in failing.split("-"))
+                run.emit("Warning", st.watchFailure, _summary(result))
+        elif result.verdict == "Pass":
+            st.failedChecks = 0
+            if st.watchFailure is not None:
+                run.emit("Normal", "WatchRecovered", f"revision {st.stableRevision} meets its thresholds again")
+                st.watchFailure = None
+    if st.watchSince is None or run.elapsed(st.watchSince) >= parse_duration(cont.window):
+        st.watchSince, st.failedChecks = run.now, 0  # a fresh evidence window
+    if st.watchFailure is not None:
+        st.message = f"revision {st.stableRevision} is stable but its watch failed: {st.watchFailure}"
+        if cont.revert:
+            _revert_watch(run)
+
+
+def _revert_watch(run: _Run) -> None:
+    """Switch back to the revision the failing stable replaced, once it is up again (it was scaled
+    down after the bake): the failing revision keeps serving until then."""
+    st = run.status
+    bad = st.stableRevision
+    assert bad is not None and st.watchFailure is not None
+    previous = next(
+        (
+            h.revision
+            for h in reversed(st.history)
+            if h.phase == "Superseded" and h.reason == f"replaced by {bad}" and h.revision not in st.failedRevisions
+        ),
+        None,
+    )
+    if previous is None:
+        st.message += "; no previous revision to revert to"
+        return
+    st.previousStableRevision = previous
+    run.ensure(previous, run.replicas)
+    if not _is_available(run.obs.deployments.get(previous), run.replicas):
+        st.message += f"; reverting to {previous} once it is available"
+        return
+    run.actions.append(PointService("stable", previous))
+    st.stableRevision, st.previousStableRevision = previous, None
+    run.set_weight(0)
+    run.ensure(bad, 0)
+    reason, st.watchFailure, st.watchSince = st.watchFailure, None, None
+    run.finish_history(previous, "Succeeded", "Reverted")
+    _mark_failed(run, bad, reason, f"reverted to {previous} after the continuous watch failed")
 
 
 def _start_canary(run: _Run) -> None:
@@ -379,6 +456,7 @@ def _start_canary(run: _Run) -> None:
     st.canaryRevision, st.currentStep, st.canaryWeight = desired.revision, None, 0
     st.failedChecks = st.inconclusiveChecks = 0
     st.lastCheckAt, st.stepStartedAt, st.lastAnalysis, st.evidenceSince = None, None, None, None
+    st.watchSince, st.watchFailure = None, None
     st.revisionStartedAt = run.now
     st.phase, st.message = "Progressing", f"starting canary {desired.revision}"
     run.start_history(desired)
@@ -781,10 +859,12 @@ def _conditions(run: _Run) -> None:
     active = st.phase in ACTIVE_PHASES
     progress_reason = run.waiting if active and run.waiting else st.phase or "Unknown"
     set_condition(st, "Progressing", active, progress_reason, st.message, now, gen)
-    degraded = st.phase in ("RolledBack", "Failed")
+    degraded = st.phase in ("RolledBack", "Failed") or st.watchFailure is not None
     reason = "AsExpected"
     if st.phase == "Failed":
         reason = "ProgressDeadlineExceeded"
+    elif st.watchFailure is not None:
+        reason = st.watchFailure
     elif st.phase == "RolledBack":
         reason = st.rollbackReason or "RolledBack"
     set_condition(st, "Degraded", degraded, reason, st.message if degraded else "", now, gen)

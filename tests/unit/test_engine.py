@@ -337,3 +337,61 @@ def test_max_step_duration_must_cover_step_duration():
 
     with pytest.raises(ValidationError, match="maxStepDuration must be at least stepDuration"):
         gated_spec(stepDuration="10m", maxStepDuration="5m")
+
+
+def watched_spec(revert: bool) -> ModelDeploymentSpec:
+    return mkspec(
+        analysis={"interval": "10s", "prometheus": {"address": "http://p:9090"},
+                  "metrics": [{"name": "accuracy", "min": 0.8}],
+                  "continuous": {"window": "5m", "revert": revert}},
+    )  # fmt: skip
+
+
+def promoted(spec) -> tuple[e.Decision, datetime]:
+    """r1 was stable, r2 was promoted and has finished its (zero-length) bake; and the time."""
+    d = at_first_step(spec)
+    now = T0
+    while d.status.stableRevision != "r2":
+        now += timedelta(seconds=10)
+        d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Passed"))
+    assert d.status.phase == "Succeeded"
+    return d, now
+
+
+def test_no_watch_after_bake_unless_asked():
+    spec = gated_spec()
+    d, _ = promoted(spec)
+    assert e.analysis_due(spec, d.status, T0 + timedelta(hours=1)) is None
+
+
+def test_the_continuous_watch_degrades_on_failure_and_recovers_on_evidence():
+    spec = watched_spec(revert=False)
+    d, now = promoted(spec)
+    now += timedelta(seconds=10)
+    assert e.analysis_due(spec, d.status, now) == "r2"
+    d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Failed"))
+    assert d.status.watchFailure == "WatchFailedAccuracy" and d.status.stableRevision == "r2"
+    assert cond(d.status, "Degraded").status == "True" and cond(d.status, "Degraded").reason == "WatchFailedAccuracy"
+    assert any(isinstance(a, e.Emit) and a.reason == "WatchFailedAccuracy" for a in d.actions)
+    now += timedelta(seconds=10)
+    d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Undecided"))
+    assert d.status.watchFailure == "WatchFailedAccuracy"  # only evidence of health clears it
+    now += timedelta(seconds=10)
+    d = tick(spec, d.status, "r2", BOTH, now, analysis=gate_result(now, "Passed"))
+    assert d.status.watchFailure is None and cond(d.status, "Degraded").status == "False"
+
+
+def test_the_watch_reverts_to_the_previous_revision_once_it_is_up_when_asked():
+    spec = watched_spec(revert=True)
+    d, now = promoted(spec)
+    now += timedelta(seconds=10)
+    down = {"r1": unready(), "r2": ready()}
+    d = tick(spec, d.status, "r2", down, now, analysis=gate_result(now, "Failed"))
+    assert e.EnsureRevision("r1", 2) in d.actions and d.status.stableRevision == "r2"  # r2 serves meanwhile
+    assert "reverting to r1 once it is available" in d.status.message
+    now += timedelta(seconds=5)
+    d = tick(spec, d.status, "r2", BOTH, now)
+    assert d.status.stableRevision == "r1" and d.status.phase == "RolledBack"
+    assert "r2" in d.status.failedRevisions and d.status.rollbackReason == "WatchFailedAccuracy"
+    point = d.actions.index(e.PointService("stable", "r1"))
+    assert point < d.actions.index(e.EnsureRevision("r2", 0))

@@ -499,3 +499,16 @@ def test_missing_prometheus_address_is_blind() -> None:
     assert result.verdict == "Inconclusive"
     assert only(result).reason == "QueryError"
     assert "no Prometheus configured" in only(result).message
+
+
+def test_the_continuous_watch_checks_absolute_thresholds_over_its_window() -> None:
+    watched = ModelDeploymentStatus(
+        phase="Succeeded", stableRevision="r2", previousStableRevision=None, watchSince=NOW - timedelta(minutes=5)
+    )
+    spec = make_spec({"name": "error-rate", "max": 0.02, "maxRiseVsStable": 0.01})
+    provider = CountsProvider({("r2", "requests"): 6000, ("r2", "5xx"): 30})
+    result = analyse(spec, provider, status=watched, revision="r2")
+    assert result.baselineRevision is None and result.since == watched.watchSince
+    assert all("[300s]" in q for q in provider.asked)
+    metric = only(result)
+    assert metric.verdict == "Pass" and "rise vs stable" not in metric.message

@@ -460,6 +460,28 @@ class MetricSpec(_Model):
         return self
 
 
+class ContinuousSpec(_Model):
+    """Keep checking the stable revision after its bake, for as long as it serves."""
+
+    window: str = _duration_field(
+        "1h",
+        "Evidence period of the watch: counts start afresh every window, so significance bounds the false "
+        "alarms per window.",
+        "1m",
+    )
+    revert: bool = Field(
+        default=False,
+        description="On a failed watch, switch back to the previous revision (scaled up and ready first) and mark "
+        "this one failed. Off: only the Degraded condition, an Event and the metrics say so.",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
 class AnalysisSpec(_Model):
     """Prometheus gates checked at every step and during bake."""
 
@@ -503,6 +525,11 @@ class AnalysisSpec(_Model):
         "evenly over the sequential tests (one per threshold). The same level bounds a wrong pass.",
     )
     metrics: list[MetricSpec] = Field(default_factory=list, max_length=32, description="The gates.")
+    continuous: ContinuousSpec | None = Field(
+        default=None,
+        description="Watch the stable revision after its bake with the gates' absolute thresholds (min/max); "
+        "comparisons with stable need a concurrent baseline and do not apply. Unset: no watch.",
+    )
 
     @field_validator("interval")
     @classmethod
@@ -646,6 +673,12 @@ class ModelDeploymentStatus(_Model):
     evidenceSince: datetime | None = Field(
         default=None,
         description="When the canary first took traffic: ratio gates count from here through the bake.",
+    )
+    watchSince: datetime | None = Field(
+        default=None, description="Start of the continuous watch's current evidence window (analysis.continuous)."
+    )
+    watchFailure: str | None = Field(
+        default=None, description="Why the continuous watch last failed (a GateFailed... reason); null while it passes."
     )
     failedChecks: int = Field(default=0, ge=0)
     inconclusiveChecks: int = Field(default=0, ge=0)

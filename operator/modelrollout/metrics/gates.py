@@ -110,6 +110,7 @@ class Scope:
     window: str
     alpha: float
     previous: AnalysisResult | None = None
+    absolute_only: bool = False  # the continuous watch: no concurrent baseline to compare with
 
     @property
     def seconds(self) -> float:
@@ -296,7 +297,7 @@ def _ratio_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> 
         return result(GateReason.QUERY_ERROR)
     tests = _absolute_tests(metric, own)
     base: Counts | None = None
-    if metric.maxRiseVsStable is not None or metric.maxDropVsStable is not None:
+    if _needs_baseline(metric) and not scope.absolute_only:
         base = _baseline(gate, provider, scope)
         if isinstance(base, str):
             gate.notes.append(base)
@@ -316,7 +317,7 @@ def _ratio_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> 
         return result(GateReason.FAILED, own, base)
     minimum = max(metric.minSamples, 1)
     short = [who for who, c in (("revision", own), ("baseline", base)) if c is not None and c.samples < minimum]
-    if short or (base is None and _needs_baseline(metric)):
+    if short or (base is None and _needs_baseline(metric) and not scope.absolute_only):
         gate.notes.append(
             f"waiting for samples: minSamples {metric.minSamples} ({', '.join(short) or 'no baseline'} below)"
         )
@@ -404,7 +405,7 @@ def _plain_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> 
             reasons.append(GateReason.FAILED if breached else GateReason.PASSED)
             gate.notes.append(f"{value:.4g}{unit} {'breaches' if breached else 'meets'} {text} {limit:g}{unit}")
     stable = None
-    if _needs_baseline(metric) and scope.baseline is not None:
+    if _needs_baseline(metric) and scope.baseline is not None and not scope.absolute_only:
         stable, _, error = _plain_value(gate, provider, scope, scope.baseline)
         if error or stable is None:
             gate.notes.append(f"not compared with stable: {error or 'the baseline has no data (it is not serving)'}")
@@ -444,6 +445,9 @@ def scope_for(
     baking = revision == status.stableRevision
     baseline = status.previousStableRevision if baking else status.stableRevision
     since = status.evidenceSince or status.stepStartedAt or (now - timedelta(seconds=parse_duration(window)))
+    watch = baking and status.phase in ("Succeeded", "RolledBack")
+    if watch:  # the continuous watch: the stable alone, over its current evidence window
+        baseline, since = None, status.watchSince or (now - timedelta(seconds=parse_duration(window)))
     return Scope(
         namespace=namespace,
         name=name,
@@ -454,6 +458,7 @@ def scope_for(
         window=window,
         alpha=alpha_per_test(spec),
         previous=status.lastAnalysis,
+        absolute_only=watch,
     )
 
 
