@@ -9,6 +9,9 @@ so that one traffic generator can drive them all:
 - ``slow.onnx``     — baseline plus an input-dependent chain of dense MatMuls: same outputs, tens of ms
 - ``broken.onnx``   — baseline whose probabilities become NaN when ``amount`` is below a threshold
   (a sizeable fraction of real traffic, but not the median row the server self-checks with)
+- ``narrow/narrow.onnx`` — logistic regression without the ``channel`` feature: input FP32 ``[-1, 4]``
+  and its own ``narrow/metadata.json``. The one model with a *different* input signature, so the
+  operator's contract check has something to refuse (a canary that would answer 400 to every caller)
 
 Run from the repository root: ``python examples/models/generate.py``. It rewrites the ``.onnx``
 files, ``metadata.json``, ``evaluation.json`` and ``SHA256SUMS`` in this directory.
@@ -71,9 +74,9 @@ def _train_models(train: dataset.Dataset, legacy: dataset.Dataset) -> dict[str, 
     return {"baseline": baseline, "better": better, "worse": worse}
 
 
-def _to_onnx(model: Pipeline, name: str) -> onnx.ModelProto:
+def _to_onnx(model: Pipeline, name: str, width: int = len(dataset.FEATURE_NAMES)) -> onnx.ModelProto:
     """Convert with a fixed input name/shape and plain tensor outputs (no ZipMap)."""
-    sample = np.zeros((1, len(dataset.FEATURE_NAMES)), dtype=np.float32)
+    sample = np.zeros((1, width), dtype=np.float32)
     proto = to_onnx(
         model,
         sample,
@@ -176,6 +179,35 @@ def make_broken(base: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+NARROW_DIR = "narrow"
+NARROW_FEATURES = dataset.NUMERIC_FEATURES  # everything but channel, in the same column order
+
+
+def write_narrow(train: dataset.Dataset, full_metadata: dict) -> list[str]:
+    """``narrow/narrow.onnx`` and ``narrow/metadata.json``: a model whose input lacks ``channel``.
+
+    Written to its own directory because the model server reads ``metadata.json`` beside the model.
+    Returns the SHA256SUMS lines for both files (paths relative to this directory).
+    """
+    width = len(NARROW_FEATURES)
+    model = Pipeline([("num", StandardScaler()), ("clf", LogisticRegression(max_iter=500))])
+    model.fit(train.features[:, :width], train.labels)
+    proto = _to_onnx(model, "narrow", width)
+    proto.doc_string = "modelrollout example fraud model: narrow (no channel feature, input [-1, 4])"
+    onnx.checker.check_model(proto, full_check=True)
+    out = HERE / NARROW_DIR
+    out.mkdir(exist_ok=True)
+    (out / "narrow.onnx").write_bytes(proto.SerializeToString())
+    meta = dict(full_metadata)
+    meta["description"] = "Card-transaction fraud classifier without the channel feature (input [-1, 4])"
+    meta["features"] = [f for f in full_metadata["features"] if f["name"] in NARROW_FEATURES]
+    (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return [
+        f"{hashlib.sha256((out / name).read_bytes()).hexdigest()}  {NARROW_DIR}/{name}"
+        for name in ("narrow.onnx", "metadata.json")
+    ]
+
+
 def _impute(values: np.ndarray, strategy: str) -> float:
     return float(np.median(values)) if strategy == "median" else float(np.mean(values))
 
@@ -271,12 +303,15 @@ def main() -> None:
         onnx.checker.check_model(proto, full_check=True)
         (HERE / f"{name}.onnx").write_bytes(proto.SerializeToString())
     scores = fitted["baseline"].predict_proba(train.features)[:, 1]
-    (HERE / "metadata.json").write_text(json.dumps(build_metadata(train, scores), indent=2) + "\n")
+    metadata = build_metadata(train, scores)
+    (HERE / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    narrow_sums = write_narrow(train, metadata)
     report = {name: _evaluate(HERE / f"{name}.onnx", evaluation) for name in protos}
     report_doc = {"dataset": {"seed": EVAL_SEED, "rows": EVAL_N}, "models": report}
     (HERE / "evaluation.json").write_text(json.dumps(report_doc, indent=2) + "\n")
     sums = [f"{hashlib.sha256((HERE / f'{n}.onnx').read_bytes()).hexdigest()}  {n}.onnx" for n in protos]
     sums.append(f"{hashlib.sha256((HERE / 'metadata.json').read_bytes()).hexdigest()}  metadata.json")
+    sums += narrow_sums
     (HERE / "SHA256SUMS").write_text("\n".join(sorted(sums, key=lambda s: s.split()[1])) + "\n")
     print(json.dumps(report, indent=2))
 
