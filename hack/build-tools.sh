@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into $CACHE_DIR/bin: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, kwok and helm; for the real node (unless
-# MODELROLLOUT_REAL_NODE=0) also kubelet and kube-proxy from the same Kubernetes sources, and Traefik.
+# MODELROLLOUT_REAL_NODE=0) also kubelet and kube-proxy from the same Kubernetes sources, Traefik and
+# Prometheus (with Kubernetes service discovery) for the real node's test bed.
 # Each tool has a stamp file holding the version it was built from, so a warm cache costs nothing
 # and a changed pin rebuilds only that tool. `go install pkg@version` refuses modules whose go.mod
 # has replace directives (Kubernetes and etcd both do), so each tool is built from a small wrapper
@@ -114,9 +115,28 @@ build_traefik() {
   stamp traefik "$v"
 }
 
-main() { # [all|cluster|traefik]
+# Prometheus for the real node, whose pods it must find through Kubernetes service discovery
+# (Debian's build has no kubernetes_sd). Built with every other discovery plugin left out.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION mod=github.com/prometheus/prometheus
+  stamp_ok prometheus "$v" && return 0
+  log "prometheus $v: resolving modules"
+  local dir
+  dir=$(new_wrapper prometheus)
+  (cd "$dir" && go get "$mod@$v" >/dev/null)
+  go_build "$dir" prometheus "$BIN_DIR/prometheus.tmp" "-X github.com/prometheus/common/version.Version=$v" \
+    -tags remove_all_sd,enable_kubernetes_sd "$mod/cmd/prometheus"
+  mv "$BIN_DIR/prometheus.tmp" "$BIN_DIR/prometheus"
+  stamp prometheus "$v"
+}
+
+main() { # [all|cluster|traefik|prometheus]
   local what=${1:-all}
-  case $what in all | cluster) ;; traefik) build_traefik; return ;; *) log "usage: $0 [all|cluster|traefik]"; exit 2 ;; esac
+  case $what in
+    all | cluster) ;;
+    traefik | prometheus) "build_$what"; return ;;
+    *) log "usage: $0 [all|cluster|traefik|prometheus]"; exit 2 ;;
+  esac
   command -v go >/dev/null || { log "the go tool is required (https://go.dev/doc/install)"; exit 1; }
   local start=$SECONDS
   build_simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 \
@@ -130,7 +150,7 @@ main() { # [all|cluster|traefik]
   if [ "${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then
     build_kubernetes "kubelet kube-proxy"
     # The test bed's proxy; cluster-up (what = cluster) does not wait for it.
-    [ "$what" = cluster ] || build_traefik
+    [ "$what" = cluster ] || { build_traefik && build_prometheus; }
   fi
   log "toolchain ready in $BIN_DIR ($((SECONDS - start))s)"
 }

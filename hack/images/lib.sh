@@ -19,7 +19,7 @@ PAUSE_IMAGE=localhost/modelrollout/pause:3.10
 OPERATOR_IMAGE=${OPERATOR_IMAGE:-localhost/modelrollout/operator:dev}
 SERVER_IMAGE=${SERVER_IMAGE:-localhost/modelrollout/modelserver:dev}
 TRAEFIK_IMAGE=localhost/modelrollout/traefik:$TRAEFIK_VERSION
-PROMETHEUS_IMAGE=localhost/modelrollout/prometheus:debian
+PROMETHEUS_IMAGE=localhost/modelrollout/prometheus:$PROMETHEUS_VERSION
 # The host's CA bundle is mounted into RUN steps (never stored in an image), so pip trusts whatever
 # the host's pip trusts.
 HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
