@@ -64,7 +64,17 @@ _PHASE_COLOR = {
     "RolledBack": "red",
     "Failed": "red",
 }
-_VERDICT_COLOR = {"Pass": "green", "Fail": "red", "Inconclusive": "yellow"}
+_VERDICT_COLOR = {
+    "Pass": "green",
+    "Fail": "red",
+    "Inconclusive": "yellow",
+    "Passed": "green",
+    "Failed": "red",
+    "Undecided": "yellow",
+    "InsufficientSamples": "yellow",
+    "NoData": "red",
+    "QueryError": "red",
+}
 
 
 class CLIError(Exception):
@@ -291,25 +301,28 @@ def render_status(
             f"{style(verdict, _VERDICT_COLOR.get(verdict))} {age(analysis.get('time'), now)} ago"
             f" on revision {analysis.get('revision') or '-'}"
             f"  (failed {status.get('failedChecks', 0)}/{limits.get('failureLimit', 1)},"
-            f" inconclusive {status.get('inconclusiveChecks', 0)}/{limits.get('inconclusiveLimit', 5)})"
+            f" blind {status.get('inconclusiveChecks', 0)}/{limits.get('inconclusiveLimit', 5)})"
         )
         field("Analysis", head)
+        if analysis.get("since"):
+            base = f" vs {analysis['baselineRevision']}" if analysis.get("baselineRevision") else ""
+            field("Evidence", f"counts of the last {age(analysis['since'], now)}{base}")
         rows = []
         for m in analysis.get("metrics") or []:
-            v = m.get("verdict", "-")
+            v = m.get("reason") or m.get("verdict", "-")
             rows.append(
                 [
                     m.get("name", "-"),
                     v,
-                    format_number(m.get("value")),
-                    format_number(m.get("stableValue")),
+                    _with_counts(m.get("value"), m.get("events"), m.get("samples")),
+                    _with_counts(m.get("stableValue"), m.get("stableEvents"), m.get("stableSamples")),
                     m.get("threshold") or "-",
                     "-" if m.get("samples") is None else str(m["samples"]),
                     m.get("message") or "",
                 ]
             )
         if rows:
-            body = table(["GATE", "VERDICT", "CANARY", "STABLE", "THRESHOLD", "SAMPLES", "MESSAGE"], rows, "  ")
+            body = table(["GATE", "VERDICT", "VALUE", "BASELINE", "THRESHOLD", "SAMPLES", "MESSAGE"], rows, "  ")
             lines.append(body[0])
             for row, line in zip(rows, body[1:], strict=True):
                 lines.append(line.replace(row[1], style(row[1], _VERDICT_COLOR.get(row[1])), 1))
@@ -321,6 +334,14 @@ def render_status(
         lines.append("History:")
         lines.extend(table(["REVISION", "PHASE", "MODEL", "STARTED", "DURATION", "REASON"], history, "  "))
     return "\n".join(lines) + "\n"
+
+
+def _with_counts(value: Any, events: Any, samples: Any) -> str:
+    """``0.0123 (37/3000)``: a proportion with the counts it stands on, or the plain value."""
+    text = format_number(value)
+    if events is not None and samples:
+        text += f" ({events}/{samples})"
+    return text
 
 
 def history_rows(obj: Mapping[str, Any], now: datetime) -> list[list[str]]:

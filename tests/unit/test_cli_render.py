@@ -38,8 +38,34 @@ def test_status_view_shows_step_weights_gates_and_readiness() -> None:
     assert "stable 5d8f2c1a 75% (2/2 ready)   canary a1c2e3f4 25% (0/1 ready)" in text
     gate = next(line for line in text.splitlines() if line.strip().startswith("error-rate"))
     assert gate.split()[:5] == ["error-rate", "Pass", "0.002", "0.003", "max"]
-    assert "Analysis:       Pass 5m ago on revision a1c2e3f4  (failed 0/1, inconclusive 0/5)" in text
+    assert "Analysis:       Pass 5m ago on revision a1c2e3f4  (failed 0/1, blind 0/5)" in text
     assert "\x1b[" not in text  # plain text unless asked for colour
+
+
+def test_status_view_says_what_a_waiting_step_waits_for_and_shows_the_evidence() -> None:
+    obj = load("progressing.yaml")
+    waiting = (
+        "step 3/5 at 25% waiting for evidence (4m of maxStepDuration 2h): accuracy Undecided: "
+        "drop vs stable 0.02: undecided (e=3.1 met, 0.2 breached, both < 1/alpha=140; ~2.1x the samples to show it met)"
+    )
+    obj["status"]["message"] = waiting
+    obj["status"]["lastAnalysis"] = {
+        "time": "2026-01-01T12:04:30Z",
+        "revision": "a1c2e3f4",
+        "baselineRevision": "5d8f2c1a",
+        "since": "2026-01-01T11:55:00Z",
+        "verdict": "Inconclusive",
+        "metrics": [
+            {"name": "accuracy", "value": 0.9, "stableValue": 0.899, "events": 2700, "samples": 3000,
+             "stableEvents": 8091, "stableSamples": 9000, "threshold": "drop vs stable <= 0.02",
+             "verdict": "Inconclusive", "reason": "Undecided", "message": "..."},
+        ],
+    }  # fmt: skip
+    text = cli.render_status(obj, NOW)
+    assert f"Message:        {waiting}\n" in text
+    assert "Evidence:       counts of the last 10m vs 5d8f2c1a" in text
+    gate = next(line for line in text.splitlines() if line.strip().startswith("accuracy"))
+    assert gate.split()[:5] == ["accuracy", "Undecided", "0.9", "(2700/3000)", "0.899"]
 
 
 def test_status_view_flags_unobserved_generation_and_pause() -> None:
