@@ -3,9 +3,12 @@
 Every request is routed the way a Gateway API implementation would: read the ModelDeployment's
 HTTPRoute (refreshed every ``refresh`` seconds), pick a backendRef by its weight, resolve the
 Service to the revision it selects, and forward to one of that revision's *ready* pods (from the
-:class:`~tests.e2e.harness.pods.PodRunner`). Feedback for a request id goes to the pod that answered
-it. The gateway records, per revision, when traffic first reached it, and counts any request that
-the route sent to a revision with no ready pod (the "never route to an unready canary" target).
+:class:`~tests.e2e.harness.pods.PodRunner`), chosen at random. Feedback is routed exactly like
+predictions — by the route's weights, to a random ready pod — because a real route does the same:
+it lands on any pod of any revision, which is what prediction tokens are for. The gateway records,
+per revision, when predictions first reached it, which pod answered each prediction (bookkeeping
+for tests, never used to route), and counts any request that the route sent to a revision with no
+ready pod (the "never route to an unready canary" target).
 """
 
 from __future__ import annotations
@@ -34,12 +37,17 @@ class RouteView:
     read_at: float = 0.0
 
 
+ANSWERED_BY_LIMIT = 200_000
+
+
 @dataclass
 class GatewayStats:
-    routed: Counter = field(default_factory=Counter)  # revision -> requests forwarded
+    routed: Counter = field(default_factory=Counter)  # revision -> predictions forwarded
+    feedback_routed: Counter = field(default_factory=Counter)  # revision -> feedback requests forwarded
     unready: Counter = field(default_factory=Counter)  # revision -> requests with no ready pod
-    first_seen: dict[str, float] = field(default_factory=dict)  # revision -> monotonic time of first request
+    first_seen: dict[str, float] = field(default_factory=dict)  # revision -> monotonic time of first prediction
     weights_log: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # every change of weights
+    answered_by: OrderedDict[str, str] = field(default_factory=OrderedDict)  # request id -> pod (bounded)
 
 
 class Gateway:
@@ -54,7 +62,6 @@ class Gateway:
         self.stats = GatewayStats()
         self._view = RouteView()
         self._lock = threading.Lock()
-        self._owners: OrderedDict[str, str] = OrderedDict()  # request id -> pod URL (bounded)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
@@ -125,32 +132,36 @@ class Gateway:
         return random.choices(list(weights), weights=list(weights.values()))[0]
 
     def forward(self, path: str, body: bytes) -> tuple[int, bytes]:
-        payload = json.loads(body or b"{}")
-        request_id = payload.get("id") if isinstance(payload, dict) else None
-        if path.endswith("/feedback"):
-            with self._lock:
-                target = self._owners.get(str(request_id))
-            if target is None:
-                return 404, b'{"error": "gateway: no backend answered that id"}'
-            return _post(target, path, body)
+        """Route one request like the HTTPRoute says: pick a revision by weight, then a ready pod."""
+        feedback = path.endswith("/feedback")
         revision = self.pick()
         if revision is None:
             return 503, b'{"error": "gateway: no route"}'
         pods = self.runner.by_revision().get(revision, [])
         with self._lock:
-            self.stats.first_seen.setdefault(revision, time.monotonic())
+            if not feedback:
+                self.stats.first_seen.setdefault(revision, time.monotonic())
             if not pods:
                 self.stats.unready[revision] += 1
                 return 503, b'{"error": "gateway: no ready endpoint"}'
-            self.stats.routed[revision] += 1
-        target = random.choice(pods).url
-        status, answer = _post(target, path, body)
-        if request_id is not None:
-            with self._lock:
-                self._owners[str(request_id)] = target
-                while len(self._owners) > 100_000:
-                    self._owners.popitem(last=False)
+            (self.stats.feedback_routed if feedback else self.stats.routed)[revision] += 1
+        pod = random.choice(pods)
+        status, answer = _post(pod.url, path, body)
+        if not feedback and status == 200:
+            self._note_answer(body, pod.pod)
         return status, answer
+
+    def _note_answer(self, body: bytes, pod: str) -> None:
+        """Which pod answered a prediction (for tests that check where its label landed)."""
+        payload = json.loads(body or b"{}")
+        request_id = payload.get("id") if isinstance(payload, dict) else None
+        if request_id is None:
+            return
+        with self._lock:
+            answered = self.stats.answered_by
+            answered[str(request_id)] = pod
+            while len(answered) > ANSWERED_BY_LIMIT:
+                answered.popitem(last=False)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         gateway = self

@@ -7,10 +7,17 @@ server's ``/v2/health/ready`` answers 200 — so the operator's readiness decisi
 warmup, and a model that never gets ready (say, a sha256 mismatch) keeps its pod unready. Deleted
 pods have their process stopped. ``targets()`` lists what is running, for Prometheus and for the
 traffic generator.
+
+Secret volumes are honoured as kubelet honours them: the Secret is read, its keys are written as
+files (with the volume's ``defaultMode``) into a directory of the pod's own, and the container's
+args see that directory where the pod spec mounts the volume (``--feedback-key-file=/var/run/...``
+becomes the local path). A pod whose Secret does not exist yet is not started (kubelet's
+``ContainerCreating``); the next sync tries again.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -30,6 +37,7 @@ from kubernetes.client.exceptions import ApiException
 
 SIMULATE_LABEL = "modelrollout.io/simulate"
 REVISION_LABEL = "modelrollout.io/revision"
+DEPLOYMENT_LABEL = "modelrollout.io/deployment"
 DRAIN_SECONDS = 1.0  # > the gateway's 0.2 s route refresh: a real data plane lags endpoint removal too
 log = logging.getLogger(__name__)
 
@@ -48,7 +56,9 @@ class PodProcess:
     revision: str
     port: int
     proc: subprocess.Popen
+    deployment: str = ""
     ready: bool = False
+    failures: int = 0  # consecutive failed readiness probes
     started_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     @property
@@ -56,10 +66,30 @@ class PodProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
-def server_command(args: list[str], port: int) -> list[str]:
-    """The pod's container args, with host and port moved to a free loopback port."""
-    kept = [a for a in args if not a.startswith(("--host=", "--port="))]
+def server_command(args: list[str], port: int, mounts: dict[str, Path] | None = None) -> list[str]:
+    """The pod's container args, with host and port moved to a free loopback port and mounted
+    paths (``mountPath -> local directory``) pointing at the local copies of their volumes."""
+    kept = [remap(a, mounts or {}) for a in args if not a.startswith(("--host=", "--port="))]
     return [sys.executable, "-m", "modelserver", *kept, "--host=127.0.0.1", f"--port={port}"]
+
+
+def remap(arg: str, mounts: dict[str, Path]) -> str:
+    """Replace a mount path (a whole path component) in ``arg`` with its local directory."""
+    for mount_path in sorted(mounts, key=len, reverse=True):
+        at = arg.find(mount_path)
+        end = at + len(mount_path)
+        if at >= 0 and (end == len(arg) or arg[end] == "/"):
+            return arg[:at] + str(mounts[mount_path]) + arg[end:]
+    return arg
+
+
+class VolumeNotReadyError(Exception):
+    """A volume's source does not exist yet: kubelet would keep the pod in ContainerCreating."""
+
+
+def _failure_threshold(pod: client.V1Pod) -> int:
+    probe = pod.spec.containers[0].readiness_probe
+    return (probe.failure_threshold if probe is not None else None) or 3
 
 
 def _probe(url: str) -> bool:
@@ -79,6 +109,7 @@ class PodRunner:
         self.log_dir = log_dir
         self.poll = poll
         self.pods: dict[str, PodProcess] = {}
+        self.deleted_at: dict[str, float] = {}  # pod name -> monotonic time its deletion was seen
         self._lock = threading.Lock()
         self._draining: dict[str, float] = {}  # pod name -> monotonic time its process stops
         self._stop = threading.Event()
@@ -125,6 +156,7 @@ class PodRunner:
             # got) for DRAIN_SECONDS, then its process stops.
             for name in set(self.pods) - set(live):
                 self._draining.setdefault(name, now + DRAIN_SECONDS)
+                self.deleted_at.setdefault(name, now)
             for name, until in list(self._draining.items()):
                 if name in live:
                     del self._draining[name]
@@ -138,15 +170,58 @@ class PodRunner:
                     self._report(pod, self.pods[name])
 
     def _start_pod(self, pod: client.V1Pod) -> None:
-        port = _free_port()
         container = pod.spec.containers[0]
+        try:
+            mounts = self._mount_volumes(pod, container)
+        except VolumeNotReadyError as exc:
+            log.info("pod %s waits for its volumes: %s", pod.metadata.name, exc)
+            return
+        port = _free_port()
         out = open(self.log_dir / f"{pod.metadata.name}.log", "w")  # noqa: SIM115 - the child writes to it
         env = {**os.environ, **{e.name: e.value or "" for e in container.env or []}}
         proc = subprocess.Popen(
-            server_command(container.args or [], port), stdout=out, stderr=subprocess.STDOUT, env=env
+            server_command(container.args or [], port, mounts), stdout=out, stderr=subprocess.STDOUT, env=env
         )
-        revision = (pod.metadata.labels or {}).get(REVISION_LABEL, "")
-        self.pods[pod.metadata.name] = PodProcess(pod.metadata.name, revision, port, proc)
+        labels = pod.metadata.labels or {}
+        self.pods[pod.metadata.name] = PodProcess(
+            pod.metadata.name, labels.get(REVISION_LABEL, ""), port, proc, labels.get(DEPLOYMENT_LABEL, "")
+        )
+
+    def _mount_volumes(self, pod: client.V1Pod, container: client.V1Container) -> dict[str, Path]:
+        """Materialise the container's Secret volumes like kubelet; ``mountPath -> local directory``."""
+        volumes = {v.name: v for v in pod.spec.volumes or []}
+        mounts: dict[str, Path] = {}
+        for mount in container.volume_mounts or []:
+            volume = volumes.get(mount.name)
+            if volume is None or volume.secret is None:
+                continue  # emptyDir and friends: the process uses the host's directories
+            target = self.log_dir / "volumes" / pod.metadata.name / mount.name
+            self._write_secret(volume.secret, target)
+            mounts[mount.mount_path] = target
+        return mounts
+
+    def _write_secret(self, source: client.V1SecretVolumeSource, target: Path) -> None:
+        try:
+            secret = self.core.read_namespaced_secret(source.secret_name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404 and source.optional:
+                target.mkdir(parents=True, exist_ok=True)
+                return
+            raise VolumeNotReadyError(f"secret {source.secret_name!r}: {exc.status} {exc.reason}") from None
+        data = secret.data or {}
+        items = {i.key: i.path for i in source.items or []} or {key: key for key in data}
+        missing = [key for key in items if key not in data]
+        if missing:
+            raise VolumeNotReadyError(f"secret {source.secret_name!r} has no key {missing[0]!r}")
+        target.mkdir(parents=True, exist_ok=True)
+        mode = source.default_mode if source.default_mode is not None else 0o644
+        for key, path in items.items():
+            file = target / path
+            file.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                file.chmod(0o600)  # a restarted pod of the same name rewrites its copy
+            file.write_bytes(base64.b64decode(data[key]))
+            file.chmod(mode)
 
     def _stop_pod(self, name: str) -> None:
         p = self.pods.pop(name)
@@ -159,9 +234,17 @@ class PodRunner:
                 p.proc.wait(5)
 
     def _report(self, pod: client.V1Pod, p: PodProcess) -> None:
-        """Patch the pod status like a kubelet would, only when readiness changed."""
+        """Patch the pod status like a kubelet would, only when readiness changed.
+
+        Like kubelet, a ready pod turns unready after ``failureThreshold`` failed probes in a row
+        (one slow answer on a busy machine is not an outage); a dead process is unready at once.
+        """
         alive = p.proc.poll() is None
-        ready = alive and _probe(p.url)
+        if alive and _probe(p.url):
+            p.failures, ready = 0, True
+        else:
+            p.failures += 1
+            ready = alive and p.ready and p.failures < _failure_threshold(pod)
         current = next((c.status for c in pod.status.conditions or [] if c.type == "Ready"), None)
         p.ready = ready
         if pod.status.phase == "Running" and current == str(ready):

@@ -6,10 +6,16 @@ weights the operator wrote into its route objects. So each request is a row from
 ``examples/models/dataset.py`` with a known label; the sender picks a backend by weight (smooth
 weighted round-robin: deterministic, exact proportions, no randomness to explain in a flaky test),
 posts ``/v2/models/{name}/infer``, and on a 2xx posts the true label to the same backend's
-``/feedback`` by request id.
+``/feedback`` — with the response's prediction token (``parameters.prediction_token``) when it
+carried one, else by request id. Behind a gateway "the same backend" is the route, so the label
+lands on whichever pod the route picks, as in production. A ``delay_fraction`` of the labels is
+held back ``delay_seconds`` (labels arrive late in real life: after the pod that predicted is gone);
+:meth:`TrafficSender.drain` stops predicting and waits until those have been sent too. A feedback
+request that meets a transport error or a 502/503/504 is retried once, as a client would.
 
-Safety: every run is bounded by ``max_requests`` *and* ``max_seconds``, an optional ``rate`` caps
-requests per second, and only loopback backends are accepted.
+Safety: every run is bounded by ``max_requests`` *and* ``max_seconds`` (plus ``delay_seconds`` for
+the held-back labels), an optional ``rate`` caps requests per second, and only loopback backends
+are accepted.
 
 Usage::
 
@@ -26,13 +32,16 @@ Usage::
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import random
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -58,7 +67,20 @@ class TrafficResult:
     requests: Counter[str] = field(default_factory=Counter)
     codes: dict[str, Counter[int]] = field(default_factory=dict)
     feedback: Counter[str] = field(default_factory=Counter)
+    """Feedback requests answered 2xx, per backend."""
     transport_errors: Counter[str] = field(default_factory=Counter)
+    feedback_codes: Counter[int] = field(default_factory=Counter)
+    """Final status of every feedback request (0: transport error), after the one retry."""
+    labels_sent: int = 0
+    """Rows of ground truth sent (one per predicted row), whatever the answer."""
+    labels_accepted: int = 0
+    """Rows of ground truth in feedback answered 2xx."""
+    with_token: int = 0
+    """Feedback requests that named their prediction by token (the rest: by request id)."""
+    delayed_sent: list[tuple[str, float]] = field(default_factory=list)
+    """(request id, monotonic send time) of every held-back label that was sent."""
+    delayed_dropped: int = 0
+    """Held-back labels never sent (the run was stopped, not drained)."""
     seconds: float = 0.0
 
     @property
@@ -113,8 +135,9 @@ class TrafficSender:
     ``weights`` is a mapping or a callable returning one (re-read every ``refresh_seconds``);
     default: equal weights. A backend with weight 0 gets nothing; when all weights are 0 the sender
     idles (still bounded by ``max_seconds``). ``feedback`` posts the true label of every 2xx answer
-    to the backend that answered. Each sender has its own request-id prefix, so feedback never
-    joins to another run's predictions. ``concurrency`` > 1 uses that many worker threads (useful
+    to the backend that answered (its token if the answer had one, else its request id), a
+    ``delay_fraction`` of them ``delay_seconds`` later. Each sender has its own request-id prefix,
+    so feedback never joins to another run's predictions. ``concurrency`` > 1 uses that many worker threads (useful
     for slow models); the split stays weighted because picks are made under one lock.
     """
 
@@ -131,6 +154,8 @@ class TrafficSender:
         timeout: float = 10.0,
         refresh_seconds: float = 1.0,
         concept: str = "current",
+        delay_fraction: float = 0.0,
+        delay_seconds: float = 0.0,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
@@ -146,9 +171,15 @@ class TrafficSender:
         self.timeout = timeout
         self.refresh_seconds = refresh_seconds
         self.concept = concept  # "legacy" sends drifted data (dataset.CONCEPTS)
+        if not 0.0 <= delay_fraction <= 1.0 or delay_seconds < 0:
+            raise ValueError("delay_fraction must be within 0..1 and delay_seconds >= 0")
+        self.delay_fraction = delay_fraction
+        self.delay_seconds = delay_seconds
         self.id_prefix = f"t{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._draining = threading.Event()
+        self._rng = random.Random(seed)
         self._thread: threading.Thread | None = None
         self._result: TrafficResult | None = None
 
@@ -161,7 +192,8 @@ class TrafficSender:
         return cache["weights"]  # type: ignore[return-value]
 
     def run(self, *, max_requests: int, max_seconds: float, rate: float | None = None) -> TrafficResult:
-        """Send until ``max_requests`` were sent or ``max_seconds`` passed (or :meth:`stop`); blocking."""
+        """Send until ``max_requests`` were sent or ``max_seconds`` passed (or :meth:`stop`/:meth:`drain`),
+        then send the held-back labels as they come due (at most ``delay_seconds`` more); blocking."""
         if max_requests < 0 or max_seconds <= 0:
             raise ValueError("max_requests must be >= 0 and max_seconds > 0")
         result = TrafficResult(codes={name: Counter() for name in self.backends})
@@ -175,36 +207,56 @@ class TrafficSender:
         picker, cache = _SmoothWeighted(), {}
         started = time.monotonic()
         deadline = started + max_seconds
+        final = deadline + self.delay_seconds + 1.0
         gap = 1.0 / rate if rate else 0.0
-        schedule = {"next": started}
+        state: dict[str, Any] = {"next": started, "exhausted": False}
+        held: list[tuple[float, int, str, dict[str, Any], str, int]] = []  # heap of held-back labels
 
-        def next_job() -> tuple[str, dataset.LabelledRequest] | None:
+        def predicting(now: float) -> bool:
+            return (not self._draining.is_set() and not state["exhausted"] and now < deadline
+                    and result.total < max_requests)  # fmt: skip
+
+        def next_job() -> tuple[Any, ...] | None:
             while not self._stop.is_set():
                 with self._lock:
                     now = time.monotonic()
-                    if now >= deadline or result.total >= max_requests:
+                    if held and held[0][0] <= now:
+                        _, _, backend, body, rid, labels = heapq.heappop(held)
+                        return ("feedback", backend, body, rid, labels)
+                    if not predicting(now) and (not held or now >= final):
                         return None
-                    if now < schedule["next"]:
-                        wait = schedule["next"] - now
-                    else:
-                        backend = picker.pick(self._current_weights(cache))
-                        if backend is None:
-                            wait = 0.05
+                    waits = [held[0][0] - now] if held else []
+                    if predicting(now):
+                        if now < state["next"]:
+                            waits.append(state["next"] - now)
                         else:
-                            request = next(rows, None)
-                            if request is None:
-                                return None
-                            result.requests[backend] += 1
-                            schedule["next"] = max(schedule["next"] + gap, now) if gap else now
-                            return backend, request
-                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                            backend = picker.pick(self._current_weights(cache))
+                            request = next(rows, None) if backend is not None else None
+                            if backend is None:
+                                waits.append(0.05)
+                            elif request is None:
+                                state["exhausted"] = True
+                            else:
+                                result.requests[backend] += 1
+                                state["next"] = max(state["next"] + gap, now) if gap else now
+                                return ("infer", backend, request)
+                    wait = min(waits) if waits else 0.0
+                time.sleep(max(0.0, min(wait, 0.25, final - time.monotonic())))
             return None
+
+        def hold(backend: str, body: dict[str, Any], rid: str, labels: int) -> None:
+            with self._lock:
+                heapq.heappush(held, (time.monotonic() + self.delay_seconds, len(result.delayed_sent) + len(held),
+                                      backend, body, rid, labels))  # fmt: skip
 
         def worker() -> None:
             session = requests.Session()
             try:
                 while (job := next_job()) is not None:
-                    self._send(session, job[0], job[1], result)
+                    if job[0] == "infer":
+                        self._send(session, job[1], job[2], result, hold)
+                    else:
+                        self._send_feedback(session, *job[1:], result, delayed=True)
             finally:
                 session.close()
 
@@ -212,12 +264,19 @@ class TrafficSender:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=max_seconds + 2 * self.timeout + 5)
+            thread.join(timeout=max_seconds + self.delay_seconds + 2 * self.timeout + 5)
+        with self._lock:
+            result.delayed_dropped = len(held)
         result.seconds = time.monotonic() - started
         return result
 
     def _send(
-        self, session: requests.Session, backend: str, request: dataset.LabelledRequest, result: TrafficResult
+        self,
+        session: requests.Session,
+        backend: str,
+        request: dataset.LabelledRequest,
+        result: TrafficResult,
+        hold: Callable[[str, dict[str, Any], str, int], None],
     ) -> None:
         base = self.backends[backend]
         try:
@@ -230,25 +289,58 @@ class TrafficSender:
             result.codes[backend][answer.status_code] += 1
         if not self.feedback or not 200 <= answer.status_code < 300:
             return
-        try:
-            sent = session.post(
-                f"{base}/v2/models/{self.model_name}/feedback",
-                json=dataset.feedback_body(request.id, request.labels),
-                timeout=self.timeout,
-            )
-        except requests.RequestException:
-            with self._lock:
+        body = dataset.feedback_body(request.id, request.labels)
+        token = _token(answer)
+        if token is not None:
+            body = {"token": token, "truth": body["truth"]}
+        with self._lock:
+            delayed = self.delay_fraction > 0 and self._rng.random() < self.delay_fraction
+        if delayed:
+            hold(backend, body, request.id, len(request.labels))
+        else:
+            self._send_feedback(session, backend, body, request.id, len(request.labels), result, delayed=False)
+
+    def _send_feedback(
+        self,
+        session: requests.Session,
+        backend: str,
+        body: dict[str, Any],
+        request_id: str,
+        labels: int,
+        result: TrafficResult,
+        *,
+        delayed: bool,
+    ) -> None:
+        """POST one label (retried once on a transport error or 502/503/504) and account for it."""
+        url = f"{self.backends[backend]}/v2/models/{self.model_name}/feedback"
+        sent_at = time.monotonic()
+        status = 0
+        for attempt in range(2):
+            try:
+                status = session.post(url, json=body, timeout=self.timeout).status_code
+            except requests.RequestException:
+                status = 0
+            if status not in (0, 502, 503, 504) or attempt:
+                break
+            time.sleep(0.2)
+        with self._lock:
+            result.feedback_codes[status] += 1
+            result.labels_sent += labels
+            result.with_token += "token" in body
+            if status == 0:
                 result.transport_errors[backend] += 1
-            return
-        if 200 <= sent.status_code < 300:
-            with self._lock:
+            if 200 <= status < 300:
                 result.feedback[backend] += 1
+                result.labels_accepted += labels
+            if delayed:
+                result.delayed_sent.append((request_id, sent_at))
 
     def start(self, *, max_requests: int, max_seconds: float, rate: float | None = None) -> None:
         """Run in a background thread; :meth:`stop` ends it early and returns the result."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("traffic is already running")
         self._stop.clear()
+        self._draining.clear()
 
         def body() -> None:
             self._result = self.run(max_requests=max_requests, max_seconds=max_seconds, rate=rate)
@@ -256,8 +348,16 @@ class TrafficSender:
         self._thread = threading.Thread(target=body, name="traffic", daemon=True)
         self._thread.start()
 
+    def drain(self, timeout: float | None = None) -> TrafficResult:
+        """Stop predicting, send every held-back label when it is due, and return what was sent."""
+        self._draining.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout if timeout is not None else self.delay_seconds + 2 * self.timeout + 5)
+        return self.stop()
+
     def stop(self, timeout: float | None = None) -> TrafficResult:
-        """Stop a background run (idempotent) and return what it sent."""
+        """Stop a background run (idempotent; held-back labels not yet due are dropped) and return
+        what it sent."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout if timeout is not None else 2 * self.timeout + 5)
@@ -268,3 +368,13 @@ class TrafficSender:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _token(answer: requests.Response) -> str | None:
+    """The prediction token of an infer answer (``parameters.prediction_token``), if it has one."""
+    try:
+        parameters = answer.json().get("parameters")
+    except ValueError:
+        return None
+    token = parameters.get("prediction_token") if isinstance(parameters, dict) else None
+    return token if isinstance(token, str) else None

@@ -1,8 +1,11 @@
 """One local "cluster world" for e2e tests, the demo and the rollback benchmark.
 
-PodRunner (real model servers for the operator's pods) + Prometheus (scraping them with the
-``namespace``/``pod`` target labels kubernetes_sd would add) + Gateway (the HTTPRoute's data
-plane), started together and stopped together, so the three callers cannot drift apart.
+PodRunner (real model servers for the operator's pods) + Prometheus (scraping them with the target
+labels the chart's PodMonitor adds: ``namespace``, ``pod``, ``modeldeployment`` and
+``modelrollout_revision`` — the pod's own revision under a name of its own, so the server's
+``revision`` label, which on feedback names the *predicting* revision, survives the scrape) + Gateway
+(the HTTPRoute's data plane), started together and stopped together, so the three callers cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from kubernetes import client
 
 from tests.e2e.harness.gateway import Gateway
-from tests.e2e.harness.pods import PodRunner
+from tests.e2e.harness.pods import PodProcess, PodRunner
 from tests.e2e.harness.prometheus import Prometheus, Target
 
 MODELS = Path(__file__).resolve().parents[3] / "examples" / "models"
@@ -28,9 +31,9 @@ def model_spec(model: str, sha256: str | None = None) -> dict:
     return {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": sha256 or SHA256[f"{model}.onnx"]}
 
 
-def serving_spec(warmup: int = 5) -> dict:
+def serving_spec(warmup: int = 5, replicas: int = 1) -> dict:
     """``spec.serving`` whose pods the PodRunner serves with real model servers."""
-    return {"replicas": 1, "warmup": {"requests": warmup}, "podLabels": {"modelrollout.io/simulate": "harness"}}
+    return {"replicas": replicas, "warmup": {"requests": warmup}, "podLabels": {"modelrollout.io/simulate": "harness"}}
 
 
 @dataclass
@@ -41,10 +44,20 @@ class LocalWorld:
     gateway: Gateway
 
 
+def target_labels(namespace: str, pod: PodProcess) -> dict[str, str]:
+    """What the chart's PodMonitor relabelling puts on every sample of a model-server pod."""
+    return {
+        "namespace": namespace,
+        "pod": pod.pod,
+        "modeldeployment": pod.deployment,
+        "modelrollout_revision": pod.revision,
+    }
+
+
 def _scrape_pods(runner: PodRunner, prometheus: Prometheus, namespace: str, stop: threading.Event) -> None:
     while not stop.is_set():
         prometheus.set_targets(
-            Target(f"127.0.0.1:{p.port}", {"namespace": namespace, "pod": p.pod})
+            Target(f"127.0.0.1:{p.port}", target_labels(namespace, p))
             for p in list(runner.pods.values())
             if p.proc.poll() is None
         )
