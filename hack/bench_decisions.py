@@ -157,7 +157,8 @@ def render(rows: list[Row], fixed: dict[tuple[str, float], fixed_rule.FixedRuleR
         "Every rollout runs the product's own `engine.decide` and `metrics.gates.run_analysis` against "
         "simulated Prometheus counters (`hack/decisions/sim.py`: Poisson traffic split by the weights the "
         "engine sets, 15 s scrapes, every request labelled, 10 minutes of stable-only traffic before the "
-        "canary). Healthy: 1 % 5xx, 0.2 % 4xx, 90 % accuracy, lognormal latency with sigma 0.5 and the median at a fifth of the SLO (0.06 % of requests slower than it). "
+        "canary). Healthy: 1 % 5xx, 0.2 % 4xx, 90 % accuracy, lognormal latency with sigma 0.5 and the "
+        "median at a fifth of the SLO (0.06 % of requests slower than it). "
         "`rolled back` for the healthy rows is the false-rollback rate over the whole rollout including bake "
         "(± Monte Carlo standard error); for the others it is the power. Time and requests to detect are "
         "medians over the rollouts that were rolled back, counted from the canary's creation; "
@@ -189,9 +190,8 @@ def render(rows: list[Row], fixed: dict[tuple[str, float], fixed_rule.FixedRuleR
     for (config, rate), f in fixed.items():
         cells = [f"{_pct(p)} ({_secs(t)} s)" for p, t in f.power.values()]
         e, s, a = f.thresholds
-        lines.append(
-            f"| {config} | {rate:g} | {_pct(f.false_rollback)} | {e:.4f}, {s:.4f}, {a:.4f} | " + " | ".join(cells) + " |"
-        )
+        head = f"| {config} | {rate:g} | {_pct(f.false_rollback)} | {e:.4f}, {s:.4f}, {a:.4f} | "
+        lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -30,7 +30,7 @@ from tests.conftest import TESTENV, Cluster, OperatorProcess, _reachable, wait_u
 from tests.e2e.harness.traffic import TrafficSender  # noqa: E402
 from tests.e2e.harness.world import local_world, model_spec, serving_spec  # noqa: E402
 
-CASES = [("worse", "accuracy"), ("broken", "error-rate"), ("slow", "latency-p99")]
+CASES = [("worse", "accuracy"), ("broken", "error-rate"), ("slow", "latency")]
 SECTION = "## Time to rollback"
 
 
@@ -51,7 +51,7 @@ def manifest(model: str, prometheus: str, interval: int) -> dict:
                 "inconclusiveLimit": 10,
                 "metrics": [
                     {"name": "error-rate", "max": 0.02, "minSamples": 20},
-                    {"name": "latency-p99", "max": 50, "minSamples": 20},
+                    {"name": "latency", "template": "slow-requests", "slowerThanMs": 50, "max": 0.1, "minSamples": 20},
                     {"name": "accuracy", "min": 0.75, "maxDropVsStable": 0.05, "minSamples": 30},
                 ],
             },

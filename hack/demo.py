@@ -55,7 +55,8 @@ def manifest(model: str, prometheus: str) -> dict:
                 "inconclusiveLimit": 6,
                 "metrics": [
                     {"name": "error-rate", "max": 0.02, "minSamples": 10},
-                    {"name": "latency-p99", "max": 50, "minSamples": 10},
+                    {"name": "client-error-rate", "maxRiseVsStable": 0.05, "minSamples": 10},
+                    {"name": "latency", "template": "slow-requests", "slowerThanMs": 50, "max": 0.1, "minSamples": 10},
                     {"name": "accuracy", "min": 0.75, "maxDropVsStable": 0.05, "minSamples": 15},
                 ],
             },
@@ -80,8 +81,10 @@ def describe(st: dict) -> str:
         parts = []
         for m in gates:
             value = "n/a" if m.get("value") is None else f"{m['value']:.3g}"
-            stable = "" if m.get("stableValue") is None else f" (stable {m['stableValue']:.3g})"
-            parts.append(f"{m['name']}={value}{stable} {m['verdict']}")
+            if m.get("events") is not None and m.get("samples"):
+                value += f" ({m['events']}/{m['samples']})"
+            stable = "" if m.get("stableValue") is None else f" vs {m['stableValue']:.3g}"
+            parts.append(f"{m['name']}={value}{stable} {m.get('reason') or m['verdict']}")
         line += " | " + ", ".join(parts)
     return line
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from modelrollout.api.types import ModelDeploymentSpec
 from modelrollout.durations import parse_duration
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-
 from modelrollout import engine
 from modelrollout.api.types import ModelDeploymentSpec, ModelDeploymentStatus
 from modelrollout.durations import parse_duration

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from modelrollout.metrics.provider import QueryResult
 from modelrollout.metrics.templates import le_label
 

@@ -41,7 +41,7 @@ def spec(model: str, *, sha256: str | None = None, bake: str = "0s", deadline: i
             "inconclusiveLimit": 6,
             "metrics": [
                 {"name": "error-rate", "max": 0.05, "minSamples": 10},
-                {"name": "latency-p99", "max": 40, "minSamples": 10},
+                {"name": "latency", "template": "slow-requests", "slowerThanMs": 40, "max": 0.1, "minSamples": 10},
                 {"name": "accuracy", "min": 0.7, "maxDropVsStable": 0.08, "minSamples": 15},
             ],
         },
@@ -155,7 +155,7 @@ def test_better_model_is_promoted_through_every_step(world):
 
 @pytest.mark.parametrize(
     ("model", "reason"),
-    [("worse", "Accuracy"), ("broken", "ErrorRate"), ("slow", "LatencyP99")],
+    [("worse", "Accuracy"), ("broken", "ErrorRate"), ("slow", "Latency")],
     ids=["accuracy-gate", "error-rate-gate", "latency-gate"],
 )
 def test_bad_model_is_rolled_back_by_its_gate(world, model, reason):

@@ -295,8 +295,10 @@ def test_significance_is_split_over_every_threshold_of_the_ratio_gates() -> None
         {"name": "latency-p99", "max": 250},  # plain: not a sequential test
     )
     assert sequential_tests(spec.analysis.metrics) == 3
-    assert alpha_per_test(spec) == pytest.approx(0.05 / 3)
-    assert threshold_text(spec.analysis.metrics[0], alpha_per_test(spec)) == (
+    assert alpha_per_test(spec) == pytest.approx(0.05 / 3 / 2)  # the steps, then the bake afresh
+    no_bake = spec.model_copy(update={"bake": spec.bake.model_copy(update={"duration": "0s"})})
+    assert alpha_per_test(no_bake) == pytest.approx(0.05 / 3)
+    assert threshold_text(spec.analysis.metrics[0], alpha_per_test(no_bake)) == (
         "<= 0.02, rise vs stable <= 0.01 (alpha=0.017 per test)"
     )
 
@@ -395,16 +397,23 @@ def test_a_baseline_that_served_nothing_is_read_over_the_period_before() -> None
     assert "compared with the period before it" in metric.message
 
 
-def test_bake_compares_the_new_stable_with_the_previous_one_over_the_same_evidence() -> None:
+def test_the_bake_counts_afresh_against_the_previous_stables_canary_period() -> None:
+    """Since the promotion (4 minutes), against r1's counts from the canary period (6 minutes, ending
+    4 minutes ago): a model that degrades at full traffic is not diluted by its canary days."""
+    promoted = NOW - timedelta(minutes=4)
     baking = ModelDeploymentStatus(
-        phase="Baking", stableRevision="r2", previousStableRevision="r1", evidenceSince=SINCE
+        phase="Baking", stableRevision="r2", previousStableRevision="r1", evidenceSince=SINCE, bakeStartedAt=promoted
     )
     spec = make_spec({"name": "error-rate", "maxRiseVsStable": 0.01})
     provider = CountsProvider(
-        {("r2", "requests"): 20000, ("r2", "5xx"): 1000, ("r1", "requests"): 5000, ("r1", "5xx"): 50}
+        {("r2", "requests"): 20000, ("r2", "5xx"): 1000, ("r1", "before:requests"): 5000, ("r1", "before:5xx"): 50}
     )
     result = analyse(spec, provider, status=baking, revision="r2")
-    assert result.baselineRevision == "r1"
+    assert (result.baselineRevision, result.since) == ("r1", promoted)
+    own = [q for q in provider.asked if 'revision="r2"' in q]
+    base = [q for q in provider.asked if 'revision="r1"' in q]
+    assert all("[240s]))" in q for q in own)
+    assert all("[360s] offset 240s))" in q for q in base)
     assert only(result).verdict == "Fail"
 
 

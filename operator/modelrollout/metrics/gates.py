@@ -73,8 +73,10 @@ def sequential_tests(metrics: Iterable[MetricSpec]) -> int:
 
 
 def alpha_per_test(spec: ModelDeploymentSpec) -> float:
-    """``significance`` split evenly (Bonferroni) over every sequential test of the spec."""
-    return spec.analysis.significance / max(sequential_tests(spec.analysis.metrics), 1)
+    """``significance`` split evenly (Bonferroni) over every sequential test of the spec, and over
+    the two evidence periods when there is a bake (the canary's steps, then the bake afresh)."""
+    periods = 2 if parse_duration(spec.bake.duration) > 0 else 1
+    return spec.analysis.significance / max(sequential_tests(spec.analysis.metrics), 1) / periods
 
 
 def threshold_text(metric: MetricSpec, alpha: float | None = None) -> str:
@@ -111,12 +113,21 @@ class Scope:
     alpha: float
     previous: AnalysisResult | None = None
     absolute_only: bool = False  # the continuous watch: no concurrent baseline to compare with
+    baseline_period: tuple[datetime, datetime] | None = None  # None: the revision's own period
 
     @property
-    def seconds(self) -> float:
-        return max((self.now - self.since).total_seconds(), 0.0)
+    def own(self) -> tuple[datetime, datetime]:
+        """The revision's evidence period: from ``since`` to now."""
+        return self.since, self.now
 
-    def table(self, revision: str, offset_seconds: float = 0.0, le: str = "") -> dict[str, str]:
+    @property
+    def base(self) -> tuple[datetime, datetime]:
+        """The baseline's period: the same as the revision's, or (in the bake) the canary's."""
+        return self.baseline_period or self.own
+
+    def table(self, revision: str, period: tuple[datetime, datetime], le: str = "") -> dict[str, str]:
+        """Substitutions for ``revision`` counted over ``period`` (a range ending ``offset`` ago)."""
+        start, end = period
         table = templates.variables(
             namespace=self.namespace,
             name=self.name,
@@ -124,8 +135,9 @@ class Scope:
             stable_revision=self.baseline,
             window=self.window,
         )
-        table["range"] = templates.range_seconds(self.seconds)
-        table["offset"] = f" offset {math.ceil(offset_seconds)}s" if offset_seconds > 0 else ""
+        offset = (self.now - end).total_seconds()
+        table["range"] = templates.range_seconds((end - start).total_seconds())
+        table["offset"] = f" offset {math.ceil(offset)}s" if offset >= 1 else ""
         table["le"] = le
         return table
 
@@ -166,11 +178,13 @@ class Counts:
         return self.events / self.samples if self.samples else None
 
 
-def _count(gate: _Gate, provider: MetricsProvider, scope: Scope, revision: str, offset: float = 0.0) -> Counts | str:
-    """One revision's counts over the evidence period (shifted back by ``offset``), or an error text."""
+def _count(
+    gate: _Gate, provider: MetricsProvider, scope: Scope, revision: str, period: tuple[datetime, datetime]
+) -> Counts | str:
+    """One revision's counts over ``period``, or an error text."""
     metric = gate.metric
     le = templates.le_label(metric.slowerThanMs) if metric.slowerThanMs is not None else ""
-    queries = templates.count_queries(metric.effective_template, scope.table(revision, offset, le))
+    queries = templates.count_queries(metric.effective_template, scope.table(revision, period, le))
     samples = gate.ask(provider, queries.samples)
     if samples.error:
         return f"revision {revision}: {samples.error}"
@@ -291,7 +305,7 @@ def _ratio_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> 
             message="; ".join(gate.notes) + gate.timing,
         )
 
-    own = _count(gate, provider, scope, scope.revision)
+    own = _count(gate, provider, scope, scope.revision, scope.own)
     if isinstance(own, str):
         gate.notes.append(own)
         return result(GateReason.QUERY_ERROR)
@@ -336,12 +350,13 @@ def _baseline(gate: _Gate, provider: MetricsProvider, scope: Scope) -> Counts | 
     if scope.baseline is None:
         gate.notes.append("no baseline revision to compare with (first revision)")
         return None
-    base = _count(gate, provider, scope, scope.baseline)
+    start, end = scope.base
+    base = _count(gate, provider, scope, scope.baseline, (start, end))
     if isinstance(base, str) or base.samples > 0:
         return base
-    earlier = _count(gate, provider, scope, scope.baseline, offset=scope.seconds)
+    earlier = _count(gate, provider, scope, scope.baseline, (start - (end - start), start))
     if isinstance(earlier, Counts) and earlier.samples > 0:
-        gate.notes.append(f"baseline served nothing since {scope.since:%H:%M:%S}: compared with the period before it")
+        gate.notes.append(f"baseline served nothing since {start:%H:%M:%S}: compared with the period before it")
     return earlier
 
 
@@ -349,11 +364,11 @@ def _baseline(gate: _Gate, provider: MetricsProvider, scope: Scope) -> Counts | 
 
 
 def _plain_value(
-    gate: _Gate, provider: MetricsProvider, scope: Scope, revision: str
+    gate: _Gate, provider: MetricsProvider, scope: Scope, revision: str, period: tuple[datetime, datetime]
 ) -> tuple[float | None, int | None, str | None]:
-    """(value, samples, error) of a plain gate for one revision."""
+    """(value, samples, error) of a plain gate for one revision (latency-p99 over ``period``)."""
     metric = gate.metric
-    table = scope.table(revision)
+    table = scope.table(revision, period)
     try:
         queries = templates.gate_queries(metric.effective_template, metric.query, table)
     except templates.TemplateError as exc:
@@ -387,7 +402,7 @@ def _plain_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> 
             message="; ".join(gate.notes) + gate.timing,
         )
 
-    value, samples, error = _plain_value(gate, provider, scope, scope.revision)
+    value, samples, error = _plain_value(gate, provider, scope, scope.revision, scope.own)
     if error:
         gate.notes.append(error)
         return result(GateReason.QUERY_ERROR, None, None, None)
@@ -406,7 +421,7 @@ def _plain_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> 
             gate.notes.append(f"{value:.4g}{unit} {'breaches' if breached else 'meets'} {text} {limit:g}{unit}")
     stable = None
     if _needs_baseline(metric) and scope.baseline is not None and not scope.absolute_only:
-        stable, _, error = _plain_value(gate, provider, scope, scope.baseline)
+        stable, _, error = _plain_value(gate, provider, scope, scope.baseline, scope.base)
         if error or stable is None:
             gate.notes.append(f"not compared with stable: {error or 'the baseline has no data (it is not serving)'}")
         else:
@@ -439,15 +454,25 @@ def scope_for(
     name: str,
     now: datetime,
 ) -> Scope:
-    """The baseline and period for checking ``revision``: the canary against the stable, or the
-    baking stable against the previous one, both since the canary first took traffic."""
+    """The baseline and periods for checking ``revision``:
+
+    * a canary: since it first took traffic, against the stable over the same period;
+    * the new stable in its bake: since the promotion (a fresh test, so a model that degrades at
+      full traffic is seen at once), against the previous stable's counts from the canary period;
+    * the continuous watch: the stable alone, over its current evidence window.
+    """
     window = templates.query_window(spec.analysis.interval)
-    baking = revision == status.stableRevision
-    baseline = status.previousStableRevision if baking else status.stableRevision
-    since = status.evidenceSince or status.stepStartedAt or (now - timedelta(seconds=parse_duration(window)))
-    watch = baking and status.phase in ("Succeeded", "RolledBack")
-    if watch:  # the continuous watch: the stable alone, over its current evidence window
-        baseline, since = None, status.watchSince or (now - timedelta(seconds=parse_duration(window)))
+    recent = now - timedelta(seconds=parse_duration(window))
+    is_stable = revision == status.stableRevision
+    baseline = status.previousStableRevision if is_stable else status.stableRevision
+    since = status.evidenceSince or status.stepStartedAt or recent
+    baseline_period = None
+    if is_stable and status.phase == "Baking" and status.bakeStartedAt is not None:
+        baseline_period = (since, status.bakeStartedAt)
+        since = status.bakeStartedAt
+    watch = is_stable and status.phase in ("Succeeded", "RolledBack")
+    if watch:
+        baseline, since = None, status.watchSince or recent
     return Scope(
         namespace=namespace,
         name=name,
@@ -459,6 +484,7 @@ def scope_for(
         alpha=alpha_per_test(spec),
         previous=status.lastAnalysis,
         absolute_only=watch,
+        baseline_period=baseline_period,
     )
 
 
