@@ -96,7 +96,7 @@ class SetWeights:
     """Route ``canary_weight`` percent to the canary and the rest to the stable revision.
 
     The revisions are the ones in force when the action is decided; routers that select pods by
-    revision themselves (Istio subsets) need them, the Service-based ones ignore them.
+    revision themselves need them; the Service-based ones ignore them.
     """
 
     canary_weight: int
