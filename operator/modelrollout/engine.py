@@ -645,7 +645,7 @@ def _summary(result: AnalysisResult) -> str:
     for m in result.metrics:
         value = "no data" if m.value is None else f"{m.value:.4g}"
         stable = "" if m.stableValue is None else f", stable {m.stableValue:.4g}"
-        parts.append(f"{m.name}={value}{stable} ({m.threshold}) {m.verdict}")
+        parts.append(f"{m.name}={value}{stable} ({m.threshold}) {m.reason or m.verdict}")
     return f"revision {result.revision}: " + "; ".join(parts) if parts else f"revision {result.revision}: no gates"
 
 
