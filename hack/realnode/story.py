@@ -48,7 +48,9 @@ def spec(testbed: Testbed, model: str, host: str, **kw: Any) -> dict[str, Any]:
             "inconclusiveLimit": 8,
             "metrics": [
                 {"name": "error-rate", "max": 0.05, "minSamples": 10},
-                {"name": "latency-p99", "max": 250, "minSamples": 10},
+                # A hang, not speed: the node shares 2 busy cores with everything else, and p99 through
+                # Traefik went past 1.5 s for a good model while other work ran (seen on the real node).
+                {"name": "latency-p99", "max": 5000, "minSamples": 10},
                 {"name": "accuracy", "min": 0.7, "maxDropVsStable": 0.08, "minSamples": 15},
             ],
         },
@@ -194,16 +196,21 @@ class Story:
         """kubelet's probes keep the canary's pods unready; the proxy never sends them a request."""
         self.say("Then kubelet's probes keep its pods unready and no request reaches them")
         ready_seen: set[str] = set()
+        restarts: dict[str, int] = {}
 
         def check() -> dict | None:
             for pod in self.testbed.kube.items("pods", self.namespace, f"modelrollout.io/revision={self.canary}"):
                 if _ready(pod):
                     ready_seen.add(pod["metadata"]["name"])
+                for c in pod.get("status", {}).get("containerStatuses", []):
+                    restarts[pod["metadata"]["name"]] = c.get("restartCount", 0)
             st = self.status()
             return st if st.get("phase") in ("RolledBack", "Succeeded") else None
 
         st = wait_until(check, max(watch_seconds, 300), "the rollout to end", interval=1)
         assert not ready_seen, f"canary pods became Ready: {ready_seen}"
+        self.figures["canary_restarts_by_kubelet"] = restarts
+        self.say(f"    canary pods never Ready; container restarts by kubelet (startup probe): {restarts}")
         answered = self.traffic.log.by_revision()[self.canary] if self.traffic else 0
         assert answered == 0, f"{answered} requests answered by a never-ready canary"
         return st

@@ -11,6 +11,7 @@ through kube-proxy NodePorts on the node's address; pods reach them by ClusterIP
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -29,9 +30,18 @@ NODE_SELECTOR = "modelrollout.io/node=real"
 TOLERATIONS = [{"key": "modelrollout.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]
 
 
+def _pin(name: str) -> str:
+    """A version from hack/versions.env (the same pins the shell scripts build from)."""
+    lines = (REPO / "hack/versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))[name]
+
+
 def traefik_image() -> str:
-    versions = dict(line.split("=", 1) for line in (REPO / "hack/versions.env").read_text().splitlines() if "=" in line)
-    return f"localhost/modelrollout/traefik:{versions['TRAEFIK_VERSION']}"
+    return f"localhost/modelrollout/traefik:{_pin('TRAEFIK_VERSION')}"
+
+
+def prometheus_image() -> str:
+    return f"localhost/modelrollout/prometheus:{_pin('PROMETHEUS_VERSION')}"
 
 
 def real_node_namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -155,7 +165,9 @@ def traefik_objects() -> list[dict]:
                  "--ping=true", "--ping.entryPoint=traefik", "--providers.kubernetesgateway=true",
                  # Weight changes reach the data plane within half a second.
                  "--providers.providersThrottleDuration=500ms", "--log.level=INFO",
-                 "--metrics.prometheus=true", "--metrics.prometheus.entryPoint=traefik"],
+                 "--metrics.prometheus=true", "--metrics.prometheus.entryPoint=traefik",
+                 # The read-only API on the internal entry point: what Traefik applied, for diagnosis.
+                 "--api.insecure=true"],
         "ports": [{"containerPort": TRAEFIK_PORT}, {"containerPort": 8080}],
         "readinessProbe": _probe("/ping", 8080), "livenessProbe": {**_probe("/ping", 8080, 10), "failureThreshold": 3},
         "securityContext": _restricted(), "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
@@ -171,10 +183,13 @@ def traefik_objects() -> list[dict]:
 
 
 def model_store_objects() -> list[dict]:
-    """The example ONNX files behind plain HTTP: the model URIs a user's artifact store would serve."""
+    """The example ONNX files and their metadata.json behind plain HTTP, as a user's artifact store."""
     import base64
 
-    files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in sorted(MODELS.glob("*.onnx"))}
+    # metadata.json beside the models names the classes: without it a label such as "fraud" matches
+    # no predicted class index and every label counts as incorrect.
+    paths = [*sorted(MODELS.glob("*.onnx")), MODELS / "metadata.json"]
+    files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in paths}
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "models", "namespace": TESTBED_NS},
               "binaryData": files}  # fmt: skip
     container = {
@@ -233,8 +248,12 @@ class Testbed:
 
     # ------------------------------------------------------------------ install
     def build_and_load_images(self) -> None:
-        """Build (cached) and copy into the node's containerd every image the test bed runs."""
-        subprocess.run(["bash", str(REPO / "hack/images/build.sh"), "all"], check=True)
+        """Build (cached) and copy into the node's containerd every image the test bed runs.
+
+        ``MODELROLLOUT_SKIP_IMAGE_BUILD=1`` loads the images built last (while iterating on tests).
+        """
+        if os.environ.get("MODELROLLOUT_SKIP_IMAGE_BUILD") != "1":
+            subprocess.run(["bash", str(REPO / "hack/images/build.sh"), "all"], check=True)
         images = [OPERATOR_IMAGE, SERVER_IMAGE, prometheus_image(), traefik_image()]
         subprocess.run(["bash", str(REPO / "hack/node/node.sh"), "load", *images], check=True)
 
