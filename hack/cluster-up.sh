@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES=${KWOK_NODES:-2}
 REAL_NODE=${MODELROLLOUT_REAL_NODE:-1}
-API_HOST=127.0.0.1 # with the real node: the host end of its veth, which pods can reach
+ADVERTISE=127.0.0.1 # with the real node: the host end of its veth, where pods reach the API server
 RUN="$TESTENV_DIR/run"
 PKI="$TESTENV_DIR/pki"
 KUBECONFIG_OUT="$TESTENV_DIR/kubeconfig"
@@ -36,7 +36,7 @@ pki() {
   mkdir -p "$PKI" && cd "$PKI"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=modelrollout-local-ca" 2>/dev/null
   cat >server.ext <<EXT
-subjectAltName=IP:127.0.0.1,IP:$API_HOST,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+subjectAltName=IP:127.0.0.1,IP:$ADVERTISE,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
 extendedKeyUsage=serverAuth
 EXT
   openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
@@ -49,13 +49,12 @@ EXT
 }
 
 kubeconfig() {
-  # shellcheck disable=SC2153  # API_PORT comes from ports.env
   cat >"$KUBECONFIG_OUT" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: modelrollout-local
-  cluster: {server: "https://$API_HOST:$API_PORT", certificate-authority: "$PKI/ca.crt"}
+  cluster: {server: "https://127.0.0.1:$API_PORT", certificate-authority: "$PKI/ca.crt"}
 users:
 - name: admin
   user: {client-certificate: "$PKI/admin.crt", client-key: "$PKI/admin.key"}
@@ -84,7 +83,7 @@ wait_for() { # WHAT SECONDS CMD...
 }
 
 api_ready() {
-  curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://$API_HOST:$API_PORT/readyz"
+  curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:$API_PORT/readyz"
 }
 
 nodes() {
@@ -115,7 +114,8 @@ main() {
   fi
   local admission=() # extra kube-apiserver flags for the real node
   if [ "$REAL_NODE" != 0 ]; then
-    API_HOST=$(bash "$HACK_DIR/node/node.sh" net)
+    # The API server stays on 127.0.0.1; node.sh forwards the veth's host end to it.
+    ADVERTISE=$(bash "$HACK_DIR/node/node.sh" net)
     # Namespaces choose the real node by annotation (node selector + toleration of its taint).
     # kubectl logs/exec reach the kubelet as the admin client.
     # shellcheck disable=SC2054  # the commas belong to one flag's value
@@ -131,7 +131,7 @@ main() {
     --initial-cluster="local=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --quota-backend-bytes=2147483648
   wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
   start kube-apiserver "$BIN_DIR/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address="$API_HOST" --advertise-address="$API_HOST" --secure-port="$API_PORT" "${admission[@]}" \
+    --bind-address=127.0.0.1 --advertise-address="$ADVERTISE" --secure-port="$API_PORT" "${admission[@]}" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" --authorization-mode=Node,RBAC \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \

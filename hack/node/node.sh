@@ -3,14 +3,14 @@
 # The real worker node beside the kwok nodes: containerd + runc, CNI (bridge + host-local +
 # portmap + loopback), kubelet and kube-proxy built from the pinned Kubernetes sources.
 #
-#   node.sh net    create the node's network namespace and veth pair; prints HOST_IP (run before
-#                  the API server starts: it listens on the host end, which pods can reach)
+#   node.sh net    create the node's network namespace and veth pair, forward HOST_IP:API_PORT to
+#                  the API server on 127.0.0.1; prints HOST_IP (the API server's advertise address)
 #   node.sh up     certificates, containerd, kubelet, kube-proxy; wait until the node is Ready
 #   node.sh down   stop every process of the node by PID, unmount, remove namespace and cgroups
 #   node.sh load IMAGE...  copy images from the buildah store into the node's containerd
 #
 # Layout (K is chosen per test environment, see lib.sh):
-#   host netns:  mrh<id> 10.K.255.1/30  (kube-apiserver binds here; route 10.K.0.0/24 -> node)
+#   host netns:  mrh<id> 10.K.255.1/30  (DNAT to kube-apiserver on 127.0.0.1; route 10.K.0.0/24 -> node)
 #   node netns:  eth0 10.K.255.2/30, cni0 bridge 10.K.0.1/24, pods 10.K.0.0/24; routes only to the
 #                host end and the Service range, no default route: nothing can leave the machine.
 set -euo pipefail
@@ -65,10 +65,32 @@ cmd_net() {
     in_node sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
     log "node network: netns $NETNS, host $HOST_IP <-> node $NODE_IP, pods $POD_CIDR"
   fi
+  api_forward
   { echo "NODE_K=$k"; echo "NETNS=$NETNS"; echo "HOST_IP=$HOST_IP"; echo "NODE_IP=$NODE_IP"
     echo "POD_CIDR=$POD_CIDR"; echo "POD_GW=$POD_GW"; echo "NODE_NAME=$NODE_NAME"
     echo "CONTAINERD_SOCK=$CTR_SOCK"; } >"$NODE_ENV"
   echo "$HOST_IP"
+}
+
+# api_forward: the API server listens on 127.0.0.1 only (as on the kwok path); connections from the
+# node to HOST_IP:API_PORT are forwarded there by one DNAT rule on the host's veth, which needs
+# route_localnet on that interface. cmd_down deletes the rule by its comment.
+api_forward() {
+  # shellcheck source=/dev/null
+  source "$NODE_RUN/ports.env"
+  sysctl -qw "net.ipv4.conf.$HOST_VETH.route_localnet=1"
+  local rule=(PREROUTING -i "$HOST_VETH" -d "$HOST_IP" -p tcp --dport "$API_PORT"
+    -m comment --comment "modelrollout-$NODE_ID" -j DNAT --to-destination "127.0.0.1:$API_PORT")
+  iptables -t nat -C "${rule[@]}" 2>/dev/null || iptables -t nat -A "${rule[@]}"
+}
+
+drop_api_forward() {
+  local rule
+  iptables -t nat -S PREROUTING 2>/dev/null | grep -- "modelrollout-$NODE_ID" | sed 's/^-A //' |
+    while read -r rule; do
+      # shellcheck disable=SC2086  # the rule's words, as iptables -S printed them
+      eval "iptables -t nat -D $rule"
+    done
 }
 
 # ---------------------------------------------------------------------------------------- cgroups
@@ -337,6 +359,7 @@ cmd_down() {
     log "removed netns $NETNS"
   fi
   ip link delete "$HOST_VETH" 2>/dev/null || true
+  drop_api_forward
   # kubelet links container logs from the fixed /var/log/containers: remove the links into our tree.
   find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/*" -delete 2>/dev/null || true
   rm -rf "$NODE_DIR"
