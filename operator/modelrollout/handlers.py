@@ -157,8 +157,10 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
     if _contract_due(spec, status, desired, live):
         assert spec.analysis.prometheus is not None and status.stableRevision is not None
         prom = spec.analysis.prometheus
-        result = contract.observe(prom.address, prom.timeoutSeconds, namespace, status.stableRevision, desired.revision)
-        obs = dataclasses.replace(obs, contract=result)
+        signature = contract.observe(
+            prom.address, prom.timeoutSeconds, namespace, status.stableRevision, desired.revision
+        )
+        obs = dataclasses.replace(obs, contract=signature)
     target = engine.analysis_due(spec, status, now)
     if target is not None:
         started = time.monotonic()
