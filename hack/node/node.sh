@@ -86,8 +86,8 @@ api_forward() {
 
 drop_api_forward() {
   local rule
-  iptables -t nat -S PREROUTING 2>/dev/null | grep -- "modelrollout-$NODE_ID" | sed 's/^-A //' |
-    while read -r rule; do
+  { iptables -t nat -S PREROUTING 2>/dev/null || true; } | { grep -- "modelrollout-$NODE_ID" || true; } |
+    sed 's/^-A //' | while read -r rule; do
       # shellcheck disable=SC2086  # the rule's words, as iptables -S printed them
       eval "iptables -t nat -D $rule"
     done
