@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from modelrollout.api.types import (
     ANNOTATION_ABORT,
@@ -165,7 +166,7 @@ def set_condition(
     generation: int,
 ) -> None:
     """metav1.Condition semantics: lastTransitionTime moves only when the status value changes."""
-    text = "True" if value else "False"
+    text: Literal["True", "False"] = "True" if value else "False"
     for cond in status.conditions:
         if cond.type == type_:
             if cond.status != text:
@@ -504,7 +505,12 @@ def _canary(run: _Run) -> None:
         return
     # After a failed check the weight may hold but never rise, until a check in this step passes.
     last = st.lastAnalysis
-    failed_last = last is not None and last.verdict == "Fail" and st.lastCheckAt >= (st.stepStartedAt or st.lastCheckAt)
+    failed_last = (
+        last is not None
+        and last.verdict == "Fail"
+        and st.lastCheckAt is not None
+        and st.lastCheckAt >= (st.stepStartedAt or st.lastCheckAt)
+    )
     run.set_weight(min(weight, st.canaryWeight) if failed_last else weight)
     promote = run.obs.annotations.get(ANNOTATION_PROMOTE)
     if promote and promote != st.lastHandledPromote:

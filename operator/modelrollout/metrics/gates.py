@@ -213,13 +213,20 @@ class _Test:
     grid: int
 
 
+_OPPOSITE: dict[sequential.Side, sequential.Side] = {"above": "below", "below": "above"}
+
+
 def _absolute_tests(metric: MetricSpec, own: Counts) -> list[_Test]:
     tests = []
-    for limit, breach_side in ((metric.min, "below"), (metric.max, "above")):
+    bounds: tuple[tuple[float | None, sequential.Side, str], ...] = (
+        (metric.min, "below", "min"),
+        (metric.max, "above", "max"),
+    )
+    for limit, breach_side, word in bounds:
         if limit is None:
             continue
-        met_side = "above" if breach_side == "below" else "below"
-        label = f"{'min' if breach_side == 'below' else 'max'} {limit:g}"
+        met_side = _OPPOSITE[breach_side]
+        label = f"{word} {limit:g}"
         tests.append(
             _Test(
                 label,
@@ -232,13 +239,15 @@ def _absolute_tests(metric: MetricSpec, own: Counts) -> list[_Test]:
 
 
 def _relative_test(metric: MetricSpec, own: Counts, base: Counts) -> _Test:
+    breach_side: sequential.Side
     if metric.maxRiseVsStable is not None:
-        margin, breach_side, met_side, label = metric.maxRiseVsStable, "above", "below", "rise"
+        margin, breach_side, label = metric.maxRiseVsStable, "above", "rise"
         boundary = margin
     else:
         assert metric.maxDropVsStable is not None
-        margin, breach_side, met_side, label = metric.maxDropVsStable, "below", "above", "drop"
+        margin, breach_side, label = metric.maxDropVsStable, "below", "drop"
         boundary = -margin
+    met_side = _OPPOSITE[breach_side]
     args = (own.events, own.samples, base.events, base.samples, boundary)
     met = sequential.two_sample_log_e(*args, met_side) if margin > 0 else None
     return _Test(
@@ -312,10 +321,11 @@ def _ratio_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> 
     tests = _absolute_tests(metric, own)
     base: Counts | None = None
     if _needs_baseline(metric) and not scope.absolute_only:
-        base = _baseline(gate, provider, scope)
-        if isinstance(base, str):
-            gate.notes.append(base)
+        found = _baseline(gate, provider, scope)
+        if isinstance(found, str):
+            gate.notes.append(found)
             return result(GateReason.QUERY_ERROR, own)
+        base = found
         if base is not None:
             tests.append(_relative_test(metric, own, base))
 
@@ -505,9 +515,19 @@ def run_analysis(
     """
     analysis = spec.analysis
     scope = scope_for(spec, status, revision, namespace, name, now)
-    header = {"time": now, "revision": revision, "baselineRevision": scope.baseline, "since": scope.since}
+
+    def checked(verdict: Verdict, results: list[MetricResult]) -> AnalysisResult:
+        return AnalysisResult(
+            time=now,
+            revision=revision,
+            baselineRevision=scope.baseline,
+            since=scope.since,
+            verdict=verdict,
+            metrics=results,
+        )
+
     if not analysis.metrics:
-        return AnalysisResult(**header, verdict="Pass", metrics=[])
+        return checked("Pass", [])
     owned: PrometheusProvider | None = None
     if provider is None:
         if analysis.prometheus is None:
@@ -521,7 +541,7 @@ def run_analysis(
                 )
                 for m in analysis.metrics
             ]
-            return AnalysisResult(**header, verdict="Inconclusive", metrics=results)
+            return checked("Inconclusive", results)
         owned = provider = PrometheusProvider(
             analysis.prometheus.address, timeout_seconds=analysis.prometheus.timeoutSeconds
         )
@@ -541,7 +561,7 @@ def run_analysis(
         time.monotonic() - started,
         ", ".join(f"{r.name}={r.reason}" for r in results),
     )
-    return AnalysisResult(**header, verdict=verdict, metrics=results)
+    return checked(verdict, results)
 
 
 def _guarded(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:
