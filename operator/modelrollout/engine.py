@@ -25,12 +25,15 @@ from modelrollout.api.types import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelSpec,
+    Phase,
+    Reason,
     ServingSpec,
+    gate_reason,
 )
 from modelrollout.contract import Compatible, ContractResult, Incompatible, Unknown
 from modelrollout.durations import parse_duration
 
-ACTIVE_PHASES = {"Initializing", "Progressing", "Baking"}
+ACTIVE_PHASES = {Phase.INITIALIZING, Phase.PROGRESSING, Phase.BAKING}
 
 
 # ------------------------------------------------------------------------------------ observations
@@ -130,9 +133,9 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: 
     """The revision whose gates should be checked now, or None; the shell then queries Prometheus."""
     if spec.paused:
         return None
-    if status.phase == "Progressing" and status.canaryRevision and status.currentStep is not None:
+    if status.phase == Phase.PROGRESSING and status.canaryRevision and status.currentStep is not None:
         target = status.canaryRevision
-    elif status.phase == "Baking" and status.stableRevision:
+    elif status.phase == Phase.BAKING and status.stableRevision:
         target = status.stableRevision
     elif watching(spec, status):
         assert status.stableRevision is not None
@@ -150,7 +153,7 @@ def watching(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
     return (
         spec.analysis.continuous is not None
         and bool(spec.analysis.metrics)
-        and status.phase in ("Succeeded", "RolledBack")
+        and status.phase in (Phase.SUCCEEDED, Phase.ROLLED_BACK)
         and status.stableRevision is not None
         and status.canaryRevision is None
     )
@@ -231,7 +234,7 @@ class _Run:
             HistoryEntry(
                 revision=desired.revision,
                 modelURI=desired.model.uri,
-                phase="Progressing",
+                phase=Phase.PROGRESSING,
                 startedAt=self.now,
                 model=desired.model,
                 serving=desired.serving,
@@ -319,44 +322,44 @@ def _handle_retry(run: _Run) -> None:
 
 def _paused(run: _Run) -> None:
     st = run.status
-    if st.phase != "Paused":
+    if st.phase != Phase.PAUSED:
         st.message = "paused by spec.paused; weights and replicas are held"
-    st.phase = "Paused"
+    st.phase = Phase.PAUSED
 
 
 def _first_revision(run: _Run) -> None:
     """Nothing to compare with: the first revision becomes stable as soon as it is available."""
     st, desired = run.status, run.obs.desired
     rev = desired.revision
-    if _history(st, rev) is None or st.phase not in ("Initializing", "Failed"):
+    if _history(st, rev) is None or st.phase not in (Phase.INITIALIZING, Phase.FAILED):
         for entry in st.history:
-            if entry.revision != rev and entry.phase == "Progressing":
+            if entry.revision != rev and entry.phase == Phase.PROGRESSING:
                 run.finish_history(entry.revision, "Superseded", f"spec changed to revision {rev}")
         run.start_history(desired)
         st.revisionStartedAt = run.now
-        st.phase, st.message = "Initializing", f"waiting for revision {rev} to become available"
+        st.phase, st.message = Phase.INITIALIZING, f"waiting for revision {rev} to become available"
         run.emit("Normal", "RevisionCreated", f"revision {rev} serving {desired.model.uri}")
     run.ensure(rev, run.replicas)
     if _is_available(run.obs.deployments.get(rev), run.replicas):
         st.stableRevision, st.canaryRevision, st.canaryWeight = rev, None, 0
-        st.phase, st.message = "Succeeded", f"revision {rev} is stable"
-        run.finish_history(rev, "Succeeded", "FirstRevision")
+        st.phase, st.message = Phase.SUCCEEDED, f"revision {rev} is stable"
+        run.finish_history(rev, Phase.SUCCEEDED, Reason.FIRST_REVISION)
         run.actions.append(PointService("stable", rev))
         run.set_weight(0)
         return
-    if run.elapsed(st.revisionStartedAt) > run.spec.progressDeadlineSeconds and st.phase != "Failed":
-        st.phase = "Failed"
+    if run.elapsed(st.revisionStartedAt) > run.spec.progressDeadlineSeconds and st.phase != Phase.FAILED:
+        st.phase = Phase.FAILED
         st.message = f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
-        run.finish_history(rev, "Failed", "ProgressDeadlineExceeded")
-        run.emit("Warning", "ProgressDeadlineExceeded", st.message)
+        run.finish_history(rev, Phase.FAILED, Reason.PROGRESS_DEADLINE_EXCEEDED)
+        run.emit("Warning", Reason.PROGRESS_DEADLINE_EXCEEDED, st.message)
 
 
 def _steady_or_rollout(run: _Run) -> None:
     st, desired = run.status, run.obs.desired
     stable = st.stableRevision
     assert stable is not None
-    if st.phase == "Paused":  # resumed: phase follows from what status still holds
-        st.phase = "Progressing" if st.canaryRevision else "Baking" if st.bakeStartedAt else "Succeeded"
+    if st.phase == Phase.PAUSED:  # resumed: phase follows from what status still holds
+        st.phase = Phase.PROGRESSING if st.canaryRevision else Phase.BAKING if st.bakeStartedAt else Phase.SUCCEEDED
         st.message = "resumed"
 
     if st.canaryRevision and desired.revision not in (st.canaryRevision, stable):
@@ -367,7 +370,7 @@ def _steady_or_rollout(run: _Run) -> None:
         _steady(run)
         return
     if desired.revision in st.failedRevisions:
-        st.phase = "RolledBack"
+        st.phase = Phase.ROLLED_BACK
         _steady(run)
         return
     if st.canaryRevision is None:
@@ -383,11 +386,11 @@ def _steady(run: _Run) -> None:
     run.ensure(stable, run.replicas)
     run.actions.append(PointService("stable", stable))
     run.set_weight(0)
-    if st.phase == "Baking":
+    if st.phase == Phase.BAKING:
         _bake(run)
         return
-    if st.phase != "RolledBack" or run.obs.desired.revision == stable:
-        st.phase, st.message = "Succeeded", f"revision {stable} is stable"
+    if st.phase != Phase.ROLLED_BACK or run.obs.desired.revision == stable:
+        st.phase, st.message = Phase.SUCCEEDED, f"revision {stable} is stable"
     _watch(run)
 
 
@@ -406,7 +409,7 @@ def _watch(run: _Run) -> None:
             st.failedChecks += 1
             if st.failedChecks >= spec.analysis.failureLimit and st.watchFailure is None:
                 failing = next(m.name for m in result.metrics if m.verdict == "Fail")
-                st.watchFailure = "WatchFailed" + "".join(part.capitalize() for part in failing.split("-"))
+                st.watchFailure = gate_reason("WatchFailed", failing)
                 run.emit("Warning", st.watchFailure, _summary(result))
         elif result.verdict == "Pass":
             st.failedChecks = 0
@@ -448,7 +451,7 @@ def _revert_watch(run: _Run) -> None:
     run.set_weight(0)
     run.ensure(bad, 0)
     reason, st.watchFailure, st.watchSince = st.watchFailure, None, None
-    run.finish_history(previous, "Succeeded", "Reverted")
+    run.finish_history(previous, Phase.SUCCEEDED, Reason.REVERTED)
     _mark_failed(run, bad, reason, f"reverted to {previous} after the continuous watch failed")
 
 
@@ -459,7 +462,7 @@ def _start_canary(run: _Run) -> None:
     st.lastCheckAt, st.stepStartedAt, st.lastAnalysis, st.evidenceSince = None, None, None, None
     st.watchSince, st.watchFailure = None, None
     st.revisionStartedAt = run.now
-    st.phase, st.message = "Progressing", f"starting canary {desired.revision}"
+    st.phase, st.message = Phase.PROGRESSING, f"starting canary {desired.revision}"
     run.start_history(desired)
     run.emit("Normal", "RevisionCreated", f"canary revision {desired.revision} serving {desired.model.uri}")
 
@@ -475,7 +478,7 @@ def _canary(run: _Run) -> None:
     abort = run.obs.annotations.get(ANNOTATION_ABORT)
     if abort and abort != st.lastHandledAbort:
         st.lastHandledAbort = abort
-        _rollback(run, "Aborted", "rollout aborted by the abort annotation")
+        _rollback(run, Reason.ABORTED, "rollout aborted by the abort annotation")
         return
 
     if st.currentStep is None:  # waiting for the canary to be Ready before it gets any traffic
@@ -491,7 +494,7 @@ def _canary(run: _Run) -> None:
         elif run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
             _rollback(
                 run,
-                "ProgressDeadlineExceeded",
+                Reason.PROGRESS_DEADLINE_EXCEEDED,
                 f"canary {canary} not available after {spec.progressDeadlineSeconds}s",
             )
         return
@@ -533,7 +536,7 @@ def _contract_refused(run: _Run, canary: str, stable: str) -> bool:
     result = run.obs.contract
     if not isinstance(result, Incompatible) or run.spec.strategy.canary.allowSignatureChange:
         return False
-    _rollback(run, "ContractMismatch", f"canary {canary} is incompatible with stable {stable}: {result.summary}")
+    _rollback(run, Reason.CONTRACT_MISMATCH, f"canary {canary} is incompatible with stable {stable}: {result.summary}")
     return True
 
 
@@ -544,8 +547,12 @@ def _contract_holds(run: _Run, canary: str, stable: str) -> bool:
     if isinstance(result, Unknown) and not spec.strategy.canary.allowSignatureChange:
         st.message = f"canary {canary} is ready; holding until its signature can be compared: {result.reason}"
         if run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
-            _rollback(run, "ContractUnverified", f"signature of canary {canary} not compared with stable {stable} "
-                      f"within progressDeadlineSeconds={spec.progressDeadlineSeconds}: {result.reason}")  # fmt: skip
+            _rollback(
+                run,
+                Reason.CONTRACT_UNVERIFIED,
+                f"signature of canary {canary} not compared with stable {stable} "
+                f"within progressDeadlineSeconds={spec.progressDeadlineSeconds}: {result.reason}",
+            )
         return True
     if isinstance(result, Incompatible):  # allowed, or _contract_refused would have rolled it back
         run.emit("Normal", "SignatureChangeAllowed", f"canary {canary} differs from stable {stable} "
@@ -571,7 +578,7 @@ def _canary_serving(run: _Run, canary: str) -> bool:
     elif run.elapsed(st.canaryUnavailableSince) > run.spec.progressDeadlineSeconds:
         _rollback(
             run,
-            "ProgressDeadlineExceeded",
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
             f"canary {canary} had no ready pods for {run.spec.progressDeadlineSeconds}s",
         )
     return False
@@ -584,7 +591,7 @@ def _enter_step(run: _Run, index: int) -> None:
     if index == 0:  # the canary's first traffic: every ratio gate counts from here through the bake
         st.evidenceSince = run.now
     st.failedChecks = st.inconclusiveChecks = 0
-    st.phase, st.message = "Progressing", f"canary {st.canaryRevision} at {weight}%"
+    st.phase, st.message = Phase.PROGRESSING, f"canary {st.canaryRevision} at {weight}%"
     assert st.canaryRevision is not None
     run.ensure(st.canaryRevision, run.canary_replicas(weight))
     run.set_weight(weight)
@@ -604,7 +611,7 @@ def _record_analysis(run: _Run) -> bool:
     ``inconclusiveLimit``, so a rollout that cannot see can never promote and cannot wait forever.
     """
     st, result, analysis = run.status, run.obs.analysis, run.spec.analysis
-    target = st.stableRevision if st.phase == "Baking" else st.canaryRevision
+    target = st.stableRevision if st.phase == Phase.BAKING else st.canaryRevision
     if result is None or result.revision != target:  # a check of a revision no longer under analysis
         return True
     st.lastAnalysis, st.lastCheckAt = result, result.time
@@ -621,20 +628,21 @@ def _record_analysis(run: _Run) -> bool:
         if st.inconclusiveChecks < analysis.inconclusiveLimit:
             return True
         st.inconclusiveChecks = 0
+        reason: str
         reason, message = (
-            "InconclusiveLimitReached",
+            Reason.INCONCLUSIVE_LIMIT_REACHED,
             f"{analysis.inconclusiveLimit} blind checks in a row ({', '.join(m.name for m in blind)})",
         )
     else:
-        reason, message = "AnalysisFailed", _summary(result)
-        run.emit("Warning", "AnalysisFailed", message)
+        reason, message = Reason.ANALYSIS_FAILED, _summary(result)
+        run.emit("Warning", Reason.ANALYSIS_FAILED, message)
     st.failedChecks += 1
     if st.failedChecks < analysis.failureLimit:
         return True
     failing = [m.name for m in result.metrics if m.verdict == "Fail"]
-    if failing and reason == "AnalysisFailed":
-        reason = "GateFailed" + "".join(part.capitalize() for name in failing[:1] for part in name.split("-"))
-    if st.phase == "Baking":
+    if failing and reason == Reason.ANALYSIS_FAILED:
+        reason = gate_reason("GateFailed", failing[0])
+    if st.phase == Phase.BAKING:
         _revert_bake(run, reason, message)
     else:
         _rollback(run, reason, message)
@@ -704,7 +712,7 @@ def _wait_for_evidence(run: _Run) -> None:
     if not pending:
         return
     short = any(m.reason == GateReason.INSUFFICIENT_SAMPLES for m in pending)
-    run.waiting = "InsufficientTraffic" if short else "WaitingForEvidence"
+    run.waiting = Reason.INSUFFICIENT_TRAFFIC if short else Reason.WAITING_FOR_EVIDENCE
     detail = "; ".join(f"{m.name} {m.reason or m.verdict}: {_wait_note(m.message)}" for m in pending)
     weight = canary.steps[st.currentStep]
     st.message = (
@@ -713,7 +721,7 @@ def _wait_for_evidence(run: _Run) -> None:
     )
     if elapsed <= parse_duration(canary.maxStepDuration):
         return
-    reason = "InsufficientTraffic" if short else "Undecided"
+    reason = Reason.INSUFFICIENT_TRAFFIC if short else Reason.UNDECIDED
     what = "too few samples" if short else "thresholds neither met nor breached"
     _rollback(run, reason, f"step {st.currentStep + 1} at {weight}% not decided within {canary.maxStepDuration} "
               f"({what}): {detail}")  # fmt: skip
@@ -745,12 +753,12 @@ def _promote(run: _Run) -> None:
     run.finish_history(old, "Superseded", f"replaced by {canary}")
     bake = parse_duration(run.spec.bake.duration)
     if bake > 0 and run.spec.analysis.metrics:
-        st.phase, st.bakeStartedAt = "Baking", run.now
+        st.phase, st.bakeStartedAt = Phase.BAKING, run.now
         st.message = f"revision {canary} promoted; baking for {run.spec.bake.duration}"
         run.ensure(old, run.warm_replicas)
     else:
         _finish_promotion(run)
-    run.emit("Normal", "Promoted", f"revision {canary} is now stable (was {old})")
+    run.emit("Normal", Reason.PROMOTED, f"revision {canary} is now stable (was {old})")
 
 
 def _finish_promotion(run: _Run) -> None:
@@ -760,8 +768,8 @@ def _finish_promotion(run: _Run) -> None:
     if old:
         run.ensure(old, 0)
     st.previousStableRevision, st.bakeStartedAt = None, None
-    st.phase, st.message = "Succeeded", f"revision {stable} is stable"
-    run.finish_history(stable, "Succeeded", "Promoted")
+    st.phase, st.message = Phase.SUCCEEDED, f"revision {stable} is stable"
+    run.finish_history(stable, Phase.SUCCEEDED, Reason.PROMOTED)
 
 
 def _bake(run: _Run) -> None:
@@ -806,11 +814,11 @@ def _rollback(run: _Run, reason: str, message: str) -> None:
 
 def _mark_failed(run: _Run, revision: str, reason: str, message: str) -> None:
     st = run.status
-    st.phase, st.message = "RolledBack", f"{reason}: {message}"
+    st.phase, st.message = Phase.ROLLED_BACK, f"{reason}: {message}"
     st.rollbackReason = reason
     if revision not in st.failedRevisions:
         st.failedRevisions.append(revision)
-    run.finish_history(revision, "RolledBack", reason)
+    run.finish_history(revision, Phase.ROLLED_BACK, reason)
     run.emit(
         "Warning",
         "RolledBack",
@@ -857,7 +865,7 @@ def _conditions(run: _Run) -> None:
         st,
         "Ready",
         stable_ok,
-        "StableAvailable" if stable_ok else "StableUnavailable",
+        Reason.STABLE_AVAILABLE if stable_ok else Reason.STABLE_UNAVAILABLE,
         f"stable revision {st.stableRevision} is serving" if stable_ok else "no available stable revision",
         now,
         gen,
@@ -865,12 +873,12 @@ def _conditions(run: _Run) -> None:
     active = st.phase in ACTIVE_PHASES
     progress_reason = run.waiting if active and run.waiting else st.phase or "Unknown"
     set_condition(st, "Progressing", active, progress_reason, st.message, now, gen)
-    degraded = st.phase in ("RolledBack", "Failed") or st.watchFailure is not None
-    reason = "AsExpected"
-    if st.phase == "Failed":
-        reason = "ProgressDeadlineExceeded"
+    degraded = st.phase in (Phase.ROLLED_BACK, Phase.FAILED) or st.watchFailure is not None
+    reason: str = Reason.AS_EXPECTED
+    if st.phase == Phase.FAILED:
+        reason = Reason.PROGRESS_DEADLINE_EXCEEDED
     elif st.watchFailure is not None:
         reason = st.watchFailure
-    elif st.phase == "RolledBack":
-        reason = st.rollbackReason or "RolledBack"
+    elif st.phase == Phase.ROLLED_BACK:
+        reason = st.rollbackReason or Reason.ROLLED_BACK
     set_condition(st, "Degraded", degraded, reason, st.message if degraded else "", now, gen)

@@ -36,6 +36,46 @@ ANNOTATION_ABORT = f"{GROUP}/abort"
 ANNOTATION_RETRY = f"{GROUP}/retry"
 
 
+class Phase(StrEnum):
+    """The phase of a ModelDeployment (status.phase)."""
+
+    INITIALIZING = "Initializing"
+    PROGRESSING = "Progressing"
+    BAKING = "Baking"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    PAUSED = "Paused"
+
+
+class Reason(StrEnum):
+    """Reasons the engine writes into conditions, history and rollbacks. A failed gate is
+    ``GateFailed<Gate>`` and a failed watch ``WatchFailed<Gate>`` (:func:`gate_reason`)."""
+
+    ABORTED = "Aborted"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    AS_EXPECTED = "AsExpected"
+    CONTRACT_MISMATCH = "ContractMismatch"
+    CONTRACT_UNVERIFIED = "ContractUnverified"
+    FIRST_REVISION = "FirstRevision"
+    INCONCLUSIVE_LIMIT_REACHED = "InconclusiveLimitReached"
+    INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    PROMOTED = "Promoted"
+    REVERTED = "Reverted"
+    ROLLED_BACK = "RolledBack"
+    STABLE_AVAILABLE = "StableAvailable"
+    STABLE_UNAVAILABLE = "StableUnavailable"
+    SUPERSEDED = "Superseded"
+    UNDECIDED = "Undecided"
+    WAITING_FOR_EVIDENCE = "WaitingForEvidence"
+
+
+def gate_reason(prefix: str, gate: str) -> str:
+    """``GateFailed`` + ``accuracy`` -> ``GateFailedAccuracy`` (``error-rate`` -> ``ErrorRate``)."""
+    return prefix + "".join(part.capitalize() for part in gate.split("-"))
+
+
 class GateReason(StrEnum):
     """Why a gate has the verdict it has; the engine acts on these, not only on the verdict."""
 
@@ -644,18 +684,7 @@ class ModelDeploymentStatus(_Model):
     model_config = ConfigDict(extra="ignore")
 
     observedGeneration: int | None = Field(default=None, ge=0)
-    phase: (
-        Literal[
-            "Initializing",
-            "Progressing",
-            "Baking",
-            "Succeeded",
-            "RolledBack",
-            "Failed",
-            "Paused",
-        ]
-        | None
-    ) = None
+    phase: Phase | None = None
     message: str = ""
     stableRevision: str | None = None
     canaryRevision: str | None = None
