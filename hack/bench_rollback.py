@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 from kubernetes import config  # noqa: E402
 
-from tests.conftest import TESTENV, Cluster, OperatorProcess, _reachable, wait_until  # noqa: E402
-from tests.e2e.harness.traffic import TrafficSender  # noqa: E402
-from tests.e2e.harness.world import local_world, model_spec, serving_spec  # noqa: E402
+from hack.loopback.cluster import TESTENV, Cluster, OperatorProcess, reachable, wait_until  # noqa: E402
+from hack.loopback.traffic import TrafficSender  # noqa: E402
+from hack.loopback.world import local_world, model_spec, serving_spec  # noqa: E402
 
 CASES = [("worse", "accuracy"), ("broken", "error-rate"), ("slow", "latency")]
 SECTION = "## Time to rollback"
@@ -117,7 +117,7 @@ def main() -> int:
     args = parser.parse_args()
 
     cluster = Cluster(TESTENV / "kubeconfig")
-    started = not _reachable(cluster.kubeconfig)
+    started = not reachable(cluster.kubeconfig)
     subprocess.run(["bash", str(REPO / "hack/cluster-up.sh")], check=True)
     dirs = subprocess.run(["bash", str(REPO / "hack/fetch-crds.sh")], check=True, capture_output=True, text=True)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))

@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 
 from kubernetes import config  # noqa: E402
 
-from tests.conftest import BIN, TESTENV, Cluster, OperatorProcess, _reachable  # noqa: E402
-from tests.e2e.harness.traffic import TrafficSender  # noqa: E402
-from tests.e2e.harness.world import local_world, model_spec, serving_spec  # noqa: E402
+from hack.loopback.cluster import BIN, TESTENV, Cluster, OperatorProcess, reachable  # noqa: E402
+from hack.loopback.traffic import TrafficSender  # noqa: E402
+from hack.loopback.world import local_world, model_spec, serving_spec  # noqa: E402
 
 NS = "demo"
 
@@ -109,7 +109,7 @@ def follow(cluster: Cluster, until: set[str], timeout: float) -> dict:
 
 def main() -> int:
     cluster = Cluster(TESTENV / "kubeconfig")
-    started_cluster = not _reachable(cluster.kubeconfig)
+    started_cluster = not reachable(cluster.kubeconfig)
     subprocess.run(["bash", str(REPO / "hack/cluster-up.sh")], check=True)
     crd_dirs = subprocess.run(["bash", str(REPO / "hack/fetch-crds.sh")], check=True, capture_output=True, text=True)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))

@@ -2,113 +2,29 @@
 
 The session fixture reuses a cluster that is already up (``make cluster-up``) and otherwise starts
 one with ``hack/cluster-up.sh`` and stops it at the end, so a developer's cluster is never torn down
-by a test run and CI still gets a clean one.
+by a test run and CI still gets a clean one. The kubectl wrapper and the operator process live in
+``hack/loopback/cluster.py``, because the demo and the rollback benchmark use them too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-import yaml
 from kubernetes import client, config
 
-REPO = Path(__file__).resolve().parent.parent
-TESTENV = Path(os.environ.get("MODELROLLOUT_TESTENV", REPO / ".testenv"))
-CACHE = Path(
-    os.environ.get("MODELROLLOUT_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelrollout"
-)
-BIN = CACHE / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-
-
-@dataclass
-class Cluster:
-    kubeconfig: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": f"{BIN}:{os.environ['PATH']}"}
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [str(BIN / "kubectl"), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-        return proc
-
-    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        proc = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-        return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-    def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None) -> None:
-        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
-        args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
-        self.kubectl(*args, stdin=text)
-
-
-def _reachable(kubeconfig: Path) -> bool:
-    if not kubeconfig.exists() or not (BIN / "kubectl").exists():
-        return False
-    proc = subprocess.run(
-        [
-            str(BIN / "kubectl"),
-            "--kubeconfig",
-            str(kubeconfig),
-            "get",
-            "--raw",
-            "/readyz",
-            "--request-timeout=3s",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.returncode == 0
+from hack.loopback.cluster import TESTENV, Cluster, OperatorProcess, reachable
+from hack.loopback.procs import REPO
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     kubeconfig = TESTENV / "kubeconfig"
     started = False
-    if not _reachable(kubeconfig):
+    if not reachable(kubeconfig):
         subprocess.run(["bash", str(REPO / "hack/cluster-up.sh")], check=True, cwd=REPO)
         started = True
     c = Cluster(kubeconfig)
@@ -151,59 +67,6 @@ def upstream_crds(cluster: Cluster) -> list[str]:
 def api(cluster: Cluster) -> Iterator[client.ApiClient]:
     with config.new_client_from_config(str(cluster.kubeconfig)) as api_client:
         yield api_client
-
-
-class OperatorProcess:
-    """The real operator (``python -m modelrollout run``) as a child process, stoppable by PID."""
-
-    def __init__(self, cluster: Cluster, tick_seconds: float = 1.0, extra_env: dict[str, str] | None = None):
-        self.cluster = cluster
-        self.tick = tick_seconds
-        self.extra_env = extra_env or {}
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.starts = 0
-
-    def start(self) -> None:
-        self.port = free_port()
-        self.starts += 1
-        log = open(TESTENV / f"operator-{os.getpid()}-{self.starts}.log", "w")  # noqa: SIM115 - child owns it
-        env = {
-            **self.cluster.env,
-            "MODELROLLOUT_TICK_SECONDS": str(self.tick),
-            # Tests scrape every second, so gate windows of a few seconds hold enough samples.
-            "MODELROLLOUT_MIN_QUERY_WINDOW": "4s",
-            **self.extra_env,
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelrollout", "run", "--all-namespaces",
-             f"--liveness=http://127.0.0.1:{self.port}/healthz"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-        )  # fmt: skip
-        wait_until(self._healthy, 60, what="operator liveness endpoint")
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"operator exited with {self.proc.returncode}; see {TESTENV}/operator-*.log")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-            return True
-        return False
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, exactly like a node dying under the operator."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 @pytest.fixture(scope="session")

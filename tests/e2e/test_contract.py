@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import TESTENV, wait_until
-from tests.e2e.harness.traffic import TrafficSender
-from tests.e2e.harness.world import LocalWorld, local_world, model_spec, serving_spec
+from hack.loopback.cluster import TESTENV, wait_until
+from hack.loopback.traffic import TrafficSender
+from hack.loopback.world import LocalWorld, local_world, model_spec, serving_spec
 
 pytestmark = pytest.mark.e2e
 RATE = 30

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TESTENV, Cluster, wait_until
-from tests.e2e.harness.traffic import TrafficResult, TrafficSender
-from tests.e2e.harness.world import LocalWorld, local_world, model_spec, serving_spec
+from hack.loopback.cluster import TESTENV, Cluster, wait_until
+from hack.loopback.traffic import TrafficResult, TrafficSender
+from hack.loopback.world import LocalWorld, local_world, model_spec, serving_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 RATE = 40

@@ -31,7 +31,7 @@ from modelrollout.api.types import (
     ModelDeploymentStatus,
 )
 
-from tests.e2e.harness import ModelServer, Prometheus, TrafficResult, TrafficSender
+from hack.loopback import ModelServer, Prometheus, TrafficResult, TrafficSender
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

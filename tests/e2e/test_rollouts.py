@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TESTENV, Cluster, wait_until
-from tests.e2e.harness.gateway import Gateway
-from tests.e2e.harness.pods import PodRunner
-from tests.e2e.harness.prometheus import Prometheus
-from tests.e2e.harness.traffic import TrafficSender
-from tests.e2e.harness.world import local_world, model_spec, serving_spec
+from hack.loopback.cluster import TESTENV, Cluster, wait_until
+from hack.loopback.gateway import Gateway
+from hack.loopback.pods import PodRunner
+from hack.loopback.prometheus import Prometheus
+from hack.loopback.traffic import TrafficSender
+from hack.loopback.world import local_world, model_spec, serving_spec
 
 pytestmark = pytest.mark.e2e
 ROLLBACK_TIMES: list[tuple[str, str, float]] = []  # (test, reason, seconds), printed by conftest at the end

@@ -8,9 +8,9 @@ import urllib.request
 import pytest
 from kubernetes import config
 
-from tests.conftest import TESTENV, wait_until
-from tests.e2e.harness.pods import PodRunner, wait_ready
-from tests.e2e.harness.world import SHA256, model_spec, serving_spec
+from hack.loopback.cluster import TESTENV, wait_until
+from hack.loopback.pods import PodRunner, wait_ready
+from hack.loopback.world import SHA256, model_spec, serving_spec
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import BIN, REPO, Cluster, free_port, wait_until
+from hack.loopback.cluster import BIN, Cluster, wait_until
+from hack.loopback.procs import REPO, free_port
 
 pytestmark = pytest.mark.cluster
 

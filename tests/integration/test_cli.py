@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import BIN, Cluster, wait_until
+from hack.loopback.cluster import BIN, Cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import TESTENV, Cluster, wait_until
+from hack.loopback.cluster import TESTENV, Cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -236,7 +236,7 @@ def test_unready_pods_trip_the_progress_deadline(cluster, operator, namespace):
 
 
 def test_examples_are_accepted_by_the_api_server(cluster, namespace):
-    from tests.conftest import REPO
+    from hack.loopback.procs import REPO
 
     for path in sorted((REPO / "examples").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from modelrollout.routers import apis, explain, missing_apis
 
-from tests.conftest import Cluster, wait_until
+from hack.loopback.cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 

@@ -26,7 +26,7 @@ from modelrollout.revision import revision_hash
 from modelrollout.routers import cleanup_other_providers, router_for, router_for_provider
 from modelrollout.workloads import build_deployment, build_service
 
-from tests.conftest import Cluster, wait_until
+from hack.loopback.cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 

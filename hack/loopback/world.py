@@ -1,4 +1,4 @@
-"""One local "cluster world" for e2e tests, the demo and the rollback benchmark.
+"""One local "cluster world" for the e2e tests, the demo and the rollback benchmark.
 
 PodRunner (real model servers for the operator's pods) + Prometheus (scraping them with the target
 labels the chart's PodMonitor adds: ``namespace``, ``pod``, ``modeldeployment`` and
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from kubernetes import client
 
-from tests.e2e.harness.gateway import Gateway
-from tests.e2e.harness.pods import PodProcess, PodRunner
-from tests.e2e.harness.prometheus import Prometheus, Target
+from hack.loopback.gateway import Gateway
+from hack.loopback.modelserver import MODELS_DIR as MODELS
+from hack.loopback.pods import PodProcess, PodRunner
+from hack.loopback.prometheus import Prometheus, Target
 
-MODELS = Path(__file__).resolve().parents[3] / "examples" / "models"
 SHA256 = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text().splitlines())
 
 

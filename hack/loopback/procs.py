@@ -1,4 +1,7 @@
-"""Small process utilities shared by the harness: free ports, waiting, stopping by PID."""
+"""Small process utilities shared by the loopback test bed: free ports, waiting, stopping by PID.
+
+One copy for every module here, so a fix to how a child process is stopped reaches them all.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -1,7 +1,17 @@
-"""Reusable real-process helpers for end-to-end tests: Prometheus, model servers, labelled traffic.
+"""The loopback test bed: the operator's whole world as real processes on 127.0.0.1, no containers.
 
-Everything here runs real binaries on loopback and is meant to be driven from pytest fixtures:
+Why it lives in ``hack/`` and not under ``tests/``: the e2e tests, ``make demo``
+(``hack/demo.py``) and ``make bench-rollback`` (``hack/bench_rollback.py``) run the same world, and
+``hack/`` never imports ``tests/`` (a unit test enforces it). ``hack/realnode/`` is the other test
+bed, with kubelet, containerd and Traefik on a real node; this one needs none of them, so it starts
+in seconds on any machine with the local control plane and Debian's Prometheus.
 
+* :mod:`.cluster` — :class:`~.cluster.Cluster` (kubectl on the local control plane),
+  :class:`~.cluster.OperatorProcess` (the real operator as a child process), ``TESTENV``, ``BIN``.
+* :mod:`.pods` — :class:`~.pods.PodRunner`, a kubelet for pods labelled
+  ``modelrollout.io/simulate=harness``: one real model server per pod, Ready when its warmup is done.
+* :mod:`.gateway` — :class:`~.gateway.Gateway`, the data plane of the HTTPRoute the operator writes.
+* :mod:`.world` — :func:`~.world.local_world`, pods + Prometheus + gateway started and stopped together.
 * :mod:`.prometheus` — :class:`Prometheus`, a ``/usr/bin/prometheus`` process with its own config and
   TSDB in a temp dir, scraping a ``file_sd`` target list that can be rewritten while it runs
   (:meth:`Prometheus.set_targets`), plus query/wait helpers and ``pause``/``resume`` to simulate a hang.
@@ -26,10 +36,10 @@ Example (a stable and a canary revision, scraped, with traffic)::
         TrafficSender({"r1": stable.url, "r2": canary.url}).run(max_requests=400, max_seconds=30)
 """
 
-from tests.e2e.harness.modelserver import ModelServer, model_path, start_all
-from tests.e2e.harness.procs import free_port
-from tests.e2e.harness.prometheus import Prometheus, PrometheusNotInstalledError, Target
-from tests.e2e.harness.traffic import TrafficResult, TrafficSender
+from hack.loopback.modelserver import ModelServer, model_path, start_all
+from hack.loopback.procs import free_port
+from hack.loopback.prometheus import Prometheus, PrometheusNotInstalledError, Target
+from hack.loopback.traffic import TrafficResult, TrafficSender
 
 __all__ = [
     "ModelServer",

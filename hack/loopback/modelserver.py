@@ -28,8 +28,8 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.harness.procs import REPO, free_port, stop_process, tail, wait_for
-from tests.e2e.harness.prometheus import Target
+from hack.loopback.procs import REPO, free_port, stop_process, tail, wait_for
+from hack.loopback.prometheus import Target
 
 MODELS_DIR = REPO / "examples" / "models"
 SERVER_SRC = REPO / "server-image"

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.e2e.harness.procs import REPO
+from hack.loopback.procs import REPO
 
 try:
     from examples.models import dataset

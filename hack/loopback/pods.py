@@ -1,4 +1,4 @@
-"""A kubelet for e2e tests: real model-server processes for the pods the operator creates.
+"""A kubelet on loopback: real model-server processes for the pods the operator creates.
 
 kwok leaves pods labelled ``modelrollout.io/simulate=harness`` alone (hack/kwok/stages.yaml). This
 runner plays their kubelet: for every such pod it starts ``python -m modelserver`` with the pod's own
@@ -21,8 +21,6 @@ import base64
 import contextlib
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,17 +33,13 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from hack.loopback.procs import free_port, stop_process
+
 SIMULATE_LABEL = "modelrollout.io/simulate"
 REVISION_LABEL = "modelrollout.io/revision"
 DEPLOYMENT_LABEL = "modelrollout.io/deployment"
 DRAIN_SECONDS = 1.0  # > the gateway's 0.2 s route refresh: a real data plane lags endpoint removal too
 log = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -176,7 +170,7 @@ class PodRunner:
         except VolumeNotReadyError as exc:
             log.info("pod %s waits for its volumes: %s", pod.metadata.name, exc)
             return
-        port = _free_port()
+        port = free_port()
         out = open(self.log_dir / f"{pod.metadata.name}.log", "w")  # noqa: SIM115 - the child writes to it
         env = {**os.environ, **{e.name: e.value or "" for e in container.env or []}}
         proc = subprocess.Popen(
@@ -224,14 +218,7 @@ class PodRunner:
             file.chmod(mode)
 
     def _stop_pod(self, name: str) -> None:
-        p = self.pods.pop(name)
-        if p.proc.poll() is None:
-            p.proc.send_signal(signal.SIGTERM)
-            try:
-                p.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                p.proc.kill()
-                p.proc.wait(5)
+        stop_process(self.pods.pop(name).proc, grace=5)
 
     def _report(self, pod: client.V1Pod, p: PodProcess) -> None:
         """Patch the pod status like a kubelet would, only when readiness changed.

@@ -1,9 +1,9 @@
-"""A loopback data plane for the HTTPRoute the operator writes: the e2e stand-in for a Gateway.
+"""A loopback data plane for the HTTPRoute the operator writes: the stand-in for a Gateway.
 
 Every request is routed the way a Gateway API implementation would: read the ModelDeployment's
 HTTPRoute (refreshed every ``refresh`` seconds), pick a backendRef by its weight, resolve the
 Service to the revision it selects, and forward to one of that revision's *ready* pods (from the
-:class:`~tests.e2e.harness.pods.PodRunner`), chosen at random. Feedback is routed exactly like
+:class:`~hack.loopback.pods.PodRunner`), chosen at random. Feedback is routed exactly like
 predictions — by the route's weights, to a random ready pod — because a real route does the same:
 it lands on any pod of any revision, which is what prediction tokens are for. The gateway records,
 per revision, when predictions first reached it, which pod answered each prediction (bookkeeping
@@ -26,7 +26,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.harness.pods import REVISION_LABEL, PodRunner
+from hack.loopback.pods import REVISION_LABEL, PodRunner
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.e2e.harness.procs import free_port, stop_process, tail, wait_for
+from hack.loopback.procs import free_port, stop_process, tail, wait_for
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
