@@ -28,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from hack.loopback.procs import REPO, free_port, stop_process, tail, wait_for
+from hack.loopback.procs import REPO, LoopbackProcess, free_port, wait_for
 from hack.loopback.prometheus import Target
 
 MODELS_DIR = REPO / "examples" / "models"
@@ -46,7 +46,7 @@ def model_path(model: str | Path) -> Path:
     return path
 
 
-class ModelServer:
+class ModelServer(LoopbackProcess):
     """One ``python -m modelserver`` process serving ``model`` as ``model_name`` with ``--revision``.
 
     ``url`` is the loopback base URL; :meth:`target` gives the Prometheus scrape target with the
@@ -78,21 +78,9 @@ class ModelServer:
         self.proc: subprocess.Popen | None = None
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def address(self) -> str:
         """``127.0.0.1:<port>``, the scrape target address (Prometheus' ``instance`` label)."""
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def target(self, namespace: str, pod: str | None = None, **labels: str) -> Target:
         """The scrape target for this server with ``namespace``, ``pod`` and any extra labels."""
@@ -150,19 +138,6 @@ class ModelServer:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace``; idempotent."""
-        stop_process(self.proc, grace)
-
-    def logs(self, chars: int = 4000) -> str:
-        return tail(self.log_path, chars)
-
-    def __enter__(self) -> ModelServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 T = TypeVar("T")
 
@@ -60,6 +60,47 @@ def stop_process(proc: subprocess.Popen | None, grace: float = 10.0) -> int | No
                 proc.kill()
             proc.wait(timeout=10)
     return proc.returncode
+
+
+class LoopbackProcess:
+    """What every process wrapper here shares: a child on ``127.0.0.1:port`` that logs to ``log_path``.
+
+    Subclasses set ``port``, ``proc`` and ``log_path`` and define ``start()``; ``with`` starts the
+    process and stops it on the way out, even when the body raised.
+    """
+
+    port: int
+    proc: subprocess.Popen | None
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace``; idempotent."""
+        stop_process(self.proc, grace)
+
+    def logs(self, chars: int = 4000) -> str:
+        return tail(self.log_path, chars)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def tail(path: Path, chars: int = 4000) -> str:

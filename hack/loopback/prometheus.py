@@ -36,7 +36,7 @@ from typing import Any
 import requests
 import yaml
 
-from hack.loopback.procs import free_port, stop_process, tail, wait_for
+from hack.loopback.procs import LoopbackProcess, free_port, wait_for
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
@@ -66,7 +66,7 @@ def find_binary(binary: str | None = None) -> str:
     )
 
 
-class Prometheus:
+class Prometheus(LoopbackProcess):
     """A Prometheus process on ``127.0.0.1:<port>`` with config, TSDB and logs under ``workdir``.
 
     ``scrape_interval`` is in seconds (1 s keeps tests quick; gate windows must then be >= ~4 s).
@@ -100,19 +100,6 @@ class Prometheus:
         self._targets: dict[str, Target] = {}
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:40123`` (what ``spec.analysis.prometheus.address`` takes)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def write_config(self) -> None:
         """Write ``prometheus.yml``: one job scraping the file_sd list every ``scrape_interval``."""
@@ -174,7 +161,7 @@ class Prometheus:
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the process (SIGTERM, SIGKILL after ``grace``); afterwards connections are refused."""
-        stop_process(self.proc, grace)
+        super().stop(grace)
         self.paused = False
 
     def pause(self) -> None:
@@ -190,15 +177,6 @@ class Prometheus:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGCONT)
             self.paused = False
-
-    def logs(self, chars: int = 4000) -> str:
-        return tail(self.log_path, chars)
-
-    def __enter__(self) -> Prometheus:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ targets
 
