@@ -9,12 +9,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, so that a source-only change reuses the cached dependency layer.
-COPY pyproject.toml README.md ./
+# Dependencies first, so that a source-only change reuses the cached dependency layer: only
+# pyproject.toml goes in (a placeholder README satisfies its `readme`), so editing the README or the
+# sources never reinstalls the wheels.
+COPY pyproject.toml ./
 RUN mkdir -p operator/modelrollout server-image/modelserver \
-    && touch operator/modelrollout/__init__.py server-image/modelserver/__init__.py \
+    && touch README.md operator/modelrollout/__init__.py server-image/modelserver/__init__.py \
     && pip install ".[operator]" \
     && pip uninstall -y modelrollout
+COPY README.md ./
 COPY operator/ operator/
 COPY server-image/modelserver/ server-image/modelserver/
 RUN pip install --no-deps . \
