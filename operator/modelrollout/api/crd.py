@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from modelrollout.api import types as t
 
@@ -91,7 +92,7 @@ def _structural(node: Any) -> Any:
     return out
 
 
-def openapi_schema(model: type) -> dict[str, Any]:
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     """Structural OpenAPI v3 schema of one pydantic model."""
     raw = model.model_json_schema(mode="serialization")
     defs = raw.pop("$defs", {})

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from modelrollout.durations import DURATION_PATTERN, parse_duration
 
@@ -97,9 +98,9 @@ def _cel_list(items: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'{i}'" for i in items) + "]"
 
 
-def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     """One x-kubernetes-validations entry; fieldPath makes the API server name the offending field."""
-    entry = {"rule": rule, "message": message}
+    entry: JsonDict = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
     return entry
@@ -495,7 +496,7 @@ class MetricSpec(_Model):
             raise ValueError(
                 f"metric {self.name!r}: slowerThanMs is required for slow-requests and not allowed otherwise"
             )
-        if None not in (self.min, self.max) and self.min > self.max:  # type: ignore[operator]
+        if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"metric {self.name!r}: min must be <= max")
         return self
 
@@ -726,8 +727,8 @@ class ModelDeployment(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    apiVersion: Literal["modelrollout.io/v1alpha1"] = API_VERSION
-    kind: Literal["ModelDeployment"] = KIND
+    apiVersion: Literal["modelrollout.io/v1alpha1"] = "modelrollout.io/v1alpha1"
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
