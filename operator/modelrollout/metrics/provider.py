@@ -27,7 +27,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -151,7 +151,7 @@ class PrometheusProvider:
         )
         self._down: str | None = None
 
-    def __enter__(self) -> PrometheusProvider:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -193,8 +193,8 @@ class PrometheusProvider:
         except Exception as exc:  # last resort: a gate check must report, never crash the reconcile
             error = f"query to Prometheus at {self.address} failed: {type(exc).__name__}: {exc}"
             return QueryResult(promql, error=error, seconds=time.monotonic() - started)
-        value, error = parse_result(data)
-        return QueryResult(promql, value=value, error=error, seconds=time.monotonic() - started)
+        value, parse_error = parse_result(data)
+        return QueryResult(promql, value=value, error=parse_error, seconds=time.monotonic() - started)
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:
