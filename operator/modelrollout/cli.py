@@ -19,6 +19,7 @@ The rendering functions are pure (object in, text out) and tested without a clus
 from __future__ import annotations
 
 import argparse
+import builtins
 import contextlib
 import json
 import os
@@ -435,10 +436,10 @@ def annotation_patch(action: str, now: datetime, resource_version: str | None) -
 
 def _api_message(exc: Any) -> str:
     body = getattr(exc, "body", None)
-    try:
-        return json.loads(body).get("message") or str(getattr(exc, "reason", ""))
-    except (TypeError, ValueError, AttributeError):
-        return str(getattr(exc, "reason", "") or exc)
+    if body is not None:
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            return json.loads(body).get("message") or str(getattr(exc, "reason", ""))
+    return str(getattr(exc, "reason", "") or exc)
 
 
 def translate_api_error(exc: Any, namespace: str | None, name: str | None = None) -> CLIError:
@@ -569,7 +570,7 @@ class Cluster:
             name=name,
         )
 
-    def deployments(self, namespace: str, name: str) -> tuple[list[dict[str, Any]], str | None]:
+    def deployments(self, namespace: str, name: str) -> tuple[builtins.list[dict[str, Any]], str | None]:
         """The revision Deployments, or nothing when the user may not list them (the view still works)."""
         try:
             resp = self.call(

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,7 +77,9 @@ _background: set[asyncio.Task] = set()
 
 
 @kopf.on.event(t.GROUP, t.VERSION, t.PLURAL)
-def on_modeldeployment(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
+def on_modeldeployment(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+    if namespace is None:  # never for a namespaced kind; kopf's handler type also covers cluster-scoped ones
+        return
     with _known_lock:
         if event.get("type") == "DELETED":
             _known.discard((namespace, name))
@@ -105,10 +108,10 @@ async def _tick_forever() -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})
-def on_child(event: dict[str, Any], namespace: str, labels: dict[str, str], **_: Any) -> None:
+def on_child(event: kopf.RawEvent, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
     """A revision's pods changed readiness: decide now instead of at the next tick."""
     owner = labels.get(workloads.LABEL_DEPLOYMENT)
-    if owner and event.get("type") in ("MODIFIED", "DELETED"):
+    if owner and namespace is not None and event.get("type") in ("MODIFIED", "DELETED"):
         reconcile(namespace, owner)
 
 
@@ -277,8 +280,9 @@ def _apply_failed(
 def _refusal(exc: ApiException) -> str:
     """The API server's own words for a refused write (its Status message, else the raw body)."""
     detail = exc.body if isinstance(exc.body, str) else ""
-    with contextlib.suppress(ValueError, TypeError, AttributeError):
-        detail = json.loads(exc.body).get("message", detail)
+    if exc.body is not None:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            detail = json.loads(exc.body).get("message", detail)
     return f"applying children failed: {exc.status} {exc.reason}: {detail}"[:1024]
 
 

@@ -15,7 +15,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -70,6 +70,19 @@ def get_or_none(fetch: Callable[[], T]) -> T | None:
         raise
 
 
+def json_object(response: object) -> dict[str, Any]:
+    """A custom-object read's answer as what it is on the wire, a JSON object (the generated client
+    types it ``object``); anything else is a client or server bug, reported as such."""
+    if not isinstance(response, dict):
+        raise TypeError(f"expected a JSON object from the API server, got {type(response).__name__}")
+    return response
+
+
+def revision_of(dep: client.V1Deployment) -> str | None:
+    """The revision label of a Deployment the operator wrote; None (or empty) for any other."""
+    return None if dep.metadata is None else (dep.metadata.labels or {}).get(LABEL_REVISION)
+
+
 def apply_unless_unchanged(
     manifest: dict[str, Any], live: dict[str, Any] | None, patch: Callable[[dict[str, Any]], object]
 ) -> bool:
@@ -117,7 +130,7 @@ class Kube:
     # ---------------------------------------------------------------- ModelDeployment
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(t.GROUP, t.VERSION, namespace, t.PLURAL, name)
+            return json_object(self.custom.get_namespaced_custom_object(t.GROUP, t.VERSION, namespace, t.PLURAL, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -139,7 +152,7 @@ class Kube:
         """A core/v1 Event on the ModelDeployment; failures are logged, never fatal to a reconcile."""
         meta = obj["metadata"]
         now = datetime.now(UTC)
-        event = {
+        event: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -162,7 +175,9 @@ class Kube:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], event)
+            # The client validates a plain dict into its model at call time (pydantic ``validate_call``;
+            # before kubernetes 37 it serialised the dict as is), so the dict is the body, typed as the model.
+            self.core.create_namespaced_event(meta["namespace"], cast("client.CoreV1Event", event))
         except ApiException as exc:
             if exc.status == 403 and "NamespaceTerminating" in str(exc.body):
                 return  # the namespace, and the ModelDeployment with it, is going away
@@ -172,18 +187,18 @@ class Kube:
     def list_revisions(self, namespace: str, name: str) -> dict[str, tuple[DeploymentState, dict[str, Any]]]:
         """Revision -> (state, the live object as a dict) for every Deployment this ModelDeployment owns."""
         items = self.apps.list_namespaced_deployment(namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}").items
-        out: dict[str, tuple[DeploymentState, str | None]] = {}
+        out: dict[str, tuple[DeploymentState, dict[str, Any]]] = {}
         for dep in items:
-            revision = (dep.metadata.labels or {}).get(LABEL_REVISION)
-            if not revision:
+            revision, meta = revision_of(dep), dep.metadata
+            if not revision or meta is None:
                 continue
-            st = dep.status
+            st = dep.status or client.V1DeploymentStatus()  # no status yet reads as nothing ready
             state = DeploymentState(
                 replicas=dep.spec.replicas or 0,
                 updated=st.updated_replicas or 0,
                 ready=st.ready_replicas or 0,
                 available=st.available_replicas or 0,
-                up_to_date=(st.observed_generation or 0) >= (dep.metadata.generation or 0),
+                up_to_date=(st.observed_generation or 0) >= (meta.generation or 0),
             )
             out[revision] = (state, self.apps.api_client.sanitize_for_serialization(dep))
         return out
@@ -238,7 +253,7 @@ class Kube:
         body = build_feedback_key_secret(owner, secrets.token_bytes(FEEDBACK_KEY_BYTES))
         meta = body["metadata"]
         try:
-            self.core.create_namespaced_secret(meta["namespace"], body)
+            self.core.create_namespaced_secret(meta["namespace"], cast("client.V1Secret", body))  # as for Events
         except ApiException as exc:
             if exc.status == 409:
                 return False

@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import GatewayAPITraffic, ModelDeploymentSpec
-from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none
+from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
 from modelrollout.routers.base import WEIGHTED_ROUTE, Weights, delete_if_controlled, object_meta, percentages, split
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
@@ -96,7 +96,9 @@ class GatewayAPIRouter:
 
     # The only calls this module makes (the chart's RBAC is derived from them).
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+        return get_or_none(
+            lambda: json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+        )
 
     def _apply(self, manifest: dict[str, Any]) -> bool:
         meta = manifest["metadata"]

@@ -28,7 +28,7 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import IstioTraffic, ModelDeploymentSpec
-from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none
+from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
 from modelrollout.routers.base import (
     WEIGHTED_ROUTE,
     Weights,
@@ -143,10 +143,14 @@ class IstioRouter:
 
     # The only calls this module makes (the chart's RBAC is derived from them).
     def _get_vs(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VS_PLURAL, name))
+        return get_or_none(
+            lambda: json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, VS_PLURAL, name))
+        )
 
     def _get_dr(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return get_or_none(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, DR_PLURAL, name))
+        return get_or_none(
+            lambda: json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, DR_PLURAL, name))
+        )
 
     def _apply_vs(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.kube import get_or_none
+from modelrollout.kube import get_or_none, revision_of
 from modelrollout.routers.base import Weights, percentages, split
 from modelrollout.workloads import LABEL_DEPLOYMENT, LABEL_REVISION, canary_service_name, stable_service_name
 
@@ -69,11 +69,12 @@ class NoneRouter:
     def _ready_by_revision(self, namespace: str, name: str) -> dict[str, int]:
         """Ready replicas of every revision Deployment of ``name`` (one list, like kube.py's)."""
         deps = self.apps.list_namespaced_deployment(namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}").items
-        return {
-            (d.metadata.labels or {})[LABEL_REVISION]: (d.status.ready_replicas or 0) if d.status else 0
-            for d in deps
-            if (d.metadata.labels or {}).get(LABEL_REVISION)
-        }
+        ready: dict[str, int] = {}
+        for d in deps:
+            revision = revision_of(d)
+            if revision:
+                ready[revision] = (d.status.ready_replicas or 0) if d.status else 0
+        return ready
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
         """Approximate (stable %, canary %) from ready pods; None without a stable Deployment."""
