@@ -88,14 +88,14 @@ class FeatureEncoder:
             value = row.get(feature.name)
             if value is None:
                 if feature.imputable:
-                    out.matrix[r, i] = _encode(feature, feature.impute_value)
+                    out.matrix[r, i] = encode_value(feature, feature.impute_value)
                     out.imputed[feature.name] += 1
                 continue
             problem = _check(feature, value)
             if problem:
                 errors.append(f"{where}.{feature.name}: {problem}")
             else:
-                out.matrix[r, i] = _encode(feature, value)
+                out.matrix[r, i] = encode_value(feature, value)
         return errors
 
 
@@ -114,7 +114,8 @@ def _check(feature: Feature, value: Any) -> str | None:
     return None
 
 
-def _encode(feature: Feature, value: Any) -> float:
+def encode_value(feature: Feature, value: Any) -> float:
+    """A checked value (or the imputation value) as the number the model sees: a category's index."""
     return float(feature.encode_category(value)) if feature.kind == "category" else float(value)
 
 

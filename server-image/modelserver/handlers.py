@@ -14,13 +14,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from . import __version__
-from .codec import encode_response, parse_json_object
+from .codec import InferRequest, encode_response, parse_json_object
 from .config import Settings
 from .errors import ApiError
 from .feedback_api import handle_feedback
@@ -81,6 +82,7 @@ class ModelServer:
         started = time.perf_counter()
         runtime: Runtime | None = None
         reached_model = False
+        answered: tuple[InferRequest, dict[str, np.ndarray]] | None = None  # for the prediction log
         try:
             runtime = self.resolve(name, version, need_ready=True)
             body = await read_body(scope, receive, self.settings.max_body_bytes)
@@ -95,9 +97,9 @@ class ModelServer:
             runtime.check_outputs(outputs)
             token = runtime.record(req.id, outputs)
             content = encode_response(name, runtime.version, req.id, outputs, req.outputs, token)
-            status = 200
+            status, answered = 200, (req, outputs)
         except ApiError as exc:
-            status, content = exc.status, error_response(exc).body
+            status, content = exc.status, bytes(error_response(exc).body)  # Response.body may be a memoryview
         except Exception:
             log.exception("unhandled error", extra={"endpoint": "infer"})
             status, content = 500, b'{"error":"internal server error"}'
@@ -106,7 +108,8 @@ class ModelServer:
         if runtime is not None:
             if reached_model:
                 runtime.metrics.observe_latency(elapsed)
-            if status == 200 and runtime.predlog.sampled():
+            if answered is not None and runtime.predlog.sampled():
+                req, outputs = answered
                 runtime.predlog.write(req.id, elapsed, outputs, req.feeds)
         return status, content
 

@@ -128,8 +128,8 @@ class ServerMetrics:
             False: self.feedback.labels(m, rev, "false"),
         }
         self._unmatched = {r: self.unmatched.labels(m, rev, r) for r in UNMATCHED_REASONS}
-        self._foreign_feedback: OrderedDict[str, dict[bool, object]] = OrderedDict()
-        self._classes: dict[str, object] = {}
+        self._foreign_feedback: OrderedDict[str, dict[bool, Counter]] = OrderedDict()
+        self._classes: dict[str, Counter] = {}
         self.load_seconds.labels(m, rev).set(0)
         self.warmup_seconds.labels(m, rev).set(0)
         self.ready.labels(m, rev).set(0)
@@ -156,7 +156,7 @@ class ServerMetrics:
         for score in scores:
             self._score.observe(score)
 
-    def _class_child(self, name: str):
+    def _class_child(self, name: str) -> Counter:
         child = self._classes.get(name)
         if child is None:
             if len(self._classes) >= MAX_CLASS_LABELS:
@@ -175,7 +175,7 @@ class ServerMetrics:
         if incorrect:
             children[False].inc(incorrect)
 
-    def _revision(self, revision: str) -> dict[bool, object]:
+    def _revision(self, revision: str) -> dict[bool, Counter]:
         """Feedback children of another revision (token feedback), bounded by MAX_FEEDBACK_REVISIONS."""
         children = self._foreign_feedback.get(revision)
         if children is not None:

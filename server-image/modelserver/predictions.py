@@ -9,6 +9,7 @@ of rank 1 is the label and the first float output of rank 2 holds per-class scor
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +85,7 @@ class PredictionReader:
         return None
 
 
-def _pick(model: OnnxModel, named: str | None, predicate) -> str | None:
+def _pick(model: OnnxModel, named: str | None, predicate: Callable[[TensorSpec], bool]) -> str | None:
     if named is not None and named in model.output_by_name:
         return named
     return next((t.name for t in model.outputs if predicate(t)), None)

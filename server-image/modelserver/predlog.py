@@ -62,9 +62,13 @@ class PredictionLogger:
         self.stream.flush()
 
 
+_NULL = np.array(None, dtype=object)
+"""JSON null for non-finite floats (what ``np.where`` would make of a bare None, spelled as the array it is)."""
+
+
 def _jsonable(array: np.ndarray) -> Any:
     if array.dtype.kind == "f":
-        return np.where(np.isfinite(array), array, None).tolist()
+        return np.where(np.isfinite(array), array, _NULL).tolist()
     if array.dtype.kind == "O":
         return [str(v) for v in array.ravel().tolist()]
     return array.tolist()

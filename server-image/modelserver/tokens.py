@@ -235,6 +235,9 @@ def _claims(payload: bytes, where: str) -> Claims:
         problems.append("n (nonce) must be a non-empty string")
     if problems:
         raise TokenError(400, "malformed", f"{where}: invalid payload: {'; '.join(problems)}")
+    # Checked above; the checks go through ``problems`` (to name every bad field), which mypy cannot follow.
+    assert isinstance(deployment, str) and isinstance(revision, str) and isinstance(classes, list)
+    assert isinstance(issued, int) and isinstance(nonce, str)
     return Claims(deployment, revision, tuple(classes), issued, nonce)
 
 

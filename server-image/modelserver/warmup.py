@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import LoadError
+from .features import encode_value
 from .metadata import ModelMetadata
 from .model import OnnxModel, TensorSpec
 
@@ -52,10 +53,7 @@ def reference_feeds(model: OnnxModel, metadata: ModelMetadata) -> dict[str, np.n
     target = feature_input(model, metadata)
     feeds = synthetic_feeds(model, np.random.default_rng(0))
     if target is not None and all(f.imputable for f in metadata.features):
-        row = [
-            float(f.encode_category(f.impute_value)) if f.kind == "category" else float(f.impute_value)
-            for f in metadata.features
-        ]
+        row = [encode_value(f, f.impute_value) for f in metadata.features]
         feeds[target.name] = np.asarray([row], dtype=target.datatype.dtype)
     return feeds
 
