@@ -117,6 +117,7 @@ kind-down: ## (Docker only) delete the kind cluster
 	bash hack/kind/down.sh
 
 .PHONY: lint
-lint: venv ## ruff
+lint: venv ## ruff, and mypy over the operator and model-server packages ([tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
