@@ -116,7 +116,9 @@ _CACHE: dict[str, ModelDeploymentSpec] = {}
 def _count(config: str, scenario: str, rate: float, scale: float) -> int:
     """Rollouts per row: most where precision matters (the example's healthy canary at 50 req/s, the
     headline figure), fewest where a rollout is long (5 req/s: hours of simulated time each)."""
-    if scenario == "healthy":
+    if config in OTHER_EXAMPLES:
+        base = 150 if scenario == "healthy" else 60
+    elif scenario == "healthy":
         base = 600 if (config, rate) == ("example", 50.0) else 100 if rate == 5.0 else 200
     else:
         base = 60 if rate == 5.0 else 100
