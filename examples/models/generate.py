@@ -9,18 +9,23 @@ so that one traffic generator can drive them all:
 - ``slow.onnx``     — baseline plus an input-dependent chain of dense MatMuls: same outputs, tens of ms
 - ``broken.onnx``   — baseline whose probabilities become NaN when ``amount`` is below a threshold
   (a sizeable fraction of real traffic, but not the median row the server self-checks with)
+- ``coinflip.onnx`` — the baseline's signature, but the label is the parity of the row's digits
+  (a deterministic coin that knows nothing of fraud): accuracy ~0.5 on every concept, the clearest
+  case for the accuracy gate (``worse`` is ~0.61, which needs more evidence against a 0.75 bound)
 - ``narrow/narrow.onnx`` — logistic regression without the ``channel`` feature: input FP32 ``[-1, 4]``
   and its own ``narrow/metadata.json``. The one model with a *different* input signature, so the
   operator's contract check has something to refuse (a canary that would answer 400 to every caller)
 
 Run from the repository root: ``python examples/models/generate.py``. It rewrites the ``.onnx``
-files, ``metadata.json``, ``evaluation.json`` and ``SHA256SUMS`` in this directory.
+files, ``metadata.json``, ``evaluation.json`` and ``SHA256SUMS`` in this directory; every file in
+``SHA256SUMS`` comes out byte for byte the same (``evaluation.json`` holds timings, so it does not).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +50,9 @@ OPSET = {"": 17, "ai.onnx.ml": 3}
 SLOW_MATMULS = 12
 SLOW_DIM = 640
 BROKEN_AMOUNT_BELOW = 15.0
+# Each numeric feature times the step it is drawn in (cents, days, hours, 100 m), so every row's
+# digits become whole numbers; channel (weight 0) is left out, being a category.
+COINFLIP_DIGITS = [100.0, 1.0, 1.0, 10.0, 0.0]
 SCORE_BUCKETS = [round(0.05 * i, 2) for i in range(1, 20)]
 
 
@@ -179,6 +187,45 @@ def make_broken(base: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+def make_coinflip(base: onnx.ModelProto) -> onnx.ModelProto:
+    """The baseline's signature, with a label that is a coin flip decided by the row itself.
+
+    ``label = (round(amount*100) + account_age_days + hour + round(distance_km*10)) mod 2``: the
+    parity of the row's digits. The cents alone make it a fair coin, and the truth depends on the
+    size of the amount, not on its last digit, so accuracy is ~0.5 on any traffic and any concept,
+    the same for a given row every time (a rollout's evidence is reproducible). ``probabilities``
+    is ``[1 - label, label]``, so the scores agree with the label. Only standard ONNX operators, on
+    integers after the rounding, so no runtime's floating-point differs in the answer.
+    """
+    proto = onnx.ModelProto()
+    proto.CopyFrom(base)
+    del proto.graph.node[:]
+    del proto.graph.initializer[:]
+    consts = [
+        numpy_helper.from_array(np.array(COINFLIP_DIGITS, dtype=np.float32), "coin_digits"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "coin_axis"),
+        numpy_helper.from_array(np.array(2, dtype=np.int64), "coin_two"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "coin_one"),
+    ]
+    nodes = [
+        helper.make_node("Mul", [dataset.INPUT_NAME, "coin_digits"], ["coin_scaled"]),
+        helper.make_node("Round", ["coin_scaled"], ["coin_rounded"]),
+        helper.make_node("Cast", ["coin_rounded"], ["coin_int"], to=onnx.TensorProto.INT64),
+        helper.make_node("ReduceSum", ["coin_int", "coin_axis"], ["coin_sum"], keepdims=0),
+        helper.make_node("Mod", ["coin_sum", "coin_two"], ["label"], fmod=0),
+        helper.make_node("Cast", ["label"], ["coin_p1"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Sub", ["coin_one", "coin_p1"], ["coin_p0"]),
+        helper.make_node("Unsqueeze", ["coin_p0", "coin_axis"], ["coin_c0"]),
+        helper.make_node("Unsqueeze", ["coin_p1", "coin_axis"], ["coin_c1"]),
+        helper.make_node("Concat", ["coin_c0", "coin_c1"], ["probabilities"], axis=1),
+    ]
+    proto.graph.initializer.extend(consts)
+    proto.graph.node.extend(nodes)
+    proto.graph.name = "coinflip"
+    proto.doc_string = "modelrollout example fraud model: coinflip (label = parity of the row's digits)"
+    return proto
+
+
 NARROW_DIR = "narrow"
 NARROW_FEATURES = dataset.NUMERIC_FEATURES  # everything but channel, in the same column order
 
@@ -299,6 +346,7 @@ def main() -> None:
     protos = {name: _to_onnx(model, name) for name, model in fitted.items()}
     protos["slow"] = make_slow(protos["baseline"])
     protos["broken"] = make_broken(protos["baseline"])
+    protos["coinflip"] = make_coinflip(protos["baseline"])
     for name, proto in protos.items():
         onnx.checker.check_model(proto, full_check=True)
         (HERE / f"{name}.onnx").write_bytes(proto.SerializeToString())
@@ -316,5 +364,21 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
+HASH_SEED = "0"
+
+
+def _with_fixed_hash_seed() -> None:
+    """Run again under ``PYTHONHASHSEED=0`` unless already so.
+
+    skl2onnx lists a ColumnTransformer pipeline's opset imports in set order, which follows the
+    string hash seed: with a random seed the same model comes out with ``ai.onnx.ml`` before or after
+    the default domain, so its bytes (and SHA256SUMS) change from run to run. Seed 0 is the one the
+    checked-in files were written with.
+    """
+    if os.environ.get("PYTHONHASHSEED") != HASH_SEED:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": HASH_SEED})
+
+
 if __name__ == "__main__":
+    _with_fixed_hash_seed()
     main()

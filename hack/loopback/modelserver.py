@@ -13,7 +13,7 @@ Usage::
         prom.set_targets([stable.target("ml", "fraud-r1-0"), canary.target("ml", "fraud-r2-0")])
         ...
 
-The models are ``examples/models/{baseline,better,worse,broken,slow}.onnx`` (see
+The models are ``examples/models/{baseline,better,worse,broken,slow,coinflip}.onnx`` (see
 ``examples/models/generate.py``); any path to an ONNX file works too.
 """
 
@@ -33,7 +33,7 @@ from hack.loopback.prometheus import Target
 
 MODELS_DIR = REPO / "examples" / "models"
 SERVER_SRC = REPO / "server-image"
-EXAMPLE_MODELS = ("baseline", "better", "worse", "broken", "slow")
+EXAMPLE_MODELS = ("baseline", "better", "worse", "broken", "slow", "coinflip")
 
 
 def model_path(model: str | Path) -> Path:

@@ -27,7 +27,7 @@ SHA256 = dict(line.split()[::-1] for line in (MODELS / "SHA256SUMS").read_text()
 
 
 def model_spec(model: str, sha256: str | None = None) -> dict:
-    """``spec.model`` for an example model (baseline, better, worse, slow, broken), checksum included."""
+    """``spec.model`` for an example model (baseline, better, worse, slow, broken, coinflip), checksum included."""
     return {"name": "fraud", "uri": f"file://{MODELS / model}.onnx", "sha256": sha256 or SHA256[f"{model}.onnx"]}
 
 

@@ -1,4 +1,4 @@
-"""The example models and dataset: checked-in bytes, accuracy ordering, slow and broken behaviour."""
+"""The example models and dataset: checked-in bytes, accuracy ordering, slow, broken and coinflip behaviour."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from examples.models import dataset
 
 from .conftest import MODELS
 
-MODEL_NAMES = ("baseline", "better", "worse", "slow", "broken")
+MODEL_NAMES = ("baseline", "better", "worse", "slow", "broken", "coinflip")
 
 
 def _session(name: str) -> ort.InferenceSession:
@@ -57,10 +57,36 @@ def test_all_models_share_one_signature() -> None:
 
 
 def test_accuracy_ordering(holdout: dataset.Dataset) -> None:
-    acc = {name: _accuracy(name, holdout)[0] for name in ("baseline", "better", "worse")}
+    acc = {name: _accuracy(name, holdout)[0] for name in ("baseline", "better", "worse", "coinflip")}
     assert acc["better"] >= acc["baseline"] + 0.05, acc
     assert acc["worse"] <= acc["baseline"] - 0.10, acc
+    assert acc["coinflip"] <= acc["worse"] - 0.05, acc
     assert 0.75 < acc["baseline"] < 0.9, acc
+
+
+@pytest.mark.parametrize("concept", dataset.CONCEPTS)
+def test_coinflip_is_right_half_the_time_whatever_the_truth(concept: str) -> None:
+    """~0.5 on every concept and for each true class alike (it knows nothing of fraud), while a
+    trained model on the same rows does far better or far worse than 0.5."""
+    data = dataset.generate(10_000, seed=4242, concept=concept)
+    label, proba = _session("coinflip").run(["label", "probabilities"], {"input": data.features})
+    assert abs(float(np.mean(label == data.labels)) - 0.5) < 0.02
+    for cls in (0, 1):
+        assert abs(float(np.mean(label[data.labels == cls] == cls)) - 0.5) < 0.03, f"recall of class {cls}"
+    assert abs(float(label.mean()) - 0.5) < 0.02, "predicts fraud about half the time"
+    np.testing.assert_array_equal(proba.argmax(axis=1), label)
+    np.testing.assert_array_equal(proba.sum(axis=1), np.ones(len(label), dtype=np.float32))
+    trained = _accuracy("baseline" if concept == "current" else "worse", data)[0]
+    assert trained > 0.8
+
+
+def test_coinflip_answers_a_row_the_same_way_every_time(holdout: dataset.Dataset) -> None:
+    sess = _session("coinflip")
+    rows = holdout.features[:200]
+    batch = sess.run(["label"], {"input": rows})[0]
+    singles = np.concatenate([sess.run(["label"], {"input": row[None, :]})[0] for row in rows])
+    np.testing.assert_array_equal(batch, singles)
+    np.testing.assert_array_equal(batch, sess.run(["label"], {"input": rows[::-1]})[0][::-1])
 
 
 def test_broken_yields_non_finite_for_a_sizeable_fraction(holdout: dataset.Dataset) -> None:
