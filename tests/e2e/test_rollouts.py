@@ -153,9 +153,12 @@ def test_better_model_is_promoted_through_every_step(world):
                what="old stable scaled down")  # fmt: skip
 
 
+# coinflip (accuracy 0.50) rather than worse (0.61) for the accuracy gate: both fail, but the coin is told
+# from the 0.7 bound with a few dozen labels (rolled back 11-15 s after its first request on 2 cores),
+# worse only with several times as many (28-70 s).
 @pytest.mark.parametrize(
     ("model", "reason"),
-    [("worse", "Accuracy"), ("broken", "ErrorRate"), ("slow", "Latency")],
+    [("coinflip", "Accuracy"), ("broken", "ErrorRate"), ("slow", "Latency")],
     ids=["accuracy-gate", "error-rate-gate", "latency-gate"],
 )
 def test_bad_model_is_rolled_back_by_its_gate(world, model, reason):
