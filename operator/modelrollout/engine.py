@@ -143,9 +143,20 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: 
     else:
         return None
     interval = timedelta(seconds=parse_duration(spec.analysis.interval))
-    if status.lastCheckAt is None or now - status.lastCheckAt >= interval:
+    # The first check of an evidence period waits one interval: at its very start there is nothing
+    # to count yet, and a check then would only push the first real one an interval later.
+    last = status.lastCheckAt or _evidence_start(status)
+    if last is None or now - last >= interval:
         return target
     return None
+
+
+def _evidence_start(status: ModelDeploymentStatus) -> datetime | None:
+    if status.phase == Phase.BAKING:
+        return status.bakeStartedAt
+    if status.phase == Phase.PROGRESSING:
+        return status.evidenceSince
+    return status.watchSince
 
 
 def watching(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:

@@ -395,3 +395,11 @@ def test_the_watch_reverts_to_the_previous_revision_once_it_is_up_when_asked():
     assert "r2" in d.status.failedRevisions and d.status.rollbackReason == "WatchFailedAccuracy"
     point = d.actions.index(e.PointService("stable", "r1"))
     assert point < d.actions.index(e.EnsureRevision("r2", 0))
+
+
+def test_the_first_check_of_an_evidence_period_waits_one_interval():
+    spec = gated_spec()  # interval 10s
+    d = at_first_step(spec)  # the canary took its first traffic at T0
+    assert e.analysis_due(spec, d.status, T0) is None  # nothing to count yet
+    assert e.analysis_due(spec, d.status, T0 + timedelta(seconds=9)) is None
+    assert e.analysis_due(spec, d.status, T0 + timedelta(seconds=10)) == "r2"
