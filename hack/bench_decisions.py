@@ -36,6 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "hack"))
 
+from benchdoc import write_section  # noqa: E402
 from decisions import fixed_rule  # noqa: E402
 from decisions.rollout import Outcome, simulate  # noqa: E402
 from decisions.sim import Behaviour, lognormal_slow_share  # noqa: E402
@@ -222,18 +223,6 @@ def render(rows: list[Row], fixed: dict[tuple[str, float], fixed_rule.FixedRuleR
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    path = REPO / "docs/benchmarks.md"
-    doc = path.read_text()
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + (doc[nxt + 1 :] if nxt >= 0 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the rollouts per row (0.1 for a smoke run)")
@@ -275,7 +264,7 @@ def main() -> int:
     text = render(rows, fixed, time.monotonic() - started)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     headline = {r.scenario: r for r in rows if (r.config, r.rate) == ("example", 50.0)}
     print(
         f"healthy_false_rollback={100 * headline['healthy'].share(False):.2f} "

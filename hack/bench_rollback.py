@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from kubernetes import config  # noqa: E402
 
+from hack.benchdoc import write_section  # noqa: E402
 from hack.loopback.cluster import TESTENV, Cluster, OperatorProcess, reachable, wait_until  # noqa: E402
 from hack.loopback.traffic import TrafficSender  # noqa: E402
 from hack.loopback.world import local_world, model_spec, serving_spec  # noqa: E402
@@ -106,18 +107,6 @@ def one_run(cluster: Cluster, api, model: str, interval: int, scrape: float) -> 
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def write_section(table: str) -> None:
-    path = REPO / "docs/benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + table + ("\n" + text[nxt + 1 :] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--interval", type=int, default=10, help="analysis interval in seconds")
@@ -170,7 +159,7 @@ def main() -> int:
         lines.append(f"| {gate} | {model} | {runs} | {med:.1f} | {within} | {outcome} | {sent} |")
     table = "\n".join(lines) + "\n"
     print(table)
-    write_section(table)
+    write_section(SECTION, table)
     return 0
 
 

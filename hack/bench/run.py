@@ -43,6 +43,9 @@ BODY = {"id": "bench", "inputs": [{"name": "input", "shape": [1, 5], "datatype":
 READY_TIMEOUT_S = 180
 SECTION = "## Model server"
 
+sys.path.insert(0, str(REPO / "hack"))
+from benchdoc import write_section  # noqa: E402
+
 
 @dataclass
 class Result:
@@ -506,17 +509,6 @@ def render(results: list[Result], args: argparse.Namespace, costs: list[float] |
     return "\n".join(lines) + "\n"
 
 
-def update_doc(doc: Path, section: str) -> None:
-    """Replace only the ``## Model server`` section, keeping any other sections others append."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", flags=re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text.rstrip("\n") + "\n")
-
-
 def median_result(rounds: list[Result]) -> Result:
     """Per-metric median over rounds (contention on a shared machine comes in bursts)."""
     merged = Result(rounds[0].name, rounds[0].role)
@@ -573,7 +565,7 @@ def main() -> None:
     print()
     print(section)
     if not args.no_write:
-        update_doc(Path(args.doc), section)
+        write_section(SECTION, section, Path(args.doc))
         print(f"wrote {args.doc}")
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import statistics
 import time
 from collections.abc import Callable
 
-from hack.realnode.kube import CACHE, REPO
+from hack.benchdoc import write_section
+from hack.realnode.kube import CACHE
 from hack.realnode.story import Story
 from hack.realnode.testbed import Testbed
 
@@ -51,14 +51,6 @@ def image_rows() -> list[str]:
         at, image, size, seconds = line.split("\t")
         latest[image] = (size, seconds, at)
     return [f"| `{image}` | {size} | {seconds} | {at} |" for image, (size, seconds, at) in sorted(latest.items())]
-
-
-def write_section(text: str) -> None:
-    path = REPO / "docs/benchmarks.md"
-    doc = path.read_text()
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    doc = pattern.sub(text, doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc)
 
 
 def main() -> int:
@@ -106,7 +98,7 @@ def main() -> int:
     ]
     if failures:
         lines += ["", "Runs that failed:", "", *[f"- {f}" for f in failures]]
-    write_section("\n".join(lines) + "\n\n")
+    write_section(SECTION, "\n".join(lines))
     say("docs/benchmarks.md: section '## Real node' written")
     return 1 if failures else 0
 

@@ -19,7 +19,10 @@ from hack.realnode.kube import BIN, NodeInfo
 from hack.realnode.testbed import OPERATOR_NS, Testbed
 
 HERE = Path(__file__).resolve().parent
-FIGURES: list[tuple[str, dict]] = []  # (test, figures), printed in the closing summary
+# (test, figures), printed in the closing summary. Tests reach it through the ``figures`` fixture:
+# importing it from this module would load a second copy (pytest imports conftests under its own
+# name), whose list the summary never sees.
+FIGURES: list[tuple[str, dict]] = []
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
@@ -41,6 +44,11 @@ def testbed(cluster) -> Iterator[Testbed]:
     finally:
         subprocess.run([str(BIN / "helm"), "uninstall", "modelrollout", "-n", OPERATOR_NS, "--wait",
                         "--kubeconfig", str(bed.kube.kubeconfig)], check=False, capture_output=True)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def figures() -> list[tuple[str, dict]]:
+    return FIGURES
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -13,7 +13,6 @@ import os
 import pytest
 
 from hack.realnode.story import Story
-from tests.real_node.conftest import FIGURES
 
 pytestmark = [pytest.mark.real_node, pytest.mark.timeout(900)]
 
@@ -22,8 +21,8 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def record(story: Story) -> None:
-    FIGURES.append((os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("::")[-1], story.figures))
+def record(figures: list, story: Story) -> None:
+    figures.append((os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("::")[-1], story.figures))
 
 
 def test_operator_runs_as_a_pod_on_the_real_node_with_its_service_account(testbed):
@@ -35,34 +34,34 @@ def test_operator_runs_as_a_pod_on_the_real_node_with_its_service_account(testbe
     assert pod["status"]["podIP"].startswith(testbed.node.pod_cidr.rsplit(".", 2)[0])
 
 
-def test_a_better_model_is_promoted_and_the_split_follows_the_weights(testbed):
+def test_a_better_model_is_promoted_and_the_split_follows_the_weights(testbed, figures):
     with Story.open(testbed, "promote", say) as story:
         story.given_a_stable_model("baseline")
         story.when_the_user_rolls_out("better")
         story.then_it_is_promoted()
         story.then_the_split_follows_the_weights()
-        record(story)
+        record(figures, story)
 
 
-def test_a_worse_model_is_rolled_back_by_the_accuracy_gate(testbed):
+def test_a_worse_model_is_rolled_back_by_the_accuracy_gate(testbed, figures):
     with Story.open(testbed, "accuracy", say) as story:
         story.given_a_stable_model("baseline")
         story.when_the_user_rolls_out("worse")
         story.then_it_is_rolled_back("Accuracy")
         story.then_the_split_follows_the_weights()
-        record(story)
+        record(figures, story)
 
 
-def test_a_broken_model_is_rolled_back_by_the_error_rate_gate(testbed):
+def test_a_broken_model_is_rolled_back_by_the_error_rate_gate(testbed, figures):
     with Story.open(testbed, "errors", say) as story:
         story.given_a_stable_model("baseline")
         story.when_the_user_rolls_out("broken")
         story.then_it_is_rolled_back("ErrorRate")
         story.then_the_split_follows_the_weights()
-        record(story)
+        record(figures, story)
 
 
-def test_a_model_whose_warmup_never_finishes_is_held_unready_by_kubelet(testbed):
+def test_a_model_whose_warmup_never_finishes_is_held_unready_by_kubelet(testbed, figures):
     with Story.open(testbed, "warmup", say) as story:
         story.given_a_stable_model("baseline")
         # slow.onnx takes ~75 ms a call: 10,000 warmup calls outlast the startup probe's 20 s, so
@@ -70,14 +69,14 @@ def test_a_model_whose_warmup_never_finishes_is_held_unready_by_kubelet(testbed)
         story.when_the_user_rolls_out("slow", warmup=10000, startup_timeout=20, deadline=60)
         story.then_its_pods_are_never_ready()
         story.then_it_is_rolled_back("ProgressDeadlineExceeded")
-        record(story)
+        record(figures, story)
 
 
-def test_the_operator_pod_deleted_mid_rollout_resumes_it(testbed):
+def test_the_operator_pod_deleted_mid_rollout_resumes_it(testbed, figures):
     with Story.open(testbed, "resume", say) as story:
         story.given_a_stable_model("baseline")
         story.when_the_user_rolls_out("better", step="15s")
         story.when_the_operator_pod_is_deleted(at_weight=20)
         story.then_it_is_promoted()
         story.then_the_split_follows_the_weights()
-        record(story)
+        record(figures, story)
