@@ -30,7 +30,6 @@ LABEL org.opencontainers.image.title="modelrollout-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid 10001 modelrollout \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin modelrollout
-COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -40,3 +39,6 @@ WORKDIR /tmp
 EXPOSE 8080 8081
 ENTRYPOINT ["python", "-m", "modelrollout"]
 CMD ["run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"]
+# The one step that changes with the sources comes last: every step after it would be another full
+# copy of the root filesystem with buildah's vfs storage (docs/local-cluster.md).
+COPY --from=build /opt/venv /opt/venv
