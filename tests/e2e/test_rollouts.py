@@ -146,8 +146,11 @@ def test_better_model_is_promoted_through_every_step(world):
     stable, canary = stable_then_canary(world, "better")
     st = world.wait_phase("Succeeded", timeout=150)
     assert st["stableRevision"] == canary
+    # Reaching 100 % needs every gate Passed at the proof step (50 %); the 100 % step promotes on
+    # Passed or Undecided (docs/gates.md), so the last check may still be Inconclusive, never Fail.
     assert world.canary_weights_seen(canary)[:3] == [20, 50, 100]
-    assert all(m["verdict"] == "Pass" for m in st["lastAnalysis"]["metrics"])
+    verdicts = {m["name"]: m["verdict"] for m in st["lastAnalysis"]["metrics"]}
+    assert "Fail" not in verdicts.values(), verdicts
     wait_until(lambda: world.gateway.weights() == {canary: 100}, 20, what="route at 100 % on the new stable")
     wait_until(lambda: world.cluster.get("deploy", f"fraud-{stable}", world.namespace)["spec"]["replicas"] == 0, 30,
                what="old stable scaled down")  # fmt: skip
