@@ -345,7 +345,7 @@ def _first_revision(run: _Run) -> None:
     if _history(st, rev) is None or st.phase not in (Phase.INITIALIZING, Phase.FAILED):
         for entry in st.history:
             if entry.revision != rev and entry.phase == Phase.PROGRESSING:
-                run.finish_history(entry.revision, "Superseded", f"spec changed to revision {rev}")
+                run.finish_history(entry.revision, Reason.SUPERSEDED, f"spec changed to revision {rev}")
         run.start_history(desired)
         st.revisionStartedAt = run.now
         st.phase, st.message = Phase.INITIALIZING, f"waiting for revision {rev} to become available"
@@ -377,7 +377,7 @@ def _steady_or_rollout(run: _Run) -> None:
         _supersede(run)
     if desired.revision == stable:
         if st.canaryRevision:  # spec went back to the stable model mid-rollout
-            _abandon_canary(run, "Superseded", "spec changed back to the stable revision")
+            _abandon_canary(run, Reason.SUPERSEDED, "spec changed back to the stable revision")
         _steady(run)
         return
     if desired.revision in st.failedRevisions:
@@ -445,7 +445,9 @@ def _revert_watch(run: _Run) -> None:
         (
             h.revision
             for h in reversed(st.history)
-            if h.phase == "Superseded" and h.reason == f"replaced by {bad}" and h.revision not in st.failedRevisions
+            if h.phase == Reason.SUPERSEDED
+            and h.reason == f"replaced by {bad}"
+            and h.revision not in st.failedRevisions
         ),
         None,
     )
@@ -761,7 +763,7 @@ def _promote(run: _Run) -> None:
     run.actions.append(PointService("canary", None))
     st.failedChecks = st.inconclusiveChecks = 0
     st.lastCheckAt = None
-    run.finish_history(old, "Superseded", f"replaced by {canary}")
+    run.finish_history(old, Reason.SUPERSEDED, f"replaced by {canary}")
     bake = parse_duration(run.spec.bake.duration)
     if bake > 0 and run.spec.analysis.metrics:
         st.phase, st.bakeStartedAt = Phase.BAKING, run.now
@@ -832,13 +834,13 @@ def _mark_failed(run: _Run, revision: str, reason: str, message: str) -> None:
     run.finish_history(revision, Phase.ROLLED_BACK, reason)
     run.emit(
         "Warning",
-        "RolledBack",
+        Reason.ROLLED_BACK,
         f"revision {revision} rolled back to {st.stableRevision}: {reason}: {message}",
     )
 
 
 def _supersede(run: _Run) -> None:
-    _abandon_canary(run, "Superseded", f"spec changed to revision {run.obs.desired.revision}")
+    _abandon_canary(run, Reason.SUPERSEDED, f"spec changed to revision {run.obs.desired.revision}")
 
 
 def _abandon_canary(run: _Run, phase: str, reason: str) -> None:
