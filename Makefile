@@ -63,9 +63,17 @@ demo: deps ## the main job: cluster, operator, Prometheus, model servers; a prom
 demo-real: deps ## the demo's story on the real node: chart operator pod, Traefik, Prometheus via Kubernetes SD (root)
 	$(PY) -m hack.realnode.demo
 
-.PHONY: test
-test: deps ## every test: unit, API server integration, model server, e2e
+.PHONY: test test-setup app-images-for-tests
+test: test-setup ## every test: unit, API server integration, model server, e2e
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The real node's app images (debootstrap, pip: mostly waiting on downloads) are built while the Go
+# tools compile (CPU); on a cold machine that overlap saves most of the image build's minutes.
+test-setup:
+	$(MAKE) --no-print-directory -j2 -Oline deps app-images-for-tests
+
+app-images-for-tests: system-deps
+	@if [ "$${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then bash hack/images/build.sh app; fi
 
 .PHONY: bench
 bench: bench-decisions bench-rollback bench-server ## every benchmark; figures go to docs/benchmarks.md

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -25,21 +26,35 @@ from .model import OnnxModel
 
 Feeds = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
+R = TypeVar("R")
 
 
-class MicroBatcher:
-    """Collects requests during one loop iteration and runs them as one batch, inline."""
+class MicroBatcher(Generic[R]):
+    """Collects requests during one loop iteration and runs them as one batch, inline.
 
-    def __init__(self, model: OnnxModel, max_rows: int, on_batch: Callable[[int], None] | None = None) -> None:
-        self.model = model
+    ``run_batch(feeds, rows)`` gets the concatenated feeds and each request's row count and
+    returns one result per request, in order. Why a batch function rather than the model alone:
+    the work after ``session.run`` that every request needs (reading the predicted classes,
+    counting them, signing prediction tokens) is then done for the batch in one go, back to back;
+    done per request, between socket writes, the same token cost 2-3x as much CPU (cold caches,
+    ``docs/model-server.md``).
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[Feeds, list[int]], list[R]],
+        max_rows: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.run_batch = run_batch
         self.max_rows = max_rows
         self.on_batch = on_batch
-        self._pending: list[tuple[Feeds, int, asyncio.Future[Outputs]]] = []
+        self._pending: list[tuple[Feeds, int, asyncio.Future[R]]] = []
         self._scheduled = False
 
-    async def run(self, feeds: Feeds, rows: int) -> Outputs:
+    async def run(self, feeds: Feeds, rows: int) -> R:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outputs] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         self._pending.append((feeds, rows, future))
         if not self._scheduled:
             self._scheduled = True
@@ -52,35 +67,42 @@ class MicroBatcher:
         for group in _groups(pending, self.max_rows):
             self._run_group(group)
 
-    def _run_group(self, group: list[tuple[Feeds, int, asyncio.Future[Outputs]]]) -> None:
+    def _run_group(self, group: list[tuple[Feeds, int, asyncio.Future[R]]]) -> None:
         if len(group) == 1:
-            feeds, _, future = group[0]
-            _settle(future, self.model.run, feeds)
+            self._settle(*group[0])
             return
         names = list(group[0][0])
         batch = {name: np.concatenate([g[0][name] for g in group]) for name in names}
         try:
-            outputs = self.model.run(batch)
+            results = self.run_batch(batch, [rows for _, rows, _ in group])
         except Exception:  # isolate the culprit: run each request alone
-            for feeds, _, future in group:
-                _settle(future, self.model.run, feeds)
+            for item in group:
+                self._settle(*item)
             return
         if self.on_batch is not None:
             self.on_batch(len(group))
-        start = 0
-        for _, rows, future in group:
+        for (_, _, future), result in zip(group, results, strict=True):
             if not future.cancelled():
-                future.set_result({k: v[start : start + rows] for k, v in outputs.items()})
-            start += rows
+                future.set_result(result)
+
+    def _settle(self, feeds: Feeds, rows: int, future: asyncio.Future[R]) -> None:
+        if future.cancelled():
+            return
+        try:
+            future.set_result(self.run_batch(feeds, [rows])[0])
+        except Exception as exc:
+            future.set_exception(exc)
 
 
-def _settle(future: asyncio.Future[Outputs], run: Callable[[Feeds], Outputs], feeds: Feeds) -> None:
-    if future.cancelled():
-        return
-    try:
-        future.set_result(run(feeds))
-    except Exception as exc:
-        future.set_exception(exc)
+def split_rows(outputs: Outputs, rows: list[int]) -> list[Outputs]:
+    """A batch's outputs cut back into each request's rows (views, no copies)."""
+    if len(rows) == 1:
+        return [outputs]
+    parts, start = [], 0
+    for count in rows:
+        parts.append({name: array[start : start + count] for name, array in outputs.items()})
+        start += count
+    return parts
 
 
 def _signature(feeds: Feeds) -> tuple:
@@ -88,10 +110,10 @@ def _signature(feeds: Feeds) -> tuple:
 
 
 def _groups(
-    pending: list[tuple[Feeds, int, asyncio.Future[Outputs]]], max_rows: int
-) -> list[list[tuple[Feeds, int, asyncio.Future[Outputs]]]]:
+    pending: list[tuple[Feeds, int, asyncio.Future[R]]], max_rows: int
+) -> list[list[tuple[Feeds, int, asyncio.Future[R]]]]:
     """Group by input signature (same names, dtypes and non-batch dims), capped at ``max_rows`` rows."""
-    by_signature: dict[tuple, list[list[tuple[Feeds, int, asyncio.Future[Outputs]]]]] = {}
+    by_signature: dict[tuple, list[list[tuple[Feeds, int, asyncio.Future[R]]]]] = {}
     for item in pending:
         chunks = by_signature.setdefault(_signature(item[0]), [[]])
         current = chunks[-1]

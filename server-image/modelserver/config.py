@@ -195,7 +195,7 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "inline_threshold_ms": (_positive_float, "auto executor: run inline if warmup mean is below this"),
     "batching": (_choice("auto", "off"), "micro-batch concurrent requests (auto: inline models that batch exactly)"),
     "fast_path": (parse_bool, "serve POST .../infer by a thin ASGI layer in front of FastAPI"),
-    "feedback_key_file": (str, "file with the raw HMAC key for prediction tokens (unset: no tokens, id feedback only)"),
+    "feedback_key_file": (str, "file with the raw key of prediction tokens (unset: no tokens, id feedback only)"),
     "deployment": (_deployment, "NAMESPACE/NAME of the ModelDeployment, bound into every prediction token"),
     "feedback_token_ttl": (_duration, "how long a prediction token accepts feedback (7d, 36h, 90m, seconds)"),
     "latency_buckets": (_buckets, "comma-separated seconds: bucket edges of modelserver_request_duration_seconds"),

@@ -91,13 +91,12 @@ class ModelServer:
             gauge = runtime.metrics.inflight_child
             gauge.inc()
             try:
-                outputs = await runtime.run(req.feeds, req.rows)
+                answer = await runtime.run(req.feeds, req.rows)
             finally:
                 gauge.dec()
-            runtime.check_outputs(outputs)
-            token = runtime.record(req.id, outputs)
-            content = encode_response(name, runtime.version, req.id, outputs, req.outputs, token)
-            status, answered = 200, (req, outputs)
+            runtime.remember(req.id, answer)
+            content = encode_response(name, runtime.version, req.id, answer.outputs, req.outputs, answer.token)
+            status, answered = 200, (req, answer.outputs)
         except ApiError as exc:
             status, content = exc.status, bytes(error_response(exc).body)  # Response.body may be a memoryview
         except Exception:

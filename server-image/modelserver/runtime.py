@@ -2,9 +2,9 @@
 
 Why one object: the infer handler should do HTTP, not bookkeeping. :meth:`Runtime.run` runs the
 session — inline on the event loop for sub-millisecond models (micro-batched when requests arrive
-together), or in a thread pool for slow ones so probes and other requests keep flowing;
-:meth:`Runtime.check_outputs` refuses non-finite outputs and :meth:`Runtime.record` counts the
-predictions and caches them for feedback.
+together), or in a thread pool for slow ones so probes and other requests keep flowing — and
+:meth:`Runtime.score` refuses non-finite outputs, counts the predictions and signs their tokens,
+once per batch; :meth:`Runtime.remember` caches a request's classes for feedback by id.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batching import MicroBatcher
+from .batching import MicroBatcher, split_rows
 from .codec import find_non_finite
 from .errors import ApiError
 from .features import FeatureEncoder
@@ -26,6 +26,17 @@ from .model import OnnxModel, TensorSpec
 from .predictions import PredictionReader
 from .predlog import PredictionLogger
 from .tokens import ReplayGuard, TokenCodec
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request's outputs, its predicted class per row, and its prediction token."""
+
+    outputs: dict[str, np.ndarray]
+    classes: list[str]
+    """Empty when the model is no classifier."""
+    token: str | None
+    """None when tokens are off, the model is no classifier, or the token would be oversize."""
 
 
 @dataclass
@@ -47,41 +58,55 @@ class Runtime:
     replay: ReplayGuard | None = None
     """Nonces of tokens this process has counted (replays to this pod are not counted twice)."""
     executor: ThreadPoolExecutor | None = None
-    batcher: MicroBatcher | None = None
+    batcher: MicroBatcher[Answer] | None = None
 
-    async def run(self, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-        """Run the session; invalid-argument errors from onnxruntime are the client's (400)."""
+    async def run(self, feeds: dict[str, np.ndarray], rows: int) -> Answer:
+        """Run the session and score the request; invalid-argument errors from onnxruntime are 400s."""
         try:
             if self.batcher is not None:
                 return await self.batcher.run(feeds, rows)
             if self.executor is None:
-                return self.model.run(feeds)
+                return self.infer_batch(feeds, [rows])[0]
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, self.model.run, feeds)
+            outputs = await loop.run_in_executor(self.executor, self.model.run, feeds)
+        except ApiError:
+            raise
         except Exception as exc:
             raise _classify_runtime_error(exc) from None
+        return self.score(outputs, [rows])[0]
 
-    def check_outputs(self, outputs: dict[str, np.ndarray]) -> None:
-        """Non-finite outputs are a model fault: 500, never NaN to a client."""
+    def infer_batch(self, feeds: dict[str, np.ndarray], rows: list[int]) -> list[Answer]:
+        """One ``session.run`` for requests of ``rows`` rows each (the micro-batcher's batch function)."""
+        return self.score(self.model.run(feeds), rows)
+
+    def score(self, outputs: dict[str, np.ndarray], rows: list[int]) -> list[Answer]:
+        """Refuse non-finite outputs, count the predicted classes and scores, sign each request's token.
+
+        Done once per batch: one vectorised read of the classes, one metrics update, and the tokens
+        signed back to back (``MicroBatcher``'s docstring says why that matters).
+        """
         bad = find_non_finite(outputs)
         if bad is not None:
             raise ApiError(500, f"model produced non-finite values in output {bad!r}")
-
-    def record(self, request_id: str, outputs: dict[str, np.ndarray]) -> str | None:
-        """Count the predicted classes/scores, cache them for feedback and return the prediction token.
-
-        The token is None when the model is no classifier, tokens are off, or the batch is so large
-        that its token would exceed :data:`modelserver.tokens.MAX_TOKEN_CHARS`.
-        """
+        parts = split_rows(outputs, rows)
         if not self.reader.is_classifier:
-            return None
+            return [Answer(part, [], None) for part in parts]
         predictions = self.reader.read(outputs)
         scores = predictions.scores
         self.metrics.record_predictions(predictions.counts(), () if scores is None else scores.tolist())
-        self.cache.put(request_id, tuple(predictions.classes))
+        classes, start = [], 0
+        for count in rows:
+            classes.append(predictions.classes[start : start + count])
+            start += count
         if self.tokens is None or not predictions.classes:
-            return None
-        return self.tokens.issue(predictions.classes)
+            return [Answer(part, names, None) for part, names in zip(parts, classes, strict=True)]
+        tokens = self.tokens.issue_many(classes)
+        return [Answer(*answer) for answer in zip(parts, classes, tokens, strict=True)]
+
+    def remember(self, request_id: str, answer: Answer) -> None:
+        """Cache the prediction's classes under the request id, for feedback that sends the id."""
+        if answer.classes:
+            self.cache.put(request_id, tuple(answer.classes))
 
 
 def _classify_runtime_error(exc: Exception) -> ApiError:

@@ -25,7 +25,7 @@ from .metrics import ServerMetrics
 from .model import OnnxModel
 from .predictions import PredictionReader
 from .predlog import PredictionLogger
-from .runtime import Runtime
+from .runtime import Answer, Runtime
 from .state import Phase, ServerState
 from .tokens import ReplayGuard, TokenCodec, load_key
 from .warmup import feature_input, reference_feeds, run_warmup
@@ -160,14 +160,14 @@ class Loader:
                    "batching": runtime.batcher is not None},
         )  # fmt: skip
 
-    def _batcher(self, runtime: Runtime) -> MicroBatcher | None:
+    def _batcher(self, runtime: Runtime) -> MicroBatcher[Answer] | None:
         """Micro-batch only inline models whose batched outputs equal their row-by-row outputs."""
         if self.settings.batching == "off" or runtime.executor is not None:
             return None
         if not supports_batching(runtime.model, reference_feeds(runtime.model, runtime.metadata)):
             log.info("model outputs do not batch row-wise; micro-batching disabled")
             return None
-        return MicroBatcher(runtime.model, self.settings.max_batch_size)
+        return MicroBatcher(runtime.infer_batch, self.settings.max_batch_size)
 
     def _executor(self, mean_latency_s: float) -> ThreadPoolExecutor | None:
         """``auto``: sub-threshold models run inline (a thread hop costs more than the inference)."""

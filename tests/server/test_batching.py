@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from modelserver.batching import MicroBatcher, supports_batching
+from modelserver.batching import MicroBatcher, split_rows, supports_batching
 from modelserver.model import OnnxModel
 
 from .conftest import MODELS
@@ -29,6 +29,11 @@ class FakeModel:
         return {"y": x * 2}
 
 
+def batcher_for(model: FakeModel, max_rows: int) -> MicroBatcher[dict[str, np.ndarray]]:
+    """The batch function the server uses, in miniature: one run, outputs cut back per request."""
+    return MicroBatcher(lambda feeds, rows: split_rows(model.run(feeds), rows), max_rows)
+
+
 def _gather(batcher: MicroBatcher, arrays: list[np.ndarray]) -> list[object]:
     async def main() -> list[object]:
         return await asyncio.gather(*(batcher.run({"x": a}, a.shape[0]) for a in arrays), return_exceptions=True)
@@ -39,7 +44,7 @@ def _gather(batcher: MicroBatcher, arrays: list[np.ndarray]) -> list[object]:
 def test_concurrent_requests_share_one_run_and_get_their_own_rows() -> None:
     model = FakeModel()
     arrays = [np.full((n, 2), i, dtype=np.float32) for i, n in enumerate([1, 3, 2])]
-    results = _gather(MicroBatcher(model, max_rows=100), arrays)  # type: ignore[arg-type]
+    results = _gather(batcher_for(model, max_rows=100), arrays)
     assert model.calls == [6]
     for array, result in zip(arrays, results, strict=True):
         np.testing.assert_array_equal(result["y"], array * 2)
@@ -48,22 +53,35 @@ def test_concurrent_requests_share_one_run_and_get_their_own_rows() -> None:
 def test_batches_respect_the_row_cap_and_signatures() -> None:
     model = FakeModel()
     arrays = [np.ones((2, 2), np.float32) for _ in range(5)] + [np.ones((1, 3), np.float32)]
-    _gather(MicroBatcher(model, max_rows=4), arrays)  # type: ignore[arg-type]
+    _gather(batcher_for(model, max_rows=4), arrays)
     assert sorted(model.calls) == [1, 2, 4, 4]
 
 
 def test_a_failing_batch_is_retried_per_request() -> None:
     model = FakeModel(fail_batches=True)
     arrays = [np.ones((1, 2), np.float32), -np.ones((1, 2), np.float32), np.ones((1, 2), np.float32)]
-    results = _gather(MicroBatcher(model, max_rows=100), arrays)  # type: ignore[arg-type]
+    results = _gather(batcher_for(model, max_rows=100), arrays)
     assert isinstance(results[1], ValueError)
     np.testing.assert_array_equal(results[0]["y"], arrays[0] * 2)
     np.testing.assert_array_equal(results[2]["y"], arrays[2] * 2)
 
 
+def test_the_batch_function_sees_every_requests_row_count() -> None:
+    """Work after the run (reading classes, signing tokens) is done once per batch, for every request."""
+    seen: list[list[int]] = []
+
+    def run_batch(feeds: dict[str, np.ndarray], rows: list[int]) -> list[int]:
+        seen.append(rows)
+        return [feeds["x"].shape[0] * 100 + i for i in range(len(rows))]
+
+    arrays = [np.ones((n, 2), np.float32) for n in (2, 1, 3)]
+    assert _gather(MicroBatcher(run_batch, max_rows=100), arrays) == [600, 601, 602]
+    assert seen == [[2, 1, 3]]
+
+
 def test_a_lone_request_runs_without_waiting() -> None:
     model = FakeModel()
-    results = _gather(MicroBatcher(model, max_rows=100), [np.ones((1, 2), np.float32)])  # type: ignore[arg-type]
+    results = _gather(batcher_for(model, max_rows=100), [np.ones((1, 2), np.float32)])
     assert model.calls == [1] and results[0]["y"].shape == (1, 2)
 
 

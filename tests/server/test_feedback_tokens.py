@@ -45,10 +45,14 @@ def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def tag(signed: str, key: bytes = KEY) -> str:
+    """As documented: keyed BLAKE2s, 16-byte digest, personalisation "mr-tok2", lowercase hex."""
+    return hashlib.blake2s(signed.encode(), key=key, digest_size=16, person=b"mr-tok2").hexdigest()
+
+
 def mint(claims: dict[str, Any], key: bytes = KEY) -> str:
-    """A token as documented: v1.<b64url(json)>.<b64url(HMAC-SHA256(key, "v1.<payload>"))>."""
-    signed = "v1." + b64(json.dumps(claims, separators=(",", ":")).encode())
-    return signed + "." + b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())
+    """A token as documented: v2.<b64url(json)>.<tag of "v2.<payload>">."""
+    return sign_raw(json.dumps(claims, separators=(",", ":")).encode(), key)
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -138,7 +142,7 @@ def fresh_claims(revision: str = "rev-a", **overrides: Any) -> dict[str, Any]:
 def test_every_prediction_carries_a_token_in_the_response_parameters(fleet: Fleet) -> None:
     response, _ = predict(fleet.a, rows=3, seed=1)
     token = token_of(response)
-    assert token.startswith("v1.") and token.count(".") == 2
+    assert token.startswith("v2.") and token.count(".") == 2
     claims = claims_of(token)
     assert claims["d"] == DEPLOYMENT and claims["r"] == "rev-a"
     assert claims["c"] == [dataset.CLASSES[i] for i in response["outputs"][0]["data"]]
@@ -146,7 +150,7 @@ def test_every_prediction_carries_a_token_in_the_response_parameters(fleet: Flee
     nonce, other = claims["n"], claims_of(token_of(predict(fleet.a)[0]))["n"]
     assert nonce != other and nonce[:16] == other[:16], "a per-process random prefix and a counter"
     _, payload, signature = token.split(".")
-    assert hmac.compare_digest(unb64(signature), hmac.new(KEY, f"v1.{payload}".encode(), hashlib.sha256).digest())
+    assert hmac.compare_digest(signature, tag(f"v2.{payload}"))
     assert len(predict(fleet.a)[0]["parameters"]["prediction_token"]) < 200, "one row: a compact token"
     assert "parameters" not in predict(fleet.plain)[0], "no key, no token"
 
@@ -208,9 +212,7 @@ def _altered(token: str) -> list[tuple[str, str]]:
 
 def _bad_signature(token: str) -> str:
     version, payload, signature = token.split(".")
-    raw = bytearray(unb64(signature))
-    raw[0] ^= 1
-    return f"{version}.{payload}.{b64(bytes(raw))}"
+    return f"{version}.{payload}.{int(signature[0], 16) ^ 1:x}{signature[1:]}"
 
 
 def adversarial_tokens(genuine: str) -> list[tuple[str, str, int, str]]:
@@ -218,24 +220,27 @@ def adversarial_tokens(genuine: str) -> list[tuple[str, str, int, str]]:
     now = int(time.time())
     cases = [
         ("forged: signed with another key", mint(fresh_claims(), OTHER_KEY), 403, "forged"),
-        ("forged: random signature", fresh_token_with_signature(b64(os.urandom(32))), 403, "forged"),
-        ("forged: signature bit flipped", _bad_signature(genuine), 403, "forged"),
-        ("forged: signature truncated", _truncated(genuine), 403, "forged"),
-        ("forged: no signature", genuine.rsplit(".", 1)[0] + ".", 403, "forged"),
+        ("forged: random tag", fresh_token_with_signature(os.urandom(16).hex()), 403, "forged"),
+        ("forged: tag bit flipped", _bad_signature(genuine), 403, "forged"),
+        ("malformed: a pre-release HMAC-SHA256 tag", _hmac_sha256(fresh_claims()), 400, "malformed"),
+        ("malformed: tag truncated", _truncated(genuine), 400, "malformed"),
+        ("malformed: tag in upper case", _upper_tag(genuine), 400, "malformed"),
+        ("malformed: no tag", genuine.rsplit(".", 1)[0] + ".", 400, "malformed"),
         ("expired: genuine key, 8 days old", mint(fresh_claims(t=now - 8 * 86400)), 410, "expired"),
         ("future: genuine key, issued in an hour", mint(fresh_claims(t=now + 3600)), 400, "malformed"),
         ("foreign: other ModelDeployment, its own key", mint(fresh_claims(d="ml/other"), OTHER_KEY), 403, "foreign"),
         ("foreign: other ModelDeployment, this key", mint(fresh_claims(d="prod/fraud")), 403, "foreign"),
-        ("malformed: not base64", "v1.@@@.###", 400, "malformed"),
-        ("malformed: non-canonical base64", _non_canonical(genuine), 400, "malformed"),
+        ("malformed: not base64", "v2.@@@." + "0" * 32, 400, "malformed"),
+        ("malformed: non-canonical base64", _non_canonical(), 400, "malformed"),
         ("malformed: payload not JSON", sign_raw(b"{not json"), 400, "malformed"),
         ("malformed: payload a list", sign_raw(b"[1,2]"), 400, "malformed"),
         ("malformed: classes not strings", mint(fresh_claims(c=[1])), 400, "malformed"),
         ("malformed: time a string", mint(fresh_claims(t="now")), 400, "malformed"),
         ("malformed: no nonce", mint({k: v for k, v in fresh_claims().items() if k != "n"}), 400, "malformed"),
-        ("malformed: unknown version", "v2." + genuine.split(".", 1)[1], 400, "malformed"),
+        ("malformed: unknown version", "v3." + genuine.split(".", 1)[1], 400, "malformed"),
+        ("malformed: a pre-release v1 token", "v1." + genuine.split(".", 1)[1], 400, "malformed"),
         ("malformed: two parts", genuine.rsplit(".", 1)[0], 400, "malformed"),
-        ("malformed: oversize", "v1." + "A" * (256 * 1024) + ".AAAA", 400, "malformed"),
+        ("malformed: oversize", "v2." + "A" * (256 * 1024) + "." + "0" * 32, 400, "malformed"),
     ]
     for field, token in _altered(genuine):
         cases.append((f"altered field {field}", token, 403, "foreign" if field == "d" else "forged"))
@@ -243,9 +248,21 @@ def adversarial_tokens(genuine: str) -> list[tuple[str, str, int, str]]:
 
 
 def _truncated(token: str) -> str:
-    """The genuine signature's first 29 bytes, well encoded."""
+    """The genuine tag's first 15 bytes."""
     head, signature = token.rsplit(".", 1)
-    return f"{head}.{b64(unb64(signature)[:29])}"
+    return f"{head}.{signature[:30]}"
+
+
+def _upper_tag(token: str) -> str:
+    """The genuine tag in upper-case hex: the same bytes, another spelling (one spelling per token)."""
+    head, signature = token.rsplit(".", 1)
+    return f"{head}.{signature.upper()}" if signature.upper() != signature else f"{head}.{signature}A"
+
+
+def _hmac_sha256(claims: dict[str, Any]) -> str:
+    """The pre-release construction (HMAC-SHA256, base64url) under the right key: still refused."""
+    signed = "v2." + b64(json.dumps(claims, separators=(",", ":")).encode())
+    return signed + "." + b64(hmac.new(KEY, signed.encode(), hashlib.sha256).digest())
 
 
 def fresh_token_with_signature(signature: str) -> str:
@@ -253,16 +270,23 @@ def fresh_token_with_signature(signature: str) -> str:
 
 
 def sign_raw(payload: bytes, key: bytes = KEY) -> str:
-    signed = "v1." + b64(payload)
-    return signed + "." + b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())
+    signed = "v2." + b64(payload)
+    return signed + "." + tag(signed, key)
 
 
-def _non_canonical(token: str) -> str:
-    """Set the unused low bits of the last base64 character: same bytes, another spelling."""
-    version, payload, signature = token.split(".")
+def _non_canonical() -> str:
+    """A well-tagged token whose payload's last base64 character has its unused bits set.
+
+    The same bytes, another spelling: refused, so every token has one spelling. The nonce is
+    padded until the payload is 1 byte past a multiple of 3 (its last character has 4 unused bits).
+    """
+    claims = fresh_claims()
+    while len(json.dumps(claims, separators=(",", ":"))) % 3 != 1:
+        claims["n"] += "x"
+    payload = b64(json.dumps(claims, separators=(",", ":")).encode())
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    last = alphabet.index(signature[-1])
-    return f"{version}.{payload}.{signature[:-1]}{alphabet[last | 1]}"  # 32 bytes in 43 characters: 2 unused bits
+    spelled = payload[:-1] + alphabet[alphabet.index(payload[-1]) | 1]
+    return f"v2.{spelled}.{tag('v2.' + spelled)}"
 
 
 def test_bad_tokens_are_4xx_with_a_reason_and_never_counted(fleet: Fleet) -> None:
@@ -290,7 +314,7 @@ def test_rejections_name_what_is_wrong(fleet: Fleet) -> None:
     foreign = send(fleet.a, {"token": mint(fresh_claims(d="prod/fraud")), "truth": truth}).json()
     assert "'prod/fraud'" in foreign["error"] and f"'{DEPLOYMENT}'" in foreign["error"]
     forged = send(fleet.a, {"token": mint(fresh_claims(), OTHER_KEY), "truth": truth}).json()
-    assert "signature" in forged["error"]
+    assert "tag does not match" in forged["error"]
     assert "not JSON" in send(fleet.a, {"token": sign_raw(b"{"), "truth": truth}).json()["error"]
 
 
@@ -330,7 +354,7 @@ def test_a_batch_with_a_mix_counts_only_the_good_ones(fleet: Fleet) -> None:
         {"token": mint(fresh_claims(t=int(time.time()) - 9 * 86400)), "truth": "legit"},
         {"token": token_of(spent), "truth": spent_truth},
         {"token": token_of(other), "truth": other_truth},
-        {"token": "v1.%%%.%%%", "truth": "legit"},
+        {"token": "v2.%%%.%%%", "truth": "legit"},
         {"token": token_of(good), "truth": truth},  # the same token twice in one batch
         {"id": "never-seen", "truth": "legit"},
     ]
@@ -355,9 +379,9 @@ def test_a_batch_with_a_mix_counts_only_the_good_ones(fleet: Fleet) -> None:
     [
         ({"token": 3, "truth": "legit"}, "token: expected the prediction_token"),
         ({"token": "", "truth": "legit"}, "token: expected"),
-        ({"token": "v1.a.b", "id": "x", "truth": "legit"}, "either token or id"),
-        ({"token": "v1.a.b"}, "truth: required"),
-        ({"feedback": [{"token": "v1.a.b", "truth": "legit"}, {"token": None, "truth": "x"}]}, "feedback[1].token"),
+        ({"token": "v2.a.b", "id": "x", "truth": "legit"}, "either token or id"),
+        ({"token": "v2.a.b"}, "truth: required"),
+        ({"feedback": [{"token": "v2.a.b", "truth": "legit"}, {"token": None, "truth": "x"}]}, "feedback[1].token"),
     ],
 )
 def test_malformed_token_bodies_are_400(fleet: Fleet, body: dict, fragment: str) -> None:
@@ -395,7 +419,8 @@ def test_a_short_or_missing_key_keeps_the_server_unready(server_factory: ServerF
 _segments = st.one_of(st.binary(max_size=80).map(b64), st.text(max_size=30))
 _fuzzed_tokens = st.one_of(
     st.text(max_size=60),
-    st.tuples(st.sampled_from(["v1", "v0", ""]), _segments, _segments).map(".".join),
+    st.tuples(st.sampled_from(["v2", "v1", "v0", ""]), _segments,
+              st.one_of(_segments, st.binary(min_size=16, max_size=16).map(bytes.hex))).map(".".join),
     st.builds(mint, st.dictionaries(st.sampled_from(["d", "r", "c", "t", "n", "x"]),
                                                  st.one_of(st.none(), st.integers(), st.text(max_size=5),
                                                            st.lists(st.text(max_size=5), max_size=2)))),
