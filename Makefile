@@ -98,7 +98,7 @@ IMAGE ?= modelrollout/operator:dev
 SERVER_IMAGE ?= modelrollout/modelserver:dev
 
 .PHONY: image image-testbed testbed
-image: ## build the operator and model-server images: Docker if it runs, else buildah (chroot, vfs) from a debootstrap base
+image: ## build the operator and model-server images: Docker if it runs, else buildah (chroot; overlay, or vfs) from a debootstrap base
 	OPERATOR_IMAGE=$(IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) bash hack/images/build.sh app
 image-testbed: tools ## the real node's Traefik and Prometheus images (buildah)
 	bash hack/images/build.sh testbed

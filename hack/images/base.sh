@@ -80,8 +80,18 @@ C
   log "pause image: $PAUSE_IMAGE"
 }
 
+forget_legacy_store() {
+  # Before overlay support the one store was images/store (vfs); its images are rebuilt in the
+  # per-driver store, so the old copies (several GB) go.
+  if [ -d "$IMAGES_DIR/store" ]; then
+    log "removing the old vfs image store $IMAGES_DIR/store (images now live in store-$BUILDAH_DRIVER)"
+    rm -rf "$IMAGES_DIR/store" "$IMAGES_DIR/run"
+  fi
+}
+
 main() {
   mkdir -p "$IMAGES_DIR"
+  forget_legacy_store
   case "${1:-all}" in
     pause) build_pause ;;
     base) build_base ;;

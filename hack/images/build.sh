@@ -6,7 +6,8 @@
 #                                Prometheus images the real node runs; all: both
 #
 # With a working Docker engine: `docker build`, as before. Without one (this machine): buildah with
-# chroot isolation and vfs storage in ~/.cache/modelrollout/images/store, from the same Dockerfiles.
+# chroot isolation and overlay storage (vfs where overlayfs cannot be mounted) in
+# ~/.cache/modelrollout/images/store-<driver>, from the same Dockerfiles.
 # Their base, python:3.11-slim, cannot be pulled here (no registry), so that name is given, inside
 # this private store only, to the Debian image hack/images/base.sh makes with debootstrap; the
 # Python wheels still come from the package index, as in a Docker build. Each image's size and
@@ -32,7 +33,7 @@ bud() { # IMAGE CONTEXT INPUTS [ARGS...]: buildah's `docker build`, skipped when
   # INPUTS: a digest of what the build reads (the Dockerfile and the context's files not ignored).
   # With vfs storage even an all-cached build takes minutes (each step's container and layer is a
   # full copy of the root filesystem: 137 s for the operator), so an image whose inputs and base
-  # image are unchanged is kept as it is.
+  # image are unchanged is kept as it is (with overlay that saves a few seconds).
   local image=$1 context=$2 inputs=$3 t0=$SECONDS stamp
   shift 3
   inputs="$inputs $(bh inspect --type image --format '{{.FromImageID}}' "$BASE_IMAGE" 2>/dev/null || true)"
