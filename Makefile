@@ -68,9 +68,11 @@ test: test-setup ## every test: unit, API server integration, model server, e2e
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The real node's app images (debootstrap, pip: mostly waiting on downloads) are built while the Go
-# tools compile (CPU); on a cold machine that overlap saves most of the image build's minutes.
+# tools compile (CPU); on a cold machine that overlap saves most of the image build's minutes. No
+# --output-sync: it would hold each script's whole log until it ends (tens of minutes); their log
+# lines carry timestamps and are written one line at a time.
 test-setup:
-	$(MAKE) --no-print-directory -j2 -Oline deps app-images-for-tests
+	$(MAKE) --no-print-directory -j2 deps app-images-for-tests
 
 app-images-for-tests: system-deps
 	@if [ "$${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then bash hack/images/build.sh app; fi
