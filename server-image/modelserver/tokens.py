@@ -119,8 +119,8 @@ class _Mac:
     Why not HMAC-SHA256: keyed BLAKE2 is a MAC by design (no inner/outer construction), and
     Python's built-in BLAKE2 copies a primed state in ~0.1 µs where an OpenSSL SHA-256 context
     takes ~0.35 µs per copy and HMAC needs two copies and two finalisations per token: on the hot
-    path that was most of the token's cost (``docs/benchmarks.md``). 128 bits is the tag length
-    NIST and RFC 2104 consider safe for a MAC; a forger's chance per try is 2^-128.
+    path that was most of the token's cost (``docs/model-server.md``). A 128-bit tag is well above the
+    80 bits RFC 2104 asks of a truncated MAC; a forger's chance per try is 2^-128.
     """
 
     PERSON = b"mr-tok2"
