@@ -22,6 +22,7 @@ from modelrollout.api.types import (
     Condition,
     GateReason,
     HistoryEntry,
+    HistoryPhase,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelSpec,
@@ -232,7 +233,7 @@ class _Run:
     def emit(self, type_: str, reason: str, message: str) -> None:
         self.actions.append(Emit(type_, reason, message))
 
-    def finish_history(self, revision: str, phase: str, reason: str) -> None:
+    def finish_history(self, revision: str, phase: HistoryPhase, reason: str) -> None:
         entry = _history(self.status, revision)
         if entry is not None and (entry.phase, entry.reason) != (phase, reason):
             entry.phase, entry.reason, entry.finishedAt = phase, reason, self.now
@@ -245,7 +246,7 @@ class _Run:
             HistoryEntry(
                 revision=desired.revision,
                 modelURI=desired.model.uri,
-                phase=Phase.PROGRESSING,
+                phase=HistoryPhase.PROGRESSING,
                 startedAt=self.now,
                 model=desired.model,
                 serving=desired.serving,
@@ -344,8 +345,8 @@ def _first_revision(run: _Run) -> None:
     rev = desired.revision
     if _history(st, rev) is None or st.phase not in (Phase.INITIALIZING, Phase.FAILED):
         for entry in st.history:
-            if entry.revision != rev and entry.phase == Phase.PROGRESSING:
-                run.finish_history(entry.revision, Reason.SUPERSEDED, f"spec changed to revision {rev}")
+            if entry.revision != rev and entry.phase == HistoryPhase.PROGRESSING:
+                run.finish_history(entry.revision, HistoryPhase.SUPERSEDED, f"spec changed to revision {rev}")
         run.start_history(desired)
         st.revisionStartedAt = run.now
         st.phase, st.message = Phase.INITIALIZING, f"waiting for revision {rev} to become available"
@@ -354,14 +355,14 @@ def _first_revision(run: _Run) -> None:
     if _is_available(run.obs.deployments.get(rev), run.replicas):
         st.stableRevision, st.canaryRevision, st.canaryWeight = rev, None, 0
         st.phase, st.message = Phase.SUCCEEDED, f"revision {rev} is stable"
-        run.finish_history(rev, Phase.SUCCEEDED, Reason.FIRST_REVISION)
+        run.finish_history(rev, HistoryPhase.SUCCEEDED, Reason.FIRST_REVISION)
         run.actions.append(PointService("stable", rev))
         run.set_weight(0)
         return
     if run.elapsed(st.revisionStartedAt) > run.spec.progressDeadlineSeconds and st.phase != Phase.FAILED:
         st.phase = Phase.FAILED
         st.message = f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
-        run.finish_history(rev, Phase.FAILED, Reason.PROGRESS_DEADLINE_EXCEEDED)
+        run.finish_history(rev, HistoryPhase.FAILED, Reason.PROGRESS_DEADLINE_EXCEEDED)
         run.emit("Warning", Reason.PROGRESS_DEADLINE_EXCEEDED, st.message)
 
 
@@ -377,7 +378,7 @@ def _steady_or_rollout(run: _Run) -> None:
         _supersede(run)
     if desired.revision == stable:
         if st.canaryRevision:  # spec went back to the stable model mid-rollout
-            _abandon_canary(run, Reason.SUPERSEDED, "spec changed back to the stable revision")
+            _abandon_canary(run, HistoryPhase.SUPERSEDED, "spec changed back to the stable revision")
         _steady(run)
         return
     if desired.revision in st.failedRevisions:
@@ -445,7 +446,7 @@ def _revert_watch(run: _Run) -> None:
         (
             h.revision
             for h in reversed(st.history)
-            if h.phase == Reason.SUPERSEDED
+            if h.phase == HistoryPhase.SUPERSEDED
             and h.reason == f"replaced by {bad}"
             and h.revision not in st.failedRevisions
         ),
@@ -464,7 +465,7 @@ def _revert_watch(run: _Run) -> None:
     run.set_weight(0)
     run.ensure(bad, 0)
     reason, st.watchFailure, st.watchSince = st.watchFailure, None, None
-    run.finish_history(previous, Phase.SUCCEEDED, Reason.REVERTED)
+    run.finish_history(previous, HistoryPhase.SUCCEEDED, Reason.REVERTED)
     _mark_failed(run, bad, reason, f"reverted to {previous} after the continuous watch failed")
 
 
@@ -763,7 +764,7 @@ def _promote(run: _Run) -> None:
     run.actions.append(PointService("canary", None))
     st.failedChecks = st.inconclusiveChecks = 0
     st.lastCheckAt = None
-    run.finish_history(old, Reason.SUPERSEDED, f"replaced by {canary}")
+    run.finish_history(old, HistoryPhase.SUPERSEDED, f"replaced by {canary}")
     bake = parse_duration(run.spec.bake.duration)
     if bake > 0 and run.spec.analysis.metrics:
         st.phase, st.bakeStartedAt = Phase.BAKING, run.now
@@ -782,7 +783,7 @@ def _finish_promotion(run: _Run) -> None:
         run.ensure(old, 0)
     st.previousStableRevision, st.bakeStartedAt = None, None
     st.phase, st.message = Phase.SUCCEEDED, f"revision {stable} is stable"
-    run.finish_history(stable, Phase.SUCCEEDED, Reason.PROMOTED)
+    run.finish_history(stable, HistoryPhase.SUCCEEDED, Reason.PROMOTED)
 
 
 def _bake(run: _Run) -> None:
@@ -831,7 +832,7 @@ def _mark_failed(run: _Run, revision: str, reason: str, message: str) -> None:
     st.rollbackReason = reason
     if revision not in st.failedRevisions:
         st.failedRevisions.append(revision)
-    run.finish_history(revision, Phase.ROLLED_BACK, reason)
+    run.finish_history(revision, HistoryPhase.ROLLED_BACK, reason)
     run.emit(
         "Warning",
         Reason.ROLLED_BACK,
@@ -840,10 +841,10 @@ def _mark_failed(run: _Run, revision: str, reason: str, message: str) -> None:
 
 
 def _supersede(run: _Run) -> None:
-    _abandon_canary(run, Reason.SUPERSEDED, f"spec changed to revision {run.obs.desired.revision}")
+    _abandon_canary(run, HistoryPhase.SUPERSEDED, f"spec changed to revision {run.obs.desired.revision}")
 
 
-def _abandon_canary(run: _Run, phase: str, reason: str) -> None:
+def _abandon_canary(run: _Run, phase: HistoryPhase, reason: str) -> None:
     st = run.status
     old = st.canaryRevision
     assert old is not None

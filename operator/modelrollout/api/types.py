@@ -49,6 +49,16 @@ class Phase(StrEnum):
     PAUSED = "Paused"
 
 
+class HistoryPhase(StrEnum):
+    """How a revision's life ended (status.history[].phase): Superseded is no ModelDeployment phase."""
+
+    PROGRESSING = "Progressing"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    SUPERSEDED = "Superseded"
+    FAILED = "Failed"
+
+
 class Reason(StrEnum):
     """Reasons the engine writes into conditions, history and rollbacks. A failed gate is
     ``GateFailed<Gate>`` and a failed watch ``WatchFailed<Gate>`` (:func:`gate_reason`)."""
@@ -67,7 +77,6 @@ class Reason(StrEnum):
     ROLLED_BACK = "RolledBack"
     STABLE_AVAILABLE = "StableAvailable"
     STABLE_UNAVAILABLE = "StableUnavailable"
-    SUPERSEDED = "Superseded"
     UNDECIDED = "Undecided"
     WAITING_FOR_EVIDENCE = "WaitingForEvidence"
 
@@ -671,7 +680,7 @@ class HistoryEntry(_Model):
 
     revision: str
     modelURI: str
-    phase: str = Field(description="Progressing, Succeeded, RolledBack, Superseded or Failed.")
+    phase: HistoryPhase = Field(description="Progressing, Succeeded, RolledBack, Superseded or Failed.")
     startedAt: datetime
     finishedAt: datetime | None = None
     reason: str = ""
