@@ -9,3 +9,34 @@ CACHE_DIR=${MODELROLLOUT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelrollout}
 BIN_DIR="$CACHE_DIR/bin"
 TESTENV_DIR=${MODELROLLOUT_TESTENV:-$REPO_ROOT/.testenv}
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# stop_pidfiles DIR NAME...: SIGTERM every process named by DIR/NAME.pid at once, SIGKILL the ones
+# still alive after 5 s, remove the PID files. Together, not one after another: each component takes
+# about 2 s to shut down gracefully, and the cluster's state is deleted right after anyway.
+stop_pidfiles() {
+  local dir=$1 name pid
+  shift
+  local -A pids=()
+  for name in "$@"; do
+    [ -f "$dir/$name.pid" ] || continue
+    pid=$(cat "$dir/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      pids[$name]=$pid
+    fi
+  done
+  local _alive
+  for _ in $(seq 50); do
+    _alive=0
+    for name in "${!pids[@]}"; do kill -0 "${pids[$name]}" 2>/dev/null && _alive=1; done
+    [ $_alive -eq 1 ] || break
+    sleep 0.1
+  done
+  for name in "$@"; do
+    if [ -n "${pids[$name]:-}" ]; then
+      kill -9 "${pids[$name]}" 2>/dev/null || true
+      log "stopped $name (pid ${pids[$name]})"
+    fi
+    rm -f "$dir/$name.pid"
+  done
+}

@@ -309,19 +309,6 @@ cmd_up() {
 }
 
 # ---------------------------------------------------------------------------------------- down
-stop_pid() { # NAME: SIGTERM, then SIGKILL after 5 s
-  local f="$NODE_RUN/$1.pid" pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    log "stopped $1 (pid $pid)"
-  fi
-  rm -f "$f"
-}
-
 # every PID in the node's cgroup subtree: the shims and containers the node's containerd started
 node_pids() {
   local d
@@ -332,9 +319,8 @@ node_pids() {
 
 cmd_down() {
   [ "$(id -u)" -eq 0 ] || return 0
-  stop_pid kube-proxy
-  stop_pid kubelet
-  stop_pid containerd
+  stop_pidfiles "$NODE_RUN" kube-proxy kubelet
+  stop_pidfiles "$NODE_RUN" containerd # after kubelet, which would otherwise restart what it stops
   local pids n=0
   while pids=$(node_pids) && [ -n "$pids" ] && [ $n -lt 20 ]; do
     # shellcheck disable=SC2086  # one PID per word

@@ -35,6 +35,19 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def scoped_settings(namespaces: list[str]) -> kopf.OperatorSettings:
+    """kopf settings that follow the watch scope.
+
+    Given exact namespaces, the operator needs no cluster-wide discovery, and the chart's namespace
+    mode grants none: with kopf's scanning on, it would retry the forbidden list of namespaces and
+    of CRDs nine times each with backoff (about 45 s) before falling back to those namespaces, and
+    only then start reconciling. Globs (``team-*``) do need the namespace list, so scanning stays on.
+    """
+    settings = kopf.OperatorSettings()
+    settings.scanning.disabled = bool(namespaces) and not any(c in ns for ns in namespaces for c in "*?[!")
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level)
@@ -57,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace,
+            settings=scoped_settings(args.namespace),
             liveness_endpoint=args.liveness,
             standalone=True,
         )

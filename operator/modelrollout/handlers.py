@@ -60,9 +60,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.execution.max_workers = int(os.environ.get("MODELROLLOUT_WORKERS", "8"))
-    # In namespace mode the chart grants no cluster-wide list of namespaces or CRDs; without this
-    # kopf retries those forbidden scans before it falls back.
-    settings.scanning.disabled = os.environ.get("MODELROLLOUT_WATCH_MODE") == "namespace"
     settings.peering.standalone = os.environ.get("MODELROLLOUT_PEERING", "") == ""
     if not settings.peering.standalone:
         settings.peering.name = os.environ["MODELROLLOUT_PEERING"]
