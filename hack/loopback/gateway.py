@@ -1,7 +1,9 @@
 """A loopback data plane for the HTTPRoute the operator writes: the stand-in for a Gateway.
 
 Every request is routed the way a Gateway API implementation would: read the ModelDeployment's
-HTTPRoute (refreshed every ``refresh`` seconds), pick a backendRef by its weight, resolve the
+HTTPRoute (refreshed every ``refresh`` seconds); a request whose headers satisfy a rule with header
+matches (the operator's canary routes) takes that rule, any other the route's last rule (the
+weighted one); pick a backendRef of the rule by its weight, resolve the
 Service to the revision it selects, and forward to one of that revision's *ready* pods (from the
 :class:`~hack.loopback.pods.PodRunner`), chosen at random. Feedback is routed exactly like
 predictions — by the route's weights, to a random ready pod — because a real route does the same:
@@ -16,9 +18,11 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,12 +32,38 @@ from kubernetes.client.exceptions import ApiException
 
 from hack.loopback.pods import REVISION_LABEL, PodRunner
 
+Backends = list[tuple[str, int]]
+"""[(revision, weight)] of one rule."""
+
+
+@dataclass
+class HeaderRule:
+    """A rule with header matches: a request satisfying any one of ``matches`` takes ``backends``."""
+
+    matches: list[list[dict[str, str]]]  # each: HTTPHeaderMatch entries that must all hold
+    backends: Backends
+
+    def holds(self, headers: Mapping[str, str]) -> bool:
+        return any(all(_header_holds(m, headers) for m in match) for match in self.matches)
+
+
+def _header_holds(match: dict[str, str], headers: Mapping[str, str]) -> bool:
+    """Gateway API header matching: names case-insensitive; Exact, or RegularExpression searched in
+    the value (as Traefik does; the operator's patterns are anchored, so either reading agrees)."""
+    value = next((v for k, v in headers.items() if k.lower() == match["name"].lower()), None)
+    if value is None:
+        return False
+    if match.get("type", "Exact") == "Exact":
+        return value == match["value"]
+    return re.search(match["value"], value) is not None
+
 
 @dataclass
 class RouteView:
-    """The weights as the route says right now: [(revision, weight)]."""
+    """The route as it says right now: the weighted rule's backends and the header rules before it."""
 
-    backends: list[tuple[str, int]] = field(default_factory=list)
+    backends: Backends = field(default_factory=list)
+    header_rules: list[HeaderRule] = field(default_factory=list)
     read_at: float = 0.0
 
 
@@ -44,6 +74,7 @@ ANSWERED_BY_LIMIT = 200_000
 class GatewayStats:
     routed: Counter = field(default_factory=Counter)  # revision -> predictions forwarded
     feedback_routed: Counter = field(default_factory=Counter)  # revision -> feedback requests forwarded
+    header_routed: Counter = field(default_factory=Counter)  # revision -> predictions routed by a header rule
     unready: Counter = field(default_factory=Counter)  # revision -> requests with no ready pod
     first_seen: dict[str, float] = field(default_factory=dict)  # revision -> monotonic time of first prediction
     weights_log: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # every change of weights
@@ -92,27 +123,41 @@ class Gateway:
     # ------------------------------------------------------------------ routing
     def weights(self) -> dict[str, int]:
         """revision -> weight as currently written by the operator (refreshed at most every ``refresh`` s)."""
+        return dict(self._route().backends)
+
+    def _route(self) -> RouteView:
         now = time.monotonic()
         with self._lock:
             if now - self._view.read_at < self.refresh:
-                return dict(self._view.backends)
-        backends = self._read_route()
+                return self._view
+        view = self._read_route(now)
         with self._lock:
-            self._view = RouteView(backends, now)
-            current = dict(backends)
+            self._view = view
+            current = dict(view.backends)
             if not self.stats.weights_log or self.stats.weights_log[-1][1] != current:
                 self.stats.weights_log.append((now, current))
-        return current
+        return view
 
-    def _read_route(self) -> list[tuple[str, int]]:
+    def _read_route(self, now: float) -> RouteView:
         try:
             route = self.custom.get_namespaced_custom_object(
                 "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", self.name
             )
         except ApiException:
-            return []
+            return RouteView(read_at=now)
+        if not route["spec"].get("rules"):
+            return RouteView(read_at=now)
+        *header_rules, weighted = route["spec"]["rules"]
+        return RouteView(
+            self._backends(weighted),
+            [HeaderRule([m.get("headers") or [] for m in rule.get("matches") or []], self._backends(rule))
+             for rule in header_rules],
+            now,
+        )  # fmt: skip
+
+    def _backends(self, rule: dict[str, Any]) -> Backends:
         out = []
-        for ref in route["spec"]["rules"][-1].get("backendRefs", []):
+        for ref in rule.get("backendRefs", []):
             revision = self._revision_of(ref["name"])
             if revision:
                 out.append((revision, int(ref.get("weight", 1))))
@@ -125,22 +170,27 @@ class Gateway:
             return None
         return (svc.spec.selector or {}).get(REVISION_LABEL)
 
-    def pick(self) -> str | None:
-        weights = {rev: w for rev, w in self.weights().items() if w > 0}
+    def pick(self, headers: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
+        """(revision, whether a header rule chose it) for a request with these headers."""
+        view = self._route()
+        rule = next((r for r in view.header_rules if r.holds(headers or {})), None)
+        weights = {rev: w for rev, w in (rule.backends if rule else view.backends) if w > 0}
         if not weights:
-            return None
-        return random.choices(list(weights), weights=list(weights.values()))[0]
+            return None, False
+        return random.choices(list(weights), weights=list(weights.values()))[0], rule is not None
 
-    def forward(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """Route one request like the HTTPRoute says: pick a revision by weight, then a ready pod."""
+    def forward(self, path: str, body: bytes, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        """Route one request like the HTTPRoute says: its header rule or the weights, then a ready pod."""
         feedback = path.endswith("/feedback")
-        revision = self.pick()
+        revision, by_header = self.pick(headers)
         if revision is None:
             return 503, b'{"error": "gateway: no route"}'
         pods = self.runner.by_revision().get(revision, [])
         with self._lock:
             if not feedback:
                 self.stats.first_seen.setdefault(revision, time.monotonic())
+                if by_header:
+                    self.stats.header_routed[revision] += 1
             if not pods:
                 self.stats.unready[revision] += 1
                 return 503, b'{"error": "gateway: no ready endpoint"}'
@@ -172,7 +222,7 @@ class Gateway:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
-                    status, answer = gateway.forward(self.path, body)
+                    status, answer = gateway.forward(self.path, body, dict(self.headers.items()))
                 except (OSError, ValueError) as exc:
                     status, answer = 502, json.dumps({"error": f"gateway: {exc}"}).encode()
                 self.send_response(status)

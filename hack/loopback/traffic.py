@@ -156,6 +156,7 @@ class TrafficSender:
         concept: str = "current",
         delay_fraction: float = 0.0,
         delay_seconds: float = 0.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
@@ -175,6 +176,7 @@ class TrafficSender:
             raise ValueError("delay_fraction must be within 0..1 and delay_seconds >= 0")
         self.delay_fraction = delay_fraction
         self.delay_seconds = delay_seconds
+        self.headers = dict(headers or {})  # on every request, e.g. a tester's canary-route header
         self.id_prefix = f"t{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -251,6 +253,7 @@ class TrafficSender:
 
         def worker() -> None:
             session = requests.Session()
+            session.headers.update(self.headers)
             try:
                 while (job := next_job()) is not None:
                     if job[0] == "infer":

@@ -195,6 +195,29 @@ def traffic_provider(spec: Mapping[str, Any]) -> str:
     return next((k for k in ("gatewayAPI", "istio", "nginx", "none") if k in traffic), "-")
 
 
+def canary_routes_text(spec: Mapping[str, Any], canary: str | None, ready: str | None) -> str | None:
+    """The header/cookie routes and whether they are on now (the operator writes them while the
+    canary has a ready pod); None when the spec has none."""
+    routes = (spec.get("traffic") or {}).get("canaryRoutes") or []
+    if not routes:
+        return None
+    parts = []
+    for r in routes:
+        if "header" in r:
+            h = r["header"]
+            op = "~" if h.get("match") == "RegularExpression" else "="
+            parts.append(f"header {h.get('name')}{op}{h.get('value')}")
+        elif "cookie" in r:
+            parts.append(f"cookie {r['cookie'].get('name')}={r['cookie'].get('value', 'always')}")
+    if canary is None:
+        state = "off: no canary"
+    elif ready is None or ready.split("/")[0] in ("", "0"):
+        state = f"off: canary {canary} has no ready pod"
+    else:
+        state = f"on: to canary {canary}"
+    return f"{', '.join(parts)}  ({state})"
+
+
 def deployment_readiness(deployments: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """revision → "ready/desired" from the revision Deployments' status."""
     out = {}
@@ -266,6 +289,9 @@ def render_status(
     if previous and phase == "Baking":
         revs.append(rev("previous (warm)", previous, 0))
     field("Traffic split", ("   ".join(revs) + approx) if revs else "-")
+    routes = canary_routes_text(spec, canary, ready.get(canary) if canary else None)
+    if routes:
+        field("Canary routes", routes)
     if status.get("failedRevisions"):
         field("Failed revs", ", ".join(status["failedRevisions"]))
     if phase == "Baking" and status.get("bakeStartedAt"):

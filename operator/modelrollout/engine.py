@@ -33,6 +33,7 @@ from modelrollout.api.types import (
 )
 from modelrollout.contract import Compatible, ContractResult, Incompatible, Unknown
 from modelrollout.durations import parse_duration
+from modelrollout.routing import Routing
 
 ACTIVE_PHASES = {Phase.INITIALIZING, Phase.PROGRESSING, Phase.BAKING}
 
@@ -97,16 +98,11 @@ class PointService:
 
 
 @dataclass(frozen=True)
-class SetWeights:
-    """Route ``canary_weight`` percent to the canary and the rest to the stable revision.
+class SetRouting:
+    """Route requests as ``routing`` says: the canary's weight, and which requests reach it whatever
+    the weight (header and cookie routes, on only while the canary has ready pods)."""
 
-    The revisions are the ones in force when the action is decided; routers that select pods by
-    revision themselves need them; the Service-based ones ignore them.
-    """
-
-    canary_weight: int
-    stable_revision: str | None = None
-    canary_revision: str | None = None
+    routing: Routing
 
 
 @dataclass(frozen=True)
@@ -118,7 +114,7 @@ class Emit:
     message: str
 
 
-Action = EnsureRevision | DeleteRevision | PointService | SetWeights | Emit
+Action = EnsureRevision | DeleteRevision | PointService | SetRouting | Emit
 
 
 @dataclass
@@ -288,11 +284,15 @@ class _Run:
         if latest != EnsureRevision(revision, replicas):
             self.actions.append(EnsureRevision(revision, replicas))
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(self, weight: int, canary_routes: bool = False) -> None:
+        """Route ``weight`` % to the canary; with ``canary_routes`` (only where the canary has ready
+        pods) also every request matching spec.traffic.canaryRoutes, whatever the weight."""
         self.status.canaryWeight = weight
         self.status.weightApproximate = self.no_mesh
-        canary = self.status.canaryRevision if weight else None
-        self.actions.append(SetWeights(weight, self.status.stableRevision, canary))
+        canary = self.status.canaryRevision
+        routes = tuple(self.spec.traffic.canaryRoutes) if canary_routes and canary else ()
+        routed = canary if weight or routes else None
+        self.actions.append(SetRouting(Routing(weight, routes, self.status.stableRevision, routed)))
 
     def elapsed(self, since: datetime | None) -> float:
         return (self.now - since).total_seconds() if since else 0.0
@@ -495,11 +495,12 @@ def _canary(run: _Run) -> None:
         _rollback(run, Reason.ABORTED, "rollout aborted by the abort annotation")
         return
 
-    if st.currentStep is None:  # waiting for the canary to be Ready before it gets any traffic
+    if st.currentStep is None:  # waiting for the canary to be Ready before it gets any share
         want = run.canary_replicas(steps[0])
         run.ensure(canary, want)
         run.actions.append(PointService("canary", canary))
-        run.set_weight(0)
+        # Testers' header/cookie routes reach it as soon as one pod is ready.
+        run.set_weight(0, canary_routes=_has_ready_pod(run, canary))
         if _contract_refused(run, canary, stable):
             return
         if _is_available(run.obs.deployments.get(canary), want):
@@ -528,7 +529,7 @@ def _canary(run: _Run) -> None:
         and st.lastCheckAt is not None
         and st.lastCheckAt >= (st.stepStartedAt or st.lastCheckAt)
     )
-    run.set_weight(min(weight, st.canaryWeight) if failed_last else weight)
+    run.set_weight(min(weight, st.canaryWeight) if failed_last else weight, canary_routes=True)
     promote = run.obs.annotations.get(ANNOTATION_PROMOTE)
     if promote and promote != st.lastHandledPromote:
         st.lastHandledPromote = promote
@@ -576,11 +577,16 @@ def _contract_holds(run: _Run, canary: str, stable: str) -> bool:
     return False
 
 
+def _has_ready_pod(run: _Run, revision: str) -> bool:
+    dep = run.obs.deployments.get(revision)
+    return dep is not None and dep.available > 0
+
+
 def _canary_serving(run: _Run, canary: str) -> bool:
-    """A canary that lost every ready pod gets no traffic; it has progressDeadlineSeconds to recover."""
+    """A canary that lost every ready pod gets no traffic (its header/cookie routes included); it has
+    progressDeadlineSeconds to recover."""
     st = run.status
-    dep = run.obs.deployments.get(canary)
-    if dep is not None and dep.available > 0:
+    if _has_ready_pod(run, canary):
         if st.canaryUnavailableSince is not None:
             st.canaryUnavailableSince, st.stepStartedAt = None, run.now  # the step's time counts with traffic
             run.emit("Normal", "CanaryAvailable", f"canary {canary} is ready again; traffic restored")
@@ -608,7 +614,7 @@ def _enter_step(run: _Run, index: int) -> None:
     st.phase, st.message = Phase.PROGRESSING, f"canary {st.canaryRevision} at {weight}%"
     assert st.canaryRevision is not None
     run.ensure(st.canaryRevision, run.canary_replicas(weight))
-    run.set_weight(weight)
+    run.set_weight(weight, canary_routes=True)  # entered only with the canary available
     run.emit(
         "Normal",
         "StepStarted",

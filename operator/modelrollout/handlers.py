@@ -243,9 +243,9 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
                     kube().apply_service(
                         workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
                     )
-            case engine.SetWeights(canary_weight=weight, stable_revision=stable, canary_revision=canary):
-                if stable is not None:  # no route before the first revision is stable
-                    router.ensure(obj, spec, weight, stable_revision=stable, canary_revision=canary)
+            case engine.SetRouting(routing=routing):
+                if routing.stable_revision is not None:  # no route before the first revision is stable
+                    router.ensure(obj, spec, routing)
             case engine.Emit(type=kind, reason=reason, message=message):
                 kube().post_event(obj, kind, reason, message)
 

@@ -9,14 +9,17 @@ its time-to-rollback: first request to the bad canary -> route back at 100 % sta
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from examples.models import dataset
 from hack.loopback.cluster import TESTENV, Cluster, wait_until
 from hack.loopback.gateway import Gateway
 from hack.loopback.pods import PodRunner
@@ -29,12 +32,25 @@ ROLLBACK_TIMES: list[tuple[str, str, float]] = []  # (test, reason, seconds), pr
 RATE = 40  # requests per second through the gateway (each also sends its feedback)
 
 
-def spec(model: str, *, sha256: str | None = None, bake: str = "0s", deadline: int = 30, warmup: int = 5) -> dict:
+def spec(
+    model: str,
+    *,
+    sha256: str | None = None,
+    bake: str = "0s",
+    deadline: int = 30,
+    warmup: int = 5,
+    steps: tuple[int, ...] = (20, 50, 100),
+    step: str = "5s",
+    canary_routes: list[dict] | None = None,
+) -> dict:
+    traffic: dict[str, Any] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+    if canary_routes:
+        traffic["canaryRoutes"] = canary_routes
     return {
         "model": model_spec(model, sha256),
         "serving": serving_spec(warmup),
-        "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
-        "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": "5s"}},
+        "traffic": traffic,
+        "strategy": {"canary": {"steps": list(steps), "stepDuration": step}},
         "analysis": {
             "interval": "3s",
             "failureLimit": 1,
@@ -73,8 +89,17 @@ class World:
         return wait_until(lambda: (s := self.status()).get("phase") in phases and s, timeout, interval=0.5,
                           what=f"phase in {phases}")  # fmt: skip
 
-    def traffic(self, concept: str = "current") -> TrafficSender:
-        sender = TrafficSender({"gw": self.gateway.url}, seed=len(self.senders) + 1, concept=concept, concurrency=2)
+    def predict(self, headers: dict[str, str]) -> str | None:
+        """One prediction through the gateway with these headers: the revision that answered it."""
+        body = json.dumps(dataset.tensor_body(dataset.generate(1, seed=7).features)).encode()
+        req = urllib.request.Request(f"{self.gateway.url}/v2/models/fraud/infer", body,
+                                     {"Content-Type": "application/json", **headers})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read()).get("model_version")
+
+    def traffic(self, concept: str = "current", headers: dict[str, str] | None = None) -> TrafficSender:
+        sender = TrafficSender({"gw": self.gateway.url}, seed=len(self.senders) + 1, concept=concept, concurrency=2,
+                               headers=headers)  # fmt: skip
         sender.start(max_requests=RATE * 240, max_seconds=240, rate=RATE)
         self.senders.append(sender)
         return sender
@@ -223,3 +248,27 @@ def test_new_spec_mid_rollout_supersedes_the_canary(world):
     assert next(h for h in st["history"] if h["revision"] == first)["phase"] == "Superseded"
     wait_until(lambda: world.cluster.get("deploy", f"fraud-{first}", world.namespace)["spec"]["replicas"] == 0, 30,
                what="superseded canary scaled down")  # fmt: skip
+
+
+def test_header_and_cookie_routes_reach_the_canary_at_weight_0(world):
+    """A dark first step (weight 0): testers' header or cookie requests reach the canary, nothing else does."""
+    routes = [{"header": {"name": "x-canary", "value": "always"}}, {"cookie": {"name": "canary"}}]
+    world_spec = {"steps": (0, 50, 100), "step": "15s", "canary_routes": routes}
+    stable, canary = stable_then_canary(world, "better", **world_spec)
+    wait_until(lambda: world.status().get("currentStep") == 0, 60, what="the dark step")
+    world.traffic(headers={"x-canary": "always"})  # testers: labelled traffic for the canary's gates
+    testers = {"header": {"x-canary": "always"}, "cookie": {"Cookie": "session=1; canary=always"}}
+    others = {"no header": {}, "another value": {"x-canary": "never"}, "another cookie": {"Cookie": "canary=never"}}
+    answered = {name: {world.predict(h) for _ in range(15)} for name, h in {**testers, **others}.items()}
+    st = world.status()
+    assert st["currentStep"] == 0 and st["canaryWeight"] == 0, "the dark step ended before the checks"
+    assert all(answered[name] == {canary} for name in testers), answered
+    assert all(answered[name] == {stable} for name in others), answered
+    by_weight = world.gateway.stats.routed[canary] - world.gateway.stats.header_routed[canary]
+    assert by_weight == 0, f"{by_weight} unmatched requests reached the canary at weight 0"
+
+    st = world.wait_phase("Succeeded", timeout=150)
+    assert st["stableRevision"] == canary
+    assert world.canary_weights_seen(canary)[:2] == [50, 100]
+    route = world.cluster.get("httproute", "fraud", world.namespace)
+    assert [r["name"] for r in route["spec"]["rules"]] == ["weighted"], "the canary's routes go with it"

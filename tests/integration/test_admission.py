@@ -19,6 +19,9 @@ VALID = {
 }
 
 
+GW = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+
+
 def mutate(path: str, value):
     obj = copy.deepcopy(VALID)
     *parents, leaf = path.split(".")
@@ -34,8 +37,27 @@ INVALID = [
      ["spec.strategy.canary.steps", "strictly increasing"]),
     ("last step not 100", mutate("spec.strategy", {"canary": {"steps": [10, 50]}}),
      ["spec.strategy.canary.steps", "last canary step must be 100"]),
-    ("step out of range", mutate("spec.strategy", {"canary": {"steps": [0, 100]}}),
-     ["spec.strategy.canary.steps", "1"]),
+    ("step out of range", mutate("spec.strategy", {"canary": {"steps": [-1, 100]}}),
+     ["spec.strategy.canary.steps", "0"]),
+    ("dark step without canary routes", mutate("spec.strategy", {"canary": {"steps": [0, 100]}}),
+     ["spec.strategy.canary.steps", "needs traffic.canaryRoutes"]),
+    ("canary routes without a traffic layer",
+     mutate("spec.traffic", {"none": {}, "canaryRoutes": [{"header": {"name": "x-canary", "value": "1"}}]}),
+     ["spec.traffic.canaryRoutes", "need a traffic layer"]),
+    ("canary route with header and cookie",
+     mutate("spec.traffic", {**GW, "canaryRoutes": [{"header": {"name": "x", "value": "1"}, "cookie": {"name": "c"}}]}),
+     ["spec.traffic.canaryRoutes[0]", "exactly one of header or cookie"]),
+    ("header name that is no token",
+     mutate("spec.traffic", {**GW, "canaryRoutes": [{"header": {"name": "x y", "value": "1"}}]}),
+     ["spec.traffic.canaryRoutes[0].header.name"]),
+    ("two header routes on nginx",
+     mutate("spec.traffic", {"nginx": {"host": "a.example.com"},
+                             "canaryRoutes": [{"header": {"name": n, "value": "1"}} for n in ("a", "b")]}),
+     ["spec.traffic.canaryRoutes", "at most one header and one cookie"]),
+    ("nginx cookie value other than always",
+     mutate("spec.traffic", {"nginx": {"host": "a.example.com"},
+                             "canaryRoutes": [{"cookie": {"name": "c", "value": "yes"}}]}),
+     ["spec.traffic.canaryRoutes", "'always'"]),
     ("two traffic providers", mutate("spec.traffic", {"none": {}, "nginx": {"host": "a.example.com"}}),
      ["spec.traffic", "exactly one traffic provider"]),
     ("no traffic provider", mutate("spec.traffic", {}), ["spec.traffic", "exactly one traffic provider"]),
@@ -84,4 +106,15 @@ def test_invalid_manifest_rejected_by_api_server(cluster, namespace, case, manif
 
 def test_valid_manifest_accepted(cluster, namespace):
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(VALID))
+    assert "created (server dry run)" in proc.stdout
+
+
+def test_a_dark_step_with_header_and_cookie_routes_is_accepted(cluster, namespace):
+    manifest = mutate("spec.traffic", {**GW, "canaryRoutes": [
+        {"header": {"name": "x-canary", "value": "always"}},
+        {"header": {"name": "x-tester", "value": "^(alice|bob)$", "match": "RegularExpression"}},
+        {"cookie": {"name": "canary"}},
+    ]})  # fmt: skip
+    manifest["spec"]["strategy"] = {"canary": {"steps": [0, 50, 100]}}
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
     assert "created (server dry run)" in proc.stdout

@@ -24,6 +24,7 @@ from modelrollout import engine
 from modelrollout.api.types import AnalysisResult, ModelDeploymentSpec, ModelDeploymentStatus
 from modelrollout.revision import revision_hash
 from modelrollout.routers import cleanup_other_providers, router_for, router_for_provider
+from modelrollout.routing import Routing
 from modelrollout.workloads import build_deployment, build_service
 
 from hack.loopback.cluster import Cluster, wait_until
@@ -104,7 +105,7 @@ def test_gatewayapi_httproute(cluster, upstream_crds, api, namespace):
     assert router.read_weights(owner, spec) is None
 
     for w in (0, 5, 50, 100):
-        assert router.ensure(owner, spec, w) is True
+        assert router.ensure(owner, spec, Routing(w)) is True
         assert router.read_weights(owner, spec) == (100 - w, w)
         route = get(cluster, "httproute", "fraud", namespace)
         (rule,) = route["spec"]["rules"]
@@ -116,13 +117,13 @@ def test_gatewayapi_httproute(cluster, upstream_crds, api, namespace):
         assert_owned_by(route, owner)
 
     version = get(cluster, "httproute", "fraud", namespace)["metadata"]["resourceVersion"]
-    assert router.ensure(owner, spec, 100) is False, "an unchanged weight is not written again"
+    assert router.ensure(owner, spec, Routing(100)) is False, "an unchanged weight is not written again"
     assert get(cluster, "httproute", "fraud", namespace)["metadata"]["resourceVersion"] == version
     # A hand edit of the weights (the hash annotation survives it) is still repaired.
     patch = '[{"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 100}]'
     cluster.kubectl("patch", "httproute", "fraud", "-n", namespace, "--type=json", "-p", patch)
     assert router.read_weights(owner, spec) == (50, 50)
-    assert router.ensure(owner, spec, 100) is True
+    assert router.ensure(owner, spec, Routing(100)) is True
     assert router.read_weights(owner, spec) == (0, 100)
 
     # A weight the CRD forbids (relative weights are 0..1,000,000) is refused by the API server...
@@ -134,7 +135,7 @@ def test_gatewayapi_httproute(cluster, upstream_crds, api, namespace):
     assert "should be greater than or equal to 0" in rejected(cluster, bad, namespace)
     # ...and the router never gets that far with a weight that is not a percentage.
     with pytest.raises(ValueError):
-        router.ensure(owner, spec, 101)
+        router.ensure(owner, spec, Routing(101))
     assert router.read_weights(owner, spec) == (0, 100)
 
     router.cleanup(owner, spec)
@@ -142,7 +143,7 @@ def test_gatewayapi_httproute(cluster, upstream_crds, api, namespace):
     assert router.read_weights(owner, spec) is None
     router.cleanup(owner, spec)  # idempotent
 
-    router.ensure(owner, spec, 5)
+    router.ensure(owner, spec, Routing(5))
     delete_owner_and_wait_gone(cluster, namespace, owner, [("httproute", "fraud")])
 
 
@@ -152,7 +153,7 @@ def test_gatewayapi_cel_rejects_a_path_our_schema_lets_through(cluster, upstream
     traffic = {**TRAFFIC["gatewayAPI"], "path": "/v2//fraud"}
     owner, spec = create_owner(cluster, namespace, "gatewayAPI", traffic=traffic)
     with pytest.raises(ApiException) as err:
-        router_for(spec, api).ensure(owner, spec, 5)
+        router_for(spec, api).ensure(owner, spec, Routing(5))
     assert err.value.status == 422
     assert "must not contain '//'" in json.loads(err.value.body)["message"]
 
@@ -180,7 +181,7 @@ def test_istio_virtualservice(cluster, upstream_crds, api, namespace):
     stable, canary = f"fraud.{namespace}.svc.cluster.local", f"fraud-canary.{namespace}.svc.cluster.local"
 
     for w in (0, 5, 50, 100):
-        router.ensure(owner, spec, w, stable_revision="aaa111", canary_revision="bbb222")
+        router.ensure(owner, spec, Routing(w, (), "aaa111", "bbb222"))
         assert router.read_weights(owner, spec) == (100 - w, w)
         vs = get(cluster, "virtualservice", "fraud", namespace)
         assert vs["spec"]["hosts"] == ["fraud.example.com"]
@@ -202,7 +203,7 @@ def test_istio_virtualservice(cluster, upstream_crds, api, namespace):
     assert get(cluster, "virtualservice", "fraud", namespace) is None
     assert router.read_weights(owner, spec) is None
 
-    router.ensure(owner, spec, 5)
+    router.ensure(owner, spec, Routing(5))
     delete_owner_and_wait_gone(cluster, namespace, owner, [("virtualservice", "fraud")])
 
 
@@ -226,7 +227,7 @@ def test_istio_replaces_an_earlier_versions_subsets(cluster, upstream_crds, api,
     cluster.apply(old_dr, namespace)
     cluster.apply(old_vs, namespace)
     router = router_for(spec, api)
-    assert router.ensure(owner, spec, 0) is True
+    assert router.ensure(owner, spec, Routing(0)) is True
     (route,) = get(cluster, "virtualservice", "fraud", namespace)["spec"]["http"][0]["route"]
     assert route["destination"] == {"host": host, "port": {"number": 80}}
     assert get(cluster, "destinationrule", "fraud", namespace) is None
@@ -391,7 +392,7 @@ def test_nginx_main_and_canary_ingress(cluster, upstream_crds, api, namespace):
     assert router.read_weights(owner, spec) is None
 
     for w in (5, 50, 100, 0):
-        router.ensure(owner, spec, w)
+        router.ensure(owner, spec, Routing(w))
         assert router.read_weights(owner, spec) == (100 - w, w)
         main = get(cluster, "ingress", "fraud", namespace)
         canary = get(cluster, "ingress", "fraud-canary", namespace)
@@ -411,13 +412,13 @@ def test_nginx_main_and_canary_ingress(cluster, upstream_crds, api, namespace):
         assert (cpath["path"], cpath["pathType"]) == (mpath["path"], mpath["pathType"]) == ("/v2", "Prefix")
         assert cpath["backend"]["service"] == {"name": "fraud-canary", "port": {"number": 80}}
 
-    router.ensure(owner, spec, 25)
+    router.ensure(owner, spec, Routing(25))
     router.cleanup(owner, spec)
     assert get(cluster, "ingress", "fraud", namespace) is None
     assert get(cluster, "ingress", "fraud-canary", namespace) is None
     assert router.read_weights(owner, spec) is None
 
-    router.ensure(owner, spec, 25)
+    router.ensure(owner, spec, Routing(25))
     delete_owner_and_wait_gone(cluster, namespace, owner, [("ingress", "fraud"), ("ingress", "fraud-canary")])
 
 
@@ -427,7 +428,7 @@ def test_nginx_main_and_canary_ingress(cluster, upstream_crds, api, namespace):
 def test_none_reads_the_ready_replica_ratio(cluster, upstream_crds, api, namespace):
     owner, spec = create_owner(cluster, namespace, "none")
     router = router_for(spec, api)
-    assert router.ensure(owner, spec, 25) is False
+    assert router.ensure(owner, spec, Routing(25)) is False
     assert router.read_weights(owner, spec) is None, "no stable Service, no stable revision"
 
     def serve(revision: str, replicas: int, service: str, role: str) -> None:
@@ -455,9 +456,69 @@ def test_none_reads_the_ready_replica_ratio(cluster, upstream_crds, api, namespa
 
 def test_switching_provider_cleans_up_the_old_one(cluster, upstream_crds, api, namespace):
     owner, spec = create_owner(cluster, namespace, "gatewayAPI")
-    router_for(spec, api).ensure(owner, spec, 50)
+    router_for(spec, api).ensure(owner, spec, Routing(50))
     nginx_spec = ModelDeploymentSpec.model_validate({**owner["spec"], "traffic": {"nginx": TRAFFIC["nginx"]}})
-    router_for(nginx_spec, api).ensure(owner, nginx_spec, 50)
+    router_for(nginx_spec, api).ensure(owner, nginx_spec, Routing(50))
     cleanup_other_providers(owner, nginx_spec, api)
     assert get(cluster, "httproute", "fraud", namespace) is None
     assert router_for_provider("nginx", api).read_weights(owner, nginx_spec) == (50, 50)
+
+
+# ------------------------------------------------------------------------ header and cookie routes
+
+CANARY_ROUTES = {
+    "gatewayAPI": [{"header": {"name": "x-canary", "value": "always"}},
+                   {"header": {"name": "x-tester", "value": "^(alice|bob)$", "match": "RegularExpression"}},
+                   {"cookie": {"name": "canary"}}],
+    "istio": [{"header": {"name": "X-Canary", "value": "always"}}, {"cookie": {"name": "canary"}}],
+    "nginx": [{"header": {"name": "x-tester", "value": "^(alice|bob)$", "match": "RegularExpression"}},
+              {"cookie": {"name": "canary"}}],
+}  # fmt: skip
+
+
+def canary_rule(cluster: Cluster, provider: str, namespace: str) -> Any:
+    """The canary-routes rule (HTTPRoute), http route (VirtualService) or canary Ingress annotations."""
+    if provider == "gatewayAPI":
+        rules = get(cluster, "httproute", "fraud", namespace)["spec"]["rules"]
+        return next((r for r in rules if r.get("name") == "canary-routes"), None)
+    if provider == "istio":
+        http = get(cluster, "virtualservice", "fraud", namespace)["spec"]["http"]
+        return next((h for h in http if h.get("name") == "canary-routes"), None)
+    canary = get(cluster, "ingress", "fraud-canary", namespace)
+    if canary is None:
+        return None
+    ann = canary["metadata"]["annotations"]
+    return {k.rsplit("/", 1)[1]: v for k, v in ann.items() if "canary-by-" in k} or None
+
+
+@pytest.mark.parametrize("provider", ["gatewayAPI", "istio", "nginx"])
+def test_canary_routes_are_accepted_by_the_upstream_schemas_and_removed_with_the_canary(
+    cluster, upstream_crds, api, namespace, provider
+):
+    manifest = md_manifest(provider)
+    manifest["spec"]["traffic"]["canaryRoutes"] = CANARY_ROUTES[provider]
+    cluster.apply(manifest, namespace)  # the CRD's CEL rules accept these routes for this provider
+    owner = cluster.get("mdep", "fraud", namespace)
+    spec = ModelDeploymentSpec.model_validate(owner["spec"])
+    router = router_for(spec, api)
+    routes = tuple(spec.traffic.canaryRoutes)
+
+    for w in (0, 30):  # the upstream CRDs (schemas and CEL) judge every object written
+        assert router.ensure(owner, spec, Routing(w, routes, "aaa111", "bbb222")) is True
+        assert router.read_weights(owner, spec) == (100 - w, w), "the routes never count as weight"
+        rule = canary_rule(cluster, provider, namespace)
+        assert rule is not None, f"no canary routes written at weight {w}"
+    if provider == "gatewayAPI":
+        assert [m["headers"][0]["name"] for m in rule["matches"]] == ["x-canary", "x-tester", "Cookie"]
+        assert rule["backendRefs"] == [{"group": "", "kind": "Service", "name": "fraud-canary", "port": 80,
+                                        "weight": 1}]  # fmt: skip
+    elif provider == "istio":
+        assert rule["match"] == [{"headers": {"x-canary": {"exact": "always"}}},
+                                 {"headers": {"cookie": {"regex": r"^(.*?;\s*)?canary=always(;.*)?$"}}}]  # fmt: skip
+    else:
+        assert rule == {"canary-by-header": "x-tester", "canary-by-header-pattern": "^(alice|bob)$",
+                        "canary-by-cookie": "canary"}  # fmt: skip
+
+    assert router.ensure(owner, spec, Routing(0)) is True  # the canary is gone: so are its routes
+    assert canary_rule(cluster, provider, namespace) is None
+    assert router.read_weights(owner, spec) == (100, 0)

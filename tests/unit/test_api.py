@@ -19,12 +19,33 @@ def test_defaults():
     assert s.traffic.provider == "none"
 
 
+GW = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+
+
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
         ({"strategy": {"canary": {"steps": [10, 5, 100]}}}, "strictly increasing"),
         ({"strategy": {"canary": {"steps": [10, 50]}}}, "last canary step must be 100"),
-        ({"strategy": {"canary": {"steps": [0, 100]}}}, "between 1 and 100"),
+        ({"strategy": {"canary": {"steps": [-1, 100]}}}, "between 0 and 100"),
+        ({"strategy": {"canary": {"steps": [0, 100]}}}, "needs traffic.canaryRoutes"),
+        ({"traffic": {"none": {}, "canaryRoutes": [{"cookie": {"name": "c"}}]}}, "need a traffic layer"),
+        ({"traffic": {**GW, "canaryRoutes": [{}]}}, "exactly one of header or cookie"),
+        (
+            {
+                "traffic": {
+                    **GW,
+                    "canaryRoutes": [{"header": {"name": "x", "value": "(", "match": "RegularExpression"}}],
+                }
+            },
+            "not a valid regular expression",
+        ),
+        ({"traffic": {**GW, "canaryRoutes": [{"header": {"name": "x y", "value": "1"}}]}}, "name"),
+        ({"traffic": {**GW, "canaryRoutes": [{"cookie": {"name": "c", "value": "a;b"}}]}}, "value"),
+        (
+            {"traffic": {"nginx": {"host": "a"}, "canaryRoutes": [{"cookie": {"name": "c", "value": "yes"}}]}},
+            "'always'",
+        ),
         ({"traffic": {"none": {}, "nginx": {"host": "a"}}}, "exactly one traffic provider"),
         ({"traffic": {}}, "exactly one traffic provider"),
         ({"analysis": {"interval": "10 minutes"}}, "interval"),

@@ -42,6 +42,20 @@ def test_status_view_shows_step_weights_gates_and_readiness() -> None:
     assert "\x1b[" not in text  # plain text unless asked for colour
 
 
+@pytest.mark.parametrize(("canary_ready", "state"), [(0, "off: canary a1c2e3f4 has no ready pod"),
+                                                     (1, "on: to canary a1c2e3f4")])  # fmt: skip
+def test_status_view_shows_the_canary_routes_and_whether_they_are_on(canary_ready: int, state: str) -> None:
+    obj = load("progressing.yaml")
+    obj["spec"]["traffic"]["canaryRoutes"] = [
+        {"header": {"name": "x-canary", "value": "always"}},
+        {"header": {"name": "x-tester", "value": "^a$", "match": "RegularExpression"}},
+        {"cookie": {"name": "canary"}},
+    ]
+    text = cli.render_status(obj, NOW, [deployment("5d8f2c1a", 2, 2), deployment("a1c2e3f4", 1, canary_ready)])
+    assert f"Canary routes:  header x-canary=always, header x-tester~^a$, cookie canary=always  ({state})\n" in text
+    assert "Canary routes" not in cli.render_status(load("progressing.yaml"), NOW, [])
+
+
 def test_status_view_says_what_a_waiting_step_waits_for_and_shows_the_evidence() -> None:
     obj = load("progressing.yaml")
     waiting = (

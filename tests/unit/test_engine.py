@@ -38,7 +38,7 @@ def tick(spec, status, rev, deps, now, analysis=None, annotations=None, generati
 
 
 def weights_in(d: e.Decision) -> list[int]:
-    return [a.canary_weight for a in d.actions if isinstance(a, e.SetWeights)]
+    return [a.routing.canary_weight for a in d.actions if isinstance(a, e.SetRouting)]
 
 
 def cond(status: ModelDeploymentStatus, type_: str):
@@ -127,7 +127,7 @@ def test_failed_gate_rolls_back_weights_first_and_is_not_retried():
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Fail", now))
     assert d.status.phase == "RolledBack" and d.status.canaryWeight == 0 and d.status.stableRevision == "r1"
     kinds = [type(a).__name__ for a in d.actions]
-    assert kinds.index("SetWeights") < max(i for i, a in enumerate(d.actions) if a == e.EnsureRevision("r2", 0))
+    assert kinds.index("SetRouting") < max(i for i, a in enumerate(d.actions) if a == e.EnsureRevision("r2", 0))
     assert "r2" in d.status.failedRevisions
     assert cond(d.status, "Degraded").status == "True" and "ErrorRate" in cond(d.status, "Degraded").reason
     later = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready(0)}, now + timedelta(minutes=5))

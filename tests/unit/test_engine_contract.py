@@ -52,7 +52,7 @@ def canary_started(spec) -> ModelDeploymentStatus:
 
 
 def weights(d: e.Decision) -> list[int]:
-    return [a.canary_weight for a in d.actions if isinstance(a, e.SetWeights)]
+    return [a.routing.canary_weight for a in d.actions if isinstance(a, e.SetRouting)]
 
 
 def events(d: e.Decision, reason: str) -> list[e.Emit]:

@@ -121,14 +121,16 @@ def test_invariants(steps, gated, no_mesh, bake, ticks):
             assert after.canaryWeight <= before.canaryWeight
         # No traffic to a canary that is not Ready.
         for action in decision.actions:
-            if isinstance(action, e.SetWeights) and action.canary_weight > 0:
+            if isinstance(action, e.SetRouting) and action.routing.canary_weight > 0:
                 canary = after.canaryRevision or before.canaryRevision
                 assert canary is not None and obs.deployments[canary].available > 0
         # Every rollback ends at 100 % stable and routes away before scaling the canary down.
         if after.phase == "RolledBack" and before.phase != "RolledBack" and before.canaryRevision:
             assert after.canaryWeight == 0 and after.canaryRevision is None
             kinds = decision.actions
-            weight_at = next(i for i, a in enumerate(kinds) if isinstance(a, e.SetWeights) and a.canary_weight == 0)
+            weight_at = next(
+                i for i, a in enumerate(kinds) if isinstance(a, e.SetRouting) and a.routing.canary_weight == 0
+            )
             scale_at = next(i for i, a in enumerate(kinds) if a == e.EnsureRevision(before.canaryRevision, 0))
             assert weight_at < scale_at
         # A step is left (to the next or to promotion) only after a check that allows it: the proof

@@ -7,10 +7,11 @@ tests/integration/test_routers.py; here we pin the shapes fast and without a clu
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
-from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.api.types import CanaryRoute, ModelDeploymentSpec
 from modelrollout.kube import with_hash
 from modelrollout.routers import (
     PROVIDERS,
@@ -23,7 +24,8 @@ from modelrollout.routers import (
     router_for_provider,
     split,
 )
-from modelrollout.routers.base import WEIGHTED_ROUTE, percentages
+from modelrollout.routers.base import WEIGHTED_ROUTE, cookie_regex, percentages
+from modelrollout.routing import Routing
 
 WEIGHTS = (0, 5, 50, 100)
 OWNER = {
@@ -89,9 +91,9 @@ def test_percentages_normalise_relative_weights():
 
 
 def test_hash_annotation_ignores_itself_and_tracks_changes():
-    a = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5))
-    b = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5))
-    c = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 10))
+    a = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(5)))
+    b = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(5)))
+    c = with_hash(gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(10)))
     key = "modelrollout.io/applied-hash"
     assert a["metadata"]["annotations"][key] == b["metadata"]["annotations"][key]
     assert a["metadata"]["annotations"][key] != c["metadata"]["annotations"][key]
@@ -120,7 +122,7 @@ def backends(route: dict[str, Any]) -> dict[str, int]:
 
 @pytest.mark.parametrize("w", WEIGHTS)
 def test_httproute_weights(w):
-    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, w)
+    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(w))
     got = backends(route)
     assert sum(got.values()) == 100
     assert got["fraud"] == 100 - w
@@ -132,7 +134,7 @@ def test_httproute_weights(w):
 
 
 def test_httproute_shape():
-    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5)
+    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(5))
     assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute")
     assert route["metadata"]["name"] == "fraud"
     assert_owned(route, "gatewayAPI")
@@ -145,7 +147,7 @@ def test_httproute_shape():
 
 def test_httproute_minimal_spec_omits_optional_fields():
     route = gatewayapi.build_httproute(
-        OWNER, spec("gatewayAPI", {"parentRefs": [{"name": "gw"}]}).traffic.gatewayAPI, 0
+        OWNER, spec("gatewayAPI", {"parentRefs": [{"name": "gw"}]}).traffic.gatewayAPI, Routing(0)
     )
     assert route["spec"]["parentRefs"] == [{"name": "gw"}]
     assert "hostnames" not in route["spec"]
@@ -169,7 +171,7 @@ def test_httproute_weights_read_back_from_relative_weights_and_defaults():
 
 @pytest.mark.parametrize("w", WEIGHTS)
 def test_virtualservice_weights(w):
-    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, w)
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, Routing(w))
     (http,) = vs["spec"]["http"]
     assert http["name"] == WEIGHTED_ROUTE
     by_host = {r["destination"]["host"]: r["weight"] for r in http["route"]}
@@ -186,13 +188,13 @@ def test_virtualservice_weights(w):
 
 
 def test_virtualservice_shape():
-    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 5)
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, Routing(5))
     assert (vs["apiVersion"], vs["kind"], vs["metadata"]["name"]) == (
         "networking.istio.io/v1", "VirtualService", "fraud")  # fmt: skip
     assert_owned(vs, "istio")
     assert vs["spec"]["hosts"] == ["fraud.example.com"]
     assert vs["spec"]["gateways"] == ["istio-system/public"]
-    mesh_only = istio.build_virtualservice(OWNER, spec("istio", {"hosts": ["fraud"]}).traffic.istio, 5)
+    mesh_only = istio.build_virtualservice(OWNER, spec("istio", {"hosts": ["fraud"]}).traffic.istio, Routing(5))
     assert "gateways" not in mesh_only["spec"], "no gateways means Istio's default: the mesh"
 
 
@@ -229,22 +231,22 @@ def test_the_apex_service_selects_the_stable_revision_alone_except_without_a_tra
     else:
         assert stable == {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "aaa111"}
     if provider == "istio":
-        vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 10)
+        vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, Routing(10))
         hosts = [r["destination"]["host"] for r in vs["spec"]["http"][0]["route"]]
         assert hosts == ["fraud.ml.svc.cluster.local", "fraud-canary.ml.svc.cluster.local"]
 
 
 def test_cluster_domain_is_configurable(monkeypatch):
     monkeypatch.setenv("MODELROLLOUT_CLUSTER_DOMAIN", "corp.internal")
-    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 5)
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, Routing(5))
     hosts = [r["destination"]["host"] for r in vs["spec"]["http"][0]["route"]]
     assert hosts == ["fraud.ml.svc.corp.internal", "fraud-canary.ml.svc.corp.internal"]
 
 
-def test_istio_ensure_checks_the_weight_before_any_io():
-    router = istio.IstioRouter.__new__(istio.IstioRouter)  # no client: must fail before I/O
+@pytest.mark.parametrize("weight", [101, -1, True, 5.0])
+def test_a_weight_that_is_no_percentage_never_becomes_a_routing(weight):
     with pytest.raises(ValueError, match=r"0\.\.100"):
-        router.ensure(OWNER, spec("istio"), 101)
+        Routing(weight)
 
 
 def test_virtualservice_weights_read_back():
@@ -263,7 +265,7 @@ def test_a_route_with_subsets_is_recognised_as_an_earlier_versions():
     old = {"spec": {"http": [{"name": WEIGHTED_ROUTE, "route": [
         {"destination": {"host": "fraud.ml.svc.cluster.local", "subset": "stable"}, "weight": 100}]}]}}  # fmt: skip
     assert istio.names_subsets(old)
-    assert not istio.names_subsets(istio.build_virtualservice(OWNER, spec("istio").traffic.istio, 50))
+    assert not istio.names_subsets(istio.build_virtualservice(OWNER, spec("istio").traffic.istio, Routing(50)))
     assert not istio.names_subsets(None)
 
 
@@ -274,7 +276,7 @@ def test_a_route_with_subsets_is_recognised_as_an_earlier_versions():
 def test_nginx_pair(w):
     traffic = spec("nginx").traffic.nginx
     main = nginx.build_main_ingress(OWNER, traffic)
-    canary = nginx.build_canary_ingress(OWNER, traffic, w)
+    canary = nginx.build_canary_ingress(OWNER, traffic, Routing(w))
     assert main["metadata"]["name"] == "fraud"
     assert_owned(main, "nginx")
     assert "annotations" not in main["metadata"]
@@ -300,11 +302,6 @@ def test_nginx_pair(w):
     assert (mpath["path"], mpath["pathType"]) == (cpath["path"], cpath["pathType"]) == ("/v2", "Prefix")
     assert cpath["backend"] == {"service": {"name": "fraud-canary", "port": {"number": 80}}}
     assert nginx.weights_of(main, canary) == (100 - w, w)
-
-
-def test_nginx_rejects_a_bad_weight():
-    with pytest.raises(ValueError):
-        nginx.build_canary_ingress(OWNER, spec("nginx").traffic.nginx, 101)
 
 
 def test_nginx_weights_read_back():
@@ -334,7 +331,7 @@ def test_none_weights_are_the_ready_replica_ratio():
 def test_none_writes_nothing():
     router = none.NoneRouter.__new__(none.NoneRouter)  # no client: ensure and cleanup do no I/O
     for w in WEIGHTS:
-        assert router.ensure(OWNER, spec("none"), w) is False
+        assert router.ensure(OWNER, spec("none"), Routing(w)) is False
     assert router.cleanup(OWNER, spec("none")) is None
 
 
@@ -368,7 +365,7 @@ def test_cleanup_of_other_providers_skips_forbidden_ones_and_never_the_current(m
 def test_an_unchanged_apply_is_skipped_but_a_hand_edit_is_repaired():
     from modelrollout.kube import apply_unless_unchanged
 
-    manifest = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, 5)
+    manifest = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(5))
     sent: list[dict] = []
     assert apply_unless_unchanged(manifest, None, sent.append) is True
     live = json.loads(json.dumps(sent[0]))
@@ -382,3 +379,82 @@ def test_an_unchanged_apply_is_skipped_but_a_hand_edit_is_repaired():
     live["spec"]["rules"][0]["backendRefs"][1]["weight"] = 60  # kubectl edit, hash annotation intact
     assert apply_unless_unchanged(manifest, live, sent.append) is True
     assert len(sent) == 2
+
+
+# ------------------------------------------------------------------------ header and cookie routes
+
+ROUTES = (
+    CanaryRoute.model_validate({"header": {"name": "X-Canary", "value": "always"}}),
+    CanaryRoute.model_validate(
+        {"header": {"name": "x-tester", "value": "^(alice|bob)$", "match": "RegularExpression"}}
+    ),
+    CanaryRoute.model_validate({"cookie": {"name": "canary"}}),
+)
+COOKIE = r"^(.*?;\s*)?canary=always(;.*)?$"
+
+
+@pytest.mark.parametrize("w", [0, 20])
+def test_httproute_canary_routes_rule_comes_first_and_targets_the_canary_alone(w):
+    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(w, ROUTES))
+    first, weighted = route["spec"]["rules"]
+    assert first["name"] == "canary-routes" and weighted["name"] == WEIGHTED_ROUTE
+    assert first["backendRefs"] == [{"name": "fraud-canary", "port": 80, "weight": 1}]
+    path = {"type": "PathPrefix", "value": "/v2/models/fraud"}
+    assert first["matches"] == [
+        {"path": path, "headers": [{"type": "Exact", "name": "X-Canary", "value": "always"}]},
+        {"path": path, "headers": [{"type": "RegularExpression", "name": "x-tester", "value": "^(alice|bob)$"}]},
+        {"path": path, "headers": [{"type": "RegularExpression", "name": "Cookie", "value": COOKIE}]},
+    ]
+    assert gatewayapi.weights_of(route, "fraud") == (100 - w, w), "the weights are read from the weighted rule"
+
+
+def test_virtualservice_canary_routes_come_first_with_lower_case_headers():
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, Routing(0, ROUTES))
+    first, weighted = vs["spec"]["http"]
+    assert first["name"] == "canary-routes" and weighted["name"] == WEIGHTED_ROUTE
+    assert first["match"] == [
+        {"headers": {"x-canary": {"exact": "always"}}},
+        {"headers": {"x-tester": {"regex": "^(alice|bob)$"}}},
+        {"headers": {"cookie": {"regex": COOKIE}}},
+    ]
+    assert first["route"] == [{"destination": {"host": "fraud-canary.ml.svc.cluster.local", "port": {"number": 80}},
+                               "weight": 100}]  # fmt: skip
+    assert istio.weights_of(vs, OWNER) == (100, 0)
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        (ROUTES[:1], {"canary-by-header": "X-Canary", "canary-by-header-value": "always"}),
+        (ROUTES[1:], {"canary-by-header": "x-tester", "canary-by-header-pattern": "^(alice|bob)$",
+                      "canary-by-cookie": "canary"}),
+    ],
+)  # fmt: skip
+def test_nginx_canary_ingress_carries_the_routes_even_at_weight_0(routes, expected):
+    canary = nginx.build_canary_ingress(OWNER, spec("nginx").traffic.nginx, Routing(0, routes))
+    assert canary is not None, "a header route needs the canary Ingress at weight 0"
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert canary["metadata"]["annotations"] == {
+        f"{prefix}canary": "true",
+        f"{prefix}canary-weight": "0",
+        **{prefix + k: v for k, v in expected.items()},
+    }
+    main = nginx.build_main_ingress(OWNER, spec("nginx").traffic.nginx)
+    assert nginx.weights_of(main, canary) == (100, 0)
+
+
+def test_routing_without_traffic_layer_refuses_canary_routes():
+    router = none.NoneRouter.__new__(none.NoneRouter)
+    with pytest.raises(ValueError, match="header or cookie"):
+        router.ensure(OWNER, spec("none"), Routing(0, ROUTES))
+
+
+@pytest.mark.parametrize(
+    ("cookie_header", "matches"),
+    [("canary=always", True), ("a=1; canary=always", True), ("a=1;canary=always; b=2", True),
+     ("xcanary=always", False), ("canary=alwaysx", False), ("a=canary=always", False), ("", False)],
+)  # fmt: skip
+def test_the_cookie_regex_means_the_same_searched_or_matched_whole(cookie_header, matches):
+    assert bool(re.search(COOKIE, cookie_header)) is matches
+    assert bool(re.fullmatch(COOKIE, cookie_header)) is matches
+    assert cookie_regex("canary", "always") == COOKIE

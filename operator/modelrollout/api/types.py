@@ -9,6 +9,7 @@ same shapes, bounds and CEL rules that the operator parses with. Rules the schem
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -262,6 +263,69 @@ class NoneTraffic(_Model):
     """No traffic layer: the canary weight is approximated by the canary/stable replica ratio."""
 
 
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+"""An HTTP header name (RFC 9110 token); cookie names are tokens too."""
+COOKIE_VALUE_PATTERN = r"^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$"
+"""RFC 6265 cookie-octets: visible ASCII except space, double quote, comma, semicolon, backslash."""
+
+
+class HeaderMatch(_Model):
+    """A request header whose value sends the request to the canary."""
+
+    name: str = Field(max_length=256, pattern=HEADER_NAME_PATTERN, description="Header name (case-insensitive).")
+    value: str = Field(min_length=1, max_length=1024, description="The value to match.")
+    match: Literal["Exact", "RegularExpression"] = Field(
+        default="Exact",
+        description="Exact, or RegularExpression (RE2 syntax). Envoy-based proxies (Istio, Envoy Gateway) match "
+        "a regular expression against the whole value, Traefik and NGINX against any part of it: anchor it "
+        "(^...$) to mean the same everywhere.",
+    )
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> HeaderMatch:
+        if self.match == "RegularExpression":
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"value is not a valid regular expression: {exc}") from None
+        return self
+
+
+class CookieMatch(_Model):
+    """A cookie (``name=value`` in the Cookie header) that sends the request to the canary."""
+
+    name: str = Field(max_length=256, pattern=HEADER_NAME_PATTERN, description="Cookie name.")
+    value: str = Field(
+        default="always",
+        min_length=1,
+        max_length=1024,
+        pattern=COOKIE_VALUE_PATTERN,
+        description="Cookie value, matched exactly. With nginx it must be 'always' (ingress-nginx's "
+        "canary-by-cookie routes on that value only).",
+    )
+
+
+class CanaryRoute(_Model):
+    """Requests that reach the canary whatever its weight: one header or one cookie match."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.header) != has(self.cookie)", "a canary route is exactly one of header or cookie")
+            ]
+        }
+    )
+
+    header: HeaderMatch | None = Field(default=None, description="Match a request header.")
+    cookie: CookieMatch | None = Field(default=None, description="Match a cookie.")
+
+    @model_validator(mode="after")
+    def _one(self) -> CanaryRoute:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("a canary route is exactly one of header or cookie")
+        return self
+
+
 class TrafficSpec(_Model):
     """Exactly one traffic provider."""
 
@@ -271,7 +335,22 @@ class TrafficSpec(_Model):
                 _cel(
                     "[has(self.gatewayAPI), has(self.istio), has(self.nginx), has(self.none)].filter(x, x).size() == 1",
                     "exactly one traffic provider must be set: gatewayAPI, istio, nginx or none",
-                )
+                ),
+                _cel(
+                    "!has(self.none) || !has(self.canaryRoutes) || size(self.canaryRoutes) == 0",
+                    "canaryRoutes need a traffic layer (gatewayAPI, istio or nginx); traffic.none cannot route by "
+                    "header or cookie",
+                    ".canaryRoutes",
+                ),
+                _cel(
+                    "!has(self.nginx) || !has(self.canaryRoutes) || ("
+                    "self.canaryRoutes.filter(r, has(r.header)).size() <= 1"
+                    " && self.canaryRoutes.filter(r, has(r.cookie)).size() <= 1"
+                    " && self.canaryRoutes.all(r, !has(r.cookie) || r.cookie.value == 'always'))",
+                    "with nginx, canaryRoutes hold at most one header and one cookie route, and the cookie's value "
+                    "must be 'always' (ingress-nginx's canary-by-header and canary-by-cookie)",
+                    ".canaryRoutes",
+                ),
             ]
         }
     )
@@ -280,11 +359,31 @@ class TrafficSpec(_Model):
     istio: IstioTraffic | None = Field(default=None, description="Istio VirtualService.")
     nginx: NginxTraffic | None = Field(default=None, description="NGINX Ingress canary.")
     none: NoneTraffic | None = Field(default=None, description="No mesh; replica-ratio weights.")
+    canaryRoutes: list[CanaryRoute] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Requests matching any of these (a header or a cookie) go to the canary at every weight, 0 "
+        "included, while it has ready pods: testers reach the candidate before and during the rollout. They count "
+        "in the canary's gates like any other request. Not with traffic.none.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TrafficSpec:
         if self.provider_count() != 1:
             raise ValueError("exactly one traffic provider must be set: gatewayAPI, istio, nginx or none")
+        if self.none is not None and self.canaryRoutes:
+            raise ValueError(
+                "canaryRoutes need a traffic layer (gatewayAPI, istio or nginx); traffic.none cannot route by "
+                "header or cookie"
+            )
+        if self.nginx is not None:
+            headers = [r for r in self.canaryRoutes if r.header]
+            cookies = [r for r in self.canaryRoutes if r.cookie]
+            if len(headers) > 1 or len(cookies) > 1 or any(r.cookie.value != "always" for r in cookies if r.cookie):
+                raise ValueError(
+                    "with nginx, canaryRoutes hold at most one header and one cookie route, and the cookie's value "
+                    "must be 'always' (ingress-nginx's canary-by-header and canary-by-cookie)"
+                )
         return self
 
     def provider_count(self) -> int:
@@ -318,13 +417,15 @@ class CanarySpec(_Model):
         default_factory=lambda: [5, 10, 25, 50, 100],
         min_length=1,
         max_length=20,
-        description="Canary weights in percent, strictly increasing, each in 1..100, ending at 100.",
+        description="Canary weights in percent, strictly increasing, each in 0..100, ending at 100. A first step "
+        "of 0 is a dark step: only requests matching traffic.canaryRoutes reach the canary, and its gates judge "
+        "those (it needs canaryRoutes).",
         json_schema_extra={
-            "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            "items": {"type": "integer", "minimum": 0, "maximum": 100},
             "x-kubernetes-validations": [
                 _cel(
-                    "self.all(i, i >= 1 && i <= 100)",
-                    "every canary step must be a weight between 1 and 100",
+                    "self.all(i, i >= 0 && i <= 100)",
+                    "every canary step must be a weight between 0 and 100",
                 ),
                 _cel(
                     "self.isSorted() && self.all(x, self.indexOf(x) == self.lastIndexOf(x))",
@@ -353,8 +454,8 @@ class CanarySpec(_Model):
     @field_validator("steps")
     @classmethod
     def _steps_valid(cls, steps: list[int]) -> list[int]:
-        if any(s < 1 or s > 100 for s in steps):
-            raise ValueError("every canary step must be a weight between 1 and 100")
+        if any(s < 0 or s > 100 for s in steps):
+            raise ValueError("every canary step must be a weight between 0 and 100")
         if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError("canary steps must be strictly increasing")
         if steps[-1] != 100:
@@ -611,6 +712,21 @@ class BakeSpec(_Model):
 class ModelDeploymentSpec(_Model):
     """A model served by revision, rolled out step by step, gated by Prometheus."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.strategy) || !has(self.strategy.canary) || !has(self.strategy.canary.steps)"
+                    " || self.strategy.canary.steps[0] > 0"
+                    " || (has(self.traffic.canaryRoutes) && size(self.traffic.canaryRoutes) > 0)",
+                    "a first canary step of 0 (a dark step) needs traffic.canaryRoutes: without them no request "
+                    "would reach the canary",
+                    ".strategy.canary.steps",
+                )
+            ]
+        }
+    )
+
     model: ModelSpec = Field(description="The model artifact.")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="How revisions are served.")
     traffic: TrafficSpec = Field(description="The traffic layer that carries the weights (exactly one).")
@@ -624,6 +740,15 @@ class ModelDeploymentSpec(_Model):
         default=10, ge=0, le=100, description="Old revisions kept in status.history (Deployments are pruned)."
     )
     paused: bool = Field(default=False, description="Hold the rollout where it is (no steps, no rollback).")
+
+    @model_validator(mode="after")
+    def _dark_step_has_routes(self) -> ModelDeploymentSpec:
+        if self.strategy.canary.steps[0] == 0 and not self.traffic.canaryRoutes:
+            raise ValueError(
+                "strategy.canary.steps: a first step of 0 (a dark step) needs traffic.canaryRoutes: without them "
+                "no request would reach the canary"
+            )
+        return self
 
 
 # ------------------------------------------------------------------------------------------- status

@@ -17,15 +17,17 @@ from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api.types import ModelDeploymentSpec
 from modelrollout.routers.apis import explain, missing_apis
-from modelrollout.routers.base import Router, Weights, split
+from modelrollout.routers.base import Router
 from modelrollout.routers.gatewayapi import GatewayAPIRouter
 from modelrollout.routers.istio import IstioRouter
 from modelrollout.routers.nginx import NginxRouter
 from modelrollout.routers.none import NoneRouter
+from modelrollout.routing import Routing, Weights, split
 
 __all__ = [
     "PROVIDERS",
     "Router",
+    "Routing",
     "Weights",
     "cleanup_other_providers",
     "explain",

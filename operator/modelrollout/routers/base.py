@@ -1,10 +1,13 @@
 """The router interface and what every provider shares: weights, metadata and server-side apply.
 
-A router turns "the canary gets N % of the traffic" into the objects one traffic layer reads
-(an HTTPRoute, a VirtualService, a canary Ingress, or nothing at all). Each provider module keeps
-two halves apart on purpose:
+A router turns one :class:`Routing` value ("the canary gets N % of the traffic, and every request
+matching these headers or cookies") into the objects one traffic layer reads (an HTTPRoute, a
+VirtualService, a canary Ingress, or nothing at all). One value rather than positional arguments,
+so a new kind of route (a mirror, for the shadow strategy) is one more field that each provider
+renders or refuses, and the engine states the whole desired routing in one action. Each provider
+module keeps two halves apart on purpose:
 
-- pure ``build_*`` functions from (owner, spec, weight) to manifest dicts, unit-tested without a
+- pure ``build_*`` functions from (owner, spec, routing) to manifest dicts, unit-tested without a
   cluster, and
 - a small class doing the I/O with server-side apply, integration-tested against the real API
   server with the upstream CRDs installed, so their schemas and CEL rules judge what we write.
@@ -13,15 +16,16 @@ Every object carries the controller owner reference to its ModelDeployment (garb
 removes it with the owner) and is written by server-side apply under the operator's field manager,
 so the operator owns exactly the fields it writes and nothing else.
 
-The weighted route is one named rule/route (:data:`WEIGHTED_ROUTE`). Header (A/B) and mirror
-routes, when they come, are further rules placed before it: readers find the weights by that name,
-not by position.
+The weighted route is one named rule/route (:data:`WEIGHTED_ROUTE`); the canary routes (header and
+cookie matches) are one more named rule placed before it (:data:`CANARY_ROUTES`). Readers find the
+weights by name, not by position.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +33,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.routing import Routing, Weights
 from modelrollout.workloads import LABEL_DEPLOYMENT, common_labels, owner_reference
 
 log = logging.getLogger(__name__)
@@ -37,8 +42,8 @@ LABEL_ROUTER = "modelrollout.io/router"
 # The name of the rule (HTTPRoute) or http route (VirtualService) that carries the weights.
 WEIGHTED_ROUTE = "weighted"
 
-Weights = tuple[int, int]
-"""(stable %, canary %) as written; the two add up to 100 except when a route sends nowhere."""
+# The rule (HTTPRoute) or http route (VirtualService) that sends header/cookie matches to the canary.
+CANARY_ROUTES = "canary-routes"
 
 
 @runtime_checkable
@@ -52,19 +57,11 @@ class Router(Protocol):
 
     provider: str
 
-    def ensure(
-        self,
-        owner: dict[str, Any],
-        spec: ModelDeploymentSpec,
-        canary_weight: int,
-        *,
-        stable_revision: str | None = None,
-        canary_revision: str | None = None,
-    ) -> bool:
-        """Write the route objects for this weight (0..100); True when anything was written.
+    def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
+        """Write the route objects for ``routing``; True when anything was written.
 
-        With ``canary_weight == 0`` nothing references the canary (its Service may not exist), so
-        it is safe to call before the canary Service is created and after it is deleted.
+        When ``routing.uses_canary`` is False nothing references the canary (its Service may not
+        exist), so it is safe to call before the canary Service is created and after it is deleted.
         """
         ...
 
@@ -84,16 +81,6 @@ class Router(Protocol):
 # ------------------------------------------------------------------------------------ pure helpers
 
 
-def split(canary_weight: int) -> Weights:
-    """(stable, canary) percentages for a canary weight, rejecting anything outside 0..100.
-
-    Checked here, before any I/O, because a wrong weight must never reach a route.
-    """
-    if isinstance(canary_weight, bool) or not isinstance(canary_weight, int) or not 0 <= canary_weight <= 100:
-        raise ValueError(f"canary weight must be an integer percentage in 0..100, got {canary_weight!r}")
-    return 100 - canary_weight, canary_weight
-
-
 def percentages(stable: int, canary: int) -> Weights:
     """Relative weights as written (any scale) -> percentages, the canary share rounded.
 
@@ -105,6 +92,16 @@ def percentages(stable: int, canary: int) -> Weights:
         return 0, 0
     canary_pct = round(100 * canary / total)
     return 100 - canary_pct, canary_pct
+
+
+def cookie_regex(name: str, value: str) -> str:
+    """A regular expression on the whole Cookie header that holds when cookie ``name`` is ``value``.
+
+    Anchored at both ends, so it means the same to proxies that match the whole header value
+    (Envoy: Istio, Envoy Gateway) and to those that search it (Traefik, NGINX); ``xname=value`` and
+    ``name=values`` do not match. RE2, Go and PCRE all read ``re.escape``'s escapes as literals.
+    """
+    return rf"^(.*?;\s*)?{re.escape(name)}={re.escape(value)}(;.*)?$"
 
 
 def route_labels(name: str, provider: str) -> dict[str, str]:

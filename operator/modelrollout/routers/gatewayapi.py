@@ -6,6 +6,11 @@ The stable backend is always present (at weight 0 once the canary takes everythi
 rule keeps its shape); the canary backend is present only while it carries traffic, because an
 HTTPRoute naming a Service that does not exist makes implementations report ResolvedRefs=False
 and some of them answer 500 for that share.
+
+Canary routes are a rule before the weighted one, one match per header or cookie (the matches of a
+rule are ORed). Gateway API gives a match with more header matches precedence over one with fewer
+for the same path, so the rule wins wherever its rules sit; a cookie is a RegularExpression match
+on the Cookie header (Gateway API has no cookie match).
 """
 
 from __future__ import annotations
@@ -14,9 +19,17 @@ from typing import Any
 
 from kubernetes import client
 
-from modelrollout.api.types import GatewayAPITraffic, ModelDeploymentSpec
+from modelrollout.api.types import CanaryRoute, GatewayAPITraffic, ModelDeploymentSpec
 from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
-from modelrollout.routers.base import WEIGHTED_ROUTE, Weights, delete_if_controlled, object_meta, percentages, split
+from modelrollout.routers.base import (
+    CANARY_ROUTES,
+    WEIGHTED_ROUTE,
+    cookie_regex,
+    delete_if_controlled,
+    object_meta,
+    percentages,
+)
+from modelrollout.routing import Routing, Weights, split
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "gatewayAPI"
@@ -39,11 +52,25 @@ def _parent_ref(ref: Any) -> dict[str, Any]:
     return {k: v for k, v in ref.model_dump(mode="json").items() if v is not None}
 
 
-def weighted_rule(name: str, path: str, canary_weight: int) -> dict[str, Any]:
-    """The rule that splits traffic between the stable and canary Services.
+def header_match(route: CanaryRoute) -> dict[str, Any]:
+    """One HTTPHeaderMatch for a canary route's header or cookie."""
+    if route.header is not None:
+        return {"type": route.header.match, "name": route.header.name, "value": route.header.value}
+    assert route.cookie is not None
+    return {"type": "RegularExpression", "name": "Cookie", "value": cookie_regex(route.cookie.name, route.cookie.value)}
 
-    Header (A/B) and mirror rules, when they come, go before this one in ``spec.rules``.
-    """
+
+def canary_routes_rule(name: str, path: str, routes: tuple[CanaryRoute, ...]) -> dict[str, Any]:
+    """The rule that sends every request matching one of ``routes`` to the canary Service alone."""
+    return {
+        "name": CANARY_ROUTES,
+        "matches": [{"path": {"type": "PathPrefix", "value": path}, "headers": [header_match(r)]} for r in routes],
+        "backendRefs": [_backend(canary_service_name(name), 1)],
+    }
+
+
+def weighted_rule(name: str, path: str, canary_weight: int) -> dict[str, Any]:
+    """The rule that splits traffic between the stable and canary Services."""
     stable_w, canary_w = split(canary_weight)
     backends = [_backend(stable_service_name(name), stable_w)]
     if canary_w > 0:
@@ -55,13 +82,14 @@ def weighted_rule(name: str, path: str, canary_weight: int) -> dict[str, Any]:
     }
 
 
-def build_httproute(owner: dict[str, Any], traffic: GatewayAPITraffic, canary_weight: int) -> dict[str, Any]:
-    """The whole HTTPRoute for one weight: parentRefs, hostnames and path prefix from the spec."""
+def build_httproute(owner: dict[str, Any], traffic: GatewayAPITraffic, routing: Routing) -> dict[str, Any]:
+    """The whole HTTPRoute for one routing: parentRefs, hostnames and path prefix from the spec."""
     name = owner["metadata"]["name"]
     spec: dict[str, Any] = {"parentRefs": [_parent_ref(r) for r in traffic.parentRefs]}
     if traffic.hostnames:
         spec["hostnames"] = list(traffic.hostnames)
-    spec["rules"] = [weighted_rule(name, traffic.path, canary_weight)]
+    rules = [canary_routes_rule(name, traffic.path, routing.canary_routes)] if routing.canary_routes else []
+    spec["rules"] = [*rules, weighted_rule(name, traffic.path, routing.canary_weight)]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -120,19 +148,11 @@ class GatewayAPIRouter:
             ),
         )
 
-    def ensure(
-        self,
-        owner: dict[str, Any],
-        spec: ModelDeploymentSpec,
-        canary_weight: int,
-        *,
-        stable_revision: str | None = None,
-        canary_revision: str | None = None,
-    ) -> bool:
+    def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
         traffic = spec.traffic.gatewayAPI
         if traffic is None:
             raise ValueError("spec.traffic.gatewayAPI is not set")
-        return self._apply(build_httproute(owner, traffic, canary_weight))
+        return self._apply(build_httproute(owner, traffic, routing))
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
         meta = owner["metadata"]

@@ -27,17 +27,18 @@ from typing import Any
 
 from kubernetes import client
 
-from modelrollout.api.types import IstioTraffic, ModelDeploymentSpec
+from modelrollout.api.types import CanaryRoute, IstioTraffic, ModelDeploymentSpec
 from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
 from modelrollout.routers.base import (
+    CANARY_ROUTES,
     WEIGHTED_ROUTE,
-    Weights,
+    cookie_regex,
     delete_if_controlled,
     object_meta,
     percentages,
     service_fqdn,
-    split,
 )
+from modelrollout.routing import Routing, Weights, split
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "istio"
@@ -74,12 +75,31 @@ def _destination(host: str, weight: int) -> dict[str, Any]:
     return {"destination": {"host": host, "port": {"number": SERVICE_PORT}}, "weight": weight}
 
 
+def string_match(route: CanaryRoute) -> tuple[str, dict[str, str]]:
+    """(header, StringMatch) for a canary route: Istio wants lower-case header names, and matches a
+    regex against the whole value (RE2)."""
+    if route.header is not None:
+        key = "exact" if route.header.match == "Exact" else "regex"
+        return route.header.name.lower(), {key: route.header.value}
+    assert route.cookie is not None
+    return "cookie", {"regex": cookie_regex(route.cookie.name, route.cookie.value)}
+
+
+def canary_routes_route(owner: dict[str, Any], routes: tuple[CanaryRoute, ...]) -> dict[str, Any]:
+    """The http route, first in the list (Istio takes the first that matches), that sends every
+    request matching one of ``routes`` (match conditions are ORed) to the canary Service alone."""
+    return {
+        "name": CANARY_ROUTES,
+        "match": [{"headers": dict([string_match(r)])} for r in routes],
+        "route": [_destination(canary_host(owner), 100)],
+    }
+
+
 def weighted_route(owner: dict[str, Any], canary_weight: int) -> dict[str, Any]:
     """The http route that splits traffic between the stable and canary Services.
 
     The canary destination is present only while it carries traffic: ``<name>-canary`` exists only
-    during a rollout. Header (A/B) routes, when they come, go before it; a mirror goes on it
-    (``mirror`` + ``mirrorPercentage``).
+    during a rollout. A mirror (the shadow strategy) would go on it (``mirror`` + ``mirrorPercentage``).
     """
     stable_w, canary_w = split(canary_weight)
     route = [_destination(stable_host(owner), stable_w)]
@@ -88,13 +108,14 @@ def weighted_route(owner: dict[str, Any], canary_weight: int) -> dict[str, Any]:
     return {"name": WEIGHTED_ROUTE, "route": route}
 
 
-def build_virtualservice(owner: dict[str, Any], traffic: IstioTraffic, canary_weight: int) -> dict[str, Any]:
+def build_virtualservice(owner: dict[str, Any], traffic: IstioTraffic, routing: Routing) -> dict[str, Any]:
     """hosts and gateways from the spec (no gateways: Istio's default, the mesh)."""
     name = owner["metadata"]["name"]
     spec: dict[str, Any] = {"hosts": list(traffic.hosts)}
     if traffic.gateways:
         spec["gateways"] = list(traffic.gateways)
-    spec["http"] = [weighted_route(owner, canary_weight)]
+    routes = [canary_routes_route(owner, routing.canary_routes)] if routing.canary_routes else []
+    spec["http"] = [*routes, weighted_route(owner, routing.canary_weight)]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": VS_KIND,
@@ -180,21 +201,13 @@ class IstioRouter:
             ),
         )
 
-    def ensure(
-        self,
-        owner: dict[str, Any],
-        spec: ModelDeploymentSpec,
-        canary_weight: int,
-        *,
-        stable_revision: str | None = None,
-        canary_revision: str | None = None,
-    ) -> bool:
+    def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
         """Write the VirtualService; the revisions are not needed (the Services select them)."""
         traffic = spec.traffic.istio
         if traffic is None:
             raise ValueError("spec.traffic.istio is not set")
         meta = owner["metadata"]
-        vs = build_virtualservice(owner, traffic, canary_weight)  # validates the weight first
+        vs = build_virtualservice(owner, traffic, routing)
         live = self._get_vs(meta["namespace"], virtualservice_name(meta["name"]))
         changed = self._apply_vs(vs, live)
         if names_subsets(live):  # the route no longer names the old subsets: their rule can go

@@ -14,9 +14,10 @@ from typing import Any
 
 from kubernetes import client
 
-from modelrollout.api.types import ModelDeploymentSpec, NginxTraffic
+from modelrollout.api.types import CanaryRoute, ModelDeploymentSpec, NginxTraffic
 from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
-from modelrollout.routers.base import Weights, delete_if_controlled, object_meta, percentages, split
+from modelrollout.routers.base import delete_if_controlled, object_meta, percentages
+from modelrollout.routing import Routing, Weights
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "nginx"
@@ -27,6 +28,10 @@ APPLY = "application/apply-patch+yaml"
 ANNOTATION_CANARY = "nginx.ingress.kubernetes.io/canary"
 ANNOTATION_CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 ANNOTATION_CANARY_WEIGHT_TOTAL = "nginx.ingress.kubernetes.io/canary-weight-total"
+ANNOTATION_BY_HEADER = "nginx.ingress.kubernetes.io/canary-by-header"
+ANNOTATION_BY_HEADER_VALUE = "nginx.ingress.kubernetes.io/canary-by-header-value"
+ANNOTATION_BY_HEADER_PATTERN = "nginx.ingress.kubernetes.io/canary-by-header-pattern"
+ANNOTATION_BY_COOKIE = "nginx.ingress.kubernetes.io/canary-by-cookie"
 
 
 def main_ingress_name(name: str) -> str:
@@ -67,17 +72,31 @@ def build_main_ingress(owner: dict[str, Any], traffic: NginxTraffic) -> dict[str
     return _ingress(owner, main_ingress_name(name), stable_service_name(name), traffic)
 
 
-def build_canary_ingress(owner: dict[str, Any], traffic: NginxTraffic, canary_weight: int) -> dict[str, Any] | None:
-    """The canary Ingress for this weight, or None when the canary takes no traffic (delete it).
+def route_annotations(routes: tuple[CanaryRoute, ...]) -> dict[str, str]:
+    """``canary-by-header[-value|-pattern]`` and ``canary-by-cookie`` for the canary routes.
 
-    Header and cookie canaries (``canary-by-header[-value]``, ``canary-by-cookie``) are further
-    annotations on this same object when they come; ingress-nginx allows one canary per host/path.
+    ingress-nginx allows one canary Ingress per host/path, so one header and one cookie (the API
+    validates that, and that the cookie's value is ``always``, the only one it routes on). It
+    checks the header first, then the cookie, then the weight.
     """
-    _, canary_w = split(canary_weight)
-    if canary_w == 0:
+    annotations: dict[str, str] = {}
+    for route in routes:
+        if route.header is not None:
+            annotations[ANNOTATION_BY_HEADER] = route.header.name
+            key = ANNOTATION_BY_HEADER_VALUE if route.header.match == "Exact" else ANNOTATION_BY_HEADER_PATTERN
+            annotations[key] = route.header.value
+        elif route.cookie is not None:
+            annotations[ANNOTATION_BY_COOKIE] = route.cookie.name
+    return annotations
+
+
+def build_canary_ingress(owner: dict[str, Any], traffic: NginxTraffic, routing: Routing) -> dict[str, Any] | None:
+    """The canary Ingress for this routing, or None when nothing goes to the canary (delete it)."""
+    if not routing.uses_canary:
         return None
     name = owner["metadata"]["name"]
-    annotations = {ANNOTATION_CANARY: "true", ANNOTATION_CANARY_WEIGHT: str(canary_w)}
+    annotations = {ANNOTATION_CANARY: "true", ANNOTATION_CANARY_WEIGHT: str(routing.canary_weight),
+                   **route_annotations(routing.canary_routes)}  # fmt: skip
     return _ingress(owner, canary_ingress_name(name), canary_service_name(name), traffic, annotations)
 
 
@@ -137,20 +156,12 @@ class NginxRouter:
             ),
         )
 
-    def ensure(
-        self,
-        owner: dict[str, Any],
-        spec: ModelDeploymentSpec,
-        canary_weight: int,
-        *,
-        stable_revision: str | None = None,
-        canary_revision: str | None = None,
-    ) -> bool:
+    def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
         traffic = spec.traffic.nginx
         if traffic is None:
             raise ValueError("spec.traffic.nginx is not set")
         meta = owner["metadata"]
-        canary = build_canary_ingress(owner, traffic, canary_weight)  # validates the weight first
+        canary = build_canary_ingress(owner, traffic, routing)
         changed = self._apply(build_main_ingress(owner, traffic))
         if canary is not None:
             return self._apply(canary) | changed

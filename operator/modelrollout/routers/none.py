@@ -19,7 +19,8 @@ from kubernetes import client
 
 from modelrollout.api.types import ModelDeploymentSpec
 from modelrollout.kube import get_or_none, revision_of
-from modelrollout.routers.base import Weights, percentages, split
+from modelrollout.routers.base import percentages
+from modelrollout.routing import Routing, Weights
 from modelrollout.workloads import LABEL_DEPLOYMENT, LABEL_REVISION, canary_service_name, stable_service_name
 
 PROVIDER = "none"
@@ -47,17 +48,13 @@ class NoneRouter:
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
 
-    def ensure(
-        self,
-        owner: dict[str, Any],
-        spec: ModelDeploymentSpec,
-        canary_weight: int,
-        *,
-        stable_revision: str | None = None,
-        canary_revision: str | None = None,
-    ) -> bool:
-        """Nothing to write: the engine already sized the Deployments for this weight."""
-        split(canary_weight)  # the same contract as every router: a bad weight is an error
+    def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
+        """Nothing to write: the engine already sized the Deployments for this weight.
+
+        Header and cookie routes need a traffic layer; the API refuses them with ``traffic.none``.
+        """
+        if routing.canary_routes:
+            raise ValueError("traffic.none cannot route by header or cookie (spec.traffic.canaryRoutes)")
         return False
 
     def _service_revision(self, namespace: str, service: str) -> str | None:
