@@ -15,10 +15,9 @@ PYTEST_ARGS ?=
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml hack/venv.sh
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[operator,server,dev]'
+	bash hack/venv.sh $(VENV)
 	touch $@
 
 .PHONY: venv

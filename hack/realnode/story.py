@@ -18,18 +18,22 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from kubernetes import config as kube_config
 
+from examples.models import dataset
 from hack.realnode.kube import REPO, wait_until
 from hack.realnode.testbed import GATEWAY_CLASS, OPERATOR_NS, TRAEFIK_PORT, Testbed, real_node_namespace
-from hack.realnode.traffic import ProxyTraffic, RouteWatch, StepSplit, split_per_step
+from hack.realnode.traffic import ProxyTraffic, RouteWatch, StepSplit, check_target, split_per_step
 
 SHA256 = dict(line.split()[::-1] for line in (REPO / "examples/models/SHA256SUMS").read_text().splitlines())
 RATE = 40  # requests per second through the proxy (each 200 also sends its label)
+TESTER_HEADER = "x-canary"  # spec.traffic.canaryRoutes: a tester's requests reach the canary at any weight
 
 
 def spec(testbed: Testbed, model: str, host: str, **kw: Any) -> dict[str, Any]:
@@ -39,7 +43,8 @@ def spec(testbed: Testbed, model: str, host: str, **kw: Any) -> dict[str, Any]:
                   "sha256": kw.get("sha256") or SHA256[f"{model}.onnx"]},
         "serving": {"replicas": kw.get("replicas", 2), "warmup": {"requests": kw.get("warmup", 5)},
                     "startupTimeoutSeconds": kw.get("startup_timeout", 600)},
-        "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}], "hostnames": [host]}},
+        "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}], "hostnames": [host]},
+                    "canaryRoutes": [{"header": {"name": TESTER_HEADER, "value": "always"}}]},
         "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": kw.get("step", "10s")}},
         "analysis": {
             "interval": "3s",
@@ -170,6 +175,29 @@ class Story:
         return self
 
     # ------------------------------------------------------------------ Then
+    def then_testers_reach_it_by_header(self, requests_each: int = 20) -> dict[str, int]:
+        """Through Traefik, requests with the tester header are all answered by the canary at its first
+        step's weight (20 %: 20 of 20 by chance would be 1e-14); the split check covers the others."""
+        self.say(f"Then requests with {TESTER_HEADER}: always all reach the canary")
+        wait_until(lambda: self.status().get("currentStep") == 0, 120, "the canary's first step")
+        with_header = self._answers({TESTER_HEADER: "always"}, requests_each)
+        assert with_header == {self.canary: requests_each}, with_header
+        self.figures["tester_header_answers"] = dict(with_header)
+        self.say(f"    with the header: {dict(with_header)}")
+        return dict(with_header)
+
+    def _answers(self, headers: dict[str, str], n: int) -> Counter:
+        """Which revision answered each of ``n`` predictions sent through the proxy with ``headers``."""
+        check_target(self.testbed.gateway_url, [f"{self.testbed.node.node_ip}/32", self.testbed.node.pod_cidr])
+        body = dataset.tensor_body(dataset.generate(1, seed=11).features)
+        answered: Counter = Counter()
+        with requests.Session() as session:
+            for _ in range(n):
+                answer = session.post(f"{self.testbed.gateway_url}/v2/models/fraud/infer", json=body, timeout=10,
+                                      headers={"Host": self.host, **headers})  # fmt: skip
+                answered[answer.json().get("model_version") if answer.status_code == 200 else answer.status_code] += 1
+        return answered
+
     def then_it_is_promoted(self) -> dict[str, Any]:
         self.say("Then it walks 20 -> 50 -> 100 % and becomes stable")
         st = self.wait_phase("Succeeded", "RolledBack", timeout=300)

@@ -34,6 +34,7 @@ LANES = 2  # stories at a time: each runs 4 model-server pods and 40 labelled re
 def promote(story: Story) -> None:
     story.given_a_stable_model("baseline")
     story.when_the_user_rolls_out("better")
+    story.then_testers_reach_it_by_header()
     story.then_it_is_promoted()
     story.then_the_split_follows_the_weights()
 
