@@ -42,7 +42,7 @@ from modelrollout.api.types import (
     VERSION,
     CanarySpec,
 )
-from modelrollout.durations import parse_timestamp
+from modelrollout.durations import parse_duration, parse_timestamp
 
 FIELD_MANAGER = "kubectl-modelrollout"
 LABEL_DEPLOYMENT = "modelrollout.io/deployment"
@@ -176,9 +176,40 @@ def done_state(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+def blue_green(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return (spec.get("strategy") or {}).get("blueGreen")
+
+
 def canary_steps(spec: Mapping[str, Any]) -> list[int]:
-    """The spec's canary steps, or the API default when the spec leaves them out."""
+    """The spec's canary steps, or the API default when the spec leaves them out (blue-green: the
+    preview, one step at 0 %)."""
+    if blue_green(spec) is not None:
+        return [0]
     return list(((spec.get("strategy") or {}).get("canary") or {}).get("steps") or DEFAULT_CANARY.steps)
+
+
+def strategy_text(spec: Mapping[str, Any], current: int | None, style: Style = PLAIN) -> str:
+    bg = blue_green(spec)
+    if bg is not None:
+        text = (f"blueGreen: preview at least {bg.get('previewDuration', '5m')}, then one switch; "
+                f"previous kept {hold_text(spec)}")  # fmt: skip
+        return text + ("; switch by `kubectl modelrollout promote`" if bg.get("autoPromote") is False else "")
+    canary = (spec.get("strategy") or {}).get("canary") or {}
+    return f"canary {steps_text(spec, current, style)}, {canary.get('stepDuration', '60s')} each"
+
+
+def hold_text(spec: Mapping[str, Any]) -> str:
+    """How long the previous revision stays warm after promotion (blue-green: the longer of
+    scaleDownDelay and bake.duration)."""
+    bake = (spec.get("bake") or {}).get("duration", "5m")
+    bg = blue_green(spec)
+    if bg is None:
+        return str(bake)
+    delay = bg.get("scaleDownDelay", "10m")
+    try:
+        return str(max(delay, bake, key=parse_duration))
+    except ValueError:
+        return str(delay)
 
 
 def steps_text(spec: Mapping[str, Any], current: int | None, style: Style = PLAIN) -> str:
@@ -259,13 +290,13 @@ def render_status(
     field("Model", f"{model.get('name', '-')}  {model.get('uri', '-')}")
     field("Traffic", traffic_provider(spec))
 
-    canary_spec = (spec.get("strategy") or {}).get("canary") or {}
     step = status.get("currentStep")
-    field("Strategy", f"canary {steps_text(spec, step, style)}, {canary_spec.get('stepDuration', '60s')} each")
+    field("Strategy", strategy_text(spec, step, style))
     if step is not None:
         n = len(canary_steps(spec))
         since = age(status.get("stepStartedAt"), now)
-        field("Step", f"{step + 1}/{n}" + (f" (for {since})" if since != "-" else ""))
+        where = "preview" if blue_green(spec) is not None else f"{step + 1}/{n}"
+        field("Step", where + (f" (for {since})" if since != "-" else ""))
 
     ready = deployment_readiness(deployments)
     stable, canary = status.get("stableRevision"), status.get("canaryRevision")
@@ -284,7 +315,7 @@ def render_status(
     if stable:
         revs.append(rev("stable", stable, 100 - weight if canary else 100))
     if canary:
-        revs.append(rev("canary", canary, weight))
+        revs.append(rev("preview" if blue_green(spec) is not None else "canary", canary, weight))
     previous = status.get("previousStableRevision")
     if previous and phase == "Baking":
         revs.append(rev("previous (warm)", previous, 0))
@@ -295,8 +326,7 @@ def render_status(
     if status.get("failedRevisions"):
         field("Failed revs", ", ".join(status["failedRevisions"]))
     if phase == "Baking" and status.get("bakeStartedAt"):
-        bake = (spec.get("bake") or {}).get("duration", "5m")
-        field("Bake", f"for {age(status.get('bakeStartedAt'), now)} of {bake}")
+        field("Bake", f"for {age(status.get('bakeStartedAt'), now)} of {hold_text(spec)}")
 
     conds = _conditions(status)
     if conds:

@@ -34,6 +34,7 @@ from modelrollout.api.types import (
 from modelrollout.contract import Compatible, ContractResult, Incompatible, Unknown
 from modelrollout.durations import parse_duration
 from modelrollout.routing import Routing
+from modelrollout.strategy import RolloutPlan, plan_for
 
 ACTIVE_PHASES = {Phase.INITIALIZING, Phase.PROGRESSING, Phase.BAKING}
 
@@ -219,6 +220,7 @@ class _Run:
 
     def __init__(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime):
         self.spec, self.obs, self.now = spec, obs, now
+        self.plan: RolloutPlan = plan_for(spec)
         # A working copy; re-validating a dump is ~5x faster than model_copy(deep=True) and the same.
         self.status = ModelDeploymentStatus.model_validate(status.model_dump())
         self.actions: list[Action] = []
@@ -255,10 +257,11 @@ class _Run:
 
     @property
     def no_mesh(self) -> bool:
-        return self.spec.traffic.none is not None
+        """The weight is a replica ratio: a canary without a traffic layer (blue-green is never one)."""
+        return self.plan.replica_weights
 
     def canary_replicas(self, weight: int) -> int:
-        """With a mesh the canary runs full size; without one its share of pods *is* the weight."""
+        """With a mesh (or blue-green) the canary runs full size; without one its share of pods *is* the weight."""
         if not self.no_mesh:
             return self.replicas
         return max(1, math.ceil(self.replicas * weight / 100)) if self.replicas else 0
@@ -485,7 +488,7 @@ def _canary(run: _Run) -> None:
     st, spec = run.status, run.spec
     canary, stable = st.canaryRevision, st.stableRevision
     assert canary is not None and stable is not None
-    steps = spec.strategy.canary.steps
+    steps = run.plan.steps
     run.ensure(stable, run.stable_replicas(st.canaryWeight))
     run.actions.append(PointService("stable", stable))
 
@@ -539,17 +542,19 @@ def _canary(run: _Run) -> None:
     if _step_complete(run):
         if st.currentStep + 1 < len(steps):
             _enter_step(run, st.currentStep + 1)
-        else:
+        elif run.plan.auto_promote:
             _promote(run)
+        else:
+            st.message = f"preview of {canary} passed; waiting for `kubectl modelrollout promote` to switch"
     else:
         _wait_for_evidence(run)
 
 
 def _contract_refused(run: _Run, canary: str, stable: str) -> bool:
     """A canary whose signature would break stable's callers never takes traffic: roll it back now
-    (True), unless ``strategy.canary.allowSignatureChange`` says the change is intended."""
+    (True), unless the strategy's ``allowSignatureChange`` says the change is intended."""
     result = run.obs.contract
-    if not isinstance(result, Incompatible) or run.spec.strategy.canary.allowSignatureChange:
+    if not isinstance(result, Incompatible) or run.plan.allow_signature_change:
         return False
     _rollback(run, Reason.CONTRACT_MISMATCH, f"canary {canary} is incompatible with stable {stable}: {result.summary}")
     return True
@@ -559,7 +564,7 @@ def _contract_holds(run: _Run, canary: str, stable: str) -> bool:
     """The canary is ready: hold step 0 while its signature cannot be compared yet (True), up to
     progressDeadlineSeconds; otherwise say once what the check found that is worth knowing."""
     st, spec, result = run.status, run.spec, run.obs.contract
-    if isinstance(result, Unknown) and not spec.strategy.canary.allowSignatureChange:
+    if isinstance(result, Unknown) and not run.plan.allow_signature_change:
         st.message = f"canary {canary} is ready; holding until its signature can be compared: {result.reason}"
         if run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
             _rollback(
@@ -571,7 +576,7 @@ def _contract_holds(run: _Run, canary: str, stable: str) -> bool:
         return True
     if isinstance(result, Incompatible):  # allowed, or _contract_refused would have rolled it back
         run.emit("Normal", "SignatureChangeAllowed", f"canary {canary} differs from stable {stable} "
-                 f"(strategy.canary.allowSignatureChange): {result.summary}")  # fmt: skip
+                 f"(strategy.{run.plan.strategy}.allowSignatureChange): {result.summary}")  # fmt: skip
     elif isinstance(result, Compatible) and result.note:
         run.emit("Normal", "SignatureNotCompared", f"canary {canary}: {result.note}")
     return False
@@ -606,20 +611,24 @@ def _canary_serving(run: _Run, canary: str) -> bool:
 
 def _enter_step(run: _Run, index: int) -> None:
     st = run.status
-    weight = run.spec.strategy.canary.steps[index]
+    weight = run.plan.steps[index]
     st.currentStep, st.stepStartedAt = index, run.now
     if index == 0:  # the canary's first traffic: every ratio gate counts from here through the bake
         st.evidenceSince = run.now
     st.failedChecks = st.inconclusiveChecks = 0
-    st.phase, st.message = Phase.PROGRESSING, f"canary {st.canaryRevision} at {weight}%"
+    st.phase = Phase.PROGRESSING
+    st.message = (
+        f"canary {st.canaryRevision} at {weight}%"
+        if run.plan.strategy == "canary"
+        else f"preview of {st.canaryRevision}; live traffic stays on {st.stableRevision}"
+    )
     assert st.canaryRevision is not None
     run.ensure(st.canaryRevision, run.canary_replicas(weight))
     run.set_weight(weight, canary_routes=True)  # entered only with the canary available
-    run.emit(
-        "Normal",
-        "StepStarted",
-        f"step {index + 1}/{len(run.spec.strategy.canary.steps)}: canary weight {weight}%",
-    )
+    if run.plan.strategy == "canary":
+        run.emit("Normal", "StepStarted", f"step {index + 1}/{len(run.plan.steps)}: canary weight {weight}%")
+    else:
+        run.emit("Normal", "PreviewStarted", f"{st.canaryRevision} at full size behind the preview Service")
 
 
 def _record_analysis(run: _Run) -> bool:
@@ -703,7 +712,7 @@ def _ready_to_advance(result: AnalysisResult, proof: bool) -> bool:
 def _step_complete(run: _Run) -> bool:
     """A step is done after stepDuration, once the last check in it allows it (no gates: time alone)."""
     st, spec = run.status, run.spec
-    if run.elapsed(st.stepStartedAt) < parse_duration(spec.strategy.canary.stepDuration):
+    if run.elapsed(st.stepStartedAt) < parse_duration(run.plan.step_duration):
         return False
     if not spec.analysis.metrics:
         return True
@@ -711,19 +720,18 @@ def _step_complete(run: _Run) -> bool:
     if not checked_in_step or st.lastAnalysis is None:
         return False
     assert st.currentStep is not None
-    return _ready_to_advance(st.lastAnalysis, st.currentStep == proof_step(spec.strategy.canary.steps))
+    return _ready_to_advance(st.lastAnalysis, st.currentStep == proof_step(list(run.plan.steps)))
 
 
 def _wait_for_evidence(run: _Run) -> None:
     """The step's time is up but its gates have not decided: say why, and end it at maxStepDuration."""
-    st, spec = run.status, run.spec
-    canary = spec.strategy.canary
+    st, plan = run.status, run.plan
     elapsed = run.elapsed(st.stepStartedAt)
     last = st.lastAnalysis
-    if elapsed < parse_duration(canary.stepDuration) or last is None or last.revision != st.canaryRevision:
+    if elapsed < parse_duration(plan.step_duration) or last is None or last.revision != st.canaryRevision:
         return
     assert st.currentStep is not None
-    proof = st.currentStep == proof_step(canary.steps)
+    proof = st.currentStep == proof_step(list(plan.steps))
     pending = [
         m
         for m in last.metrics
@@ -734,17 +742,18 @@ def _wait_for_evidence(run: _Run) -> None:
     short = any(m.reason == GateReason.INSUFFICIENT_SAMPLES for m in pending)
     run.waiting = Reason.INSUFFICIENT_TRAFFIC if short else Reason.WAITING_FOR_EVIDENCE
     detail = "; ".join(f"{m.name} {m.reason or m.verdict}: {_wait_note(m.message)}" for m in pending)
-    weight = canary.steps[st.currentStep]
-    st.message = (
-        f"step {st.currentStep + 1}/{len(canary.steps)} at {weight}% waiting for evidence "
-        f"({_minutes(elapsed)} of maxStepDuration {canary.maxStepDuration}): {detail}"
+    weight = plan.steps[st.currentStep]
+    where, limit = (
+        (f"step {st.currentStep + 1}/{len(plan.steps)} at {weight}%", "maxStepDuration")
+        if plan.strategy == "canary"
+        else ("preview", "maxPreviewDuration")
     )
-    if elapsed <= parse_duration(canary.maxStepDuration):
+    st.message = f"{where} waiting for evidence ({_minutes(elapsed)} of {limit} {plan.max_step_duration}): {detail}"
+    if elapsed <= parse_duration(plan.max_step_duration):
         return
     reason = Reason.INSUFFICIENT_TRAFFIC if short else Reason.UNDECIDED
     what = "too few samples" if short else "thresholds neither met nor breached"
-    _rollback(run, reason, f"step {st.currentStep + 1} at {weight}% not decided within {canary.maxStepDuration} "
-              f"({what}): {detail}")  # fmt: skip
+    _rollback(run, reason, f"{where} not decided within {plan.max_step_duration} ({what}): {detail}")
 
 
 def _wait_note(message: str) -> str:
@@ -771,10 +780,9 @@ def _promote(run: _Run) -> None:
     st.failedChecks = st.inconclusiveChecks = 0
     st.lastCheckAt = None
     run.finish_history(old, HistoryPhase.SUPERSEDED, f"replaced by {canary}")
-    bake = parse_duration(run.spec.bake.duration)
-    if bake > 0 and run.spec.analysis.metrics:
+    if run.plan.holds_after_promotion(bool(run.spec.analysis.metrics)):
         st.phase, st.bakeStartedAt = Phase.BAKING, run.now
-        st.message = f"revision {canary} promoted; baking for {run.spec.bake.duration}"
+        st.message = f"revision {canary} promoted; baking for {run.plan.hold} with {old} warm"
         run.ensure(old, run.warm_replicas)
     else:
         _finish_promotion(run)
@@ -798,7 +806,7 @@ def _bake(run: _Run) -> None:
         run.ensure(st.previousStableRevision, run.warm_replicas)
     if not _record_analysis(run):
         return
-    if run.elapsed(st.bakeStartedAt) >= parse_duration(run.spec.bake.duration):
+    if run.elapsed(st.bakeStartedAt) >= run.plan.hold_seconds:
         _finish_promotion(run)
 
 

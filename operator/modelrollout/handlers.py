@@ -31,6 +31,7 @@ from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.kube import Kube, load_config
 from modelrollout.revision import revision_hash
+from modelrollout.strategy import plan_for
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +211,10 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
     namespace, name = meta["namespace"], meta["name"]
     snapshots = {h.revision: h for h in decision.status.history}
     router = routers.router_for(spec)
-    # Only without a traffic layer does <name> span revisions (the replica ratio is the weight); every
-    # router, Istio included, routes to <name> (stable only) and <name>-canary.
-    all_revisions = spec.traffic.provider == "none"
+    # Only a canary without a traffic layer has <name> span revisions (the replica ratio is the weight);
+    # every router, Istio included, routes to <name> (stable only) and <name>-canary, and so does a
+    # blue-green rollout without one: its switch is <name> moving to the new revision.
+    all_revisions = plan_for(spec).replica_weights
     if any(isinstance(a, engine.EnsureRevision) for a in decision.actions):
         kube().ensure_feedback_key(obj)  # before any pod that mounts it
     for action in decision.actions:

@@ -42,6 +42,7 @@ def spec(
     steps: tuple[int, ...] = (20, 50, 100),
     step: str = "5s",
     canary_routes: list[dict] | None = None,
+    blue_green: dict | None = None,
 ) -> dict:
     traffic: dict[str, Any] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
     if canary_routes:
@@ -50,7 +51,9 @@ def spec(
         "model": model_spec(model, sha256),
         "serving": serving_spec(warmup),
         "traffic": traffic,
-        "strategy": {"canary": {"steps": list(steps), "stepDuration": step}},
+        "strategy": {"blueGreen": blue_green}
+        if blue_green
+        else {"canary": {"steps": list(steps), "stepDuration": step}},
         "analysis": {
             "interval": "3s",
             "failureLimit": 1,
@@ -272,3 +275,28 @@ def test_header_and_cookie_routes_reach_the_canary_at_weight_0(world):
     assert world.canary_weights_seen(canary)[:1] == [100]
     route = world.cluster.get("httproute", "fraud", world.namespace)
     assert [r["name"] for r in route["spec"]["rules"]] == ["weighted"], "the canary's routes go with it"
+
+
+def test_blue_green_previews_without_live_traffic_switches_at_once_and_reverts_at_once(world):
+    """Preview at full size judged on testers' traffic only; one switch; a failure after it goes straight
+    back to the previous revision, still at full size."""
+    routes = [{"header": {"name": "x-canary", "value": "always"}}]
+    blue_green = {"previewDuration": "10s", "scaleDownDelay": "90s"}
+    stable, new = stable_then_canary(world, "better", canary_routes=routes, blue_green=blue_green)
+    wait_until(lambda: world.status().get("currentStep") == 0, 60, what="the preview")
+    world.traffic(headers={"x-canary": "always"})  # testers: the preview's only traffic
+    st = world.wait_phase("Baking", timeout=150)
+    assert st["stableRevision"] == new and st["previousStableRevision"] == stable
+    stats = world.gateway.stats
+    assert stats.header_routed[new] > 0, "the testers reached the preview"
+    # No live request reached the preview, and the switch moved every request at once: the new
+    # revision's weight went from nothing to 100 with nothing in between.
+    assert world.canary_weights_seen(new) == [100], world.gateway.stats.weights_log
+    assert world.cluster.get("deploy", f"fraud-{stable}", world.namespace)["status"].get("readyReplicas") == 1
+
+    world.stop_traffic()
+    world.traffic(concept="legacy")  # drifted data: the new stable's accuracy falls under min 0.7
+    st = assert_rolled_back(world, stable, new, "Accuracy")
+    assert st["stableRevision"] == stable
+    wait_until(lambda: world.gateway.weights() == {stable: 100}, 10, what="route back on the previous revision")
+    assert not stats.unready, "the previous revision was still ready when the traffic came back"

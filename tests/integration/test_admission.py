@@ -41,6 +41,11 @@ INVALID = [
      ["spec.strategy.canary.steps", "0"]),
     ("dark step without canary routes", mutate("spec.strategy", {"canary": {"steps": [0, 100]}}),
      ["spec.strategy.canary.steps", "needs traffic.canaryRoutes"]),
+    ("two strategies", mutate("spec.strategy", {"canary": {"steps": [100]}, "blueGreen": {}}),
+     ["spec.strategy", "set one strategy: canary or blueGreen"]),
+    ("preview longer than its maximum",
+     mutate("spec.strategy", {"blueGreen": {"previewDuration": "10m", "maxPreviewDuration": "5m"}}),
+     ["spec.strategy.blueGreen.maxPreviewDuration", "at least previewDuration"]),
     ("canary routes without a traffic layer",
      mutate("spec.traffic", {"none": {}, "canaryRoutes": [{"header": {"name": "x-canary", "value": "1"}}]}),
      ["spec.traffic.canaryRoutes", "need a traffic layer"]),
@@ -116,5 +121,11 @@ def test_a_dark_step_with_header_and_cookie_routes_is_accepted(cluster, namespac
         {"cookie": {"name": "canary"}},
     ]})  # fmt: skip
     manifest["spec"]["strategy"] = {"canary": {"steps": [0, 50, 100]}}
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "created (server dry run)" in proc.stdout
+
+
+def test_a_blue_green_rollout_without_a_traffic_layer_is_accepted(cluster, namespace):
+    manifest = mutate("spec.strategy", {"blueGreen": {"previewDuration": "1m", "scaleDownDelay": "5m"}})
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
     assert "created (server dry run)" in proc.stdout

@@ -314,3 +314,15 @@ def test_misplaced_flags_are_usage_errors(argv: list[str], message: str, capsys:
         cli.main(argv)
     assert exc.value.code == cli.EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_status_view_of_a_blue_green_preview() -> None:
+    obj = load("progressing.yaml")
+    obj["spec"]["strategy"] = {"blueGreen": {"previewDuration": "5m", "scaleDownDelay": "15m", "autoPromote": False}}
+    obj["status"]["currentStep"], obj["status"]["canaryWeight"] = 0, 0
+    obj["status"]["stepStartedAt"] = "2026-01-01T12:04:00Z"
+    text = cli.render_status(obj, NOW, [deployment("5d8f2c1a", 2, 2), deployment("a1c2e3f4", 2, 2)])
+    assert ("Strategy:       blueGreen: preview at least 5m, then one switch; previous kept 15m; "
+            "switch by `kubectl modelrollout promote`\n") in text  # fmt: skip
+    assert "Step:           preview (for 1m)\n" in text
+    assert "stable 5d8f2c1a 100% (2/2 ready)   preview a1c2e3f4 0% (2/2 ready)" in text

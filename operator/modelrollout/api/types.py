@@ -475,10 +475,82 @@ class CanarySpec(_Model):
         return self
 
 
-class StrategySpec(_Model):
-    """How a new revision takes traffic."""
+class BlueGreenSpec(_Model):
+    """The new revision at full size behind the preview Service ``<name>-canary``, judged by the gates on
+    preview traffic (callers of that Service, and traffic.canaryRoutes), then every request switched at
+    once; the previous revision stays at full size for an instant revert."""
 
-    canary: CanarySpec = Field(default_factory=CanarySpec, description="Canary steps.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.maxPreviewDuration) || !has(self.previewDuration)"
+                    " || duration(self.maxPreviewDuration) >= duration(self.previewDuration)",
+                    "maxPreviewDuration must be at least previewDuration",
+                    ".maxPreviewDuration",
+                )
+            ]
+        }
+    )
+
+    previewDuration: str = _duration_field(
+        "5m", "Least time in preview before the switch; the gates must also have passed on preview traffic."
+    )
+    maxPreviewDuration: str = _duration_field(
+        "2h",
+        "Longest the preview waits for its gates' evidence; still undecided then, the new revision is rolled "
+        "back (InsufficientTraffic or Undecided).",
+        "1s",
+    )
+    scaleDownDelay: str = _duration_field(
+        "10m",
+        "After the switch, the previous revision stays at full size this long (or bake.duration if longer) "
+        "while the gates keep watching the new one; a failure switches back at once.",
+    )
+    autoPromote: bool = Field(
+        default=True,
+        description="Switch as soon as the preview passed. False: wait for `kubectl modelrollout promote`.",
+    )
+    allowSignatureChange: bool = Field(
+        default=False, description="As strategy.canary.allowSignatureChange, for the new revision."
+    )
+
+    @field_validator("previewDuration", "maxPreviewDuration", "scaleDownDelay")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _max_after_min(self) -> BlueGreenSpec:
+        if parse_duration(self.maxPreviewDuration) < parse_duration(self.previewDuration):
+            raise ValueError("maxPreviewDuration must be at least previewDuration")
+        return self
+
+
+class StrategySpec(_Model):
+    """How a new revision takes traffic: canary (the default) or blueGreen."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("!(has(self.canary) && has(self.blueGreen))", "set one strategy: canary or blueGreen")
+            ]
+        }
+    )
+
+    canary: CanarySpec = Field(default_factory=CanarySpec, description="Canary steps (the default strategy).")
+    blueGreen: BlueGreenSpec | None = Field(default=None, description="Preview, then one switch.")
+
+    @model_validator(mode="after")
+    def _one(self) -> StrategySpec:
+        if self.blueGreen is not None and "canary" in self.model_fields_set:
+            raise ValueError("set one strategy: canary or blueGreen")
+        return self
+
+    @property
+    def name(self) -> str:
+        return "blueGreen" if self.blueGreen is not None else "canary"
 
 
 class PrometheusSpec(_Model):
@@ -743,7 +815,7 @@ class ModelDeploymentSpec(_Model):
 
     @model_validator(mode="after")
     def _dark_step_has_routes(self) -> ModelDeploymentSpec:
-        if self.strategy.canary.steps[0] == 0 and not self.traffic.canaryRoutes:
+        if self.strategy.blueGreen is None and self.strategy.canary.steps[0] == 0 and not self.traffic.canaryRoutes:
             raise ValueError(
                 "strategy.canary.steps: a first step of 0 (a dark step) needs traffic.canaryRoutes: without them "
                 "no request would reach the canary"

@@ -51,6 +51,7 @@ from modelrollout.api.types import (
 from modelrollout.durations import parse_duration
 from modelrollout.metrics import sequential, templates
 from modelrollout.metrics.provider import MetricsProvider, PrometheusProvider, QueryResult
+from modelrollout.strategy import plan_for
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,9 @@ def sequential_tests(metrics: Iterable[MetricSpec]) -> int:
 
 def alpha_per_test(spec: ModelDeploymentSpec) -> float:
     """``significance`` split evenly (Bonferroni) over every sequential test of the spec, and over
-    the two evidence periods when there is a bake (the canary's steps, then the bake afresh)."""
-    periods = 2 if parse_duration(spec.bake.duration) > 0 else 1
+    the two evidence periods when there is a bake (the canary's steps or the preview, then the bake
+    or blue-green's scale-down delay afresh)."""
+    periods = 2 if plan_for(spec).hold_seconds > 0 else 1
     return spec.analysis.significance / max(sequential_tests(spec.analysis.metrics), 1) / periods
 
 

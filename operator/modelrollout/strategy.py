@@ -1,0 +1,77 @@
+"""From a strategy to the plan the engine's step machine runs: the one place that dispatches by strategy.
+
+Both strategies are the same machine, so they share its guarantees (sequential gates on evidence
+accumulated since the candidate's first request, contract check, deadlines, instant revert while
+the previous revision is warm); what differs is the plan:
+
+- **canary**: the steps as written; each step's weight is the candidate's share; with no traffic
+  layer (``traffic.none``) the share of pods *is* the weight, so the candidate runs at that share of
+  the replicas and the ``<name>`` Service spans both revisions; after promotion the previous
+  revision stays warm for ``bake.duration`` when there are gates to watch with.
+- **blueGreen**: one step at weight 0, the preview: the candidate runs at full size behind the
+  preview Service ``<name>-canary`` (and the canary routes), its gates judge preview traffic for at
+  least ``previewDuration`` and must pass; the promotion is the switch (the ``<name>`` Service and
+  every route move to the new revision in one write); the previous revision stays at full size for
+  ``scaleDownDelay`` (or ``bake.duration`` if longer), gates or not, and a failing gate switches back.
+  Without a traffic layer ``<name>`` selects only the stable revision, as with one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.durations import parse_duration
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    strategy: str  # "canary" | "blueGreen"
+    steps: tuple[int, ...]
+    step_duration: str
+    max_step_duration: str
+    allow_signature_change: bool
+    auto_promote: bool
+    replica_weights: bool
+    """The weight is expressed as replica counts (canary without a traffic layer)."""
+    hold: str
+    """How long the previous revision stays warm after promotion while the gates watch the new one."""
+    hold_without_gates: bool
+    """Keep the previous revision for ``hold`` even with no gate to watch with (blue-green's promise)."""
+
+    @property
+    def hold_seconds(self) -> float:
+        return parse_duration(self.hold)
+
+    def holds_after_promotion(self, has_gates: bool) -> bool:
+        return self.hold_seconds > 0 and (has_gates or self.hold_without_gates)
+
+
+def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
+    """The plan of ``spec.strategy`` (see the module docstring)."""
+    blue_green = spec.strategy.blueGreen
+    if blue_green is not None:
+        hold = max(blue_green.scaleDownDelay, spec.bake.duration, key=parse_duration)
+        return RolloutPlan(
+            strategy="blueGreen",
+            steps=(0,),
+            step_duration=blue_green.previewDuration,
+            max_step_duration=blue_green.maxPreviewDuration,
+            allow_signature_change=blue_green.allowSignatureChange,
+            auto_promote=blue_green.autoPromote,
+            replica_weights=False,
+            hold=hold,
+            hold_without_gates=True,
+        )
+    canary = spec.strategy.canary
+    return RolloutPlan(
+        strategy="canary",
+        steps=tuple(canary.steps),
+        step_duration=canary.stepDuration,
+        max_step_duration=canary.maxStepDuration,
+        allow_signature_change=canary.allowSignatureChange,
+        auto_promote=True,
+        replica_weights=spec.traffic.none is not None,
+        hold=spec.bake.duration,
+        hold_without_gates=False,
+    )
