@@ -63,8 +63,8 @@ demo-real: deps ## the demo's story on the real node: chart operator pod, Traefi
 	$(PY) -m hack.realnode.demo
 
 .PHONY: test test-setup app-images-for-tests
-test: test-setup ## every test: unit, API server integration, model server, e2e (cluster-free ones beside the rest)
-	bash hack/test.sh $(PYTEST_ARGS)
+test: test-setup ## every test: unit, API server integration, model server, e2e
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The real node's app images (debootstrap, pip: mostly waiting on downloads) are built while the Go
 # tools compile (CPU); on a cold machine that overlap saves most of the image build's minutes. No
