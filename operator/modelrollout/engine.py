@@ -34,7 +34,7 @@ from modelrollout.api.types import (
 from modelrollout.contract import Compatible, ContractResult, Incompatible, Unknown
 from modelrollout.durations import parse_duration
 from modelrollout.routing import Routing
-from modelrollout.strategy import RolloutPlan, plan_for
+from modelrollout.strategy import RolloutPlan, Strategy, plan_for
 
 ACTIVE_PHASES = {Phase.INITIALIZING, Phase.PROGRESSING, Phase.BAKING}
 
@@ -619,13 +619,13 @@ def _enter_step(run: _Run, index: int) -> None:
     st.phase = Phase.PROGRESSING
     st.message = (
         f"canary {st.canaryRevision} at {weight}%"
-        if run.plan.strategy == "canary"
+        if run.plan.strategy == Strategy.CANARY
         else f"preview of {st.canaryRevision}; live traffic stays on {st.stableRevision}"
     )
     assert st.canaryRevision is not None
     run.ensure(st.canaryRevision, run.canary_replicas(weight))
     run.set_weight(weight, canary_routes=True)  # entered only with the canary available
-    if run.plan.strategy == "canary":
+    if run.plan.strategy == Strategy.CANARY:
         run.emit("Normal", "StepStarted", f"step {index + 1}/{len(run.plan.steps)}: canary weight {weight}%")
     else:
         run.emit("Normal", "PreviewStarted", f"{st.canaryRevision} at full size behind the preview Service")
@@ -745,7 +745,7 @@ def _wait_for_evidence(run: _Run) -> None:
     weight = plan.steps[st.currentStep]
     where, limit = (
         (f"step {st.currentStep + 1}/{len(plan.steps)} at {weight}%", "maxStepDuration")
-        if plan.strategy == "canary"
+        if plan.strategy == Strategy.CANARY
         else ("preview", "maxPreviewDuration")
     )
     st.message = f"{where} waiting for evidence ({_minutes(elapsed)} of {limit} {plan.max_step_duration}): {detail}"

@@ -19,14 +19,22 @@ the previous revision is warm); what differs is the plan:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from modelrollout.api.types import ModelDeploymentSpec
 from modelrollout.durations import parse_duration
 
 
+class Strategy(StrEnum):
+    """The strategy a plan comes from, spelled as its field under spec.strategy."""
+
+    CANARY = "canary"
+    BLUE_GREEN = "blueGreen"
+
+
 @dataclass(frozen=True)
 class RolloutPlan:
-    strategy: str  # "canary" | "blueGreen"
+    strategy: Strategy
     steps: tuple[int, ...]
     step_duration: str
     max_step_duration: str
@@ -53,7 +61,7 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
     if blue_green is not None:
         hold = max(blue_green.scaleDownDelay, spec.bake.duration, key=parse_duration)
         return RolloutPlan(
-            strategy="blueGreen",
+            strategy=Strategy.BLUE_GREEN,
             steps=(0,),
             step_duration=blue_green.previewDuration,
             max_step_duration=blue_green.maxPreviewDuration,
@@ -65,7 +73,7 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
         )
     canary = spec.strategy.canary
     return RolloutPlan(
-        strategy="canary",
+        strategy=Strategy.CANARY,
         steps=tuple(canary.steps),
         step_duration=canary.stepDuration,
         max_step_duration=canary.maxStepDuration,
