@@ -17,7 +17,7 @@ with_uv() {
   "$PY" -m pip install -q uv || return 1
   local args=(pip install -q --python "$PY")
   if [ -n "${PIP_FIND_LINKS:-}" ] && [ -d "$PIP_FIND_LINKS" ]; then args+=(--find-links "$PIP_FIND_LINKS"); fi
-  SSL_CERT_FILE=${PIP_CERT:-${SSL_CERT_FILE:-}} "$VENV/bin/uv" "${args[@]}" -e "$SPEC"
+  SSL_CERT_FILE=${PIP_CERT:-${SSL_CERT_FILE:-}} "$VENV/bin/uv" "${args[@]}" --compile-bytecode -e "$SPEC"
 }
 
 with_pip() {

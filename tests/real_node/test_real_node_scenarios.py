@@ -6,10 +6,11 @@ store); Traefik routes by the HTTPRoute weights the operator writes; Prometheus 
 Kubernetes service discovery. Predictions and their labels both go through Traefik.
 
 Each story has its own namespace, Gateway host and traffic, and one operator serves them all, as it
-serves many teams' ModelDeployments on a cluster. So the four stories that do not touch the operator
-run two at a time (``LANES``), which also shows one rollout's gates are not disturbed by another's
-traffic on the same node. The story that deletes the operator's pod runs alone, after them: it would
-stall the others' clocks and inflate their time-to-rollback figures.
+serves many teams' ModelDeployments on a cluster. So the stories run two at a time (``LANES``), which
+also shows one rollout's gates are not disturbed by another's traffic on the same node. The story
+that deletes the operator's pod goes last: the one story still running beside it sees the operator
+gone for the ~5 s its replacement takes, which only delays that story's next step (its
+time-to-rollback figure can read up to that much longer), as it would for every rollout on a cluster.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def resume(story: Story) -> None:
     story.then_the_split_follows_the_weights()
 
 
-# The longest first, so the two lanes finish close together.
-CONCURRENT: dict[str, Callable[[Story], None]] = {"warmup": warmup, "promote": promote,
-                                                  "accuracy": accuracy, "errors": errors}  # fmt: skip
+# The longest first, so the two lanes finish close together; the operator's pod is deleted last.
+CONCURRENT: dict[str, Callable[[Story], None]] = {"warmup": warmup, "promote": promote, "accuracy": accuracy,
+                                                  "errors": errors, "resume": resume}  # fmt: skip
 
 
 @dataclass
@@ -98,7 +99,7 @@ def tell(testbed: Testbed, title: str, plot: Callable[[Story], None]) -> Told:
 
 @pytest.fixture(scope="module")
 def stories(testbed: Testbed) -> Iterator[dict[str, cf.Future[Told]]]:
-    """The independent stories, started together on first use, ``LANES`` at a time."""
+    """The stories, started together on first use, ``LANES`` at a time."""
     with cf.ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="story") as pool:
         futures = {name: pool.submit(tell, testbed, name, plot) for name, plot in CONCURRENT.items()}
         try:
@@ -139,6 +140,5 @@ def test_a_model_whose_warmup_never_finishes_is_held_unready_by_kubelet(stories,
     record(figures, stories["warmup"].result())
 
 
-def test_the_operator_pod_deleted_mid_rollout_resumes_it(testbed, stories, figures):
-    cf.wait(stories.values())  # alone: deleting the operator would stall the other stories' clocks
-    record(figures, tell(testbed, "resume", resume))
+def test_the_operator_pod_deleted_mid_rollout_resumes_it(stories, figures):
+    record(figures, stories["resume"].result())
