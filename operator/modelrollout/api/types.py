@@ -116,6 +116,21 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     return entry
 
 
+def _cel_not_shorter(longer: str, shorter: str) -> JsonDict:
+    """CEL: duration ``longer`` is at least duration ``shorter`` (when both are set); pair with
+    :func:`_check_not_shorter` so the operator says the same thing as the API server."""
+    return _cel(
+        f"!has(self.{longer}) || !has(self.{shorter}) || duration(self.{longer}) >= duration(self.{shorter})",
+        f"{longer} must be at least {shorter}",
+        f".{longer}",
+    )
+
+
+def _check_not_shorter(model: BaseModel, longer: str, shorter: str) -> None:
+    if parse_duration(getattr(model, longer)) < parse_duration(getattr(model, shorter)):
+        raise ValueError(f"{longer} must be at least {shorter}")
+
+
 def _duration_field(default: str, description: str, minimum: str = "0s") -> Any:
     """A Go-style duration string, checked by regex and by CEL's own duration parser."""
     return Field(
@@ -402,14 +417,7 @@ class CanarySpec(_Model):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!has(self.maxStepDuration) || !has(self.stepDuration)"
-                    " || duration(self.maxStepDuration) >= duration(self.stepDuration)",
-                    "maxStepDuration must be at least stepDuration",
-                    ".maxStepDuration",
-                )
-            ]
+            "x-kubernetes-validations": [_cel_not_shorter("maxStepDuration", "stepDuration")]
         }
     )
 
@@ -470,8 +478,7 @@ class CanarySpec(_Model):
 
     @model_validator(mode="after")
     def _max_after_min(self) -> CanarySpec:
-        if parse_duration(self.maxStepDuration) < parse_duration(self.stepDuration):
-            raise ValueError("maxStepDuration must be at least stepDuration")
+        _check_not_shorter(self, "maxStepDuration", "stepDuration")
         return self
 
 
@@ -482,14 +489,7 @@ class BlueGreenSpec(_Model):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!has(self.maxPreviewDuration) || !has(self.previewDuration)"
-                    " || duration(self.maxPreviewDuration) >= duration(self.previewDuration)",
-                    "maxPreviewDuration must be at least previewDuration",
-                    ".maxPreviewDuration",
-                )
-            ]
+            "x-kubernetes-validations": [_cel_not_shorter("maxPreviewDuration", "previewDuration")]
         }
     )
 
@@ -523,8 +523,7 @@ class BlueGreenSpec(_Model):
 
     @model_validator(mode="after")
     def _max_after_min(self) -> BlueGreenSpec:
-        if parse_duration(self.maxPreviewDuration) < parse_duration(self.previewDuration):
-            raise ValueError("maxPreviewDuration must be at least previewDuration")
+        _check_not_shorter(self, "maxPreviewDuration", "previewDuration")
         return self
 
 
@@ -547,10 +546,6 @@ class StrategySpec(_Model):
         if self.blueGreen is not None and "canary" in self.model_fields_set:
             raise ValueError("set one strategy: canary or blueGreen")
         return self
-
-    @property
-    def name(self) -> str:
-        return "blueGreen" if self.blueGreen is not None else "canary"
 
 
 class PrometheusSpec(_Model):
