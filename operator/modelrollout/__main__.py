@@ -9,10 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
+from typing import TYPE_CHECKING
 
 import kopf
+from kubernetes import client
+
+from modelrollout import config
+from modelrollout.api import types as t
+
+if TYPE_CHECKING:
+    from modelrollout.handlers import Runtime
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -23,11 +30,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     run.add_argument("--liveness", default="http://127.0.0.1:8080/healthz", help="kopf liveness endpoint URL")
-    run.add_argument(
-        "--prometheus-address",
-        default=os.environ.get("MODELROLLOUT_PROMETHEUS_ADDRESS", ""),
-        help="Prometheus for ModelDeployments that do not name one (env MODELROLLOUT_PROMETHEUS_ADDRESS)",
-    )
+    config.add_arguments(run)
     run.add_argument("--metrics-port", type=int, default=0, help="serve operator metrics on this port (0: off)")
     run.add_argument("--metrics-address", default="0.0.0.0", help="address for the metrics endpoint")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -36,26 +39,50 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def scoped_settings(namespaces: list[str]) -> kopf.OperatorSettings:
-    """kopf settings that follow the watch scope.
+    """kopf settings: bookkeeping in annotations, and scanning that follows the watch scope.
 
-    Given exact namespaces, the operator needs no cluster-wide discovery, and the chart's namespace
+    kopf keeps its own progress in annotations, since our status schema is structural and owns
+    status. Given exact namespaces, the operator needs no cluster-wide discovery, and the chart's namespace
     mode grants none: with kopf's scanning on, it would retry the forbidden list of namespaces and
     of CRDs nine times each with backoff (about 45 s) before falling back to those namespaces, and
     only then start reconciling. Globs (``team-*``) do need the namespace list, so scanning stays on.
     """
     settings = kopf.OperatorSettings()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=t.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=t.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
     settings.scanning.disabled = bool(namespaces) and not any(c in ns for ns in namespaces for c in "*?[!")
     return settings
+
+
+def build_runtime(cfg: config.OperatorConfig) -> Runtime:
+    """The one API client, the Kube wrapper and the Lease elector, from the configuration."""
+    from modelrollout.handlers import Runtime  # importing it registers the handlers with kopf
+    from modelrollout.kube import Kube, load_config
+    from modelrollout.leader import LeaderElector
+
+    load_config()
+    api_client = client.ApiClient()
+    elector = None
+    if cfg.leader_election is not None:
+        elector = LeaderElector(client.CoordinationV1Api(api_client), cfg.leader_election)
+    return Runtime(config=cfg, api_client=api_client, kube=Kube(api_client), elector=elector)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level)
-    os.environ["MODELROLLOUT_PROMETHEUS_ADDRESS"] = args.prometheus_address  # read by the handlers at import
-    from modelrollout import (
-        handlers,  # noqa: F401 - registers the handlers with kopf
-        telemetry,
-    )
+    try:
+        cfg = config.from_arguments(args)
+    except ValueError as exc:
+        print(f"modelrollout run: {exc}", file=sys.stderr)
+        return 2
+    from modelrollout import telemetry
+
+    runtime = build_runtime(cfg)
 
     if args.metrics_port:
         telemetry.start_metrics_server(args.metrics_port, args.metrics_address)
@@ -73,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             settings=scoped_settings(args.namespace),
             liveness_endpoint=args.liveness,
             standalone=True,
+            memo=kopf.Memo(runtime=runtime),
         )
     )
     return 0

@@ -129,24 +129,76 @@ class Decision:
 
 def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> str | None:
     """The revision whose gates should be checked now, or None; the shell then queries Prometheus."""
+    target = _analysis_target(spec, status)
+    if target is None:
+        return None
+    at = _analysis_due_at(spec, status)
+    return target if at is None or now >= at else None
+
+
+def _analysis_target(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> str | None:
+    """The revision under analysis in this status (canary in a step, stable while baking or watched)."""
     if spec.paused:
         return None
     if status.phase == Phase.PROGRESSING and status.canaryRevision and status.currentStep is not None:
-        target = status.canaryRevision
-    elif status.phase == Phase.BAKING and status.stableRevision:
-        target = status.stableRevision
-    elif watching(spec, status):
-        assert status.stableRevision is not None
-        target = status.stableRevision
-    else:
-        return None
-    interval = timedelta(seconds=parse_duration(spec.analysis.interval))
-    # The first check of an evidence period waits one interval: at its very start there is nothing
-    # to count yet, and a check then would only push the first real one an interval later.
-    last = status.lastCheckAt or _evidence_start(status)
-    if last is None or now - last >= interval:
-        return target
+        # A canary without ready pods serves nothing to judge: its checks (and its step's clock)
+        # wait until it is back, which a watch event announces.
+        return status.canaryRevision if status.canaryUnavailableSince is None else None
+    if status.phase == Phase.BAKING and status.stableRevision:
+        return status.stableRevision
+    if watching(spec, status):
+        return status.stableRevision
     return None
+
+
+def _analysis_due_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> datetime | None:
+    """When the next check is due; None: at once. The first check of an evidence period waits one
+    interval: at its very start there is nothing to count yet, and a check then would only push the
+    first real one an interval later."""
+    last = status.lastCheckAt or _evidence_start(status)
+    return None if last is None else last + timedelta(seconds=parse_duration(spec.analysis.interval))
+
+
+# A deadline the engine tests with ``elapsed > limit`` has passed only strictly after the limit.
+_AFTER = timedelta(milliseconds=1)
+
+
+def next_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> datetime | None:
+    """The earliest moment after ``now`` at which ``decide`` could decide differently with nothing
+    else changed: a check falling due, a step's or a bake's time running out, a deadline passing, a
+    watch window rolling over. None when only a new observation (a watch event) can change anything.
+
+    The shell schedules the object's next reconcile here instead of polling every object on one
+    clock; ``tests/unit/test_engine_next_due.py`` checks that no decision changes before it.
+    """
+    if spec.paused:
+        return None
+    plan = plan_for(spec)
+    candidates: list[datetime] = []
+    if _analysis_target(spec, status) is not None:  # a check already due is due now
+        candidates.append(max(now + _AFTER, _analysis_due_at(spec, status) or now))
+    deadline = timedelta(seconds=spec.progressDeadlineSeconds)
+    if status.stableRevision is None:
+        if status.phase != Phase.FAILED and status.revisionStartedAt is not None:
+            candidates.append(status.revisionStartedAt + deadline + _AFTER)
+    elif status.phase == Phase.PROGRESSING and status.canaryRevision is not None:
+        if status.currentStep is None:
+            if status.revisionStartedAt is not None:
+                candidates.append(status.revisionStartedAt + deadline + _AFTER)
+        else:
+            if status.canaryUnavailableSince is not None:
+                candidates.append(status.canaryUnavailableSince + deadline + _AFTER)
+            if status.stepStartedAt is not None:
+                candidates.append(status.stepStartedAt + timedelta(seconds=parse_duration(plan.step_duration)))
+                max_step = timedelta(seconds=parse_duration(plan.max_step_duration))
+                candidates.append(status.stepStartedAt + max_step + _AFTER)
+    elif status.phase == Phase.BAKING and status.bakeStartedAt is not None:
+        candidates.append(status.bakeStartedAt + timedelta(seconds=plan.hold_seconds))
+    cont = spec.analysis.continuous
+    if cont is not None and watching(spec, status) and status.watchSince is not None:
+        candidates.append(status.watchSince + timedelta(seconds=parse_duration(cont.window)))
+    # A deadline at or before ``now`` was acted on by the decision just made.
+    return min((c for c in candidates if c > now), default=None)
 
 
 def _evidence_start(status: ModelDeploymentStatus) -> datetime | None:
@@ -401,9 +453,8 @@ def _steady(run: _Run) -> None:
     run.ensure(stable, run.replicas)
     run.actions.append(PointService("stable", stable))
     run.set_weight(0)
-    if st.phase == Phase.BAKING:
-        _bake(run)
-        return
+    if st.phase == Phase.BAKING and not _bake(run):
+        return  # still baking, or reverted; a finished bake starts the watch in this decision
     if st.phase != Phase.ROLLED_BACK or run.obs.desired.revision == stable:
         st.phase, st.message = Phase.SUCCEEDED, f"revision {stable} is stable"
     _watch(run)
@@ -800,14 +851,17 @@ def _finish_promotion(run: _Run) -> None:
     run.finish_history(stable, HistoryPhase.SUCCEEDED, Reason.PROMOTED)
 
 
-def _bake(run: _Run) -> None:
+def _bake(run: _Run) -> bool:
+    """Watch the new stable with the previous one warm; True when the bake ended in a promotion."""
     st = run.status
     if st.previousStableRevision:
         run.ensure(st.previousStableRevision, run.warm_replicas)
     if not _record_analysis(run):
-        return
-    if run.elapsed(st.bakeStartedAt) >= run.plan.hold_seconds:
-        _finish_promotion(run)
+        return False
+    if run.elapsed(st.bakeStartedAt) < run.plan.hold_seconds:
+        return False
+    _finish_promotion(run)
+    return True
 
 
 def _revert_bake(run: _Run, reason: str, message: str) -> None:

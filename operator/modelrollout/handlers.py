@@ -1,10 +1,15 @@
 """kopf handlers: the imperative shell around the pure engine.
 
-Every trigger — a ModelDeployment event, a child Deployment event, or the periodic timer that moves
-time-based steps — runs the same idempotent ``reconcile``: read the object fresh, observe its
-revisions, ask the engine, apply its actions in order, then write status conditionally on the
-resourceVersion that was read. Nothing is kept in memory between ticks except a per-object lock that
-stops two triggers from deciding at once.
+Watch events (a ModelDeployment changed, a revision's Deployment changed readiness) only put the
+object's key on the :class:`~modelrollout.scheduler.Scheduler`. Its workers run the same idempotent
+``reconcile``: read the object fresh, observe its revisions, ask the engine, apply its actions in
+order, write status conditionally on the resourceVersion that was read, and schedule the next look
+at the moment the engine says its next decision falls due (``engine.next_due``). Nothing is kept in
+memory between reconciles but that schedule, so a restarted or newly elected operator continues
+exactly where the last one stopped.
+
+Everything the handlers need (configuration, API client, scheduler, leader election) is built once
+at start by ``modelrollout.__main__`` and reaches them as one :class:`Runtime` in kopf's memo.
 """
 
 from __future__ import annotations
@@ -14,103 +19,96 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import kopf
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelrollout import contract, engine, routers, telemetry, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
-from modelrollout.kube import Kube, load_config
+from modelrollout.config import OperatorConfig
+from modelrollout.kube import Kube
+from modelrollout.leader import LeaderElector
 from modelrollout.revision import revision_hash
+from modelrollout.scheduler import Key, Scheduler
 from modelrollout.strategy import plan_for
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGE = os.environ.get("MODELROLLOUT_DEFAULT_IMAGE", "modelrollout/modelserver:0.1.0")
-TICK_SECONDS = float(os.environ.get("MODELROLLOUT_TICK_SECONDS", "5"))
-DEFAULT_PROMETHEUS = os.environ.get("MODELROLLOUT_PROMETHEUS_ADDRESS", "")
 
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_kube: Kube | None = None
+@dataclasses.dataclass
+class Runtime:
+    """The operator's long-lived parts, built once at start and shared by every handler."""
+
+    config: OperatorConfig
+    api_client: client.ApiClient
+    kube: Kube
+    elector: LeaderElector | None = None
+    scheduler: Scheduler | None = None
+    tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
 
-def kube() -> Kube:
-    global _kube
-    if _kube is None:
-        load_config()
-        _kube = Kube()
-    return _kube
+def runtime(memo: Any) -> Runtime:
+    rt = memo.runtime
+    assert isinstance(rt, Runtime), "start the operator with python -m modelrollout run"
+    return rt
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Keep kopf's own bookkeeping in annotations: our status schema is structural and owns status."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=t.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=t.GROUP, key="last-handled-configuration"
-    )
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 300
-    settings.execution.max_workers = int(os.environ.get("MODELROLLOUT_WORKERS", "8"))
-    settings.peering.standalone = os.environ.get("MODELROLLOUT_PEERING", "") == ""
-    if not settings.peering.standalone:
-        settings.peering.name = os.environ["MODELROLLOUT_PEERING"]
+async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    """Start the workers (and the Lease loop) before kopf starts watching and sends events."""
+    rt = runtime(memo)
+    active = rt.elector.is_leader if rt.elector is not None else (lambda: True)
+    rt.scheduler = scheduler = Scheduler(partial(reconcile_key, rt), rt.config.workers, active=active)
+    rt.tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+    if rt.elector is not None:
+        rt.elector.on_started_leading = scheduler.enqueue_all
+        rt.tasks.append(asyncio.create_task(rt.elector.run(), name="leader election"))
 
 
-# The keys of the ModelDeployments kopf has shown us: which objects to tick, not rollout state.
-# A per-object kopf timer would do the same, but kopf guards timers with a finalizer, and a finalizer
-# would block `kubectl delete` (and Argo CD prunes) whenever the operator is down.
-_known: set[tuple[str, str]] = set()
-_known_lock = threading.Lock()
-_background: set[asyncio.Task] = set()
+@kopf.on.cleanup()
+async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    """Stop reconciling, then hand the Lease over so a standby takes over at once."""
+    rt = runtime(memo)
+    for task in rt.tasks:
+        task.cancel()
+    await asyncio.gather(*rt.tasks, return_exceptions=True)
+    if rt.elector is not None:
+        await asyncio.to_thread(rt.elector.release)
+
+
+def _scheduler(memo: Any) -> Scheduler:
+    scheduler = runtime(memo).scheduler
+    assert scheduler is not None, "the startup handler creates the scheduler before any event"
+    return scheduler
 
 
 @kopf.on.event(t.GROUP, t.VERSION, t.PLURAL)
-def on_modeldeployment(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+async def on_modeldeployment(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     if namespace is None:  # never for a namespaced kind; kopf's handler type also covers cluster-scoped ones
         return
-    with _known_lock:
-        if event.get("type") == "DELETED":
-            _known.discard((namespace, name))
-            telemetry.forget(namespace, name)
-            return
-        _known.add((namespace, name))
-    reconcile(namespace, name)
-
-
-@kopf.on.startup()
-async def start_ticker(**_: Any) -> None:
-    """Move time-based steps (step durations, analysis intervals, deadlines) every TICK_SECONDS."""
-    _background.add(asyncio.get_running_loop().create_task(_tick_forever()))
-
-
-async def _tick_forever() -> None:
-    while True:
-        await asyncio.sleep(TICK_SECONDS)
-        with _known_lock:
-            keys = sorted(_known)
-        for namespace, name in keys:
-            try:
-                await asyncio.to_thread(reconcile, namespace, name)
-            except Exception:  # one object's failure must not stop the others' clocks
-                log.exception("reconcile of %s/%s failed; retrying next tick", namespace, name)
+    if event.get("type") == "DELETED":
+        _scheduler(memo).forget((namespace, name))
+        telemetry.forget(namespace, name)
+        return
+    _scheduler(memo).enqueue((namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})
-def on_child(event: kopf.RawEvent, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-    """A revision's pods changed readiness: decide now instead of at the next tick."""
+async def on_child(
+    event: kopf.RawEvent, namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **_: Any
+) -> None:
+    """A revision's pods changed readiness: decide now instead of at the object's next due time."""
     owner = labels.get(workloads.LABEL_DEPLOYMENT)
     if owner and namespace is not None and event.get("type") in ("MODIFIED", "DELETED"):
-        reconcile(namespace, owner)
+        _scheduler(memo).enqueue((namespace, owner))
 
 
 _observed: set[tuple[str, str]] = set()
@@ -124,38 +122,46 @@ def telemetry_seen(namespace: str, name: str) -> bool:
     return seen
 
 
-def reconcile(namespace: str, name: str) -> None:
-    with _locks[(namespace, name)]:
-        obj = kube().get_modeldeployment(namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return
-        _reconcile(obj, datetime.now(UTC))
+def reconcile_key(rt: Runtime, key: Key) -> float | None:
+    """Reconcile one object; the seconds until it should be looked at again, None if it is gone."""
+    namespace, name = key
+    obj = rt.kube.get_modeldeployment(namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None
+    now = datetime.now(UTC)
+    due = _reconcile(rt, obj, now)
+    seconds = rt.config.resync_seconds if due is None else (due - now).total_seconds()
+    return min(max(seconds, 0.0), rt.config.resync_seconds)
 
 
-def _reconcile(obj: dict[str, Any], now: datetime) -> None:
+def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | None:
+    """One decision for ``obj``; when to look again (None: only an event can change anything)."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     status = t.ModelDeploymentStatus.model_validate(obj.get("status") or {})
     try:
         spec = t.ModelDeploymentSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        _invalid_spec(obj, status, exc, now)
-        return
+        _invalid_spec(rt, obj, status, exc, now)
+        return None  # a fixed spec arrives as an event
+    poll = now + timedelta(seconds=rt.config.poll_seconds)
 
-    if spec.analysis.prometheus is None and DEFAULT_PROMETHEUS:
-        analysis = spec.analysis.model_copy(update={"prometheus": t.PrometheusSpec(address=DEFAULT_PROMETHEUS)})
-        spec = spec.model_copy(update={"analysis": analysis})
-    image = spec.serving.image or DEFAULT_IMAGE
+    if spec.analysis.prometheus is None and rt.config.prometheus_address:
+        address = t.PrometheusSpec(address=rt.config.prometheus_address)
+        spec = spec.model_copy(update={"analysis": spec.analysis.model_copy(update={"prometheus": address})})
+    image = spec.serving.image or rt.config.model_server_image
     serving = spec.serving.model_copy(update={"image": image})
     desired = engine.DesiredRevision(revision_hash(spec.model, spec.serving, image), spec.model, serving)
-    live = kube().list_revisions(namespace, name)
+    live = rt.kube.list_revisions(namespace, name)
     obs = engine.Observations(
         generation=meta.get("generation", 0),
         desired=desired,
         deployments={rev: state for rev, (state, _) in live.items()},
         annotations=meta.get("annotations") or {},
     )
-    if _contract_due(spec, status, desired, live):
+    # The signature check waits for Prometheus to scrape the canary: no event says when, so poll.
+    contract_due = _contract_due(spec, status, desired, live)
+    if contract_due:
         assert spec.analysis.prometheus is not None and status.stableRevision is not None
         prom = spec.analysis.prometheus
         signature = contract.observe(
@@ -171,21 +177,25 @@ def _reconcile(obj: dict[str, Any], now: datetime) -> None:
 
     decision = engine.decide(spec, status, obs, now)
     try:
-        _apply(obj, spec, decision, live)
+        _apply(rt, obj, spec, decision, live)
     except ApiException as exc:
-        _apply_failed(obj, status, exc, now, spec.traffic.provider)
-        return
+        _apply_failed(rt, obj, status, exc, now, spec.traffic.provider)
+        return poll
     if status.observedGeneration != decision.status.observedGeneration and decision.status.stableRevision:
         # Only a spec change can switch providers: the new routes were written above, the old go now.
-        routers.cleanup_other_providers(obj, spec)
+        routers.cleanup_other_providers(obj, spec, rt.api_client)
     new_status = decision.status.model_dump(mode="json")
     old_status = status.model_dump(mode="json")
-    if (new_status != old_status or not obj.get("status")) and kube().write_status(
-        namespace, name, meta["resourceVersion"], new_status
-    ):
+    if new_status != old_status or not obj.get("status"):
+        if not rt.kube.write_status(namespace, name, meta["resourceVersion"], new_status):
+            return poll  # someone wrote first: their change arrives as an event, this is the fallback
         telemetry.observe_change(namespace, name, old_status, new_status, obj.get("spec"), now=now)
     elif not telemetry_seen(namespace, name):
         telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
+    due = engine.next_due(spec, decision.status, now)
+    if contract_due:
+        return poll if due is None else min(due, poll)
+    return due
 
 
 def _contract_due(
@@ -205,18 +215,20 @@ def _contract_due(
     return state is not None and state.ready > 0
 
 
-def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.Decision, live: dict) -> None:
+def _apply(
+    rt: Runtime, obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.Decision, live: dict
+) -> None:
     """Carry out the engine's actions in the order given (order encodes safety, e.g. weights first)."""
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     snapshots = {h.revision: h for h in decision.status.history}
-    router = routers.router_for(spec)
+    router = routers.router_for(spec, rt.api_client)
     # Only a canary without a traffic layer has <name> span revisions (the replica ratio is the weight);
     # every router, Istio included, routes to <name> (stable only) and <name>-canary, and so does a
     # blue-green rollout without one: its switch is <name> moving to the new revision.
     all_revisions = plan_for(spec).replica_weights
     if any(isinstance(a, engine.EnsureRevision) for a in decision.actions):
-        kube().ensure_feedback_key(obj)  # before any pod that mounts it
+        rt.kube.ensure_feedback_key(obj)  # before any pod that mounts it
     for action in decision.actions:
         match action:
             case engine.EnsureRevision(revision=rev, replicas=replicas):
@@ -229,31 +241,31 @@ def _apply(obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.De
                     rev,
                     snap.model,
                     snap.serving,
-                    snap.serving.image or DEFAULT_IMAGE,
+                    snap.serving.image or rt.config.model_server_image,
                     replicas,
                     spec.progressDeadlineSeconds,
                     [m.slowerThanMs for m in spec.analysis.metrics if m.slowerThanMs is not None],
                 )
-                kube().apply_deployment(manifest, live[rev][1] if rev in live else None)
+                rt.kube.apply_deployment(manifest, live[rev][1] if rev in live else None)
             case engine.DeleteRevision(revision=rev):
-                kube().delete_deployment(namespace, workloads.deployment_name(name, rev))
+                rt.kube.delete_deployment(namespace, workloads.deployment_name(name, rev))
             case engine.PointService(role=role, revision=rev):
                 svc = workloads.stable_service_name(name) if role == "stable" else workloads.canary_service_name(name)
                 if rev is None:
-                    kube().delete_service(namespace, svc)
+                    rt.kube.delete_service(namespace, svc)
                 else:
-                    kube().apply_service(
+                    rt.kube.apply_service(
                         workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
                     )
             case engine.SetRouting(routing=routing):
                 if routing.stable_revision is not None:  # no route before the first revision is stable
                     router.ensure(obj, spec, routing)
             case engine.Emit(type=kind, reason=reason, message=message):
-                kube().post_event(obj, kind, reason, message)
+                rt.kube.post_event(obj, kind, reason, message)
 
 
 def _apply_failed(
-    obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ApiException, now: datetime, provider: str
+    rt: Runtime, obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ApiException, now: datetime, provider: str
 ) -> None:
     """The cluster refused a write (e.g. a route CRD that is not installed, or RBAC). The decision is
     not recorded, since its actions did not all happen; the old status gets a Degraded condition and an
@@ -272,8 +284,8 @@ def _apply_failed(
     if any(c.type == "Degraded" and c.reason == reason and c.message == message for c in status.conditions):
         return
     engine.set_condition(status, "Degraded", True, reason, message, now, meta.get("generation", 0))
-    kube().post_event(obj, "Warning", reason, message)
-    kube().write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))
+    rt.kube.post_event(obj, "Warning", reason, message)
+    rt.kube.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))
 
 
 def _refusal(exc: ApiException) -> str:
@@ -285,7 +297,9 @@ def _refusal(exc: ApiException) -> str:
     return f"applying children failed: {exc.status} {exc.reason}: {detail}"[:1024]
 
 
-def _invalid_spec(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime) -> None:
+def _invalid_spec(
+    rt: Runtime, obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ValidationError, now: datetime
+) -> None:
     """Anything the CRD schema could not reject becomes a condition and an Event, never a crash loop."""
     meta = obj["metadata"]
     problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
@@ -296,5 +310,5 @@ def _invalid_spec(obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: Val
         return
     status.observedGeneration = generation
     engine.set_condition(status, "Degraded", True, "InvalidSpec", problems, now, generation)
-    kube().post_event(obj, "Warning", "InvalidSpec", problems)
-    kube().write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))
+    rt.kube.post_event(obj, "Warning", "InvalidSpec", problems)
+    rt.kube.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))

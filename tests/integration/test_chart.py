@@ -216,11 +216,16 @@ def test_server_side_dry_run_accepts_every_object(cluster: Cluster, namespace: s
     with extra_namespace(cluster) as other:
         docs = render(cluster, namespace, f"watch.mode={mode}", f"watch.namespaces={{{namespace},{other}}}", crds=True)
         kinds = sorted(d["kind"] for d in docs)
+        # Either mode also has the leader-election Role (the Lease) in the release namespace.
+        watch_roles = [
+            d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")
+        ]
+        assert kinds.count("Role") == kinds.count("RoleBinding") == len(watch_roles) + 1
         if mode == "cluster":
-            assert kinds.count("ClusterRole") == 1 and "Role" not in kinds
+            assert kinds.count("ClusterRole") == 1 and not watch_roles
         else:
-            assert kinds.count("Role") == 2 and kinds.count("RoleBinding") == 2 and "ClusterRole" not in kinds
-            assert {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"} == {namespace, other}
+            assert len(watch_roles) == 2 and "ClusterRole" not in kinds
+            assert {d["metadata"]["namespace"] for d in watch_roles} == {namespace, other}
         proc = cluster.kubectl(
             "apply", "--dry-run=server", "-f", "-", stdin="\n---\n".join(yaml.safe_dump(d) for d in docs)
         )
@@ -230,9 +235,24 @@ def test_server_side_dry_run_accepts_every_object(cluster: Cluster, namespace: s
 def test_operator_deployment_is_hardened_and_scoped(cluster: Cluster, namespace: str) -> None:
     docs = render(cluster, namespace, "watch.mode=namespace", "watch.namespaces={a,b}")
     dep = next(d for d in docs if d["kind"] == "Deployment")
-    assert dep["spec"]["strategy"] == {"type": "Recreate"} and dep["spec"]["replicas"] == 1
+    # Two replicas, one leader: the update rolls (a new pod starts as a standby) instead of Recreate.
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
+    assert "--leader-elect" in c["args"] and "--leader-elect-name=mr-modelrollout-leader" in c["args"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+    lease_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election"))
+    assert lease_role["metadata"]["namespace"] == namespace
+    assert lease_role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    single = next(d for d in render(cluster, namespace, "replicas=1", "leaderElection.enabled=false")
+                  if d["kind"] == "Deployment")  # fmt: skip
+    assert single["spec"]["strategy"] == {"type": "Recreate"} and single["spec"]["replicas"] == 1
+    assert "--leader-elect" not in single["spec"]["template"]["spec"]["containers"][0]["args"]
+    racing = helm(cluster, "template", "mr", str(CHART), "--set", "leaderElection.enabled=false", check=False)
+    assert racing.returncode != 0 and "replicas > 1 needs leaderElection.enabled=true" in racing.stderr
     assert c["args"][:1] == ["run"] and "--namespace=a" in c["args"] and "--namespace=b" in c["args"]
     assert "--all-namespaces" not in c["args"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
@@ -306,8 +326,14 @@ def test_namespace_mode_install_rbac_and_rollout(
         cluster.apply(manifest("https://models.example.com/v1.onnx"), other)
         log = tmp_path / "operator.log"
         metrics_port = free_port()
-        with operator_as(sa, log, f"--namespace={namespace}", f"--metrics-port={metrics_port}"):
+        election = [
+            "--leader-elect",
+            f"--leader-elect-namespace={namespace}",
+            "--leader-elect-name=mr-modelrollout-leader",
+        ]
+        with operator_as(sa, log, f"--namespace={namespace}", f"--metrics-port={metrics_port}", *election):
             obj = run_rollout(cluster, namespace)
+            assert cluster.get("lease", "mr-modelrollout-leader", namespace)["spec"]["holderIdentity"]
             assert cluster.get("mdep", "fraud", other).get("status") is None
             key = cluster.get("secret", "fraud-feedback-key", namespace)  # created by the ServiceAccount
             assert key["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
@@ -337,7 +363,10 @@ def test_cluster_mode_install_rbac_and_rollout(
         assert next(c for c in dep["status"]["conditions"] if c["type"] == "Available")["status"] == "True"
         roles = json.loads(cluster.kubectl("get", "roles", "-A", "-l", "app.kubernetes.io/instance=mrc", "-o",
                                            "json").stdout)["items"]  # fmt: skip
-        assert roles == []
+        # The only namespaced Role: the Lease, in the release namespace.
+        assert [(r["metadata"]["namespace"], r["metadata"]["name"]) for r in roles] == [
+            (namespace, "mrc-modelrollout-leader-election")
+        ]
 
         sa = sa_kubeconfig(cluster, namespace, "mrc-modelrollout", tmp_path / "sa.kubeconfig")
         allowed(sa, "get", "mdep", "--all-namespaces")
@@ -356,8 +385,18 @@ def test_cluster_mode_install_rbac_and_rollout(
         denied(sa, "delete", "crd", "modeldeployments.modelrollout.io")
         denied(sa, "create", "clusterrolebinding", "x", "--clusterrole=cluster-admin", "--user=me")
 
+        assert can_i(sa, "update", "leases.coordination.k8s.io", "-n", namespace)
+        assert not can_i(sa, "update", "leases.coordination.k8s.io", "-n", workload_ns)
+
         log = tmp_path / "operator.log"
-        with operator_as(sa, log, "--all-namespaces"):
+        election = [
+            "--leader-elect",
+            f"--leader-elect-namespace={namespace}",
+            "--leader-elect-name=mrc-modelrollout-leader",
+        ]
+        with operator_as(sa, log, "--all-namespaces", *election):
             run_rollout(cluster, workload_ns)
+            lease = cluster.get("lease", "mrc-modelrollout-leader", namespace)
+            assert lease["spec"]["holderIdentity"], lease
         assert cluster.get("secret", "fraud-feedback-key", workload_ns) is not None
         assert_no_permission_errors(log)

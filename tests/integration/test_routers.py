@@ -233,14 +233,12 @@ def test_istio_replaces_an_earlier_versions_subsets(cluster, upstream_crds, api,
     assert get(cluster, "destinationrule", "fraud", namespace) is None
 
 
-def test_istio_apex_service_selects_only_the_stable_revision_at_every_phase(
-    cluster, upstream_crds, api, namespace, monkeypatch
-):
+def test_istio_apex_service_selects_only_the_stable_revision_at_every_phase(cluster, upstream_crds, api, namespace):
     """The engine drives a whole rollout with traffic.istio and the shell applies every action to the
     real API server (kwok runs the pods): at each phase the ``fraud`` Service's endpoints are exactly
     the stable revision's pods, never the canary's or the warm previous revision's, so a caller the
     VirtualService does not govern cannot bypass the weights."""
-    harness = RolloutHarness(cluster, api, namespace, monkeypatch)
+    harness = RolloutHarness(cluster, api, namespace)
     r1 = harness.converge("https://models.example.com/a.onnx", until=lambda st: st.phase == "Succeeded")
     harness.check("initial")
 
@@ -272,8 +270,9 @@ def test_istio_apex_service_selects_only_the_stable_revision_at_every_phase(
 class RolloutHarness:
     """engine.decide on a fake clock + handlers._apply against the real API server, tick by tick."""
 
-    def __init__(self, cluster: Cluster, api: Any, namespace: str, monkeypatch: pytest.MonkeyPatch):
-        from modelrollout import handlers, routers
+    def __init__(self, cluster: Cluster, api: Any, namespace: str):
+        from modelrollout import handlers
+        from modelrollout.config import OperatorConfig
         from modelrollout.kube import Kube
 
         self.cluster, self.api, self.ns = cluster, api, namespace
@@ -289,9 +288,7 @@ class RolloutHarness:
                          "metrics": [{"name": "error-rate", "max": 0.5}]},
         })  # fmt: skip
         self.kube = Kube(api)
-        monkeypatch.setattr(handlers, "_kube", self.kube)
-        real_router_for = routers.router_for
-        monkeypatch.setattr(routers, "router_for", lambda spec, api_client=None: real_router_for(spec, api))
+        self.runtime = handlers.Runtime(config=OperatorConfig(), api_client=api, kube=self.kube)
         self.handlers = handlers
         self.status = ModelDeploymentStatus()
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -317,7 +314,7 @@ class RolloutHarness:
         if target is not None:  # every gate check passes: this test is about where traffic goes
             obs = dataclasses.replace(obs, analysis=AnalysisResult(time=self.now, revision=target, verdict="Pass"))
         decision = engine.decide(spec, self.status, obs, self.now)
-        self.handlers._apply(self.owner, spec, decision, live)
+        self.handlers._apply(self.runtime, self.owner, spec, decision, live)
         self.status = decision.status
         self.desired = rev
 

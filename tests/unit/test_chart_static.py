@@ -41,6 +41,7 @@ TYPED_RESOURCES = {
     "secret": ("", "secrets"),
     "namespace": ("", "namespaces"),
     "ingress": ("networking.k8s.io", "ingresses"),
+    "lease": ("coordination.k8s.io", "leases"),
 }
 VERBS = {
     "list": "list",
@@ -166,10 +167,12 @@ def scan_source(source: str, filename: str) -> Iterator[tuple[Perm, str]]:
 
 
 def chart_rules() -> set[Perm]:
-    """Every (group, resource, verb) in the chart's shared rules, all routers enabled."""
+    """Every (group, resource, verb) in the chart's rules, all routers and leader election enabled:
+    the rules shared by every watched namespace and the Lease rules of the release namespace."""
     text = (CHART / "templates" / "_helpers.tpl").read_text()
-    block = text.split('{{- define "modelrollout.rules" -}}', 1)[1].split("{{- end }}\n{{- end }}", 1)[0]
-    plain = "\n".join(line for line in block.splitlines() if "{{" not in line)
+    shared = text.split('{{- define "modelrollout.rules" -}}', 1)[1].split("{{- end }}\n{{- end }}", 1)[0]
+    lease = text.split('{{- define "modelrollout.leaderElectionRules" -}}', 1)[1].split("{{- end }}", 1)[0]
+    plain = "\n".join(line for line in (shared + lease).splitlines() if "{{" not in line)
     perms = set()
     for rule in yaml.safe_load(plain):
         for group in rule["apiGroups"]:
@@ -217,6 +220,7 @@ def test_rbac_scan_sees_the_known_calls() -> None:
     assert ("apps", "deployments", "watch") in used
     assert ("apps", "deployments", "create") in used  # server-side apply of a new revision
     assert ("", "secrets", "create") in used  # the prediction-token key
+    assert ("coordination.k8s.io", "leases", "update") in used  # leader election
 
 
 def test_rbac_scan_understands_router_style_calls() -> None:

@@ -63,8 +63,8 @@ def state(n: int, ready: bool) -> e.DeploymentState:
 
 
 def run_world(spec: ModelDeploymentSpec, ticks: list[dict]):
+    """Yield (before, decision, tick, observations, now) for a world that starts from a stable r1."""
     gated = bool(spec.analysis.metrics)
-    """Yield (before, decision, tick, observations) for a world that starts from a stable r1."""
     status = ModelDeploymentStatus()
     now = T0
     deps = {"r1": state(4, True)}
@@ -92,7 +92,7 @@ def run_world(spec: ModelDeploymentSpec, ticks: list[dict]):
             1, e.DesiredRevision(t["revision"], spec.model, spec.serving), dict(deps), dict(annotations), analysis
         )
         decision = e.decide(spec, status, obs, now)
-        yield status, decision, t, obs
+        yield status, decision, t, obs, now
         status = decision.status
 
 
@@ -105,7 +105,7 @@ COMMON = settings(max_examples=300, deadline=None, suppress_health_check=[Health
 )
 def test_invariants(steps, gated, no_mesh, bake, ticks):
     spec = make_spec(steps, gated, no_mesh, bake)
-    for before, decision, _tick, obs in run_world(spec, ticks):
+    for before, decision, _tick, obs, _now in run_world(spec, ticks):
         after = decision.status
         # The weight is always 0 or the weight of the current step, never more.
         if after.currentStep is None:
@@ -162,6 +162,52 @@ def test_invariants(steps, gated, no_mesh, bake, ticks):
 @given(steps_strategy, st.lists(tick_strategy, max_size=30))
 def test_same_inputs_same_outputs(steps, ticks):
     spec = make_spec(steps, True, False, "0s")
-    first = [(d.status, d.actions) for _, d, _, _ in run_world(spec, ticks)]
-    second = [(d.status, d.actions) for _, d, _, _ in run_world(spec, ticks)]
+    first = [(d.status, d.actions) for _, d, _, _, _ in run_world(spec, ticks)]
+    second = [(d.status, d.actions) for _, d, _, _, _ in run_world(spec, ticks)]
     assert first == second
+
+
+def _decided(status: ModelDeploymentStatus) -> tuple:
+    """What a decision is about (not its wording or timestamps)."""
+    return (
+        status.phase,
+        status.stableRevision,
+        status.canaryRevision,
+        status.currentStep,
+        status.canaryWeight,
+        status.previousStableRevision,
+        tuple(status.failedRevisions),
+        status.failedChecks,
+        status.watchSince,
+    )
+
+
+@COMMON
+@given(
+    steps_strategy,
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["0s", "20s"]),
+    st.lists(tick_strategy, max_size=40),
+    st.floats(0.0, 0.999),
+)
+def test_nothing_is_decided_before_next_due(steps, gated, no_mesh, bake, ticks, fraction):
+    """The operator reconciles an object again only at ``engine.next_due`` (or on a watch event):
+    with the same observations, a decision at any moment before it is the decision made now, and no
+    check falls due before it. Otherwise a step, a bake, a deadline or a check would wait for the
+    resync period."""
+    spec = make_spec(steps, gated, no_mesh, bake)
+    for _before, decision, _tick, obs, now in run_world(spec, ticks):
+        after = decision.status
+        due = e.next_due(spec, after, now)
+        later = now + (due - now) * fraction if due is not None else now + timedelta(days=fraction)
+        if due is not None:
+            assert due > now
+        if e.analysis_due(spec, after, now) is not None:  # this world skipped a check that was due
+            assert due is not None and due - now <= timedelta(milliseconds=1)
+            continue
+        quiet = e.Observations(obs.generation, obs.desired, obs.deployments, obs.annotations)
+        assert e.analysis_due(spec, after, later) is None, (after.phase, due, later)
+        assert _decided(e.decide(spec, after, quiet, later).status) == _decided(
+            e.decide(spec, after, quiet, now).status
+        ), (after.phase, after.currentStep, now, due, later)

@@ -219,11 +219,13 @@ def test_the_apex_service_selects_the_stable_revision_alone_except_without_a_tra
     ``traffic.none`` spans revisions, because there the replica ratio is the weight."""
     from modelrollout import engine, handlers
     from modelrollout.api.types import ModelDeploymentStatus
+    from modelrollout.config import OperatorConfig
 
     kube = RecordingKube()
-    monkeypatch.setattr(handlers, "_kube", kube)
+    rt = handlers.Runtime(config=OperatorConfig(), api_client=None, kube=kube)  # type: ignore[arg-type]
     actions = [engine.PointService("stable", "aaa111"), engine.PointService("canary", "bbb222")]
-    handlers._apply({**OWNER, "spec": {}}, spec(provider), engine.Decision(ModelDeploymentStatus(), actions), {})
+    decision = engine.Decision(ModelDeploymentStatus(), actions)
+    handlers._apply(rt, {**OWNER, "spec": {}}, spec(provider), decision, {})
     stable, canary = kube.services["fraud"]["spec"]["selector"], kube.services["fraud-canary"]["spec"]["selector"]
     assert canary == {"modelrollout.io/deployment": "fraud", "modelrollout.io/revision": "bbb222"}
     if provider == "none":

@@ -107,3 +107,13 @@ No ConfigMaps, no Pods/exec, no wildcards.
   verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 {{- end }}
+
+{{/*
+The Lease the operator replicas elect their leader with (operator/modelrollout/leader.py): read,
+created once, then renewed and taken over by update with a resourceVersion precondition.
+*/}}
+{{- define "modelrollout.leaderElectionRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end }}

@@ -416,9 +416,7 @@ class CanarySpec(_Model):
     """Step-wise traffic shifting."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [_cel_not_shorter("maxStepDuration", "stepDuration")]
-        }
+        json_schema_extra={"x-kubernetes-validations": [_cel_not_shorter("maxStepDuration", "stepDuration")]}
     )
 
     steps: list[int] = Field(
@@ -488,9 +486,7 @@ class BlueGreenSpec(_Model):
     once; the previous revision stays at full size for an instant revert."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [_cel_not_shorter("maxPreviewDuration", "previewDuration")]
-        }
+        json_schema_extra={"x-kubernetes-validations": [_cel_not_shorter("maxPreviewDuration", "previewDuration")]}
     )
 
     previewDuration: str = _duration_field(
