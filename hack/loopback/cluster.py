@@ -107,10 +107,17 @@ def reachable(kubeconfig: Path) -> bool:
 class OperatorProcess:
     """The real operator (``python -m modelrollout run``) as a child process, stoppable by PID."""
 
-    def __init__(self, cluster: Cluster, tick_seconds: float = 1.0, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        cluster: Cluster,
+        tick_seconds: float = 1.0,
+        extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ):
         self.cluster = cluster
         self.tick = tick_seconds
         self.extra_env = extra_env or {}
+        self.extra_args = extra_args or []
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
@@ -128,7 +135,7 @@ class OperatorProcess:
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelrollout", "run", "--all-namespaces",
-             f"--liveness=http://127.0.0.1:{self.port}/healthz"],
+             f"--liveness=http://127.0.0.1:{self.port}/healthz", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
         )  # fmt: skip
         wait_until(self._healthy, 60, what="operator liveness endpoint")
