@@ -87,6 +87,10 @@ bench-rollback: deps ## time-to-rollback per gate at a 10 s analysis interval (~
 bench-real: deps ## real node: time-to-rollback per gate and the traffic split per step through Traefik (~10 min, root)
 	$(PY) -m hack.realnode.bench
 
+.PHONY: bench-operator
+bench-operator: deps ## the operator at 1,000 ModelDeployments on kwok nodes: RSS, CPU, API requests/s, first-write latency (~15 min)
+	$(PY) hack/bench_operator.py
+
 .PHONY: bench-decisions
 bench-decisions: venv ## false rollbacks, power and time to detect of the gates, real engine on simulated counters (~5 min)
 	$(PY) hack/bench_decisions.py

@@ -21,6 +21,7 @@ from hack.realnode.kube import BIN, REPO, TESTENV, Kube, NodeInfo, wait_until
 
 TESTBED_NS = "mr-testbed"
 OPERATOR_NS = "modelrollout-system"
+OPERATOR_LEASE = "modelrollout-leader"  # the chart's <fullname>-leader
 OPERATOR_IMAGE = "localhost/modelrollout/operator:dev"
 SERVER_IMAGE = "localhost/modelrollout/modelserver:dev"
 GATEWAY_CLASS = "traefik"
@@ -306,10 +307,19 @@ class Testbed:
         except OSError:
             return False
 
-    def operator_pod(self) -> dict | None:
+    def operator_pods(self) -> list[dict]:
+        """The chart's operator pods that are not being deleted (two: a leader and a standby)."""
         pods = self.kube.items("pods", OPERATOR_NS, "app.kubernetes.io/name=modelrollout")
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def operator_pod(self) -> dict | None:
+        live = self.operator_pods()
         return live[0] if live else None
+
+    def leader(self) -> str | None:
+        """The pod holding the operator's Lease (its identity is the pod name)."""
+        lease = self.kube.get("lease", OPERATOR_LEASE, OPERATOR_NS)
+        return None if lease is None else lease["spec"].get("holderIdentity")
 
 
 if __name__ == "__main__":

@@ -60,12 +60,15 @@ def scoped_settings(namespaces: list[str]) -> kopf.OperatorSettings:
 
 def build_runtime(cfg: config.OperatorConfig) -> Runtime:
     """The one API client, the Kube wrapper and the Lease elector, from the configuration."""
+    from modelrollout import telemetry
     from modelrollout.handlers import Runtime  # importing it registers the handlers with kopf
-    from modelrollout.kube import Kube, load_config
+    from modelrollout.kube import Kube, count_requests, load_config
     from modelrollout.leader import LeaderElector
 
     load_config()
     api_client = client.ApiClient()
+    requests = telemetry.default().api_requests
+    count_requests(api_client, lambda method, code: requests.labels(method, code).inc())
     elector = None
     if cfg.leader_election is not None:
         elector = LeaderElector(client.CoordinationV1Api(api_client), cfg.leader_election)

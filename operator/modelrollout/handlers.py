@@ -69,7 +69,14 @@ async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
     rt.scheduler = scheduler = Scheduler(partial(reconcile_key, rt), rt.config.workers, active=active)
     rt.tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     if rt.elector is not None:
-        rt.elector.on_started_leading = scheduler.enqueue_all
+        leader = telemetry.default().leader
+
+        def started_leading() -> None:
+            leader.set(1)
+            scheduler.enqueue_all()
+
+        rt.elector.on_started_leading = started_leading
+        rt.elector.on_stopped_leading = lambda: leader.set(0)
         rt.tasks.append(asyncio.create_task(rt.elector.run(), name="leader election"))
 
 
@@ -125,11 +132,19 @@ def telemetry_seen(namespace: str, name: str) -> bool:
 def reconcile_key(rt: Runtime, key: Key) -> float | None:
     """Reconcile one object; the seconds until it should be looked at again, None if it is gone."""
     namespace, name = key
-    obj = rt.kube.get_modeldeployment(namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return None
-    now = datetime.now(UTC)
-    due = _reconcile(rt, obj, now)
+    started, result = time.monotonic(), "error"
+    try:
+        obj = rt.kube.get_modeldeployment(namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            result = "gone"
+            return None
+        now = datetime.now(UTC)
+        due = _reconcile(rt, obj, now)
+        result = "ok"
+    finally:
+        metrics = telemetry.default()
+        metrics.reconciles.labels(result).inc()
+        metrics.reconcile_duration.observe(time.monotonic() - started)
     seconds = rt.config.resync_seconds if due is None else (due - now).total_seconds()
     return min(max(seconds, 0.0), rt.config.resync_seconds)
 

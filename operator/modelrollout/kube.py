@@ -44,6 +44,27 @@ def load_config() -> None:
         config.load_kube_config()
 
 
+def count_requests(api_client: client.ApiClient, record: Callable[[str, str], None]) -> None:
+    """Call ``record(method, status code)`` for every request ``api_client`` sends (``error`` when
+    none came back): the operator's API load, as client-go's rest_client_requests_total shows it."""
+    rest = api_client.rest_client
+    send = rest.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = send(method, url, *args, **kwargs)
+        except ApiException as exc:
+            record(method, str(exc.status))
+            raise
+        except Exception:
+            record(method, "error")
+            raise
+        record(method, str(response.status))
+        return response
+
+    rest.request = request  # type: ignore[method-assign]
+
+
 def applied_hash(manifest: dict[str, Any]) -> str:
     """A short digest of a manifest, stored on the object so an unchanged apply can be skipped."""
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]

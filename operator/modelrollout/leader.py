@@ -43,11 +43,12 @@ class LeaderElector:
         coordination: client.CoordinationV1Api,
         election: LeaderElection,
         on_started_leading: Callable[[], None] = lambda: None,
+        on_stopped_leading: Callable[[], None] = lambda: None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api, self.election = coordination, election
-        self.on_started_leading = on_started_leading
+        self.on_started_leading, self.on_stopped_leading = on_started_leading, on_stopped_leading
         self._clock = clock
         self._renewed_at: float | None = None  # monotonic time of our last successful write
         self._seen: _Seen | None = None
@@ -74,6 +75,7 @@ class LeaderElector:
                 self.on_started_leading()
             elif self._leading and not leading:
                 log.warning("leader election: %s lost lease %s; reconciling stops", self.election.identity, self._where)
+                self.on_stopped_leading()
             self._leading = leading
             await asyncio.sleep(self.election.retry_period)
 

@@ -195,6 +195,22 @@ class Telemetry:
             buckets=ROLLBACK_BUCKETS,
             registry=reg,
         )
+        self.api_requests = Counter(
+            f"{PREFIX}_api_requests_total",
+            "Requests the operator's API client sent to the Kubernetes API server (kopf's watches aside).",
+            ["method", "code"],
+            registry=reg,
+        )
+        self.reconciles = Counter(
+            f"{PREFIX}_reconciles_total", "Reconciles run by the scheduler's workers.", ["result"], registry=reg
+        )
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "Seconds one reconcile of one ModelDeployment took (Prometheus queries included).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+            registry=reg,
+        )
+        self.leader = Gauge(f"{PREFIX}_leader", "1 while this replica holds the leader Lease.", registry=reg)
         self._lock = threading.Lock()
         # Label tuples this process has set per object, so that vanished gates and deleted objects
         # can be removed precisely (prometheus-client has no "remove by partial labels").

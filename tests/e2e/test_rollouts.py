@@ -253,41 +253,31 @@ def test_new_spec_mid_rollout_supersedes_the_canary(world):
                what="superseded canary scaled down")  # fmt: skip
 
 
-def test_header_and_cookie_routes_reach_the_canary_at_weight_0(world):
-    """A dark first step (weight 0): testers' header or cookie requests reach the canary, nothing else does."""
-    routes = [{"header": {"name": "x-canary", "value": "always"}}, {"cookie": {"name": "canary"}}]
-    world_spec = {"steps": (0, 100), "step": "10s", "canary_routes": routes}
-    stable, canary = stable_then_canary(world, "better", **world_spec)
-    wait_until(lambda: world.status().get("currentStep") == 0, 60, what="the dark step")
-    world.traffic(headers={"x-canary": "always"})  # testers: labelled traffic for the canary's gates
-    testers = {"header": {"x-canary": "always"}, "cookie": {"Cookie": "session=1; canary=always"}}
-    others = {"no header": {}, "another value": {"x-canary": "never"}, "another cookie": {"Cookie": "canary=never"}}
-    answered = {name: {world.predict(h) for _ in range(15)} for name, h in {**testers, **others}.items()}
-    st = world.status()
-    assert st["currentStep"] == 0 and st["canaryWeight"] == 0, "the dark step ended before the checks"
-    assert all(answered[name] == {canary} for name in testers), answered
-    assert all(answered[name] == {stable} for name in others), answered
-    by_weight = world.gateway.stats.routed[canary] - world.gateway.stats.header_routed[canary]
-    assert by_weight == 0, f"{by_weight} unmatched requests reached the canary at weight 0"
-
-    st = world.wait_phase("Succeeded", timeout=150)
-    assert st["stableRevision"] == canary
-    assert world.canary_weights_seen(canary)[:1] == [100]
-    route = world.cluster.get("httproute", "fraud", world.namespace)
-    assert [r["name"] for r in route["spec"]["rules"]] == ["weighted"], "the canary's routes go with it"
-
-
 def test_blue_green_previews_without_live_traffic_switches_at_once_and_reverts_at_once(world):
-    """Preview at full size judged on testers' traffic only; one switch; a failure after it goes straight
-    back to the previous revision, still at full size."""
-    routes = [{"header": {"name": "x-canary", "value": "always"}}]
+    """Preview at full size judged on testers' traffic only: requests with the tester header or cookie
+    reach the new revision at weight 0 and nothing else does (the header/cookie routes any strategy
+    has; a canary's dark first step ``steps: [0, ...]`` is the same engine path); one switch; a
+    failure after it goes straight back to the previous revision, still at full size."""
+    routes = [{"header": {"name": "x-canary", "value": "always"}}, {"cookie": {"name": "canary"}}]
     blue_green = {"previewDuration": "10s", "scaleDownDelay": "90s"}
     stable, new = stable_then_canary(world, "better", canary_routes=routes, blue_green=blue_green)
     wait_until(lambda: world.status().get("currentStep") == 0, 60, what="the preview")
     world.traffic(headers={"x-canary": "always"})  # testers: the preview's only traffic
+    testers = {"header": {"x-canary": "always"}, "cookie": {"Cookie": "session=1; canary=always"}}
+    others = {"no header": {}, "another value": {"x-canary": "never"}, "another cookie": {"Cookie": "canary=never"}}
+    answered = {name: {world.predict(h) for _ in range(15)} for name, h in {**testers, **others}.items()}
+    st = world.status()
+    assert st["currentStep"] == 0 and st["canaryWeight"] == 0, "the preview ended before the checks"
+    assert all(answered[name] == {new} for name in testers), answered
+    assert all(answered[name] == {stable} for name in others), answered
+    stats = world.gateway.stats
+    by_weight = stats.routed[new] - stats.header_routed[new]
+    assert by_weight == 0, f"{by_weight} unmatched requests reached the preview at weight 0"
+
     st = world.wait_phase("Baking", timeout=150)
     assert st["stableRevision"] == new and st["previousStableRevision"] == stable
-    stats = world.gateway.stats
+    route = world.cluster.get("httproute", "fraud", world.namespace)
+    assert [r["name"] for r in route["spec"]["rules"]] == ["weighted"], "the testers' routes go with the preview"
     assert stats.header_routed[new] > 0, "the testers reached the preview"
     # No live request reached the preview, and the switch moved every request at once: the new
     # revision's weight went from nothing to 100 with nothing in between.

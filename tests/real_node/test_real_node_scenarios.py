@@ -1,6 +1,7 @@
 """The user's stories on the real node, through the real proxy, with the images built from the Dockerfiles.
 
-kubelet runs every pod (the chart's operator under its own ServiceAccount, two model-server pods per
+kubelet runs every pod (the chart's two operator replicas, a leader and a standby, under their own
+ServiceAccount, two model-server pods per
 revision with kubelet-executed startup/readiness/liveness probes, Traefik, Prometheus, the model
 store); Traefik routes by the HTTPRoute weights the operator writes; Prometheus finds the pods by
 Kubernetes service discovery. Predictions and their labels both go through Traefik.
@@ -8,9 +9,9 @@ Kubernetes service discovery. Predictions and their labels both go through Traef
 Each story has its own namespace, Gateway host and traffic, and one operator serves them all, as it
 serves many teams' ModelDeployments on a cluster. So the stories run two at a time (``LANES``), which
 also shows one rollout's gates are not disturbed by another's traffic on the same node. The story
-that deletes the operator's pod goes last: the one story still running beside it sees the operator
-gone for the ~5 s its replacement takes, which only delays that story's next step (its
-time-to-rollback figure can read up to that much longer), as it would for every rollout on a cluster.
+that deletes the leading operator's pod goes last: the one story still running beside it sees no
+operator deciding for the seconds the standby takes to lead (it releases the Lease on SIGTERM), which
+only delays that story's next step, as it would for every rollout on a cluster.
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ def warmup(story: Story) -> None:
 def resume(story: Story) -> None:
     story.given_a_stable_model("baseline")
     story.when_the_user_rolls_out("better", step="15s")
-    story.when_the_operator_pod_is_deleted(at_weight=20)
+    story.when_the_leading_operator_pod_is_deleted(at_weight=20)
     story.then_it_is_promoted()
     story.then_the_split_follows_the_weights()
 
 
-# The longest first, so the two lanes finish close together; the operator's pod is deleted last.
+# The longest first, so the two lanes finish close together; the leading operator's pod is deleted last.
 CONCURRENT: dict[str, Callable[[Story], None]] = {"warmup": warmup, "promote": promote, "accuracy": accuracy,
                                                   "errors": errors, "resume": resume}  # fmt: skip
 
@@ -116,8 +117,11 @@ def record(figures: list, told: Told) -> None:
 
 
 def test_operator_runs_as_a_pod_on_the_real_node_with_its_service_account(testbed):
-    pod = testbed.operator_pod()
-    assert pod and pod["status"]["phase"] == "Running", pod
+    pods = testbed.operator_pods()
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]  # the chart's default: a leader and a standby
+    assert testbed.leader() in [p["metadata"]["name"] for p in pods]
+    pod = pods[0]
+    assert pod["status"]["phase"] == "Running", pod
     assert pod["spec"]["nodeName"] == testbed.node.name
     assert pod["spec"]["serviceAccountName"] == "modelrollout"
     assert pod["spec"]["containers"][0]["image"] == "localhost/modelrollout/operator:dev"
@@ -140,5 +144,5 @@ def test_a_model_whose_warmup_never_finishes_is_held_unready_by_kubelet(stories,
     record(figures, stories["warmup"].result())
 
 
-def test_the_operator_pod_deleted_mid_rollout_resumes_it(stories, figures):
+def test_the_leading_operator_pod_deleted_mid_rollout_the_standby_finishes_it(stories, figures):
     record(figures, stories["resume"].result())

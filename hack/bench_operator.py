@@ -1,0 +1,269 @@
+"""`make bench-operator`: the operator at scale on kwok nodes (~15 min on 2 cores).
+
+A cluster of its own (``.testenv-bench``: etcd, kube-apiserver, controller-manager, scheduler and
+kwok with 20 simulated nodes, whose pods become Ready at once) and the real operator process. The
+benchmark creates ``--objects`` ModelDeployments in ``--namespaces`` namespaces (one replica each,
+``traffic.none``, the default canary steps and analysis interval, no gates), waits until all are
+stable, measures the idle operator for a minute, then changes the model of every one of them at
+``--rate`` changes per second and waits until every new revision is stable.
+
+Figures, sampled once a second from ``/proc`` and the operator's ``/metrics``:
+- RSS (peak, and at idle) and CPU (% of one core) of the operator process;
+- API requests per second sent by the operator (``modelrollout_api_requests_total``), idle and
+  while all objects roll out;
+- first write: from a spec change (the patch sent) to the operator's first write for it (the
+  status with the new ``observedGeneration``, seen by a watch), p50/p99/max;
+- time until all objects were created stable and until all had rolled out.
+
+The simulated cluster's controller-manager gets ``--kube-api-qps=300`` so that the kube side keeps
+up; every figure above is the operator's. The section "## Operator at scale" of
+docs/benchmarks.md is rewritten; the last line reads ``objects=<n> rss_mb=<n> first_write_p99_s=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_ENV = REPO / ".testenv-bench"
+os.environ.setdefault("MODELROLLOUT_TESTENV", str(BENCH_ENV))  # read by hack.loopback.cluster at import
+sys.path.insert(0, str(REPO))
+
+from kubernetes import client, config, watch  # noqa: E402
+
+from hack.benchdoc import write_section  # noqa: E402
+from hack.loopback.cluster import TESTENV, Cluster, OperatorProcess, reachable, wait_until  # noqa: E402
+from hack.loopback.procs import free_port  # noqa: E402
+
+SECTION = "## Operator at scale"
+V1, V2 = "https://models.example.com/v1.onnx", "https://models.example.com/v2.onnx"
+GROUP, VERSION, PLURAL = "modelrollout.io", "v1alpha1", "modeldeployments"
+CLUSTER_ENV = {"MODELROLLOUT_REAL_NODE": "0", "KWOK_NODES": "20", "MODELROLLOUT_KCM_QPS": "300",
+               "MODELROLLOUT_KCM_BURST": "500"}  # fmt: skip
+
+
+def manifest(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "fraud", "uri": uri},
+            "serving": {"replicas": 1, "resources": {"requests": {"cpu": "10m"}}},
+            "traffic": {"none": {}},
+        },
+    }
+
+
+@dataclass
+class Sampler:
+    """The operator process's RSS and CPU, and its API request count, once a second."""
+
+    pid: int
+    metrics_port: int
+    samples: list[tuple[float, float, float, float]] = field(default_factory=list)  # t, rss MB, cpu s, requests
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        ticks = os.sysconf("SC_CLK_TCK")
+        while not self.stop.wait(1.0):
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+                rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+                fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cpu = (int(fields[11]) + int(fields[12])) / ticks
+                self.samples.append((time.monotonic(), rss, cpu, self.requests()))
+            except (OSError, StopIteration, ValueError):
+                continue
+
+    def requests(self) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("modelrollout_api_requests_total{")
+        )
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        window = [s for s in self.samples if start <= s[0] <= end]
+        if len(window) < 2:
+            return {"rss_mb": 0.0, "cpu_pct": 0.0, "req_s": 0.0}
+        (t0, _, c0, r0), (t1, _, c1, r1) = window[0], window[-1]
+        return {
+            "rss_mb": max(s[1] for s in window),
+            "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+            "req_s": (r1 - r0) / (t1 - t0),
+        }
+
+
+class FirstWrites:
+    """Watches every ModelDeployment and notes when the operator first wrote a status for a generation."""
+
+    def __init__(self, api: client.CustomObjectsApi) -> None:
+        self.api = api
+        self.seen: dict[tuple[str, str, int], float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        w = watch.Watch()
+        while not self.stop.is_set():
+            for event in w.stream(self.api.list_cluster_custom_object, GROUP, VERSION, PLURAL, timeout_seconds=30):
+                obj = event["object"]
+                gen = (obj.get("status") or {}).get("observedGeneration")
+                if gen:
+                    key = (obj["metadata"]["namespace"], obj["metadata"]["name"], gen)
+                    self.seen.setdefault(key, time.time())
+                if self.stop.is_set():
+                    break
+
+
+def wait_all(cluster: Cluster, count: int, uri: str, timeout: float) -> float:
+    """Seconds until ``count`` ModelDeployments are Succeeded with ``uri`` stable."""
+    started = time.monotonic()
+
+    def done() -> bool:
+        items = json.loads(cluster.kubectl("get", "mdep", "-A", "-o", "json").stdout)["items"]
+        ok = 0
+        for obj in items:
+            st = obj.get("status") or {}
+            stable = next((h for h in st.get("history", []) if h["revision"] == st.get("stableRevision")), {})
+            ok += st.get("phase") == "Succeeded" and stable.get("modelURI") == uri
+        print(f"  {ok}/{count} stable on {uri.rsplit('/', 1)[-1]} after {time.monotonic() - started:.0f}s", flush=True)
+        return ok == count
+
+    wait_until(done, timeout, interval=10, what=f"{count} ModelDeployments stable on {uri}")
+    return time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=20, help="spec changes per second in the rollout phase")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
+    parser.add_argument("--no-doc", action="store_true", help="print only; do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+
+    started_cluster = False
+    kubeconfig = TESTENV / "kubeconfig"
+    if not reachable(kubeconfig):
+        subprocess.run(
+            ["bash", str(REPO / "hack/cluster-up.sh")], check=True, cwd=REPO, env={**os.environ, **CLUSTER_ENV}
+        )
+        started_cluster = True
+    cluster = Cluster(kubeconfig)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    config.load_kube_config(str(kubeconfig))
+    api = client.CustomObjectsApi()
+    namespaces = [f"bench-{i}" for i in range(args.namespaces)]
+    metrics_port = free_port()
+    operator = OperatorProcess(
+        cluster, tick_seconds=5, extra_args=[f"--workers={args.workers}", f"--metrics-port={metrics_port}"]
+    )
+    writes = FirstWrites(api)
+    threads: list[threading.Thread] = []
+    try:
+        for ns in namespaces:
+            cluster.kubectl("create", "namespace", ns, check=False)
+        operator.start()
+        assert operator.proc is not None
+        sampler = Sampler(operator.proc.pid, metrics_port)
+        threads = [threading.Thread(target=t, daemon=True) for t in (sampler.run, writes.run)]
+        for t in threads:
+            t.start()
+
+        print(f"creating {args.objects} ModelDeployments in {args.namespaces} namespaces", flush=True)
+        t_create = time.monotonic()
+        names = [(namespaces[i % args.namespaces], f"model-{i:04d}") for i in range(args.objects)]
+        for ns in namespaces:
+            docs = [manifest(name, V1) for n, name in names if n == ns]
+            cluster.kubectl("apply", "--server-side", "-n", ns, "-f", "-", stdin=json.dumps({"apiVersion": "v1",
+                            "kind": "List", "items": docs}))  # fmt: skip
+        created_s = wait_all(cluster, args.objects, V1, 1800)
+        create_fig = sampler.between(t_create, time.monotonic())
+
+        print(f"idle for {args.idle_seconds:.0f}s", flush=True)
+        t_idle = time.monotonic()
+        time.sleep(args.idle_seconds)
+        idle = sampler.between(t_idle, time.monotonic())
+
+        print(f"rolling out a new revision in all of them at {args.rate:g} changes/s", flush=True)
+        sent: dict[tuple[str, str, int], float] = {}
+        t_roll = time.monotonic()
+        for i, (ns, name) in enumerate(names):
+            pause = t_roll + i / args.rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            at = time.time()
+            change = {"spec": {"model": {"uri": V2}}}
+            obj = api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, change)
+            sent[(ns, name, obj["metadata"]["generation"])] = at
+        rolled_s = wait_all(cluster, args.objects, V2, 3600)
+        rollout = sampler.between(t_roll, time.monotonic())
+        wait_until(lambda: all(k in writes.seen for k in sent), 60, what="every first write seen by the watch")
+        latencies = [writes.seen[k] - at for k, at in sent.items()]
+    finally:
+        writes.stop.set()
+        if threads:
+            sampler.stop.set()
+        operator.stop()
+        if started_cluster and not args.keep:
+            subprocess.run(["bash", str(REPO / "hack/cluster-down.sh")], check=False, cwd=REPO)
+
+    p50, p99, worst = percentile(latencies, 0.5), percentile(latencies, 0.99), max(latencies)
+    peak_rss = max(s[1] for s in sampler.samples)
+    rows = [
+        ("create all, until all stable", f"{created_s:.0f} s", create_fig),
+        (f"idle {args.idle_seconds:.0f} s (all stable)", "", idle),
+        (f"roll out all at {args.rate:g} changes/s, until all stable", f"{rolled_s:.0f} s", rollout),
+    ]
+    table = "\n".join(
+        f"| {what} | {took} | {fig['rss_mb']:.0f} | {fig['cpu_pct']:.0f} | {fig['req_s']:.1f} |"
+        for what, took, fig in rows
+    )
+    text = f"""{SECTION}
+
+`make bench-operator` ({platform.machine()}, {os.cpu_count()} cores; {time.strftime("%Y-%m-%d")}): {args.objects}
+ModelDeployments in {args.namespaces} namespaces on 20 kwok nodes (one replica each, `traffic.none`, the
+default canary steps and analysis interval), the real operator with {args.workers} workers. The
+simulated cluster runs on the same two cores (its controller-manager at `--kube-api-qps=300`).
+
+| phase | took | operator RSS peak (MB) | operator CPU (% of a core) | API requests/s |
+| --- | --- | --- | --- | --- |
+{table}
+
+Spec change -> the operator's first write for it (status with the new `observedGeneration`, seen by a
+watch), over all {len(latencies)} changes at {args.rate:g}/s: p50 {p50:.2f} s, p99 {p99:.2f} s, max {worst:.2f} s.
+Peak RSS over the run: {peak_rss:.0f} MB.
+
+objects={args.objects} rss_mb={peak_rss:.0f} first_write_p99_s={p99:.2f}
+"""
+    print(text)
+    if not args.no_doc:
+        write_section(SECTION, text)
+    print(f"objects={args.objects} rss_mb={peak_rss:.0f} first_write_p99_s={p99:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
