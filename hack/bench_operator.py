@@ -1,7 +1,7 @@
 """`make bench-operator`: the operator at scale on kwok nodes (~15 min on 2 cores).
 
 A cluster of its own (``.testenv-bench``: etcd, kube-apiserver, controller-manager, scheduler and
-kwok with 20 simulated nodes, whose pods become Ready at once) and the real operator process. The
+kwok with 4 simulated nodes of 1,000 pods each, whose pods become Ready at once) and the real operator process. The
 benchmark creates ``--objects`` ModelDeployments in ``--namespaces`` namespaces (one replica each,
 ``traffic.none``, the default canary steps and analysis interval, no gates), waits until all are
 stable, measures the idle operator for a minute, then changes the model of every one of them at
@@ -49,8 +49,8 @@ from hack.loopback.procs import free_port  # noqa: E402
 SECTION = "## Operator at scale"
 V1, V2 = "https://models.example.com/v1.onnx", "https://models.example.com/v2.onnx"
 GROUP, VERSION, PLURAL = "modelrollout.io", "v1alpha1", "modeldeployments"
-CLUSTER_ENV = {"MODELROLLOUT_REAL_NODE": "0", "KWOK_NODES": "20", "MODELROLLOUT_KCM_QPS": "300",
-               "MODELROLLOUT_KCM_BURST": "500"}  # fmt: skip
+CLUSTER_ENV = {"MODELROLLOUT_REAL_NODE": "0", "KWOK_NODES": "4", "KWOK_NODE_PODS": "1000",
+               "MODELROLLOUT_KCM_QPS": "300", "MODELROLLOUT_KCM_BURST": "500"}  # fmt: skip
 
 
 def manifest(name: str, uri: str) -> dict[str, Any]:
@@ -244,7 +244,7 @@ def main() -> int:
     text = f"""{SECTION}
 
 `make bench-operator` ({platform.machine()}, {os.cpu_count()} cores; {time.strftime("%Y-%m-%d")}): {args.objects}
-ModelDeployments in {args.namespaces} namespaces on 20 kwok nodes (one replica each, `traffic.none`, the
+ModelDeployments in {args.namespaces} namespaces on 4 kwok nodes (one replica each, `traffic.none`, the
 default canary steps and analysis interval), the real operator with {args.workers} workers. The
 simulated cluster runs on the same two cores (its controller-manager at `--kube-api-qps=300`).
 

@@ -9,6 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES=${KWOK_NODES:-2}
+NODE_PODS=${KWOK_NODE_PODS:-110} # pods each simulated node takes (bench-operator raises it)
 REAL_NODE=${MODELROLLOUT_REAL_NODE:-1}
 ADVERTISE=127.0.0.1 # with the real node: the host end of its veth, where pods reach the API server
 RUN="$TESTENV_DIR/run"
@@ -97,8 +98,8 @@ metadata:
   annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
 NODE
   done
 }

@@ -242,7 +242,7 @@ def _apply(
     # every router, Istio included, routes to <name> (stable only) and <name>-canary, and so does a
     # blue-green rollout without one: its switch is <name> moving to the new revision.
     all_revisions = plan_for(spec).replica_weights
-    if any(isinstance(a, engine.EnsureRevision) for a in decision.actions):
+    if any(_starts_pods(a, live) for a in decision.actions):
         rt.kube.ensure_feedback_key(obj)  # before any pod that mounts it
     for action in decision.actions:
         match action:
@@ -277,6 +277,14 @@ def _apply(
                     router.ensure(obj, spec, routing)
             case engine.Emit(type=kind, reason=reason, message=message):
                 rt.kube.post_event(obj, kind, reason, message)
+
+
+def _starts_pods(action: engine.Action, live: dict) -> bool:
+    """A new revision's Deployment, or one scaled up from zero: pods that mount the key are coming.
+    (Asking on every reconcile cost one refused create per reconcile.)"""
+    if not isinstance(action, engine.EnsureRevision) or action.replicas == 0:
+        return False
+    return action.revision not in live or live[action.revision][0].replicas == 0
 
 
 def _apply_failed(
