@@ -77,7 +77,7 @@ app-images-for-tests: system-deps
 	@if [ "$${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then bash hack/images/build.sh app; fi
 
 .PHONY: bench
-bench: bench-decisions bench-rollback bench-server ## every benchmark; figures go to docs/benchmarks.md
+bench: bench-decisions bench-rollback bench-server bench-operator ## every benchmark; figures go to docs/benchmarks.md
 
 .PHONY: bench-rollback
 bench-rollback: deps ## time-to-rollback per gate at a 10 s analysis interval (~5 min)
