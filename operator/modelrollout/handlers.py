@@ -97,25 +97,80 @@ def _scheduler(memo: Any) -> Scheduler:
     return scheduler
 
 
+# What the last watch event of each object said that a decision depends on. An event that changes
+# none of it (the status the operator itself just wrote; a Deployment's status churn while its pods
+# start) queues nothing: the decision it would trigger is the one already made, and at a thousand
+# objects these events are most of the watch traffic. Like controller-runtime's event predicates.
+_last_seen: dict[tuple[str, str, str], object] = {}
+
+
+def _changed(kind: str, namespace: str, name: str, seen: object) -> bool:
+    key = (kind, namespace, name)
+    if _last_seen.get(key) == seen:
+        return False
+    _last_seen[key] = seen
+    return True
+
+
+def _modeldeployment_inputs(body: Mapping[str, Any]) -> object:
+    """The spec (by generation), the annotations the CLI sets, and deletion."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        tuple(annotations.get(a) for a in (t.ANNOTATION_PROMOTE, t.ANNOTATION_ABORT, t.ANNOTATION_RETRY)),
+    )
+
+
+def _deployment_inputs(body: Mapping[str, Any]) -> object:
+    """What engine.DeploymentState reads from a revision's Deployment (see kube.list_revisions), and
+    its generation: a hand edit of its spec is put back at once."""
+    meta, spec, st = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    return (
+        meta.get("generation"),
+        spec.get("replicas"),
+        st.get("updatedReplicas"),
+        st.get("readyReplicas"),
+        st.get("availableReplicas"),
+        (st.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
+    )
+
+
 @kopf.on.event(t.GROUP, t.VERSION, t.PLURAL)
-async def on_modeldeployment(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def on_modeldeployment(
+    event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
     if namespace is None:  # never for a namespaced kind; kopf's handler type also covers cluster-scoped ones
         return
     if event.get("type") == "DELETED":
         _scheduler(memo).forget((namespace, name))
+        _last_seen.pop(("mdep", namespace, name), None)
         telemetry.forget(namespace, name)
         return
-    _scheduler(memo).enqueue((namespace, name))
+    if _changed("mdep", namespace, name, _modeldeployment_inputs(body)):
+        _scheduler(memo).enqueue((namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})
 async def on_child(
-    event: kopf.RawEvent, namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent,
+    namespace: str | None,
+    name: str,
+    labels: Mapping[str, str],
+    body: kopf.Body,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     """A revision's pods changed readiness: decide now instead of at the object's next due time."""
     owner = labels.get(workloads.LABEL_DEPLOYMENT)
-    if owner and namespace is not None and event.get("type") in ("MODIFIED", "DELETED"):
-        _scheduler(memo).enqueue((namespace, owner))
+    if not owner or namespace is None or event.get("type") not in ("MODIFIED", "DELETED"):
+        return
+    if event.get("type") == "DELETED":
+        _last_seen.pop(("deploy", namespace, name), None)
+    elif not _changed("deploy", namespace, name, _deployment_inputs(body)):
+        return
+    _scheduler(memo).enqueue((namespace, owner))
 
 
 _observed: set[tuple[str, str]] = set()
