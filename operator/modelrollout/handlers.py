@@ -148,8 +148,10 @@ async def on_modeldeployment(
         _last_seen.pop(("mdep", namespace, name), None)
         telemetry.forget(namespace, name)
         return
+    first = ("mdep", namespace, name) not in _last_seen
     if _changed("mdep", namespace, name, _modeldeployment_inputs(body)):
-        _scheduler(memo).enqueue((namespace, name))
+        # A user's change goes first; the first sight of every object (a start, a takeover) does not.
+        _scheduler(memo).enqueue((namespace, name), urgent=not first)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})

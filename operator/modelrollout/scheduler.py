@@ -50,6 +50,7 @@ class Scheduler:
         self._min_backoff, self._max_backoff = min_backoff, max_backoff
         self._known: set[Key] = set()
         self._due: dict[Key, float] = {}
+        self._urgent: list[Key] = []  # first in, first out, before any due key
         self._heap: list[tuple[float, Key]] = []
         self._running: set[Key] = set()
         self._again: set[Key] = set()
@@ -60,9 +61,18 @@ class Scheduler:
         self._free = asyncio.Semaphore(workers)
 
     # ------------------------------------------------------------------ called on the event loop
-    def enqueue(self, key: Key, delay: float = 0.0) -> None:
-        """Reconcile ``key`` in ``delay`` seconds, or sooner if it is already due sooner."""
+    def enqueue(self, key: Key, delay: float = 0.0, *, urgent: bool = False) -> None:
+        """Reconcile ``key`` in ``delay`` seconds, or sooner if it is already due sooner.
+
+        ``urgent`` (a user's change: a new spec, a promote or abort) goes before every key that is
+        merely due: when more work is due than the workers can do, the engine's time-based work
+        waits (its evidence keeps accumulating) rather than the user's change."""
         self._known.add(key)
+        if urgent:
+            if key not in self._urgent:
+                self._urgent.append(key)
+            self._wake.set()
+            return
         at = self._clock() + max(0.0, delay)
         if self._due.get(key, math.inf) <= at:
             return
@@ -79,13 +89,15 @@ class Scheduler:
         """The object is gone: drop its pending reconcile (a running one ends on its own)."""
         self._known.discard(key)
         self._due.pop(key, None)
+        if key in self._urgent:
+            self._urgent.remove(key)
         self._again.discard(key)
         self._failures.pop(key, None)
 
     @property
     def pending(self) -> int:
-        """Keys waiting for a due time (for tests and metrics)."""
-        return len(self._due)
+        """Keys waiting for a due time or a worker (for tests and metrics)."""
+        return len(self._due) + len(self._urgent)
 
     async def run(self) -> None:
         """Dispatch due keys to free workers until cancelled."""
@@ -108,6 +120,10 @@ class Scheduler:
 
     async def _next_due(self) -> Key:
         while True:
+            if self._urgent:
+                key = self._urgent.pop(0)
+                self._due.pop(key, None)  # its due reconcile happens now
+                return key
             while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
                 heapq.heappop(self._heap)  # superseded by an earlier time, or forgotten
             now = self._clock()

@@ -192,3 +192,27 @@ def test_a_standby_reconciles_nothing_until_it_leads() -> None:
 
     asyncio.run(main())
     assert sorted(k for k, _, _ in work.calls) == [A, B]
+
+
+def test_a_users_change_goes_before_work_that_is_merely_due() -> None:
+    """One worker, ten keys already due: the key enqueued as urgent (a new spec) is reconciled next,
+    not after the ten."""
+    order: list[Key] = []
+
+    def work(key: Key) -> float | None:
+        order.append(key)
+        time.sleep(0.02)
+        return None
+
+    async def main() -> None:
+        s = Scheduler(work, workers=1)
+
+        def enqueue() -> None:
+            for i in range(10):
+                s.enqueue(("ns", f"due-{i}"))
+            s.enqueue(A, urgent=True)
+
+        await running(s, enqueue, 0.5)
+
+    asyncio.run(main())
+    assert len(order) == 11 and order[0] == A, order
