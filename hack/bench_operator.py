@@ -257,8 +257,9 @@ def main() -> int:
 
 `make bench-operator` ({platform.machine()}, {os.cpu_count()} cores; {time.strftime("%Y-%m-%d")}): {args.objects}
 ModelDeployments in {args.namespaces} namespaces on 4 kwok nodes (one replica each, `traffic.none`, the
-default canary steps and analysis interval), the real operator with {args.workers} workers. The
-simulated cluster runs on the same two cores (its controller-manager at `--kube-api-qps=300`).
+default canary steps 5/10/25/50/100 % at 60 s each, so a rollout takes at least 300 s, and the default
+analysis interval), the real operator with {args.workers} workers. The whole simulated cluster (etcd,
+API server, controller-manager at `--kube-api-qps=300`, scheduler, kwok) runs on the same two cores.
 
 | phase | took | operator RSS peak (MB) | operator CPU (% of a core) | API requests/s |
 | --- | --- | --- | --- | --- |

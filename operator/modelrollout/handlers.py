@@ -66,7 +66,13 @@ async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
     """Start the workers (and the Lease loop) before kopf starts watching and sends events."""
     rt = runtime(memo)
     active = rt.elector.is_leader if rt.elector is not None else (lambda: True)
-    rt.scheduler = scheduler = Scheduler(partial(reconcile_key, rt), rt.config.workers, active=active)
+    wait = telemetry.default().queue_wait
+    rt.scheduler = scheduler = Scheduler(
+        partial(reconcile_key, rt),
+        rt.config.workers,
+        active=active,
+        observe_wait=lambda seconds, urgent: wait.labels("true" if urgent else "false").observe(seconds),
+    )
     rt.tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     if rt.elector is not None:
         leader = telemetry.default().leader

@@ -40,6 +40,7 @@ class Scheduler:
         active: Callable[[], bool] = lambda: True,
         min_backoff: float = 1.0,
         max_backoff: float = 60.0,
+        observe_wait: Callable[[float, bool], None] = lambda seconds, urgent: None,
     ) -> None:
         """``active`` is asked before each reconcile: a standby replica (leader election) keeps its
         keys known but reconciles nothing; :meth:`enqueue_all` wakes them when it takes over."""
@@ -48,9 +49,11 @@ class Scheduler:
         self._clock = clock
         self._active = active
         self._min_backoff, self._max_backoff = min_backoff, max_backoff
+        self._observe_wait = observe_wait  # seconds a key waited for a worker past its due time
         self._known: set[Key] = set()
         self._due: dict[Key, float] = {}
         self._urgent: list[Key] = []  # first in, first out, before any due key
+        self._urgent_since: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
         self._running: set[Key] = set()
         self._again: set[Key] = set()
@@ -71,6 +74,7 @@ class Scheduler:
         if urgent:
             if key not in self._urgent:
                 self._urgent.append(key)
+                self._urgent_since[key] = self._clock()
             self._wake.set()
             return
         at = self._clock() + max(0.0, delay)
@@ -91,6 +95,7 @@ class Scheduler:
         self._due.pop(key, None)
         if key in self._urgent:
             self._urgent.remove(key)
+            self._urgent_since.pop(key, None)
         self._again.discard(key)
         self._failures.pop(key, None)
 
@@ -123,13 +128,15 @@ class Scheduler:
             if self._urgent:
                 key = self._urgent.pop(0)
                 self._due.pop(key, None)  # its due reconcile happens now
+                self._observe_wait(self._clock() - self._urgent_since.pop(key), True)
                 return key
             while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
                 heapq.heappop(self._heap)  # superseded by an earlier time, or forgotten
             now = self._clock()
             if self._heap and self._heap[0][0] <= now:
-                _, key = heapq.heappop(self._heap)
+                at, key = heapq.heappop(self._heap)
                 del self._due[key]
+                self._observe_wait(now - at, False)
                 return key
             timeout = self._heap[0][0] - now if self._heap else None
             self._wake.clear()

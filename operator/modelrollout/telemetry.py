@@ -210,6 +210,14 @@ class Telemetry:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
             registry=reg,
         )
+        self.queue_wait = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Seconds a ModelDeployment waited for a worker past the moment it was due (or, for a "
+            "user's change, since its watch event): above zero only when the workers are all busy.",
+            ["urgent"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=reg,
+        )
         self.leader = Gauge(f"{PREFIX}_leader", "1 while this replica holds the leader Lease.", registry=reg)
         self._lock = threading.Lock()
         # Label tuples this process has set per object, so that vanished gates and deleted objects

@@ -204,8 +204,10 @@ def test_a_users_change_goes_before_work_that_is_merely_due() -> None:
         time.sleep(0.02)
         return None
 
+    waits: list[tuple[float, bool]] = []
+
     async def main() -> None:
-        s = Scheduler(work, workers=1)
+        s = Scheduler(work, workers=1, observe_wait=lambda seconds, urgent: waits.append((seconds, urgent)))
 
         def enqueue() -> None:
             for i in range(10):
@@ -216,3 +218,7 @@ def test_a_users_change_goes_before_work_that_is_merely_due() -> None:
 
     asyncio.run(main())
     assert len(order) == 11 and order[0] == A, order
+    # Every dispatch reports how long its key waited for the worker; the last due key waited for the
+    # ten reconciles before it (20 ms each).
+    assert [urgent for _, urgent in waits] == [True] + [False] * 10
+    assert waits[-1][0] >= 0.15 > waits[0][0]
