@@ -26,6 +26,8 @@ from modelrollout.api.types import (
 )
 from modelrollout.durations import parse_duration
 
+from tests.unit.test_engine import ready, unready
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HORIZON = timedelta(minutes=5)
 TICK = timedelta(milliseconds=250)
@@ -44,14 +46,6 @@ def spec(**over) -> ModelDeploymentSpec:
     }
     body.update(over)
     return ModelDeploymentSpec.model_validate(body)
-
-
-def ready(n: int = 2) -> e.DeploymentState:
-    return e.DeploymentState(replicas=n, updated=n, ready=n, available=n)
-
-
-def unready(n: int = 2) -> e.DeploymentState:
-    return e.DeploymentState(replicas=n, updated=0, ready=0, available=0)
 
 
 def stable_status(s: ModelDeploymentSpec) -> ModelDeploymentStatus:
