@@ -80,6 +80,16 @@ def operator(cluster: Cluster) -> Iterator[OperatorProcess]:
 
 
 @pytest.fixture
+def alone(operator: OperatorProcess) -> Iterator[None]:
+    """The session's operator stops so that only the operators a test starts act."""
+    operator.stop()
+    try:
+        yield
+    finally:
+        operator.start()
+
+
+@pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import time
@@ -192,27 +191,6 @@ def test_feedback_key_secret_is_created_once_shared_by_revisions_and_collected(c
     cluster.kubectl("delete", "mdep", "fraud", "-n", namespace)
     wait_until(lambda: cluster.get("secret", "fraud-feedback-key", namespace) is None, 60,
                what="key Secret garbage-collected")  # fmt: skip
-
-
-def test_killed_operator_resumes_from_status(cluster, operator, namespace):
-    cluster.apply(manifest(), namespace)
-    rev1 = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]
-    slow = manifest(
-        uri="https://models.example.com/c.onnx", strategy={"canary": {"steps": [25, 50, 100], "stepDuration": "4s"}}
-    )
-    cluster.apply(slow, namespace)
-    wait_until(lambda: mdep(cluster, namespace)["status"].get("canaryWeight") == 25, 30, what="first step")
-    operator.kill()
-    before = copy.deepcopy(mdep(cluster, namespace)["status"])
-    operator.start()
-    done = wait_phase(cluster, namespace, "Succeeded", timeout=90)
-    rev2 = done["status"]["stableRevision"]
-    assert rev2 == before["canaryRevision"] and rev2 != rev1
-    assert [h["revision"] for h in done["status"]["history"]] == [rev1, rev2]
-    started = [e for e in events(cluster, namespace) if e["reason"] == "RevisionCreated"]
-    assert sum(e.get("count", 1) for e in started) == 2, "a restarted operator must not start the rollout again"
-    names = sorted(d["metadata"]["name"] for d in deployments(cluster, namespace))
-    assert names == sorted([f"fraud-{rev1}", f"fraud-{rev2}"])
 
 
 def test_unready_pods_trip_the_progress_deadline(cluster, operator, namespace):

@@ -24,16 +24,6 @@ pytestmark = pytest.mark.cluster
 LEASE = "modelrollout-test-leader"
 
 
-@pytest.fixture
-def alone(operator: OperatorProcess) -> Iterator[None]:
-    """The session's operator stops so that only the operators a test starts act."""
-    operator.stop()
-    try:
-        yield
-    finally:
-        operator.start()
-
-
 @contextlib.contextmanager
 def operators(cluster: Cluster, *args_each: list[str]) -> Iterator[list[OperatorProcess]]:
     procs = [OperatorProcess(cluster, extra_args=args) for args in args_each]
