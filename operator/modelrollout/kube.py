@@ -15,7 +15,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -91,25 +91,12 @@ def get_or_none(fetch: Callable[[], T]) -> T | None:
         raise
 
 
-def raw_json(response: Any) -> dict[str, Any]:
-    """The body of a call made with ``_preload_content=False``, parsed as plain JSON.
-
-    The generated client would build typed models (and the operator turned them back into dicts):
-    for a list of Deployments that round trip was the largest CPU cost of a reconcile at scale."""
-    return json_object(json.loads(response.data))
-
-
 def json_object(response: object) -> dict[str, Any]:
     """A custom-object read's answer as what it is on the wire, a JSON object (the generated client
     types it ``object``); anything else is a client or server bug, reported as such."""
     if not isinstance(response, dict):
         raise TypeError(f"expected a JSON object from the API server, got {type(response).__name__}")
     return response
-
-
-def revision_of(dep: client.V1Deployment) -> str | None:
-    """The revision label of a Deployment the operator wrote; None (or empty) for any other."""
-    return None if dep.metadata is None else (dep.metadata.labels or {}).get(LABEL_REVISION)
 
 
 def apply_unless_unchanged(
@@ -148,13 +135,57 @@ def contains(live: Any, want: Any) -> bool:
     return live == want
 
 
+def rest(
+    api_client: client.ApiClient,
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    """One request through ``api_client`` (its credentials, pool and request counter); the answer as
+    plain JSON; ``ApiException`` for anything but 2xx, as the generated methods raise it.
+
+    Why not ``CoreV1Api``/``AppsV1Api``: building those classes (hundreds of pydantic-validated
+    methods) took 1.3 s of the operator's 2.8 s start, and a restarted operator or a CLI call waits for
+    it. The few core and apps calls the operator makes are plain REST paths.
+    """
+    method, url, headers, data, post = api_client.param_serialize(
+        method=method,
+        resource_path=path,
+        query_params=list((query or {}).items()),
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api_client.call_api(method, url, header_params=headers, body=data, post_params=post)
+    response.read()
+    text = response.data.decode() if response.data else ""
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=text, data=None)
+    return json_object(json.loads(text)) if text else {}
+
+
+def deployments_path(namespace: str, name: str = "") -> str:
+    """The REST path of a namespace's Deployments, or of one. Call sites pass it inline to
+    :func:`rest`: the chart's RBAC test reads the verb and resource from there."""
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments" + (f"/{name}" if name else "")
+
+
+def core_path(namespace: str, plural: str, name: str = "") -> str:
+    """The REST path of a namespace's core/v1 ``plural`` (a literal at the call site), or of one."""
+    return f"/api/v1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+APPLY_QUERY = {"fieldManager": FIELD_MANAGER, "force": "true"}
+
+
 class Kube:
-    """Thin typed wrapper over the generated clients; every call is synchronous (run off the loop)."""
+    """The operator's reads and writes; every call is synchronous (run off the loop)."""
 
     def __init__(self, api_client: client.ApiClient | None = None):
-        self.apps = client.AppsV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
+        self.api_client = api_client or client.ApiClient()
+        self.custom = client.CustomObjectsApi(self.api_client)
 
     # ---------------------------------------------------------------- ModelDeployment
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -204,9 +235,7 @@ class Kube:
             "count": 1,
         }
         try:
-            # The client validates a plain dict into its model at call time (pydantic ``validate_call``;
-            # before kubernetes 37 it serialised the dict as is), so the dict is the body, typed as the model.
-            self.core.create_namespaced_event(meta["namespace"], cast("client.CoreV1Event", event))
+            rest(self.api_client, "POST", core_path(meta["namespace"], "events"), body=event)
         except ApiException as exc:
             if exc.status == 403 and "NamespaceTerminating" in str(exc.body):
                 return  # the namespace, and the ModelDeployment with it, is going away
@@ -215,10 +244,8 @@ class Kube:
     # ---------------------------------------------------------------- Deployments
     def list_revisions(self, namespace: str, name: str) -> dict[str, tuple[DeploymentState, dict[str, Any]]]:
         """Revision -> (state, the live object as a dict) for every Deployment this ModelDeployment owns."""
-        items = raw_json(
-            self.apps.list_namespaced_deployment(
-                namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}", _preload_content=False
-            )
+        items = rest(
+            self.api_client, "GET", deployments_path(namespace), query={"labelSelector": f"{LABEL_DEPLOYMENT}={name}"}
         )["items"]
         out: dict[str, tuple[DeploymentState, dict[str, Any]]] = {}
         for dep in items:
@@ -240,18 +267,20 @@ class Kube:
     def apply_deployment(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
         """Server-side apply unless the live object already is what the manifest says (a hand edit,
         e.g. ``kubectl scale``, is put back)."""
-        meta = manifest["metadata"]
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         return apply_unless_unchanged(
             manifest,
             live,
-            lambda body: self.apps.patch_namespaced_deployment(
-                meta["name"], meta["namespace"], body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            lambda body: rest(
+                self.api_client, "PATCH", deployments_path(ns, name), query=APPLY_QUERY, body=body, content_type=APPLY
             ),
         )
 
     def delete_deployment(self, namespace: str, name: str) -> None:
         try:
-            self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
+            rest(
+                self.api_client, "DELETE", deployments_path(namespace, name), query={"propagationPolicy": "Background"}
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -259,20 +288,24 @@ class Kube:
     # ---------------------------------------------------------------- Services
     def apply_service(self, manifest: dict[str, Any]) -> bool:
         meta = manifest["metadata"]
-        live = get_or_none(
-            lambda: raw_json(self.core.read_namespaced_service(meta["name"], meta["namespace"], _preload_content=False))
-        )
+        ns, name = meta["namespace"], meta["name"]
+        live = get_or_none(lambda: rest(self.api_client, "GET", core_path(ns, "services", name)))
         return apply_unless_unchanged(
             manifest,
             live,
-            lambda body: self.core.patch_namespaced_service(
-                meta["name"], meta["namespace"], body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            lambda body: rest(
+                self.api_client,
+                "PATCH",
+                core_path(ns, "services", name),
+                query=APPLY_QUERY,
+                body=body,
+                content_type=APPLY,
             ),
         )
 
     def delete_service(self, namespace: str, name: str) -> None:
         try:
-            self.core.delete_namespaced_service(name, namespace)
+            rest(self.api_client, "DELETE", core_path(namespace, "services", name))
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -289,7 +322,7 @@ class Kube:
         body = build_feedback_key_secret(owner, secrets.token_bytes(FEEDBACK_KEY_BYTES))
         meta = body["metadata"]
         try:
-            self.core.create_namespaced_secret(meta["namespace"], cast("client.V1Secret", body))  # as for Events
+            rest(self.api_client, "POST", core_path(meta["namespace"], "secrets"), body=body)
         except ApiException as exc:
             if exc.status == 409:
                 return False

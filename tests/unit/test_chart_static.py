@@ -105,7 +105,7 @@ def _resolve(node: ast.expr, constants: dict[str, str], where: str) -> str:
 def _is_apply(call: ast.Call, constants: dict[str, str], where: str) -> bool:
     """A patch sent as application/apply-patch+yaml (server-side apply)."""
     for kw in call.keywords:
-        if kw.arg == "_content_type":
+        if kw.arg in ("_content_type", "content_type"):
             return "apply-patch" in _resolve(kw.value, constants, where)
     return False
 
@@ -114,6 +114,25 @@ def _call_args(call: ast.Call, names: tuple[str, ...]) -> dict[str, ast.expr]:
     args = dict(zip(names, call.args, strict=False))
     args.update({k.arg: k.value for k in call.keywords if k.arg in names})
     return args
+
+
+REST_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+
+
+def _rest_permission(call: ast.Call, constants: dict[str, str], where: str) -> Perm:
+    """``rest(api, "VERB", deployments_path(ns[, name]))`` or ``core_path(ns, "plural"[, name])``:
+    a GET without a name lists; a PATCH as apply-patch also creates (yielded by the caller)."""
+    method, path = call.args[1], call.args[2]
+    assert isinstance(method, ast.Constant) and isinstance(path, ast.Call) and isinstance(path.func, ast.Name), (
+        f"{where}: rest() takes a literal method and an inline deployments_path()/core_path() call"
+    )
+    if path.func.id == "deployments_path":
+        (group, plural), named = ("apps", "deployments"), len(path.args) > 1
+    else:
+        assert path.func.id == "core_path", f"{where}: unknown path helper {path.func.id}"
+        (group, plural), named = ("", _resolve(path.args[1], constants, where)), len(path.args) > 2
+    verb = "list" if method.value == "GET" and not named else REST_VERBS[method.value]
+    return group, plural, verb
 
 
 def code_permissions() -> Iterator[tuple[Perm, str]]:
@@ -134,7 +153,12 @@ def scan_source(source: str, filename: str) -> Iterator[tuple[Perm, str]]:
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         where = f"{filename}:{node.lineno}"
         dotted = ast.unparse(func)
-        if m := CUSTOM_CALL.match(name):
+        if name == "rest":
+            group, resource, verb = _rest_permission(node, constants, where)
+            yield (group, resource, verb), where
+            if verb == "patch" and _is_apply(node, constants, where):
+                yield (group, resource, "create"), where
+        elif m := CUSTOM_CALL.match(name):
             a = _call_args(node, ("group", "version", "namespace", "plural") if "namespaced" in name else
                            ("group", "version", "plural"))  # fmt: skip
             group, plural = _resolve(a["group"], constants, where), _resolve(a["plural"], constants, where)

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.kube import get_or_none, revision_of
+from modelrollout.kube import core_path, deployments_path, get_or_none, rest
 from modelrollout.routers.base import percentages
 from modelrollout.routing import Routing, Weights
 from modelrollout.workloads import LABEL_DEPLOYMENT, LABEL_REVISION, canary_service_name, stable_service_name
@@ -45,8 +45,7 @@ class NoneRouter:
     provider = PROVIDER
 
     def __init__(self, api_client: client.ApiClient | None = None):
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
+        self.api_client = api_client or client.ApiClient()
 
     def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
         """Nothing to write: the engine already sized the Deployments for this weight.
@@ -58,19 +57,17 @@ class NoneRouter:
         return False
 
     def _service_revision(self, namespace: str, service: str) -> str | None:
-        svc = get_or_none(lambda: self.core.read_namespaced_service(service, namespace))
-        if svc is None or svc.spec is None:
-            return None
-        return (svc.spec.selector or {}).get(LABEL_REVISION)
+        svc = get_or_none(lambda: rest(self.api_client, "GET", core_path(namespace, "services", service)))
+        return None if svc is None else ((svc.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
 
     def _ready_by_revision(self, namespace: str, name: str) -> dict[str, int]:
         """Ready replicas of every revision Deployment of ``name`` (one list, like kube.py's)."""
-        deps = self.apps.list_namespaced_deployment(namespace, label_selector=f"{LABEL_DEPLOYMENT}={name}").items
+        query = {"labelSelector": f"{LABEL_DEPLOYMENT}={name}"}
         ready: dict[str, int] = {}
-        for d in deps:
-            revision = revision_of(d)
+        for d in rest(self.api_client, "GET", deployments_path(namespace), query=query)["items"]:
+            revision = (d["metadata"].get("labels") or {}).get(LABEL_REVISION)
             if revision:
-                ready[revision] = (d.status.ready_replicas or 0) if d.status else 0
+                ready[revision] = (d.get("status") or {}).get("readyReplicas") or 0
         return ready
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
