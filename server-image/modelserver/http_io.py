@@ -6,6 +6,8 @@ success or error — is pre-serialised bytes, so no framework encoder runs on th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -15,6 +17,12 @@ from starlette.types import Receive, Scope, Send
 from .errors import ApiError
 
 JSON = "application/json"
+
+# A refused body is read and dropped up to this size and time before the 413 goes out (nginx's
+# "lingering close"): a client that sends the whole body before reading the answer, as Python's
+# urllib does, otherwise has its send reset by the closing socket and never sees the 413.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -27,6 +35,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if not declared.isdigit():
             raise ApiError(400, "invalid Content-Length header")
         if int(declared) > limit:
+            if int(declared) <= DRAIN_BYTES and not _expects_continue(scope):
+                await _drain(receive, True)
             raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -42,10 +52,33 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunk
         size += len(chunk)
         if size > limit:
+            await _drain(receive, more, DRAIN_BYTES - size)
             raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
         if not more:
             return b"".join(chunks)
+
+
+async def _drain(receive: Receive, more: bool, budget: int = DRAIN_BYTES) -> None:
+    """Read and drop what is left of a refused body, within ``budget`` bytes and ``DRAIN_SECONDS``;
+    beyond either, the connection is closed on the rest (the client gets a reset, as from nginx)."""
+
+    async def drop() -> None:
+        left, going = budget, more
+        while going and left > 0:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            left -= len(message.get("body", b""))
+            going = message.get("more_body", False)
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(drop(), DRAIN_SECONDS)
+
+
+def _expects_continue(scope: Scope) -> bool:
+    """The client waits for ``100 Continue`` before sending the body: reading would ask for it."""
+    return any(key == b"expect" and raw.lower() == b"100-continue" for key, raw in scope["headers"])
 
 
 def _content_length(scope: Scope) -> str | None:

@@ -245,3 +245,19 @@ def test_concurrent_requests_are_answered_exactly_as_alone(baseline: ServerProce
         assert answer["id"] == f"conc-{i}"
         assert answer["outputs"][0]["data"] == labels[first : first + size].tolist()
         np.testing.assert_allclose(answer["outputs"][1]["data"], proba[first : first + size].ravel(), rtol=1e-5)
+
+
+def test_oversized_body_is_a_readable_413_for_urllib(baseline: ServerProcess) -> None:
+    """urllib sends the whole body before it reads the answer: the server must keep reading (and
+    dropping) it after deciding 413, or the client's send fails with a reset and never sees why."""
+    import urllib.error
+    import urllib.request
+
+    big = b'{"inputs": [], "pad": "' + b"x" * (9 * 1024 * 1024) + b'"}'
+    request = urllib.request.Request(f"{baseline.url}/v2/models/{MODEL_NAME}/infer", data=big, method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=30)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 413 and b"exceeds" in exc.read()
+    else:
+        raise AssertionError("a 9 MiB body was accepted")
