@@ -126,7 +126,7 @@ WORLDS = {
         "Pass",
     ),
     "continuous watch after promotion": (
-        spec(analysis={"interval": "5s", **GATES, "continuous": {"window": "33s"}}),
+        spec(analysis={"interval": "5s", **GATES, "continuous": {"window": "61s"}}),
         ready(),
         "Pass",
     ),

@@ -131,8 +131,12 @@ def _check_not_shorter(model: BaseModel, longer: str, shorter: str) -> None:
         raise ValueError(f"{longer} must be at least {shorter}")
 
 
+MINIMUM_RULE = re.compile(r"^duration\(self\) >= duration\('(?P<minimum>[^']+)'\)$")
+
+
 def _duration_field(default: str, description: str, minimum: str = "0s") -> Any:
-    """A Go-style duration string, checked by regex and by CEL's own duration parser."""
+    """A Go-style duration string, checked by regex and by CEL's own duration parser; the minimum
+    is checked by the operator too (:meth:`_Model._duration_minimums` reads it from the rule)."""
     return Field(
         default=default,
         description=f"{description} Go duration syntax, e.g. 30s, 5m, 1h30m. Default: {default}.",
@@ -147,9 +151,24 @@ def _duration_field(default: str, description: str, minimum: str = "0s") -> Any:
 
 
 class _Model(BaseModel):
-    """Base: camelCase on the wire is written as-is; unknown fields are rejected like the CRD prunes them."""
+    """Base: camelCase on the wire is written as-is; unknown fields are rejected like the CRD prunes them;
+    JSON types are taken as the API server's schema takes them (strict: no ``true`` or ``"3"`` for a
+    number), so the operator parses exactly what admission lets through (tests/integration/
+    test_admission_fuzz.py)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+
+    @model_validator(mode="after")
+    def _duration_minimums(self) -> Any:
+        """The ``at least`` of every duration field, as its CEL rule says it to the API server."""
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            for entry in extra.get("x-kubernetes-validations") or []:  # type: ignore[union-attr]
+                m = MINIMUM_RULE.match(str(entry["rule"])) if isinstance(entry, dict) else None
+                value = getattr(self, name)
+                if m and isinstance(value, str) and parse_duration(value) < parse_duration(m["minimum"]):
+                    raise ValueError(f"{name}: must be a duration of at least {m['minimum']}")
+        return self
 
 
 # --------------------------------------------------------------------------------------------- spec
@@ -669,8 +688,19 @@ class MetricSpec(_Model):
             raise ValueError(
                 f"metric {self.name!r}: slowerThanMs is required for slow-requests and not allowed otherwise"
             )
+        if self.min is None and self.max is None and self.maxDropVsStable is None and self.maxRiseVsStable is None:
+            raise ValueError(
+                f"metric {self.name!r}: set at least one threshold: min, max, maxDropVsStable or maxRiseVsStable"
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"metric {self.name!r}: min must be <= max")
+        if self.is_ratio and not (
+            all(0.0 <= v <= 1.0 for v in (self.min, self.max) if v is not None)
+            and all(v <= 1.0 for v in (self.maxDropVsStable, self.maxRiseVsStable) if v is not None)
+        ):
+            raise ValueError(
+                f"metric {self.name!r}: {', '.join(RATIO_TEMPLATES)} thresholds are proportions between 0 and 1"
+            )
         return self
 
 
@@ -817,7 +847,14 @@ class ModelDeploymentSpec(_Model):
 # ------------------------------------------------------------------------------------------- status
 
 
-class Condition(_Model):
+class _Status(_Model):
+    """Base of what the operator writes: read back from its own JSON (timestamps as strings, phases
+    and reasons as their names), so types are coerced, not strict."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=False)
+
+
+class Condition(_Status):
     """metav1.Condition."""
 
     type: str = Field(max_length=316, description="Ready, Progressing or Degraded.")
@@ -828,7 +865,7 @@ class Condition(_Model):
     observedGeneration: int | None = Field(default=None, ge=0)
 
 
-class MetricResult(_Model):
+class MetricResult(_Status):
     """One gate's outcome at the last check, with the counts it was decided on.
 
     For ratio gates ``value`` and ``stableValue`` are accumulated over the evidence period (since the
@@ -852,7 +889,7 @@ class MetricResult(_Model):
     message: str = ""
 
 
-class AnalysisResult(_Model):
+class AnalysisResult(_Status):
     """The last gate check."""
 
     time: datetime
@@ -863,7 +900,7 @@ class AnalysisResult(_Model):
     metrics: list[MetricResult] = Field(default_factory=list)
 
 
-class HistoryEntry(_Model):
+class HistoryEntry(_Status):
     """A revision's life; the model and serving snapshot lets the operator re-render its Deployment."""
 
     revision: str
@@ -876,7 +913,7 @@ class HistoryEntry(_Model):
     serving: ServingSpec
 
 
-class ModelDeploymentStatus(_Model):
+class ModelDeploymentStatus(_Status):
     """Everything the operator knows. State lives here only, so a restarted operator resumes exactly."""
 
     model_config = ConfigDict(extra="ignore")
