@@ -132,7 +132,12 @@ def test_the_api_server_and_the_operator_parse_alike(api, namespace):
 
     @seed(SEED)
     @given(changes=mutations)
-    @settings(max_examples=int(os.environ.get("MODELROLLOUT_FUZZ_EXAMPLES") or 150), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=int(os.environ.get("MODELROLLOUT_FUZZ_EXAMPLES") or 150),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
     def check(changes: list[tuple[str, Any]]) -> None:
         spec = mutated(changes)
         stored, refusal = admitted(api, namespace, spec)
