@@ -331,7 +331,7 @@ def _apply(
                 svc = workloads.stable_service_name(name) if role == "stable" else workloads.canary_service_name(name)
                 if rev is None:
                     rt.kube.delete_service(namespace, svc)
-                else:
+                elif _may_point(rt, namespace, svc, rev, live):
                     rt.kube.apply_service(
                         workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
                     )
@@ -340,6 +340,21 @@ def _apply(
                     router.ensure(obj, spec, routing)
             case engine.Emit(type=kind, reason=reason, message=message):
                 rt.kube.post_event(obj, kind, reason, message)
+
+
+def _may_point(rt: Runtime, namespace: str, service: str, revision: str, live: dict) -> bool:
+    """Never move a Service from a revision with available pods to one without: its traffic would
+    fail until the pods come. The engine never asks for that on its own; a decision re-made from a
+    status older than the cluster does (the operator killed after writing children, before writing
+    status: the chaos suite found it). Held, the Service keeps serving and the next decision, once
+    the pods are there or the status has caught up, points it."""
+    if revision in live and live[revision][0].available > 0:
+        return True
+    current = rt.kube.service_revision(namespace, service)
+    if current is None or current == revision or current not in live or live[current][0].available == 0:
+        return True
+    log.info("%s/%s: not pointed at %s yet: it has no available pod and %s has", namespace, service, revision, current)
+    return False
 
 
 def _starts_pods(action: engine.Action, live: dict) -> bool:

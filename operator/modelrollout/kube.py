@@ -303,6 +303,11 @@ class Kube:
             ),
         )
 
+    def service_revision(self, namespace: str, name: str) -> str | None:
+        """The revision a Service selects (None: no such Service, or it selects every revision)."""
+        live = get_or_none(lambda: rest(self.api_client, "GET", core_path(namespace, "services", name)))
+        return None if live is None else ((live.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
+
     def delete_service(self, namespace: str, name: str) -> None:
         try:
             rest(self.api_client, "DELETE", core_path(namespace, "services", name))

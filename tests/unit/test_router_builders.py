@@ -211,6 +211,10 @@ class RecordingKube:
     def delete_service(self, namespace: str, name: str) -> None:
         self.services.pop(name, None)
 
+    def service_revision(self, namespace: str, name: str) -> str | None:
+        selector = self.services.get(name, {}).get("spec", {}).get("selector", {})
+        return selector.get("modelrollout.io/revision")
+
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 def test_the_apex_service_selects_the_stable_revision_alone_except_without_a_traffic_layer(provider, monkeypatch):
@@ -460,3 +464,31 @@ def test_the_cookie_regex_means_the_same_searched_or_matched_whole(cookie_header
     assert bool(re.search(COOKIE, cookie_header)) is matches
     assert bool(re.fullmatch(COOKIE, cookie_header)) is matches
     assert cookie_regex("canary", "always") == COOKIE
+
+
+def test_a_service_is_never_moved_off_serving_pods_onto_a_revision_without_any(monkeypatch):
+    """A decision re-made from a status older than the cluster (operator killed between writing the
+    children and writing status) may point the stable Service back at a revision already scaled to
+    zero: the shell holds the Service where pods serve until the target has an available pod."""
+    from modelrollout import engine, handlers
+    from modelrollout.api.types import ModelDeploymentStatus
+    from modelrollout.config import OperatorConfig
+
+    def live(**available: int) -> dict:
+        return {rev: (engine.DeploymentState(replicas=2, updated=2, ready=n, available=n, up_to_date=True), {})
+                for rev, n in available.items()}  # fmt: skip
+
+    kube = RecordingKube()
+    rt = handlers.Runtime(config=OperatorConfig(), api_client=None, kube=kube)  # type: ignore[arg-type]
+    owner = {**OWNER, "spec": {}}
+
+    def point(revision: str, world: dict) -> str:
+        decision = engine.Decision(ModelDeploymentStatus(), [engine.PointService("stable", revision)])
+        handlers._apply(rt, owner, spec("gatewayAPI"), decision, world)
+        return kube.services["fraud"]["spec"]["selector"]["modelrollout.io/revision"]
+
+    assert point("new222", live()) == "new222"  # nothing serves yet: the first revision is pointed at
+    assert point("old111", live(old111=2, new222=2)) == "old111"  # both serve: moved
+    assert point("new222", live(old111=2, new222=0)) == "old111"  # held on the serving revision
+    assert point("new222", live(old111=2, new222=1)) == "new222"  # once the target serves
+    assert point("old111", live(old111=0, new222=0)) == "old111"  # nothing serves: no reason to hold
