@@ -34,7 +34,7 @@ from modelrollout import contract, engine, routers, telemetry, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.config import OperatorConfig
-from modelrollout.kube import Kube
+from modelrollout.kube import Kube, selected_revision
 from modelrollout.leader import LeaderElector
 from modelrollout.revision import revision_hash
 from modelrollout.scheduler import Key, Scheduler
@@ -331,10 +331,14 @@ def _apply(
                 svc = workloads.stable_service_name(name) if role == "stable" else workloads.canary_service_name(name)
                 if rev is None:
                     rt.kube.delete_service(namespace, svc)
-                elif _may_point(rt, namespace, svc, rev, live):
-                    rt.kube.apply_service(
-                        workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
-                    )
+                else:
+                    current = rt.kube.read_service(namespace, svc)
+                    if _may_point(current, rev, live):
+                        manifest = workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
+                        rt.kube.apply_service(manifest, current)
+                    else:
+                        log.info("%s/%s: not pointed at %s yet: it has no available pod and %s has",
+                                 namespace, svc, rev, selected_revision(current))  # fmt: skip
             case engine.SetRouting(routing=routing):
                 if routing.stable_revision is not None:  # no route before the first revision is stable
                     router.ensure(obj, spec, routing)
@@ -342,19 +346,16 @@ def _apply(
                 rt.kube.post_event(obj, kind, reason, message)
 
 
-def _may_point(rt: Runtime, namespace: str, service: str, revision: str, live: dict) -> bool:
-    """Never move a Service from a revision with available pods to one without: its traffic would
-    fail until the pods come. The engine never asks for that on its own; a decision re-made from a
-    status older than the cluster does (the operator killed after writing children, before writing
-    status: the chaos suite found it). Held, the Service keeps serving and the next decision, once
-    the pods are there or the status has caught up, points it."""
+def _may_point(current: dict[str, Any] | None, revision: str, live: dict) -> bool:
+    """Never move a Service (``current``, as read) from a revision with available pods to one without:
+    its traffic would fail until the pods come. The engine never asks for that on its own; a decision
+    re-made from a status older than the cluster does (the operator killed after writing children,
+    before writing status: the chaos suite found it). Held, the Service keeps serving and the next
+    decision, once the pods are there or the status has caught up, points it."""
     if revision in live and live[revision][0].available > 0:
         return True
-    current = rt.kube.service_revision(namespace, service)
-    if current is None or current == revision or current not in live or live[current][0].available == 0:
-        return True
-    log.info("%s/%s: not pointed at %s yet: it has no available pod and %s has", namespace, service, revision, current)
-    return False
+    serving = selected_revision(current)
+    return serving is None or serving == revision or serving not in live or live[serving][0].available == 0
 
 
 def _starts_pods(action: engine.Action, live: dict) -> bool:

@@ -180,6 +180,16 @@ def core_path(namespace: str, plural: str, name: str = "") -> str:
 APPLY_QUERY = {"fieldManager": FIELD_MANAGER, "force": "true"}
 
 
+def read_service(api_client: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """A Service as JSON, None when there is none."""
+    return get_or_none(lambda: rest(api_client, "GET", core_path(namespace, "services", name)))
+
+
+def selected_revision(service: dict[str, Any] | None) -> str | None:
+    """The revision a Service selects (None: no Service, or it selects every revision)."""
+    return None if service is None else ((service.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
+
+
 class Kube:
     """The operator's reads and writes; every call is synchronous (run off the loop)."""
 
@@ -286,10 +296,12 @@ class Kube:
                 raise
 
     # ---------------------------------------------------------------- Services
-    def apply_service(self, manifest: dict[str, Any]) -> bool:
-        meta = manifest["metadata"]
-        ns, name = meta["namespace"], meta["name"]
-        live = get_or_none(lambda: rest(self.api_client, "GET", core_path(ns, "services", name)))
+    def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return read_service(self.api_client, namespace, name)
+
+    def apply_service(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        """Server-side apply unless ``live`` (the caller's read of it) already is what it says."""
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         return apply_unless_unchanged(
             manifest,
             live,
@@ -302,11 +314,6 @@ class Kube:
                 content_type=APPLY,
             ),
         )
-
-    def service_revision(self, namespace: str, name: str) -> str | None:
-        """The revision a Service selects (None: no such Service, or it selects every revision)."""
-        live = get_or_none(lambda: rest(self.api_client, "GET", core_path(namespace, "services", name)))
-        return None if live is None else ((live.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
 
     def delete_service(self, namespace: str, name: str) -> None:
         try:

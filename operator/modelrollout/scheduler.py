@@ -52,8 +52,7 @@ class Scheduler:
         self._observe_wait = observe_wait  # seconds a key waited for a worker past its due time
         self._known: set[Key] = set()
         self._due: dict[Key, float] = {}
-        self._urgent: list[Key] = []  # first in, first out, before any due key
-        self._urgent_since: dict[Key, float] = {}
+        self._urgent: dict[Key, float] = {}  # key -> since when; first in, first out, before any due key
         self._heap: list[tuple[float, Key]] = []
         self._running: set[Key] = set()
         self._again: set[Key] = set()
@@ -72,9 +71,7 @@ class Scheduler:
         waits (its evidence keeps accumulating) rather than the user's change."""
         self._known.add(key)
         if urgent:
-            if key not in self._urgent:
-                self._urgent.append(key)
-                self._urgent_since[key] = self._clock()
+            self._urgent.setdefault(key, self._clock())
             self._wake.set()
             return
         at = self._clock() + max(0.0, delay)
@@ -93,9 +90,7 @@ class Scheduler:
         """The object is gone: drop its pending reconcile (a running one ends on its own)."""
         self._known.discard(key)
         self._due.pop(key, None)
-        if key in self._urgent:
-            self._urgent.remove(key)
-            self._urgent_since.pop(key, None)
+        self._urgent.pop(key, None)
         self._again.discard(key)
         self._failures.pop(key, None)
 
@@ -126,9 +121,10 @@ class Scheduler:
     async def _next_due(self) -> Key:
         while True:
             if self._urgent:
-                key = self._urgent.pop(0)
+                key = next(iter(self._urgent))
+                since = self._urgent.pop(key)
                 self._due.pop(key, None)  # its due reconcile happens now
-                self._observe_wait(self._clock() - self._urgent_since.pop(key), True)
+                self._observe_wait(self._clock() - since, True)
                 return key
             while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
                 heapq.heappop(self._heap)  # superseded by an earlier time, or forgotten

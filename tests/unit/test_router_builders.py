@@ -204,16 +204,16 @@ class RecordingKube:
     def __init__(self) -> None:
         self.services: dict[str, dict[str, Any]] = {}
 
-    def apply_service(self, manifest: dict[str, Any]) -> bool:
+    def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.services.get(name)
+
+    def apply_service(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        assert live is self.services.get(manifest["metadata"]["name"]), "the shell passes what it read"
         self.services[manifest["metadata"]["name"]] = manifest
         return True
 
     def delete_service(self, namespace: str, name: str) -> None:
         self.services.pop(name, None)
-
-    def service_revision(self, namespace: str, name: str) -> str | None:
-        selector = self.services.get(name, {}).get("spec", {}).get("selector", {})
-        return selector.get("modelrollout.io/revision")
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))

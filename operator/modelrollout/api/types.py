@@ -12,7 +12,7 @@ import itertools
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import JsonDict
@@ -136,7 +136,7 @@ MINIMUM_RULE = re.compile(r"^duration\(self\) >= duration\('(?P<minimum>[^']+)'\
 
 def _duration_field(default: str, description: str, minimum: str = "0s") -> Any:
     """A Go-style duration string, checked by regex and by CEL's own duration parser; the minimum
-    is checked by the operator too (:meth:`_Model._duration_minimums` reads it from the rule)."""
+    is checked by the operator too (:class:`_Model` reads it from the rule)."""
     return Field(
         default=default,
         description=f"{description} Go duration syntax, e.g. 30s, 5m, 1h30m. Default: {default}.",
@@ -158,16 +158,28 @@ class _Model(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
+    # (field, minimum) of each duration field with an ``at least`` rule, read once per class from
+    # the CEL rule the API server enforces, so the two cannot drift.
+    _duration_minima: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        minima = []
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            for entry in extra.get("x-kubernetes-validations") or []:  # type: ignore[union-attr]
+                if isinstance(entry, dict) and (m := MINIMUM_RULE.match(str(entry["rule"]))):
+                    minima.append((name, m["minimum"]))
+        cls._duration_minima = tuple(minima)
+
     @model_validator(mode="after")
     def _duration_minimums(self) -> Any:
         """The ``at least`` of every duration field, as its CEL rule says it to the API server."""
-        for name, info in type(self).model_fields.items():
-            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-            for entry in extra.get("x-kubernetes-validations") or []:  # type: ignore[union-attr]
-                m = MINIMUM_RULE.match(str(entry["rule"])) if isinstance(entry, dict) else None
-                value = getattr(self, name)
-                if m and isinstance(value, str) and parse_duration(value) < parse_duration(m["minimum"]):
-                    raise ValueError(f"{name}: must be a duration of at least {m['minimum']}")
+        for name, minimum in self._duration_minima:
+            value = getattr(self, name)
+            if isinstance(value, str) and parse_duration(value) < parse_duration(minimum):
+                raise ValueError(f"{name}: must be a duration of at least {minimum}")
         return self
 
 

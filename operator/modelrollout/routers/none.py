@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.kube import core_path, deployments_path, get_or_none, rest
+from modelrollout.kube import deployments_path, read_service, rest, selected_revision
 from modelrollout.routers.base import percentages
 from modelrollout.routing import Routing, Weights
 from modelrollout.workloads import LABEL_DEPLOYMENT, LABEL_REVISION, canary_service_name, stable_service_name
@@ -57,8 +57,7 @@ class NoneRouter:
         return False
 
     def _service_revision(self, namespace: str, service: str) -> str | None:
-        svc = get_or_none(lambda: rest(self.api_client, "GET", core_path(namespace, "services", service)))
-        return None if svc is None else ((svc.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
+        return selected_revision(read_service(self.api_client, namespace, service))
 
     def _ready_by_revision(self, namespace: str, name: str) -> dict[str, int]:
         """Ready replicas of every revision Deployment of ``name`` (one list, like kube.py's)."""
