@@ -29,7 +29,7 @@ from kubernetes import config as kube_config
 from examples.models import dataset
 from hack.realnode.kube import REPO, wait_until
 from hack.realnode.testbed import GATEWAY_CLASS, OPERATOR_NS, TRAEFIK_PORT, Testbed, real_node_namespace
-from hack.realnode.traffic import ProxyTraffic, RouteWatch, StepSplit, check_target, split_per_step
+from hack.realnode.traffic import PROXY_SETTLE_S, ProxyTraffic, RouteWatch, StepSplit, check_target, split_per_step
 
 SHA256 = dict(line.split()[::-1] for line in (REPO / "examples/models/SHA256SUMS").read_text().splitlines())
 RATE = 40  # requests per second through the proxy (each 200 also sends its label)
@@ -184,6 +184,10 @@ class Story:
         step's weight (20 %: 20 of 20 by chance would be 1e-14); the split check covers the others."""
         self.say(f"Then requests with {TESTER_HEADER}: always all reach the canary")
         wait_until(lambda: self.status().get("currentStep") == 0, 120, "the canary's first step")
+        # The proxy follows the route asynchronously (CI once saw 1 of 20 header requests answered by
+        # stable right after the write): send once the route has been in force for the settle time.
+        written = wait_until(lambda: self.watch.first_seen(self.canary), 30, "the route naming the canary")
+        time.sleep(max(0.0, written + PROXY_SETTLE_S - time.monotonic()))
         with_header = self._answers({TESTER_HEADER: "always"}, requests_each)
         assert with_header == {self.canary: requests_each}, with_header
         self.figures["tester_header_answers"] = dict(with_header)

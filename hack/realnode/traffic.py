@@ -221,6 +221,10 @@ class RouteWatch:
                 out[revision] = out.get(revision, 0) + int(ref.get("weight", 1))
         return out
 
+    def first_seen(self, revision: str) -> float | None:
+        """When the route first sent ``revision`` a weight (the write that also adds its header rule)."""
+        return next((t for t, weights in self.log if weights.get(revision)), None)
+
     def weight_at(self, at: float) -> dict[str, int]:
         current: dict[str, int] = {}
         for t, weights in self.log:
@@ -251,7 +255,12 @@ class StepSplit:
         return abs(self.z) <= 3.0
 
 
-def split_per_step(watch: RouteWatch, log: TrafficLog, canary: str, settle: float = 1.5) -> list[StepSplit]:
+PROXY_SETTLE_S = 1.5
+"""Traefik applies a route change after its provider throttle (0.5 s) and a reload; requests sent
+sooner may still follow the previous route."""
+
+
+def split_per_step(watch: RouteWatch, log: TrafficLog, canary: str, settle: float = PROXY_SETTLE_S) -> list[StepSplit]:
     """Per weight step of ``canary``: observed share vs written weight (binomial z-score).
 
     Requests sent within ``settle`` s after a change are left out: Traefik applies new weights after
