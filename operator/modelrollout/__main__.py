@@ -60,19 +60,20 @@ def scoped_settings(namespaces: list[str]) -> kopf.OperatorSettings:
 
 def build_runtime(cfg: config.OperatorConfig) -> Runtime:
     """The one API client, the Kube wrapper and the Lease elector, from the configuration."""
-    from modelrollout import telemetry
     from modelrollout.handlers import Runtime  # importing it registers the handlers with kopf
     from modelrollout.kube import Kube, count_requests, load_config
     from modelrollout.leader import LeaderElector
+    from modelrollout.telemetry import Telemetry
 
     load_config()
     api_client = client.ApiClient()
-    requests = telemetry.default().api_requests
+    metrics = Telemetry()
+    requests = metrics.api_requests
     count_requests(api_client, lambda method, code: requests.labels(method, code).inc())
     elector = None
     if cfg.leader_election is not None:
         elector = LeaderElector(client.CoordinationV1Api(api_client), cfg.leader_election)
-    return Runtime(config=cfg, api_client=api_client, kube=Kube(api_client), elector=elector)
+    return Runtime(config=cfg, api_client=api_client, kube=Kube(api_client), telemetry=metrics, elector=elector)
 
 
 class QuietHandlerSuccess(logging.Filter):
@@ -104,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"modelrollout run: {exc}", file=sys.stderr)
         return 2
-    from modelrollout import telemetry
+    from modelrollout.telemetry import start_metrics_server
 
     runtime = build_runtime(cfg)
 
     if args.metrics_port:
-        telemetry.start_metrics_server(args.metrics_port, args.metrics_address)
+        start_metrics_server(runtime.telemetry, args.metrics_port, args.metrics_address)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,

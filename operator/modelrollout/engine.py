@@ -118,10 +118,22 @@ class Emit:
 Action = EnsureRevision | DeleteRevision | PointService | SetRouting | Emit
 
 
+@dataclass(frozen=True)
+class Transition:
+    """The phase change a decision makes, as the engine made it: the operator's rollout counters
+    and its time-to-rollback histogram record these instead of re-deriving them from two statuses."""
+
+    old: Phase | None
+    new: Phase
+    reason: str | None = None  # why a rollout ended badly (RolledBack, Failed); None otherwise
+    revision_started_at: datetime | None = None  # when the revision this transition concerns was created
+
+
 @dataclass
 class Decision:
     status: ModelDeploymentStatus
     actions: list[Action] = field(default_factory=list)
+    transition: Transition | None = None  # None: the phase did not change
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -372,9 +384,16 @@ def decide(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observ
 
     _prune(run)
     _conditions(run)
-    if st.phase != run.old_phase:
+    transition = None
+    if st.phase != run.old_phase and st.phase is not None:
         run.emit("Normal", f"Phase{st.phase}", st.message or f"phase {run.old_phase} -> {st.phase}")
-    return Decision(st, run.actions)
+        bad = st.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+        started = status.revisionStartedAt or st.revisionStartedAt  # the reverted revision's, if any
+        reason = (
+            ((st.rollbackReason if st.phase == Phase.ROLLED_BACK else None) or _degraded_reason(st)) if bad else None
+        )
+        transition = Transition(run.old_phase, st.phase, reason, started)
+    return Decision(st, run.actions, transition)
 
 
 def _handle_retry(run: _Run) -> None:
@@ -956,11 +975,15 @@ def _conditions(run: _Run) -> None:
     progress_reason = run.waiting if active and run.waiting else st.phase or "Unknown"
     set_condition(st, "Progressing", active, progress_reason, st.message, now, gen)
     degraded = st.phase in (Phase.ROLLED_BACK, Phase.FAILED) or st.watchFailure is not None
-    reason: str = Reason.AS_EXPECTED
+    set_condition(st, "Degraded", degraded, _degraded_reason(st), st.message if degraded else "", now, gen)
+
+
+def _degraded_reason(st: ModelDeploymentStatus) -> str:
+    """Why the object is degraded (the Degraded condition's reason and a bad transition's)."""
     if st.phase == Phase.FAILED:
-        reason = Reason.PROGRESS_DEADLINE_EXCEEDED
-    elif st.watchFailure is not None:
-        reason = st.watchFailure
-    elif st.phase == Phase.ROLLED_BACK:
-        reason = st.rollbackReason or Reason.ROLLED_BACK
-    set_condition(st, "Degraded", degraded, reason, st.message if degraded else "", now, gen)
+        return Reason.PROGRESS_DEADLINE_EXCEEDED
+    if st.watchFailure is not None:
+        return st.watchFailure
+    if st.phase == Phase.ROLLED_BACK:
+        return st.rollbackReason or Reason.ROLLED_BACK
+    return Reason.AS_EXPECTED

@@ -30,7 +30,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelrollout import contract, engine, routers, telemetry, workloads
+from modelrollout import contract, engine, routers, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.config import OperatorConfig
@@ -39,6 +39,7 @@ from modelrollout.leader import LeaderElector
 from modelrollout.revision import revision_hash
 from modelrollout.scheduler import Key, Scheduler
 from modelrollout.strategy import plan_for
+from modelrollout.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Runtime:
     config: OperatorConfig
     api_client: client.ApiClient
     kube: Kube
+    telemetry: Telemetry
     elector: LeaderElector | None = None
     scheduler: Scheduler | None = None
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
@@ -66,7 +68,7 @@ async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
     """Start the workers (and the Lease loop) before kopf starts watching and sends events."""
     rt = runtime(memo)
     active = rt.elector.is_leader if rt.elector is not None else (lambda: True)
-    wait = telemetry.default().queue_wait
+    wait = rt.telemetry.queue_wait
     rt.scheduler = scheduler = Scheduler(
         partial(reconcile_key, rt),
         rt.config.workers,
@@ -75,7 +77,7 @@ async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
     )
     rt.tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     if rt.elector is not None:
-        leader = telemetry.default().leader
+        leader = rt.telemetry.leader
 
         def started_leading() -> None:
             leader.set(1)
@@ -152,7 +154,7 @@ async def on_modeldeployment(
     if event.get("type") == "DELETED":
         _scheduler(memo).forget((namespace, name))
         _last_seen.pop(("mdep", namespace, name), None)
-        telemetry.forget(namespace, name)
+        runtime(memo).telemetry.forget(namespace, name)
         return
     first = ("mdep", namespace, name) not in _last_seen
     if _changed("mdep", namespace, name, _modeldeployment_inputs(body)):
@@ -181,17 +183,6 @@ async def on_child(
     _scheduler(memo).enqueue((namespace, owner))
 
 
-_observed: set[tuple[str, str]] = set()
-
-
-def telemetry_seen(namespace: str, name: str) -> bool:
-    """Gauges come from status; a restarted operator reports them once per object before any change."""
-    key = (namespace, name)
-    seen = key in _observed
-    _observed.add(key)
-    return seen
-
-
 def reconcile_key(rt: Runtime, key: Key) -> float | None:
     """Reconcile one object; the seconds until it should be looked at again, None if it is gone."""
     namespace, name = key
@@ -205,7 +196,7 @@ def reconcile_key(rt: Runtime, key: Key) -> float | None:
         due = _reconcile(rt, obj, now)
         result = "ok"
     finally:
-        metrics = telemetry.default()
+        metrics = rt.telemetry
         metrics.reconciles.labels(result).inc()
         metrics.reconcile_duration.observe(time.monotonic() - started)
     seconds = rt.config.resync_seconds if due is None else (due - now).total_seconds()
@@ -250,7 +241,7 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     if target is not None:
         started = time.monotonic()
         result = run_analysis(spec, status, target, namespace, name, now)
-        telemetry.observe_analysis(namespace, name, time.monotonic() - started, result.verdict)
+        rt.telemetry.observe_analysis(namespace, name, time.monotonic() - started, result.verdict)
         obs = dataclasses.replace(obs, analysis=result)
 
     decision = engine.decide(spec, status, obs, now)
@@ -267,9 +258,9 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     if new_status != old_status or not obj.get("status"):
         if not rt.kube.write_status(namespace, name, meta["resourceVersion"], new_status):
             return poll  # someone wrote first: their change arrives as an event, this is the fallback
-        telemetry.observe_change(namespace, name, old_status, new_status, obj.get("spec"), now=now)
-    elif not telemetry_seen(namespace, name):
-        telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
+        rt.telemetry.observe_decision(namespace, name, decision.transition, new_status, obj.get("spec"), now=now)
+    elif not rt.telemetry.knows(namespace, name):
+        rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
     due = engine.next_due(spec, decision.status, now)
     if contract_due:
         return poll if due is None else min(due, poll)

@@ -2,10 +2,12 @@
 
 Why a module of its own: the rollout engine is pure and the kopf handlers are a thin shell, so the
 shell needs a few plain calls to report what happened (a phase transition, the status it just
-wrote, how long an analysis took) without knowing anything about prometheus-client. Everything here
-is derived from ``status`` — the operator's only state — so a restarted operator reports the same
-gauges as soon as it has seen each ModelDeployment once. Counters and histograms restart at zero with
-the process, as Prometheus counters are expected to.
+wrote, how long an analysis took) without knowing anything about prometheus-client. The gauges are
+derived from ``status`` — the operator's only state — so a restarted operator reports the same
+gauges as soon as it has seen each ModelDeployment once; the rollout counters count the phase
+transitions the engine's decisions made (``engine.Transition``). Counters and histograms restart
+at zero with the process, as Prometheus counters are expected to. One :class:`Telemetry` is built
+at start and reaches the handlers in the operator's ``Runtime``.
 
 Metric names (all prefixed ``modelrollout_``), grouped as the Grafana dashboard uses them:
 
@@ -20,7 +22,7 @@ Metric names (all prefixed ``modelrollout_``), grouped as the Grafana dashboard 
 * ``time_to_rollback_seconds{reason}`` (histogram): from the moment the failed revision was created
   to the rollback.
 
-Per-object series carry ``namespace`` and ``name`` labels; :func:`forget` drops them when a
+Per-object series carry ``namespace`` and ``name`` labels; :meth:`Telemetry.forget` drops them when a
 ModelDeployment is deleted so dashboards do not show ghosts.
 """
 
@@ -33,7 +35,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import metadata
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -49,6 +51,9 @@ from prometheus_client.process_collector import ProcessCollector
 
 from modelrollout.api.types import PHASES
 from modelrollout.durations import parse_timestamp
+
+if TYPE_CHECKING:
+    from modelrollout.engine import Transition
 
 PREFIX = "modelrollout"
 VERDICTS = ("Pass", "Fail", "Inconclusive")
@@ -74,37 +79,11 @@ def _reason_label(reason: str | None) -> str:
     return word[:_MAX_REASON] or "Unknown"
 
 
-def _condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == ctype:
-            return cond
-    return None
-
-
-def failure_reason(status: Mapping[str, Any]) -> str:
-    """Why a revision was rolled back or failed, from what the engine wrote into status.
-
-    Order: ``status.rollbackReason`` (the engine's verdict), the Degraded condition's reason, the
-    newest history entry's reason, then "Unknown".
-    """
-    if status.get("rollbackReason"):
-        return _reason_label(status["rollbackReason"])
-    degraded = _condition(status, "Degraded")
-    if degraded and degraded.get("status") == "True" and degraded.get("reason"):
-        return _reason_label(degraded["reason"])
-    history = status.get("history") or []
-    if history:
-        newest = max(history, key=lambda h: str(h.get("startedAt") or ""))
-        if newest.get("reason"):
-            return _reason_label(newest["reason"])
-    return "Unknown"
-
-
 class Telemetry:
     """All operator metrics in one registry.
 
-    One instance per process serves ``/metrics`` (the module-level functions use it); tests build
-    their own so that counters start at zero and nothing leaks between them.
+    The operator builds one at start (``Runtime.telemetry``) and serves it on ``/metrics``; tests
+    build their own so that counters start at zero and nothing leaks between them.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, *, process_metrics: bool = True) -> None:
@@ -115,6 +94,7 @@ class Telemetry:
         obj = ["namespace", "name"]
         reg = self.registry
         self.info = Info(f"{PREFIX}_operator", "Operator build information.", registry=reg)
+        self.info.info({"version": _version()})
         self.started = Counter(
             f"{PREFIX}_rollouts_started_total", "Rollouts of a new revision started.", obj, registry=reg
         )
@@ -332,36 +312,29 @@ class Telemetry:
                 keep |= {s for s in self._series.get(key, set()) if s[0] is self.gate_threshold}
             self._drop(key, keep)
 
-    def observe_change(
+    def observe_decision(
         self,
         namespace: str,
         name: str,
-        old_status: Mapping[str, Any] | None,
-        new_status: Mapping[str, Any],
+        transition: Transition | None,
+        status: Mapping[str, Any],
         spec: Mapping[str, Any] | None = None,
         *,
         now: datetime | None = None,
     ) -> None:
-        """The one call for a status write: derives the transition from the two statuses.
-
-        The rollback/failure reason comes from what the engine wrote (Degraded condition, then the
-        newest history entry); time-to-rollback from the *old* status' ``revisionStartedAt``, i.e.
-        the revision that was just reverted.
-        """
-        old_status = old_status or {}
-        old_phase, new_phase = old_status.get("phase"), new_status.get("phase")
-        if old_phase != new_phase:
-            reason = failure_reason(new_status) if new_phase in ("RolledBack", "Failed") else None
+        """The one call after a status write: count the engine's phase transition (as the decision
+        made it, reason included), then set the gauges from the status written."""
+        if transition is not None:
             self.record_transition(
                 namespace,
                 name,
-                old_phase,
-                new_phase,
-                reason,
-                revision_started_at=old_status.get("revisionStartedAt") or new_status.get("revisionStartedAt"),
+                transition.old,
+                transition.new,
+                transition.reason,
+                revision_started_at=transition.revision_started_at,
                 now=now,
             )
-        self.observe_status(namespace, name, new_status, spec)
+        self.observe_status(namespace, name, status, spec)
 
     def observe_analysis(self, namespace: str, name: str, seconds: float, verdict: str | None = None) -> None:
         """Record one gate check's wall time and overall verdict (Pass, Fail or Inconclusive)."""
@@ -383,6 +356,12 @@ class Telemetry:
         finally:
             self.observe_analysis(namespace, name, perf_counter() - t0, out.get("verdict"))
 
+    def knows(self, namespace: str, name: str) -> bool:
+        """Whether this process has set the object's gauges: a restarted operator sets them once
+        from the status it finds, before any change."""
+        with self._lock:
+            return (namespace, name) in self._series
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop the gauges of a deleted ModelDeployment (counters and histograms stay: they are totals)."""
         with self._lock:
@@ -398,75 +377,10 @@ def _version() -> str:
         return "unknown"
 
 
-_DEFAULT: Telemetry | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default() -> Telemetry:
-    """The process-wide instance the module-level helpers use (created on first use)."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            _DEFAULT = Telemetry()
-            _DEFAULT.info.info({"version": _version()})
-        return _DEFAULT
-
-
-def record_transition(
-    namespace: str,
-    name: str,
-    old_phase: str | None,
-    new_phase: str | None,
-    reason: str | None = None,
-    *,
-    revision_started_at: datetime | str | None = None,
-    now: datetime | None = None,
-) -> None:
-    """Module-level :meth:`Telemetry.record_transition` on the process-wide registry."""
-    default().record_transition(
-        namespace, name, old_phase, new_phase, reason, revision_started_at=revision_started_at, now=now
-    )
-
-
-def observe_status(
-    namespace: str, name: str, status: Mapping[str, Any] | None, spec: Mapping[str, Any] | None = None
-) -> None:
-    """Module-level :meth:`Telemetry.observe_status`."""
-    default().observe_status(namespace, name, status, spec)
-
-
-def observe_change(
-    namespace: str,
-    name: str,
-    old_status: Mapping[str, Any] | None,
-    new_status: Mapping[str, Any],
-    spec: Mapping[str, Any] | None = None,
-    *,
-    now: datetime | None = None,
-) -> None:
-    """Module-level :meth:`Telemetry.observe_change`."""
-    default().observe_change(namespace, name, old_status, new_status, spec, now=now)
-
-
-def observe_analysis(namespace: str, name: str, seconds: float, verdict: str | None = None) -> None:
-    """Module-level :meth:`Telemetry.observe_analysis`."""
-    default().observe_analysis(namespace, name, seconds, verdict)
-
-
-def time_analysis(namespace: str, name: str) -> Any:
-    """Module-level :meth:`Telemetry.time_analysis` (a context manager)."""
-    return default().time_analysis(namespace, name)
-
-
-def forget(namespace: str, name: str) -> None:
-    """Module-level :meth:`Telemetry.forget`."""
-    default().forget(namespace, name)
-
-
-def start_metrics_server(port: int, addr: str = "0.0.0.0", telemetry: Telemetry | None = None) -> Any:
+def start_metrics_server(telemetry: Telemetry, port: int, addr: str = "0.0.0.0") -> Any:
     """Serve ``/metrics`` from a daemon thread; returns the HTTP server (call ``shutdown()`` to stop).
 
     A daemon thread keeps it out of kopf's event loop, so a slow scrape never delays a handler.
     """
-    server, _thread = start_http_server(port, addr=addr, registry=(telemetry or default()).registry)
+    server, _thread = start_http_server(port, addr=addr, registry=telemetry.registry)
     return server

@@ -25,6 +25,7 @@ from modelrollout.api.types import AnalysisResult, ModelDeploymentSpec, ModelDep
 from modelrollout.revision import revision_hash
 from modelrollout.routers import cleanup_other_providers, router_for, router_for_provider
 from modelrollout.routing import Routing
+from modelrollout.telemetry import Telemetry
 from modelrollout.workloads import build_deployment, build_service
 
 from hack.loopback.cluster import Cluster, wait_until
@@ -288,7 +289,9 @@ class RolloutHarness:
                          "metrics": [{"name": "error-rate", "max": 0.5}]},
         })  # fmt: skip
         self.kube = Kube(api)
-        self.runtime = handlers.Runtime(config=OperatorConfig(), api_client=api, kube=self.kube)
+        self.runtime = handlers.Runtime(
+            config=OperatorConfig(), api_client=api, kube=self.kube, telemetry=Telemetry(process_metrics=False)
+        )
         self.handlers = handlers
         self.status = ModelDeploymentStatus()
         self.now = datetime(2026, 1, 1, tzinfo=UTC)

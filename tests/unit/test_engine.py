@@ -74,7 +74,9 @@ def test_first_revision_progress_deadline_degrades_once_and_recovers():
     assert d.status.phase == "Failed"
     assert cond(d.status, "Degraded").status == "True"
     assert cond(d.status, "Degraded").reason == "ProgressDeadlineExceeded"
+    assert d.transition == e.Transition("Initializing", "Failed", "ProgressDeadlineExceeded", T0)
     again = tick(spec, d.status, "r1", {"r1": unready()}, T0 + timedelta(seconds=90))
+    assert again.transition is None
     assert not [a for a in again.actions if isinstance(a, e.Emit) and a.reason == "ProgressDeadlineExceeded"]
     assert again.status == d.status
     healed = tick(spec, again.status, "r1", {"r1": ready()}, T0 + timedelta(seconds=95))

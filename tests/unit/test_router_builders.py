@@ -26,6 +26,7 @@ from modelrollout.routers import (
 )
 from modelrollout.routers.base import WEIGHTED_ROUTE, cookie_regex, percentages
 from modelrollout.routing import Routing
+from modelrollout.telemetry import Telemetry
 
 WEIGHTS = (0, 5, 50, 100)
 OWNER = {
@@ -226,7 +227,9 @@ def test_the_apex_service_selects_the_stable_revision_alone_except_without_a_tra
     from modelrollout.config import OperatorConfig
 
     kube = RecordingKube()
-    rt = handlers.Runtime(config=OperatorConfig(), api_client=None, kube=kube)  # type: ignore[arg-type]
+    rt = handlers.Runtime(
+        config=OperatorConfig(), api_client=None, kube=kube, telemetry=Telemetry(process_metrics=False)
+    )  # type: ignore[arg-type]
     actions = [engine.PointService("stable", "aaa111"), engine.PointService("canary", "bbb222")]
     decision = engine.Decision(ModelDeploymentStatus(), actions)
     handlers._apply(rt, {**OWNER, "spec": {}}, spec(provider), decision, {})
@@ -479,7 +482,9 @@ def test_a_service_is_never_moved_off_serving_pods_onto_a_revision_without_any(m
                 for rev, n in available.items()}  # fmt: skip
 
     kube = RecordingKube()
-    rt = handlers.Runtime(config=OperatorConfig(), api_client=None, kube=kube)  # type: ignore[arg-type]
+    rt = handlers.Runtime(
+        config=OperatorConfig(), api_client=None, kube=kube, telemetry=Telemetry(process_metrics=False)
+    )  # type: ignore[arg-type]
     owner = {**OWNER, "spec": {}}
 
     def point(revision: str, world: dict) -> str:

@@ -7,8 +7,9 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from modelrollout import telemetry
-from modelrollout.telemetry import Telemetry, failure_reason
+from modelrollout import engine, telemetry
+from modelrollout.api.types import AnalysisResult, MetricResult, ModelDeploymentSpec, ModelDeploymentStatus, Phase
+from modelrollout.telemetry import Telemetry
 
 NS, NAME = "ml", "fraud"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -146,7 +147,7 @@ def test_vanished_gates_and_steps_are_removed(tm: Telemetry) -> None:
 
 
 def test_forget_drops_gauges_but_keeps_totals(tm: Telemetry) -> None:
-    tm.observe_change(NS, NAME, {"phase": "Succeeded"}, status(), SPEC)
+    tm.observe_decision(NS, NAME, engine.Transition(Phase.SUCCEEDED, Phase.PROGRESSING), status(), SPEC)
     tm.observe_status("other", NAME, status())
     tm.forget(NS, NAME)
     assert sample(tm, "modelrollout_canary_weight", namespace=NS, name=NAME) is None
@@ -155,35 +156,38 @@ def test_forget_drops_gauges_but_keeps_totals(tm: Telemetry) -> None:
     assert sample(tm, "modelrollout_rollouts_started_total", namespace=NS, name=NAME) == 1
 
 
-def test_observe_change_derives_reason_and_duration_from_status(tm: Telemetry) -> None:
-    old = status()
-    new = status(
-        phase="RolledBack",
-        canaryWeight=0,
-        conditions=[
-            {"type": "Degraded", "status": "True", "reason": "AnalysisFailed", "lastTransitionTime": "x"},
-        ],
-    )
-    tm.observe_change(NS, NAME, old, new, SPEC, now=T0)
-    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed") == 1
-    assert sample(tm, "modelrollout_time_to_rollback_seconds_sum", reason="AnalysisFailed") == pytest.approx(120)
-    assert sample(tm, "modelrollout_canary_weight", namespace=NS, name=NAME) == 0
-    # Writing the same phase again (e.g. a requeue) counts nothing more.
-    tm.observe_change(NS, NAME, new, new, SPEC, now=T0)
-    assert sample(tm, "modelrollout_rollouts_rolled_back_total", namespace=NS, name=NAME, reason="AnalysisFailed") == 1
-
-
-def test_failure_reason_falls_back_to_history_then_unknown() -> None:
-    history = [
-        {"revision": "a", "startedAt": "2026-01-01T10:00:00Z", "reason": "Old"},
-        {"revision": "b", "startedAt": "2026-01-01T11:00:00Z", "reason": "PodsNotReady"},
-    ]
-    assert failure_reason({"history": history}) == "PodsNotReady"
-    assert failure_reason({"history": history, "rollbackReason": "GateFailedErrorRate"}) == "GateFailedErrorRate"
-    assert failure_reason({"conditions": [{"type": "Degraded", "status": "False", "reason": "AsExpected"}]}) == (
-        "Unknown"
-    )
-    assert failure_reason({"history": [{"revision": "x", "startedAt": "t", "reason": "bad reason{}\n"}]}) == "bad"
+def test_counters_follow_the_engines_decisions(tm: Telemetry) -> None:
+    """Each decision's transition, as the real engine made it, feeds the counters: a first revision,
+    a canary rolled back by its error-rate gate 40 s after it was created, then the same status
+    written again (a requeue) counts nothing more."""
+    spec = ModelDeploymentSpec.model_validate({
+        "model": {"name": "fraud", "uri": "https://m/a.onnx"},
+        "traffic": {"none": {}},
+        "strategy": {"canary": {"steps": [10, 100], "stepDuration": "10s"}},
+        "analysis": {"prometheus": {"address": "http://p:9090"}, "metrics": [{"name": "error-rate", "max": 0.1}]},
+    })  # fmt: skip
+    up = engine.DeploymentState(replicas=1, updated=1, ready=1, available=1)
+    fail = AnalysisResult(time=T0, revision="r2", verdict="Fail",
+                          metrics=[MetricResult(name="error-rate", verdict="Fail", value=0.5)])  # fmt: skip
+    st, seen = ModelDeploymentStatus(), []
+    ticks = [("r1", {}, T0 - timedelta(minutes=5), None), ("r1", {"r1": up}, T0 - timedelta(minutes=4), None),
+             ("r2", {"r1": up}, T0 - timedelta(seconds=40), None),
+             ("r2", {"r1": up, "r2": up}, T0 - timedelta(seconds=39), None), ("r2", {"r1": up, "r2": up}, T0, fail),
+             ("r2", {"r1": up}, T0 + timedelta(seconds=5), None)]  # fmt: skip
+    for rev, deps, now, analysis in ticks:
+        obs = engine.Observations(1, engine.DesiredRevision(rev, spec.model, spec.serving), deps, {}, analysis)
+        decision = engine.decide(spec, st, obs, now)
+        st = decision.status
+        seen.append(decision.transition and (decision.transition.old, decision.transition.new))
+        tm.observe_decision(NS, NAME, decision.transition, st.model_dump(mode="json"), now=now)
+    assert seen == [(None, "Initializing"), ("Initializing", "Succeeded"), ("Succeeded", "Progressing"), None,
+                    ("Progressing", "RolledBack"), None]  # fmt: skip
+    assert sample(tm, "modelrollout_rollouts_started_total", namespace=NS, name=NAME) == 2
+    assert sample(tm, "modelrollout_rollouts_succeeded_total", namespace=NS, name=NAME) == 1
+    rolled_back = "modelrollout_rollouts_rolled_back_total"
+    assert sample(tm, rolled_back, namespace=NS, name=NAME, reason="GateFailedErrorRate") == 1
+    assert sample(tm, "modelrollout_time_to_rollback_seconds_sum", reason="GateFailedErrorRate") == pytest.approx(40)
+    assert sample(tm, "modelrollout_phase", namespace=NS, name=NAME, phase="RolledBack") == 1
 
 
 def test_time_analysis_records_even_on_error(tm: Telemetry) -> None:
@@ -201,7 +205,7 @@ def test_metrics_server_serves_the_registry() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = telemetry.start_metrics_server(port, addr="127.0.0.1", telemetry=tm)
+    server = telemetry.start_metrics_server(tm, port, addr="127.0.0.1")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             body = resp.read().decode()
