@@ -68,8 +68,7 @@ def build_runtime(cfg: config.OperatorConfig) -> Runtime:
     load_config()
     api_client = client.ApiClient()
     metrics = Telemetry()
-    requests = metrics.api_requests
-    count_requests(api_client, lambda method, code: requests.labels(method, code).inc())
+    count_requests(api_client, metrics.observe_request)
     elector = None
     if cfg.leader_election is not None:
         elector = LeaderElector(client.CoordinationV1Api(api_client), cfg.leader_election)

@@ -13,6 +13,8 @@ import json
 import logging
 import secrets
 import socket
+import time
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -44,25 +46,41 @@ def load_config() -> None:
         config.load_kube_config()
 
 
-def count_requests(api_client: client.ApiClient, record: Callable[[str, str], None]) -> None:
-    """Call ``record(method, status code)`` for every request ``api_client`` sends (``error`` when
-    none came back): the operator's API load, as client-go's rest_client_requests_total shows it."""
+def count_requests(api_client: client.ApiClient, record: Callable[[str, str, str, float], None]) -> None:
+    """Call ``record(method, resource, status code, seconds)`` for every request ``api_client``
+    sends (code ``error`` when no answer came back): the operator's API load and the latency it
+    sees, as client-go's rest_client_requests_total and rest_client_request_duration_seconds show
+    them. With a bounded pool of workers each waiting on its requests, that latency sets how many
+    objects per second the operator can move."""
     rest = api_client.rest_client
     send = rest.request
 
     def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        resource, started, code = resource_of(url), time.monotonic(), "error"
         try:
             response = send(method, url, *args, **kwargs)
+            code = str(response.status)
+            return response
         except ApiException as exc:
-            record(method, str(exc.status))
+            code = str(exc.status)
             raise
-        except Exception:
-            record(method, "error")
-            raise
-        record(method, str(response.status))
-        return response
+        finally:
+            record(method, resource, code, time.monotonic() - started)
 
     rest.request = request  # type: ignore[method-assign]
+
+
+def resource_of(url: str) -> str:
+    """The resource a request URL names, with its subresource (``modeldeployments/status``): a
+    bounded label, unlike the path."""
+    parts = urllib.parse.urlsplit(url).path.strip("/").split("/")
+    # /api/v1/... or /apis/<group>/<version>/...; then optionally namespaces/<ns>/, then the resource.
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    if not rest or not rest[0]:
+        return "unknown"
+    return "/".join([rest[0], rest[2]]) if len(rest) > 2 else rest[0]
 
 
 def applied_hash(manifest: dict[str, Any]) -> str:

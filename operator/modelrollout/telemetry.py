@@ -66,6 +66,7 @@ _IN_FLIGHT = frozenset({"Initializing", "Progressing", "Baking"})
 _REASON_RE = re.compile(r"[^A-Za-z0-9_]")
 _MAX_REASON = 64
 
+API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ANALYSIS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # From seconds (a pod crash-looping at step one) to an hour (a slow bake).
 ROLLBACK_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
@@ -178,7 +179,14 @@ class Telemetry:
         self.api_requests = Counter(
             f"{PREFIX}_api_requests_total",
             "Requests the operator's API client sent to the Kubernetes API server (kopf's watches aside).",
-            ["method", "code"],
+            ["method", "resource", "code"],
+            registry=reg,
+        )
+        self.api_request_duration = Histogram(
+            f"{PREFIX}_api_request_duration_seconds",
+            "Latency of the operator's API requests as its client saw them (kopf's watches aside).",
+            ["method", "resource"],
+            buckets=API_BUCKETS,
             registry=reg,
         )
         self.reconciles = Counter(
@@ -355,6 +363,11 @@ class Telemetry:
             yield out
         finally:
             self.observe_analysis(namespace, name, perf_counter() - t0, out.get("verdict"))
+
+    def observe_request(self, method: str, resource: str, code: str, seconds: float) -> None:
+        """One request of the operator's API client (``kube.count_requests`` calls this)."""
+        self.api_requests.labels(method, resource, code).inc()
+        self.api_request_duration.labels(method, resource).observe(max(0.0, seconds))
 
     def knows(self, namespace: str, name: str) -> bool:
         """Whether this process has set the object's gauges: a restarted operator sets them once

@@ -214,3 +214,45 @@ def test_metrics_server_serves_the_registry() -> None:
         server.server_close()
     assert 'modelrollout_canary_weight{name="fraud",namespace="ml"} 25.0' in body
     assert "process_cpu_seconds_total" in body or "python_info" in body
+
+
+def test_api_requests_are_counted_by_resource_and_timed() -> None:
+    from modelrollout.kube import resource_of
+
+    assert resource_of("https://h:6443/apis/apps/v1/namespaces/ml/deployments?labelSelector=a%3Db") == "deployments"
+    status = "https://h/apis/modelrollout.io/v1alpha1/namespaces/ml/modeldeployments/fraud/status"
+    assert resource_of(status) == "modeldeployments/status"
+    assert resource_of("https://h/api/v1/namespaces/ml/events") == "events"
+    assert resource_of("https://h/api/v1/namespaces/ml") == "namespaces"
+    assert resource_of("https://h/apis/coordination.k8s.io/v1/namespaces/ml/leases/op") == "leases"
+    tm = Telemetry(process_metrics=False)
+    tm.observe_request("PATCH", "modeldeployments/status", "200", 0.02)
+    labels = {"method": "PATCH", "resource": "modeldeployments/status"}
+    assert sample(tm, "modelrollout_api_requests_total", **labels, code="200") == 1
+    assert sample(tm, "modelrollout_api_request_duration_seconds_sum", **labels) == pytest.approx(0.02)
+
+
+def test_count_requests_records_every_answer_and_failure() -> None:
+    from types import SimpleNamespace
+
+    from kubernetes.client.exceptions import ApiException
+    from modelrollout.kube import count_requests
+
+    class Rest:
+        def request(self, method: str, url: str, *args: object, **kwargs: object) -> object:
+            if url.endswith("/missing"):
+                raise ApiException(status=404)
+            if url.endswith("/down"):
+                raise ConnectionError("refused")
+            return SimpleNamespace(status=200)
+
+    api = SimpleNamespace(rest_client=Rest())
+    seen: list[tuple[str, str, str]] = []
+    count_requests(api, lambda method, resource, code, seconds: seen.append((method, resource, code)))  # type: ignore[arg-type]
+    base = "https://h/api/v1/namespaces/ml/services"
+    api.rest_client.request("GET", f"{base}/fraud")
+    with pytest.raises(ApiException):
+        api.rest_client.request("GET", f"{base}/missing")
+    with pytest.raises(ConnectionError):
+        api.rest_client.request("GET", f"{base}/down")
+    assert seen == [("GET", "services", "200"), ("GET", "services", "404"), ("GET", "services", "error")]
