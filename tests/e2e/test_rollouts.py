@@ -225,19 +225,6 @@ def test_failure_during_bake_reverts_to_the_warm_previous_revision(world):
     wait_until(lambda: world.gateway.weights() == {stable: 100}, 10, what="route back on the previous revision")
 
 
-def test_new_spec_mid_rollout_supersedes_the_canary(world):
-    _, first = stable_then_canary(world, "better")
-    wait_until(lambda: world.status().get("canaryWeight") == 20, 60, what="first step")
-    world.apply("better", warmup=7)  # a new pod template: a new revision
-    second = wait_until(lambda: (c := world.status().get("canaryRevision")) not in (None, first) and c, 30,
-                        what="second canary")  # fmt: skip
-    st = world.wait_phase("Succeeded", timeout=150)
-    assert st["stableRevision"] == second
-    assert next(h for h in st["history"] if h["revision"] == first)["phase"] == "Superseded"
-    wait_until(lambda: world.cluster.get("deploy", f"fraud-{first}", world.namespace)["spec"]["replicas"] == 0, 30,
-               what="superseded canary scaled down")  # fmt: skip
-
-
 def test_blue_green_previews_without_live_traffic_switches_at_once_and_reverts_at_once(world):
     """Preview at full size judged on testers' traffic only: requests with the tester header or cookie
     reach the new revision at weight 0 and nothing else does (the header/cookie routes any strategy

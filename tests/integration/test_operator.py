@@ -149,6 +149,31 @@ def test_analysis_change_makes_no_revision_but_model_change_rolls_out(cluster, o
                what="old revision scaled to zero")  # fmt: skip
 
 
+def test_a_new_model_mid_rollout_supersedes_the_canary(cluster, operator, namespace):
+    """A spec change while a canary is at its first step: that canary's rollout ends as Superseded,
+    its Deployment is scaled to zero, and the new revision rolls out from the same stable."""
+    cluster.apply(manifest(), namespace)
+    rev1 = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]
+    held = {"canary": {"steps": [25, 50, 100], "stepDuration": "10m"}}  # stays at 25 % until superseded
+    cluster.apply(manifest(uri="https://models.example.com/b.onnx", strategy=held), namespace)
+    wait_until(lambda: mdep(cluster, namespace)["status"].get("canaryWeight") == 25, 30, what="the first step")
+    rev2 = mdep(cluster, namespace)["status"]["canaryRevision"]
+
+    cluster.apply(manifest(uri="https://models.example.com/c.onnx"), namespace)
+    done = wait_phase(cluster, namespace, "Succeeded")
+    rev3 = done["status"]["stableRevision"]
+    assert rev3 not in (rev1, rev2)
+    assert [(h["revision"], h["phase"]) for h in done["status"]["history"]] == [
+        (rev1, "Superseded"), (rev2, "Superseded"), (rev3, "Succeeded")]  # fmt: skip
+    superseded = next(h for h in done["status"]["history"] if h["revision"] == rev2)
+    assert rev3 in superseded["reason"], superseded
+    for old in (rev1, rev2):
+        wait_until(lambda old=old: cluster.get("deploy", f"fraud-{old}", namespace)["spec"]["replicas"] == 0, 30,
+                   what=f"{old} scaled to zero")  # fmt: skip
+    reasons = [e["reason"] for e in events(cluster, namespace)]
+    assert reasons.count("Promoted") == 1, reasons
+
+
 def test_deleting_the_modeldeployment_garbage_collects_children(cluster, operator, namespace):
     cluster.apply(manifest(), namespace)
     wait_phase(cluster, namespace, "Succeeded")
