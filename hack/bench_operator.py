@@ -41,6 +41,7 @@ os.environ.setdefault("MODELROLLOUT_TESTENV", str(BENCH_ENV))  # read by hack.lo
 sys.path.insert(0, str(REPO))
 
 from kubernetes import client, config, watch  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from hack.benchdoc import write_section  # noqa: E402
 from hack.loopback.cluster import TESTENV, Cluster, OperatorProcess, reachable, wait_until  # noqa: E402
@@ -113,6 +114,35 @@ class Sampler:
             "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
             "req_s": (r1 - r0) / (t1 - t0),
         }
+
+
+def request_totals(metrics_port: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """(method, resource) -> (requests, seconds spent waiting on them), from the operator's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "modelrollout_api_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            key = (sample.labels["method"], sample.labels["resource"])
+            count, seconds = out.get(key, (0.0, 0.0))
+            if sample.name.endswith("_count"):
+                out[key] = (count + sample.value, seconds)
+            elif sample.name.endswith("_sum"):
+                out[key] = (count, seconds + sample.value)
+    return out
+
+
+def breakdown_table(before: dict, after: dict, objects: int) -> str:
+    """Where the rollout phase's requests went: per object, and the mean latency the operator saw."""
+    rows = []
+    for key in sorted(after, key=lambda k: -(after[k][0] - before.get(k, (0.0, 0.0))[0])):
+        count = after[key][0] - before.get(key, (0.0, 0.0))[0]
+        seconds = after[key][1] - before.get(key, (0.0, 0.0))[1]
+        if count >= 1:
+            rows.append(f"| {key[0]} {key[1]} | {count:.0f} | {count / objects:.1f} | {1000 * seconds / count:.1f} |")
+    return "\n".join(["| request | count | per object | mean latency (ms) |", "| --- | ---: | ---: | ---: |", *rows])
 
 
 class FirstWrites:
@@ -222,6 +252,7 @@ def main() -> int:
         print(f"rolling out a new revision in all of them at {args.rate:g} changes/s", flush=True)
         sent: dict[tuple[str, str, int], float] = {}
         t_roll = time.monotonic()
+        requests_before = request_totals(metrics_port)
         for i, (ns, name) in enumerate(names):
             pause = t_roll + i / args.rate - time.monotonic()
             if pause > 0:
@@ -232,6 +263,7 @@ def main() -> int:
             sent[(ns, name, obj["metadata"]["generation"])] = at
         rolled_s = wait_all(cluster, args.objects, V2, 3600)
         rollout = sampler.between(t_roll, time.monotonic())
+        breakdown = breakdown_table(requests_before, request_totals(metrics_port), args.objects)
         wait_until(lambda: all(k in writes.seen for k in sent), 60, what="every first write seen by the watch")
         latencies = [writes.seen[k] - at for k, at in sent.items()]
     finally:
@@ -268,6 +300,10 @@ API server, controller-manager at `--kube-api-qps=300`, scheduler, kwok) runs on
 Spec change -> the operator's first write for it (status with the new `observedGeneration`, seen by a
 watch), over all {len(latencies)} changes at {args.rate:g}/s: p50 {p50:.2f} s, p99 {p99:.2f} s, max {worst:.2f} s.
 Peak RSS over the run: {peak_rss:.0f} MB.
+
+The operator's API requests in the rollout phase (`modelrollout_api_request_duration_seconds`):
+
+{breakdown}
 
 objects={args.objects} rss_mb={peak_rss:.0f} first_write_p99_s={p99:.2f}
 """

@@ -154,12 +154,29 @@ async def on_modeldeployment(
     if event.get("type") == "DELETED":
         _scheduler(memo).forget((namespace, name))
         _last_seen.pop(("mdep", namespace, name), None)
-        runtime(memo).telemetry.forget(namespace, name)
+        rt = runtime(memo)
+        rt.telemetry.forget(namespace, name)
+        for service in (workloads.stable_service_name(name), workloads.canary_service_name(name)):
+            rt.kube.services.gone((namespace, service))  # a canary Service known absent, too
         return
     first = ("mdep", namespace, name) not in _last_seen
     if _changed("mdep", namespace, name, _modeldeployment_inputs(body)):
         # A user's change goes first; the first sight of every object (a start, a takeover) does not.
         _scheduler(memo).enqueue((namespace, name), urgent=not first)
+
+
+@kopf.on.event("", "v1", "services", labels={"app.kubernetes.io/managed-by": "modelrollout"})
+async def on_service(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """The stable and canary Services as they are, for reconciles to read without a GET
+    (``modelrollout.watchcache``). Nothing is queued: a hand edit is put back by the object's next
+    reconcile, as before the cache."""
+    if namespace is None:
+        return
+    services = runtime(memo).kube.services
+    if event.get("type") == "DELETED":
+        services.gone((namespace, name))
+    else:
+        services.observed((namespace, name), dict(event["object"]))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})

@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api import types as t
 from modelrollout.engine import DeploymentState
+from modelrollout.watchcache import WatchCache
 from modelrollout.workloads import (
     FEEDBACK_KEY_BYTES,
     LABEL_DEPLOYMENT,
@@ -214,6 +215,7 @@ class Kube:
     def __init__(self, api_client: client.ApiClient | None = None):
         self.api_client = api_client or client.ApiClient()
         self.custom = client.CustomObjectsApi(self.api_client)
+        self.services = WatchCache()  # fed by handlers.on_service and by this class's own writes
 
     # ---------------------------------------------------------------- ModelDeployment
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -315,30 +317,43 @@ class Kube:
 
     # ---------------------------------------------------------------- Services
     def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return read_service(self.api_client, namespace, name)
+        """The Service from the watch cache; a GET only when the cache knows nothing of it yet."""
+        known, service = self.services.lookup((namespace, name))
+        if known:
+            return service
+        service = read_service(self.api_client, namespace, name)
+        self.services.read((namespace, name), service)
+        return service
 
     def apply_service(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
-        """Server-side apply unless ``live`` (the caller's read of it) already is what it says."""
+        """Server-side apply unless ``live`` (the caller's read of it) already is what it says; the
+        answer is what the next read returns."""
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        return apply_unless_unchanged(
-            manifest,
-            live,
-            lambda body: rest(
+
+        def patch(body: dict[str, Any]) -> None:
+            applied = rest(
                 self.api_client,
                 "PATCH",
                 core_path(ns, "services", name),
                 query=APPLY_QUERY,
                 body=body,
                 content_type=APPLY,
-            ),
-        )
+            )
+            self.services.observed((ns, name), applied)
+
+        return apply_unless_unchanged(manifest, live, patch)
 
     def delete_service(self, namespace: str, name: str) -> None:
         try:
-            rest(self.api_client, "DELETE", core_path(namespace, "services", name))
+            answer = rest(self.api_client, "DELETE", core_path(namespace, "services", name))
         except ApiException as exc:
             if exc.status != 404:
                 raise
+            answer = {}
+        version = (
+            str((answer.get("metadata") or {}).get("resourceVersion") or "") if answer.get("kind") == "Service" else ""
+        )
+        self.services.deleted((namespace, name), int(version) if version.isdigit() else None)
 
     # ---------------------------------------------------------------- the feedback key
     def ensure_feedback_key(self, owner: dict[str, Any]) -> bool:

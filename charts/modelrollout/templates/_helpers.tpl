@@ -70,10 +70,11 @@ No ConfigMaps, no Pods/exec, no wildcards.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# The stable and canary Services: read to skip unchanged applies, written by server-side apply.
+# The stable and canary Services: watched (a cache the reconciles read) and read when the cache
+# knows nothing yet, to skip unchanged applies; written by server-side apply.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events for humans and Argo CD (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]
