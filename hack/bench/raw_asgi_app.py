@@ -1,0 +1,108 @@
+"""The Python HTTP floor: a bare ASGI callable on uvicorn (uvloop + httptools), no framework at all.
+
+Why it exists: the minimal FastAPI handler (``minimal_app.py``) shows what FastAPI costs, but ours
+answers infer requests through its own thin ASGI layer in front of FastAPI
+(``server-image/modelserver/fastpath.py``), so beating that floor says little. This handler does the
+least any Python server behind uvicorn can do for the same request: read the body from the ASGI
+messages, parse it with orjson (the codec ours uses), run the same onnxruntime session (one intra-op
+thread), serialise with orjson and send two ASGI messages. No routing table, no middleware (run with
+``--no-proxy-headers``, so uvicorn adds none either), no validation, no metrics. What is left per
+request is uvicorn's httptools protocol on the uvloop transport plus the JSON, numpy and
+``session.run`` work; ours as a fraction of it is what its layers and features cost.
+
+A malformed request raises, and uvicorn answers 500, as the minimal handler's does: the floor pays
+for no validation. Started by ``run.py`` through uvicorn's command line, with the model path in
+``BENCH_MODEL``::
+
+    BENCH_MODEL=examples/models/baseline.onnx python -m uvicorn raw_asgi_app:app --app-dir hack/bench \\
+        --loop uvloop --http httptools --interface asgi3 --lifespan off --no-proxy-headers --port 8000
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+
+# The ASGI types, spelled out here so that not even Starlette is imported.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PREFIX = "/v2/models/"
+JSON_HEADER = (b"content-type", b"application/json")
+READY = b'{"ready":true}'
+NOT_FOUND = b'{"error":"not found"}'
+
+
+def load_session(path: str) -> ort.InferenceSession:
+    """The session every contender uses: one intra-op and one inter-op thread, CPU only."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+# Loaded at import, before uvicorn binds the port: the readiness URL answers only once the model is in.
+session = load_session(os.environ["BENCH_MODEL"])
+output_names = [o.name for o in session.get_outputs()]
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer ``POST /v2/models/<name>/infer`` and ``GET /v2/models/<name>/ready``; 404 otherwise.
+
+    Any model name is accepted, as by the minimal handler. Scopes other than ``http`` are ignored
+    (uvicorn runs it with ``--lifespan off`` and without websockets in the benchmark).
+    """
+    if scope["type"] != "http":
+        return
+    path: str = scope["path"]
+    if path.startswith(PREFIX):
+        name, _, action = path[len(PREFIX) :].partition("/")
+        if action == "infer" and scope["method"] == "POST":
+            await respond(send, 200, infer(name, await read_body(receive)))
+            return
+        if action == "ready" and scope["method"] == "GET":
+            await respond(send, 200, READY)
+            return
+    await respond(send, 404, NOT_FOUND)
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body: the first message for a small body (the benchmark's case), else the
+    joined chunks. No size limit: the floor does not pay for one."""
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+def infer(name: str, body: bytes) -> bytes:
+    """The V2 answer for the first input tensor, built exactly as the minimal handler builds it."""
+    payload = orjson.loads(body)
+    tensor = payload["inputs"][0]
+    x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    results = session.run(output_names, {tensor["name"]: x})
+    outputs = [
+        {"name": n, "shape": list(r.shape), "datatype": "INT64" if r.dtype == np.int64 else "FP32", "data": r.ravel()}
+        for n, r in zip(output_names, results, strict=True)
+    ]
+    answer = {"model_name": name, "id": payload.get("id", ""), "outputs": outputs}
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+async def respond(send: Send, status: int, body: bytes) -> None:
+    """Two ASGI messages with pre-serialised JSON, the same shape ours sends (``http_io.send_json``)."""
+    headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
