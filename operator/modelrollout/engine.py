@@ -107,6 +107,14 @@ class SetRouting:
 
 
 @dataclass(frozen=True)
+class PruneRoutes:
+    """Delete the routes of every traffic provider but ``keep`` (a provider switch). Always after
+    this decision's SetRouting, so traffic has a route at every moment."""
+
+    keep: str
+
+
+@dataclass(frozen=True)
 class Emit:
     """A Kubernetes Event on the ModelDeployment."""
 
@@ -115,7 +123,7 @@ class Emit:
     message: str
 
 
-Action = EnsureRevision | DeleteRevision | PointService | SetRouting | Emit
+Action = EnsureRevision | DeleteRevision | PointService | SetRouting | PruneRoutes | Emit
 
 
 @dataclass(frozen=True)
@@ -383,6 +391,7 @@ def decide(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observ
         _steady_or_rollout(run)
 
     _prune(run)
+    _prune_routes(run)
     _conditions(run)
     transition = None
     if st.phase != run.old_phase and st.phase is not None:
@@ -955,6 +964,17 @@ def _prune(run: _Run) -> None:
     for entry in finished[max(0, excess) :]:
         if entry.revision in run.obs.deployments and run.obs.deployments[entry.revision].replicas:
             run.ensure(entry.revision, 0)
+
+
+def _prune_routes(run: _Run) -> None:
+    """Once the current provider's routes are written, the other providers' go, once: a status older
+    than this field (None) prunes once too. Only a spec change can switch providers, and asking on
+    every spec change cost five reads of route kinds per change."""
+    st, provider = run.status, run.spec.traffic.provider
+    writes_routes = any(isinstance(a, SetRouting) and a.routing.stable_revision for a in run.actions)
+    if st.routesProvider != provider and st.stableRevision is not None and writes_routes:
+        run.actions.append(PruneRoutes(provider))
+        st.routesProvider = provider
 
 
 def _conditions(run: _Run) -> None:

@@ -81,6 +81,9 @@ async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
 
         def started_leading() -> None:
             leader.set(1)
+            # The old leader's last writes may still be on their way through this replica's watch:
+            # the first decision of each object reads it fresh.
+            rt.kube.modeldeployments.clear()
             scheduler.enqueue_all()
 
         rt.elector.on_started_leading = started_leading
@@ -151,14 +154,16 @@ async def on_modeldeployment(
 ) -> None:
     if namespace is None:  # never for a namespaced kind; kopf's handler type also covers cluster-scoped ones
         return
+    rt = runtime(memo)
     if event.get("type") == "DELETED":
         _scheduler(memo).forget((namespace, name))
         _last_seen.pop(("mdep", namespace, name), None)
-        rt = runtime(memo)
+        rt.kube.modeldeployments.gone((namespace, name))
         rt.telemetry.forget(namespace, name)
         for service in (workloads.stable_service_name(name), workloads.canary_service_name(name)):
             rt.kube.services.gone((namespace, service))  # a canary Service known absent, too
         return
+    rt.kube.modeldeployments.observed((namespace, name), dict(event["object"]))
     first = ("mdep", namespace, name) not in _last_seen
     if _changed("mdep", namespace, name, _modeldeployment_inputs(body)):
         # A user's change goes first; the first sight of every object (a start, a takeover) does not.
@@ -267,9 +272,6 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     except ApiException as exc:
         _apply_failed(rt, obj, status, exc, now, spec.traffic.provider)
         return poll
-    if status.observedGeneration != decision.status.observedGeneration and decision.status.stableRevision:
-        # Only a spec change can switch providers: the new routes were written above, the old go now.
-        routers.cleanup_other_providers(obj, spec, rt.api_client)
     new_status = decision.status.model_dump(mode="json")
     old_status = status.model_dump(mode="json")
     if new_status != old_status or not obj.get("status"):
@@ -350,6 +352,8 @@ def _apply(
             case engine.SetRouting(routing=routing):
                 if routing.stable_revision is not None:  # no route before the first revision is stable
                     router.ensure(obj, spec, routing)
+            case engine.PruneRoutes():
+                routers.cleanup_other_providers(obj, spec, rt.api_client)
             case engine.Emit(type=kind, reason=reason, message=message):
                 rt.kube.post_event(obj, kind, reason, message)
 

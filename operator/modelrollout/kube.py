@@ -215,27 +215,43 @@ class Kube:
     def __init__(self, api_client: client.ApiClient | None = None):
         self.api_client = api_client or client.ApiClient()
         self.custom = client.CustomObjectsApi(self.api_client)
-        self.services = WatchCache()  # fed by handlers.on_service and by this class's own writes
+        # Fed by the kopf watches (handlers.on_modeldeployment, handlers.on_service) and by the
+        # answers to this class's own writes: reconciles read these two kinds without a GET.
+        self.modeldeployments = WatchCache()
+        self.services = WatchCache()
 
     # ---------------------------------------------------------------- ModelDeployment
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object from the watch cache (its newest state this process has seen, its own status
+        writes included); a GET only when the cache knows nothing of it yet."""
+        known, obj = self.modeldeployments.lookup((namespace, name))
+        if known and obj is not None:
+            return obj
         try:
-            return json_object(self.custom.get_namespaced_custom_object(t.GROUP, t.VERSION, namespace, t.PLURAL, name))
+            obj = json_object(self.custom.get_namespaced_custom_object(t.GROUP, t.VERSION, namespace, t.PLURAL, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+        self.modeldeployments.read((namespace, name), obj)
+        return obj
 
     def write_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> bool:
-        """Merge-patch the whole status, conditional on resourceVersion; False on a conflict."""
+        """Merge-patch the whole status, conditional on resourceVersion; False on a conflict (the
+        cached object is dropped then: the next reconcile reads it fresh)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        key = (namespace, name)
         try:
-            self.custom.patch_namespaced_custom_object_status(t.GROUP, t.VERSION, namespace, t.PLURAL, name, body)
+            written = self.custom.patch_namespaced_custom_object_status(
+                t.GROUP, t.VERSION, namespace, t.PLURAL, name, body
+            )
         except ApiException as exc:
             if exc.status in (404, 409):
                 log.info("status of %s/%s not written (%s); next tick re-decides", namespace, name, exc.reason)
+                self.modeldeployments.gone(key)
                 return False
             raise
+        self.modeldeployments.observed(key, json_object(written))
         return True
 
     def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:

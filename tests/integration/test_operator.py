@@ -174,6 +174,19 @@ def test_a_new_model_mid_rollout_supersedes_the_canary(cluster, operator, namesp
     assert reasons.count("Promoted") == 1, reasons
 
 
+def test_the_operator_prunes_the_old_providers_routes_once_after_a_switch(cluster, operator, upstream_crds, namespace):
+    """Gateway API -> Istio with no new revision: the VirtualService is written, then the HTTPRoute
+    goes, and status says whose routes are kept. A later model change prunes nothing more."""
+    gateway = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+    cluster.apply(manifest(traffic=gateway), namespace)
+    assert wait_phase(cluster, namespace, "Succeeded")["status"]["routesProvider"] == "gatewayAPI"
+    assert cluster.get("httproute", "fraud", namespace) is not None
+    cluster.apply(manifest(traffic={"istio": {"hosts": ["fraud.example.com"]}}), namespace)
+    wait_until(lambda: cluster.get("httproute", "fraud", namespace) is None, 30, what="the HTTPRoute pruned")
+    assert cluster.get("virtualservice", "fraud", namespace) is not None
+    assert wait_phase(cluster, namespace, "Succeeded")["status"]["routesProvider"] == "istio"
+
+
 def test_deleting_the_modeldeployment_garbage_collects_children(cluster, operator, namespace):
     cluster.apply(manifest(), namespace)
     wait_phase(cluster, namespace, "Succeeded")

@@ -405,3 +405,18 @@ def test_the_first_check_of_an_evidence_period_waits_one_interval():
     assert e.analysis_due(spec, d.status, T0) is None  # nothing to count yet
     assert e.analysis_due(spec, d.status, T0 + timedelta(seconds=9)) is None
     assert e.analysis_due(spec, d.status, T0 + timedelta(seconds=10)) == "r2"
+
+
+def test_other_providers_routes_are_pruned_once_after_the_new_routes_and_on_a_switch():
+    spec = mkspec()
+    st = stable_status(spec)  # the first stable decision prunes (a status from before the field, too)
+    assert st.routesProvider == "gatewayAPI"
+    d = tick(spec, st, "r2", {"r1": ready()}, T0, generation=2)  # a new model, same provider
+    assert not [a for a in d.actions if isinstance(a, e.PruneRoutes)]
+    istio = mkspec(traffic={"istio": {"hosts": ["fraud.ml.svc.cluster.local"]}})
+    switched = tick(istio, st, "r1", {"r1": ready()}, T0, generation=3)
+    kinds = [type(a).__name__ for a in switched.actions]
+    assert kinds.count("PruneRoutes") == 1 and kinds.index("SetRouting") < kinds.index("PruneRoutes"), kinds
+    assert switched.status.routesProvider == "istio"
+    again = tick(istio, switched.status, "r1", {"r1": ready()}, T0 + timedelta(seconds=5), generation=3)
+    assert not [a for a in again.actions if isinstance(a, e.PruneRoutes)]

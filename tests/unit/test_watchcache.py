@@ -65,3 +65,36 @@ def test_opaque_versions_never_reject_a_state() -> None:
     odd = {"metadata": {"name": KEY[1], "resourceVersion": "not-a-number"}, "spec": {}}
     cache.observed(KEY, odd)
     assert cache.lookup(KEY) == (True, odd)
+
+
+class FakeCustom:
+    """The two custom-object calls Kube makes for a ModelDeployment, counting reads."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj, self.gets = obj, 0
+
+    def get_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+        self.gets += 1
+        return self.obj
+
+    def patch_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
+        version = str(int(self.obj["metadata"]["resourceVersion"]) + 1)
+        self.obj = {"metadata": {**self.obj["metadata"], "resourceVersion": version}, "status": args[-1]["status"]}
+        return self.obj
+
+
+def test_a_reconcile_reads_its_own_status_write_without_a_get() -> None:
+    from kubernetes import client
+    from modelrollout.kube import Kube
+
+    kube = Kube(client.ApiClient())
+    fake = FakeCustom({"metadata": {"name": "fraud", "namespace": "ml", "resourceVersion": "10"}, "status": {}})
+    kube.custom = fake  # type: ignore[assignment]
+    first = kube.get_modeldeployment("ml", "fraud")
+    assert first is not None and fake.gets == 1
+    assert kube.write_status("ml", "fraud", "10", {"phase": "Progressing"})
+    again = kube.get_modeldeployment("ml", "fraud")
+    assert fake.gets == 1 and again is not None
+    assert again["metadata"]["resourceVersion"] == "11" and again["status"] == {"phase": "Progressing"}
+    kube.modeldeployments.observed(("ml", "fraud"), first)  # the watch delivers the older state late
+    assert kube.get_modeldeployment("ml", "fraud") == again

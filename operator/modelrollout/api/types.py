@@ -963,6 +963,10 @@ class ModelDeploymentStatus(_Status):
     lastHandledPromote: str | None = Field(default=None, description="Value of the last promote annotation acted on.")
     lastHandledAbort: str | None = Field(default=None, description="Value of the last abort annotation acted on.")
     rollbackReason: str | None = Field(default=None, description="Why the last rollback happened (gate or deadline).")
+    routesProvider: str | None = Field(
+        default=None,
+        description="The traffic provider whose routes are kept; any other's are deleted after a switch.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     lastAnalysis: AnalysisResult | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
