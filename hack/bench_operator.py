@@ -199,7 +199,7 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--rate", type=float, default=20, help="spec changes per second in the rollout phase")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     parser.add_argument("--no-doc", action="store_true", help="print only; do not rewrite docs/benchmarks.md")

@@ -66,7 +66,11 @@ def build_runtime(cfg: config.OperatorConfig) -> Runtime:
     from modelrollout.telemetry import Telemetry
 
     load_config()
-    api_client = client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    # One pooled connection per worker and a few for the Lease and the metrics: past the pool's size
+    # urllib3 opens and drops a new connection (and TLS handshake) per request.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, cfg.workers + 4)
+    api_client = client.ApiClient(configuration)
     metrics = Telemetry()
     count_requests(api_client, metrics.observe_request)
     elector = None

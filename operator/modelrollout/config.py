@@ -48,7 +48,7 @@ class OperatorConfig:
     # event, a hand-edited child): the resync period of controller-runtime's informers.
     resync_seconds: float = 300.0
     # Reconciles running at once, each on its own object; one slow object holds one worker only.
-    workers: int = 8
+    workers: int = 16
     leader_election: LeaderElection | None = None
 
     def __post_init__(self) -> None:
