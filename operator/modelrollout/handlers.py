@@ -2,11 +2,14 @@
 
 Watch events (a ModelDeployment changed, a revision's Deployment changed readiness) only put the
 object's key on the :class:`~modelrollout.scheduler.Scheduler`. Its workers run the same idempotent
-``reconcile``: read the object fresh, observe its revisions, ask the engine, apply its actions in
-order, write status conditionally on the resourceVersion that was read, and schedule the next look
-at the moment the engine says its next decision falls due (``engine.next_due``). Nothing is kept in
-memory between reconciles but that schedule, so a restarted or newly elected operator continues
-exactly where the last one stopped.
+``reconcile``: read the object, observe its revisions, ask the engine, apply its actions in order,
+write status conditionally on the resourceVersion that was read, and schedule the next look at the
+moment the engine says its next decision falls due (``engine.next_due``). The object and its
+Services are read from watch caches (``modelrollout.watchcache``: the newest state seen, the
+operator's own writes included; a conflict drops the entry); nothing else is kept in memory between
+reconciles but that schedule, and state lives only in status, so a restarted or newly elected
+operator (whose caches start empty and read from the API server) continues exactly where the last
+one stopped.
 
 Everything the handlers need (configuration, API client, scheduler, leader election) is built once
 at start by ``modelrollout.__main__`` and reaches them as one :class:`Runtime` in kopf's memo.
