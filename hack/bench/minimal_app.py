@@ -1,7 +1,8 @@
 """The floor: the least a FastAPI + onnxruntime V2 handler can do (no validation, no metrics).
 
 Why it exists: it separates what FastAPI/uvicorn cost from what our server adds. It parses with
-orjson, builds the numpy input, runs the session and answers — nothing else. Run with
+orjson, builds the numpy input, runs the session and answers — nothing else (``floor_model.py``,
+shared with the raw ASGI floor). Run with
 ``python minimal_app.py MODEL_PATH PORT``.
 """
 
@@ -9,18 +10,12 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-import onnxruntime as ort
-import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from floor_model import FloorModel  # beside this file: run as a script, its directory is on sys.path
 
 MODEL_PATH, PORT = sys.argv[1], int(sys.argv[2])
-options = ort.SessionOptions()
-options.intra_op_num_threads = 1
-options.inter_op_num_threads = 1
-session = ort.InferenceSession(MODEL_PATH, options, providers=["CPUExecutionProvider"])
-output_names = [o.name for o in session.get_outputs()]
+model = FloorModel(MODEL_PATH)
 app = FastAPI()
 
 
@@ -31,16 +26,7 @@ async def ready(name: str) -> Response:
 
 @app.post("/v2/models/{name}/infer")
 async def infer(name: str, request: Request) -> Response:
-    payload = orjson.loads(await request.body())
-    tensor = payload["inputs"][0]
-    x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-    results = session.run(output_names, {tensor["name"]: x})
-    outputs = [
-        {"name": n, "shape": list(r.shape), "datatype": "INT64" if r.dtype == np.int64 else "FP32", "data": r.ravel()}
-        for n, r in zip(output_names, results, strict=True)
-    ]
-    body = {"model_name": name, "id": payload.get("id", ""), "outputs": outputs}
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+    return Response(model.answer(name, await request.body()), media_type="application/json")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ answers infer requests through its own thin ASGI layer in front of FastAPI
 (``server-image/modelserver/fastpath.py``), so beating that floor says little. This handler does the
 least any Python server behind uvicorn can do for the same request: read the body from the ASGI
 messages, parse it with orjson (the codec ours uses), run the same onnxruntime session (one intra-op
-thread), serialise with orjson and send two ASGI messages. No routing table, no middleware (run with
+thread), serialise with orjson and send two ASGI messages; the model work is ``floor_model.py``,
+the same code the minimal handler runs. No routing table, no middleware (run with
 ``--no-proxy-headers``, so uvicorn adds none either), no validation, no metrics. What is left per
 request is uvicorn's httptools protocol on the uvloop transport plus the JSON, numpy and
 ``session.run`` work; ours as a fraction of it is what its layers and features cost.
@@ -24,9 +25,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
-import orjson
+from floor_model import FloorModel  # beside this file: uvicorn's --app-dir puts it on sys.path
 
 # The ASGI types, spelled out here so that not even Starlette is imported.
 Scope = MutableMapping[str, Any]
@@ -40,17 +39,8 @@ READY = b'{"ready":true}'
 NOT_FOUND = b'{"error":"not found"}'
 
 
-def load_session(path: str) -> ort.InferenceSession:
-    """The session every contender uses: one intra-op and one inter-op thread, CPU only."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 # Loaded at import, before uvicorn binds the port: the readiness URL answers only once the model is in.
-session = load_session(os.environ["BENCH_MODEL"])
-output_names = [o.name for o in session.get_outputs()]
+model = FloorModel(os.environ["BENCH_MODEL"])
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +55,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if path.startswith(PREFIX):
         name, _, action = path[len(PREFIX) :].partition("/")
         if action == "infer" and scope["method"] == "POST":
-            await respond(send, 200, infer(name, await read_body(receive)))
+            await respond(send, 200, model.answer(name, await read_body(receive)))
             return
         if action == "ready" and scope["method"] == "GET":
             await respond(send, 200, READY)
@@ -85,20 +75,6 @@ async def read_body(receive: Receive) -> bytes:
         message = await receive()
         chunks.append(message.get("body", b""))
     return b"".join(chunks)
-
-
-def infer(name: str, body: bytes) -> bytes:
-    """The V2 answer for the first input tensor, built exactly as the minimal handler builds it."""
-    payload = orjson.loads(body)
-    tensor = payload["inputs"][0]
-    x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-    results = session.run(output_names, {tensor["name"]: x})
-    outputs = [
-        {"name": n, "shape": list(r.shape), "datatype": "INT64" if r.dtype == np.int64 else "FP32", "data": r.ravel()}
-        for n, r in zip(output_names, results, strict=True)
-    ]
-    answer = {"model_name": name, "id": payload.get("id", ""), "outputs": outputs}
-    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 async def respond(send: Send, status: int, body: bytes) -> None:
