@@ -393,16 +393,25 @@ def decide(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observ
     _prune(run)
     _prune_routes(run)
     _conditions(run)
-    transition = None
-    if st.phase != run.old_phase and st.phase is not None:
+    transition = _transition(run, status)
+    if transition is not None:
         run.emit("Normal", f"Phase{st.phase}", st.message or f"phase {run.old_phase} -> {st.phase}")
-        bad = st.phase in (Phase.ROLLED_BACK, Phase.FAILED)
-        started = status.revisionStartedAt or st.revisionStartedAt  # the reverted revision's, if any
-        reason = (
-            ((st.rollbackReason if st.phase == Phase.ROLLED_BACK else None) or _degraded_reason(st)) if bad else None
-        )
-        transition = Transition(run.old_phase, st.phase, reason, started)
     return Decision(st, run.actions, transition)
+
+
+def _transition(run: _Run, before: ModelDeploymentStatus) -> Transition | None:
+    """The phase change this decision makes. A rollout that ended badly says why (a rollback's own
+    reason first: a failing continuous watch may be set too) and when the revision it ended started
+    (as the decision found it: a decision that starts a new revision restamps it)."""
+    st = run.status
+    if st.phase is None or st.phase == run.old_phase:
+        return None
+    reason = None
+    if st.phase == Phase.ROLLED_BACK:
+        reason = st.rollbackReason or _degraded_reason(st)
+    elif st.phase == Phase.FAILED:
+        reason = _degraded_reason(st)
+    return Transition(run.old_phase, st.phase, reason, before.revisionStartedAt or st.revisionStartedAt)
 
 
 def _handle_retry(run: _Run) -> None:
