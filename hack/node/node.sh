@@ -319,8 +319,9 @@ node_pids() {
 
 cmd_down() {
   [ "$(id -u)" -eq 0 ] || return 0
-  stop_pidfiles "$NODE_RUN" kube-proxy kubelet
-  stop_pidfiles "$NODE_RUN" containerd # after kubelet, which would otherwise restart what it stops
+  # Its state is removed below: nothing needs an orderly exit.
+  STOP_GRACE=0 stop_pidfiles "$NODE_RUN" kube-proxy kubelet
+  STOP_GRACE=0 stop_pidfiles "$NODE_RUN" containerd # after kubelet, which would otherwise restart what it stops
   local pids n=0
   while pids=$(node_pids) && [ -n "$pids" ] && [ $n -lt 20 ]; do
     # shellcheck disable=SC2086  # one PID per word
