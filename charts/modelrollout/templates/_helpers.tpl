@@ -56,7 +56,7 @@ against the code. Secrets: create only (each ModelDeployment's prediction-token 
 No ConfigMaps, no Pods/exec, no wildcards.
 */}}
 {{- define "modelrollout.rules" -}}
-# The custom resource: kopf lists and watches it and the operator reads it fresh before deciding.
+# The custom resource: kopf lists and watches it (reconciles read that cache; a GET when it knows nothing yet).
 # Read-only: the operator never writes the object itself (no spec, no finalizer, no annotations).
 - apiGroups: ["modelrollout.io"]
   resources: ["modeldeployments"]
