@@ -76,7 +76,8 @@ def build_runtime(cfg: config.OperatorConfig) -> Runtime:
     elector = None
     if cfg.leader_election is not None:
         elector = LeaderElector(client.CoordinationV1Api(api_client), cfg.leader_election)
-    return Runtime(config=cfg, api_client=api_client, kube=Kube(api_client), telemetry=metrics, elector=elector)
+    kube = Kube(api_client, list_max_age=cfg.resync_seconds)
+    return Runtime(config=cfg, api_client=api_client, kube=kube, telemetry=metrics, elector=elector)
 
 
 class QuietHandlerSuccess(logging.Filter):

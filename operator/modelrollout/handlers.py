@@ -3,10 +3,11 @@
 Watch events (a ModelDeployment changed, a revision's Deployment changed readiness) only put the
 object's key on the :class:`~modelrollout.scheduler.Scheduler`. Its workers run the same idempotent
 ``reconcile``: read the object, observe its revisions, ask the engine, apply its actions in order,
-write status conditionally on the resourceVersion that was read, and schedule the next look at the
-moment the engine says its next decision falls due (``engine.next_due``). The object and its
-Services are read from watch caches (``modelrollout.watchcache``: the newest state seen, the
-operator's own writes included; a conflict drops the entry); nothing else is kept in memory between
+write status conditionally on the resourceVersion that was read, post the decision's Events, and
+schedule the next look at the moment the engine says its next decision falls due
+(``engine.next_due``). The object, its Services and the list of its Deployments are read from watch
+caches (``modelrollout.watchcache``: the newest state seen, the operator's own writes included; a
+conflict drops the entry); nothing else is kept in memory between
 reconciles but that schedule, and state lives only in status, so a restarted or newly elected
 operator (whose caches start empty and read from the API server) continues exactly where the last
 one stopped.
@@ -87,6 +88,7 @@ async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
             # The old leader's last writes may still be on their way through this replica's watch:
             # the first decision of each object reads it fresh.
             rt.kube.modeldeployments.clear()
+            rt.kube.deployments.clear()
             scheduler.enqueue_all()
 
         rt.elector.on_started_leading = started_leading
@@ -161,10 +163,8 @@ async def on_modeldeployment(
     if event.get("type") == "DELETED":
         _scheduler(memo).forget((namespace, name))
         _last_seen.pop(("mdep", namespace, name), None)
-        rt.kube.modeldeployments.gone((namespace, name))
+        rt.kube.forget(namespace, name, body.get("metadata", {}).get("uid"))
         rt.telemetry.forget(namespace, name)
-        for service in (workloads.stable_service_name(name), workloads.canary_service_name(name)):
-            rt.kube.services.gone((namespace, service))  # a canary Service known absent, too
         return
     rt.kube.modeldeployments.observed((namespace, name), dict(event["object"]))
     first = ("mdep", namespace, name) not in _last_seen
@@ -197,14 +197,19 @@ async def on_child(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """A revision's pods changed readiness: decide now instead of at the object's next due time."""
+    """Every state of a revision's Deployment goes to the Deployment cache (reconciles list them from
+    there); a change in its pods' readiness also decides now instead of at the object's next due time."""
     owner = labels.get(workloads.LABEL_DEPLOYMENT)
-    if not owner or namespace is None or event.get("type") not in ("MODIFIED", "DELETED"):
+    if not owner or namespace is None:
         return
+    cache = runtime(memo).kube.deployments
     if event.get("type") == "DELETED":
+        cache.gone((namespace, owner), name)
         _last_seen.pop(("deploy", namespace, name), None)
-    elif not _changed("deploy", namespace, name, _deployment_inputs(body)):
-        return
+    else:
+        cache.observed((namespace, owner), dict(event["object"]))
+        if event.get("type") != "MODIFIED" or not _changed("deploy", namespace, name, _deployment_inputs(body)):
+            return
     _scheduler(memo).enqueue((namespace, owner))
 
 
@@ -283,6 +288,11 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
         rt.telemetry.observe_decision(namespace, name, decision.transition, new_status, obj.get("spec"), now=now)
     elif not rt.telemetry.knows(namespace, name):
         rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
+    # Announced once recorded: a decision re-made after a refused status write announces itself once,
+    # and the status, which users and the next decision read, is written first.
+    for emit in decision.actions:
+        if isinstance(emit, engine.Emit):
+            rt.kube.post_event(obj, emit.type, emit.reason, emit.message)
     due = engine.next_due(spec, decision.status, now)
     if contract_due:
         return poll if due is None else min(due, poll)
@@ -339,26 +349,24 @@ def _apply(
                 )
                 rt.kube.apply_deployment(manifest, live[rev][1] if rev in live else None)
             case engine.DeleteRevision(revision=rev):
-                rt.kube.delete_deployment(namespace, workloads.deployment_name(name, rev))
+                rt.kube.delete_deployment(namespace, name, workloads.deployment_name(name, rev))
             case engine.PointService(role=role, revision=rev):
                 svc = workloads.stable_service_name(name) if role == "stable" else workloads.canary_service_name(name)
-                if rev is None:
-                    rt.kube.delete_service(namespace, svc)
-                else:
-                    current = rt.kube.read_service(namespace, svc)
-                    if _may_point(current, rev, live):
-                        manifest = workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
-                        rt.kube.apply_service(manifest, current)
-                    else:
-                        log.info("%s/%s: not pointed at %s yet: it has no available pod and %s has",
-                                 namespace, svc, rev, selected_revision(current))  # fmt: skip
+                current = rt.kube.read_service(namespace, svc)
+                if _may_point(current, rev, live):
+                    manifest = workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
+                    rt.kube.apply_service(manifest, current)
+                else:  # every new canary waits here for its first pod (its Service selected the stable)
+                    log.log(logging.INFO if role == "stable" else logging.DEBUG,
+                            "%s/%s: not pointed at %s yet: it has no available pod and %s has",
+                            namespace, svc, rev, selected_revision(current))  # fmt: skip
             case engine.SetRouting(routing=routing):
                 if routing.stable_revision is not None:  # no route before the first revision is stable
                     router.ensure(obj, spec, routing)
             case engine.PruneRoutes():
                 routers.cleanup_other_providers(obj, spec, rt.api_client)
-            case engine.Emit(type=kind, reason=reason, message=message):
-                rt.kube.post_event(obj, kind, reason, message)
+            case engine.Emit():
+                pass  # posted by _reconcile once the decision is recorded in status
 
 
 def _may_point(current: dict[str, Any] | None, revision: str, live: dict) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import secrets
 import socket
 import time
@@ -24,12 +25,14 @@ from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api import types as t
 from modelrollout.engine import DeploymentState
-from modelrollout.watchcache import WatchCache
+from modelrollout.watchcache import OwnedCache, WatchCache
 from modelrollout.workloads import (
     FEEDBACK_KEY_BYTES,
     LABEL_DEPLOYMENT,
     LABEL_REVISION,
     build_feedback_key_secret,
+    canary_service_name,
+    stable_service_name,
 )
 
 FIELD_MANAGER = "modelrollout"
@@ -204,6 +207,13 @@ def read_service(api_client: client.ApiClient, namespace: str, name: str) -> dic
     return get_or_none(lambda: rest(api_client, "GET", core_path(namespace, "services", name)))
 
 
+def _deleted_version(answer: dict[str, Any], kind: str) -> int | None:
+    """The resourceVersion a DELETE answered with (the object's last state), when it answered with
+    the object (a 404 or a Status answer has none)."""
+    version = str((answer.get("metadata") or {}).get("resourceVersion") or "") if answer.get("kind") == kind else ""
+    return int(version) if version.isdigit() else None
+
+
 def selected_revision(service: dict[str, Any] | None) -> str | None:
     """The revision a Service selects (None: no Service, or it selects every revision)."""
     return None if service is None else ((service.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
@@ -212,13 +222,30 @@ def selected_revision(service: dict[str, Any] | None) -> str | None:
 class Kube:
     """The operator's reads and writes; every call is synchronous (run off the loop)."""
 
-    def __init__(self, api_client: client.ApiClient | None = None):
+    def __init__(self, api_client: client.ApiClient | None = None, *, list_max_age: float = 300.0):
+        """``list_max_age``: how long a ModelDeployment's Deployments are listed from memory before
+        the API server is asked again (the resync period)."""
         self.api_client = api_client or client.ApiClient()
         self.custom = client.CustomObjectsApi(self.api_client)
-        # Fed by the kopf watches (handlers.on_modeldeployment, handlers.on_service) and by the
-        # answers to this class's own writes: reconciles read these two kinds without a GET.
+        # Fed by the kopf watches (handlers.on_modeldeployment, on_service, on_child) and by the
+        # answers to this class's own writes: reconciles read these kinds without a GET.
         self.modeldeployments = WatchCache()
         self.services = WatchCache()
+        self.deployments = OwnedCache(list_max_age)
+        # ModelDeployments (by uid) whose feedback-key Secret this process saw exist, and when: one
+        # create (or 409) per object and resync period instead of one per rollout step that starts
+        # pods. The period bounds how long a Secret deleted by hand stays missing.
+        self._feedback_keys: dict[str, float] = {}
+        self._list_max_age = list_max_age
+
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        """The ModelDeployment is gone (the watch saw it deleted): drop it and what was kept about
+        its children, which garbage collection deletes with it."""
+        self.modeldeployments.gone((namespace, name))
+        for service in (stable_service_name(name), canary_service_name(name)):
+            self.services.gone((namespace, service))
+        self.deployments.forget((namespace, name))
+        self._feedback_keys.pop(uid or "", None)
 
     # ---------------------------------------------------------------- ModelDeployment
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -289,10 +316,16 @@ class Kube:
 
     # ---------------------------------------------------------------- Deployments
     def list_revisions(self, namespace: str, name: str) -> dict[str, tuple[DeploymentState, dict[str, Any]]]:
-        """Revision -> (state, the live object as a dict) for every Deployment this ModelDeployment owns."""
-        items = rest(
-            self.api_client, "GET", deployments_path(namespace), query={"labelSelector": f"{LABEL_DEPLOYMENT}={name}"}
-        )["items"]
+        """Revision -> (state, the live object as a dict) for every Deployment this ModelDeployment
+        owns: from the Deployment cache when it holds them all, else one list (which fills it)."""
+        owner = (namespace, name)
+        items = self.deployments.items(owner)
+        if items is None:
+            epoch = self.deployments.epoch(owner)
+            selector = {"labelSelector": f"{LABEL_DEPLOYMENT}={name}"}
+            answer = rest(self.api_client, "GET", deployments_path(namespace), query=selector)
+            items = answer["items"]
+            self.deployments.listed(owner, items, (answer.get("metadata") or {}).get("resourceVersion"), epoch)
         out: dict[str, tuple[DeploymentState, dict[str, Any]]] = {}
         for dep in items:
             meta = dep.get("metadata") or {}
@@ -313,23 +346,28 @@ class Kube:
     def apply_deployment(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
         """Server-side apply unless the live object already is what the manifest says (a hand edit,
         e.g. ``kubectl scale``, is put back)."""
-        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        return apply_unless_unchanged(
-            manifest,
-            live,
-            lambda body: rest(
-                self.api_client, "PATCH", deployments_path(ns, name), query=APPLY_QUERY, body=body, content_type=APPLY
-            ),
-        )
+        meta = manifest["metadata"]
+        ns, name, owner = meta["namespace"], meta["name"], (meta["namespace"], meta["labels"][LABEL_DEPLOYMENT])
 
-    def delete_deployment(self, namespace: str, name: str) -> None:
+        def patch(body: dict[str, Any]) -> None:
+            applied = rest(
+                self.api_client, "PATCH", deployments_path(ns, name), query=APPLY_QUERY, body=body, content_type=APPLY
+            )
+            self.deployments.observed(owner, applied)
+
+        return apply_unless_unchanged(manifest, live, patch)
+
+    def delete_deployment(self, namespace: str, owner: str, name: str) -> None:
+        """Delete one of ``owner``'s revision Deployments (its pods go in the background)."""
         try:
-            rest(
+            answer = rest(
                 self.api_client, "DELETE", deployments_path(namespace, name), query={"propagationPolicy": "Background"}
             )
         except ApiException as exc:
             if exc.status != 404:
                 raise
+            answer = {}
+        self.deployments.deleted((namespace, owner), name, _deleted_version(answer, "Deployment"))
 
     # ---------------------------------------------------------------- Services
     def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -359,18 +397,6 @@ class Kube:
 
         return apply_unless_unchanged(manifest, live, patch)
 
-    def delete_service(self, namespace: str, name: str) -> None:
-        try:
-            answer = rest(self.api_client, "DELETE", core_path(namespace, "services", name))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            answer = {}
-        version = (
-            str((answer.get("metadata") or {}).get("resourceVersion") or "") if answer.get("kind") == "Service" else ""
-        )
-        self.services.deleted((namespace, name), int(version) if version.isdigit() else None)
-
     # ---------------------------------------------------------------- the feedback key
     def ensure_feedback_key(self, owner: dict[str, Any]) -> bool:
         """Create the ModelDeployment's prediction-token key Secret if it does not exist; True if created.
@@ -380,13 +406,18 @@ class Kube:
         an existing key is never replaced (the Secret is also immutable). Fresh random bytes are
         drawn for each attempt and dropped unless the create succeeds; they are never logged.
         """
+        uid = owner["metadata"]["uid"]
+        if time.monotonic() - self._feedback_keys.get(uid, -math.inf) < self._list_max_age:
+            return False
         body = build_feedback_key_secret(owner, secrets.token_bytes(FEEDBACK_KEY_BYTES))
         meta = body["metadata"]
         try:
             rest(self.api_client, "POST", core_path(meta["namespace"], "secrets"), body=body)
         except ApiException as exc:
             if exc.status == 409:
+                self._feedback_keys[uid] = time.monotonic()
                 return False
             raise
+        self._feedback_keys[uid] = time.monotonic()
         log.info("created Secret %s/%s (prediction-token key)", meta["namespace"], meta["name"])
         return True

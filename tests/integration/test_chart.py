@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from hack.loopback.cluster import BIN, Cluster, wait_until
 from hack.loopback.procs import REPO, free_port
@@ -194,6 +195,17 @@ def scrape(port: int) -> str:
         return resp.read().decode()
 
 
+def api_requests(metrics: str) -> dict[tuple[str, str], float]:
+    """(method, resource) -> requests the operator sent, from ``modelrollout_api_requests_total``."""
+    sent: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "modelrollout_api_requests_total":
+                key = (sample.labels["method"], sample.labels["resource"])
+                sent[key] = sent.get(key, 0.0) + sample.value
+    return sent
+
+
 def assert_no_permission_errors(log: Path) -> None:
     """Not one denial: in namespace mode the operator does not even try kopf's cluster-wide scans."""
     bad = [line for line in log.read_text().splitlines() if "forbidden" in line.lower() or " 403" in line]
@@ -351,7 +363,17 @@ def test_namespace_mode_install_rbac_and_rollout(
                 15,
                 what=f"operator metrics {expected}",
             )
+            # Two revisions, a dozen reconciles: the Deployments were listed once (the watch and the
+            # operator's own writes kept that list), the key Secret created once, no Service deleted.
+            sent = api_requests(scrape(metrics_port))
+            assert sent.get(("GET", "deployments")) == 1, sent
+            assert sent.get(("POST", "secrets")) == 1, sent
+            assert ("DELETE", "services") not in sent, sent
         assert obj["status"].get("canaryRevision") is None
+        assert (
+            cluster.get("svc", "fraud-canary", namespace)["spec"]["selector"]["modelrollout.io/revision"]
+            == (obj["status"]["stableRevision"])
+        ), "the canary Service stays, on the stable revision"
         assert_no_permission_errors(log)
 
 

@@ -144,7 +144,8 @@ def test_analysis_change_makes_no_revision_but_model_change_rolls_out(cluster, o
     done = wait_phase(cluster, namespace, "Succeeded", timeout=60)
     assert done["status"]["stableRevision"] == rev2
     assert [h["revision"] for h in done["status"]["history"]] == [rev1, rev2]
-    assert cluster.get("svc", "fraud-canary", namespace) is None
+    canary_svc = cluster.get("svc", "fraud-canary", namespace)  # kept between rollouts, on the stable revision
+    assert canary_svc["spec"]["selector"]["modelrollout.io/revision"] == rev2
     wait_until(lambda: cluster.get("deploy", f"fraud-{rev1}", namespace)["spec"]["replicas"] == 0, 30,
                what="old revision scaled to zero")  # fmt: skip
 

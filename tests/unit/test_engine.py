@@ -67,6 +67,30 @@ def test_first_revision_becomes_stable_when_available():
     assert d.status.history[0].phase == "Succeeded"
 
 
+def canary_service_points(d: e.Decision) -> list[str]:
+    return [a.revision for a in d.actions if isinstance(a, e.PointService) and a.role == "canary"]
+
+
+def test_the_canary_service_lives_as_long_as_the_object_and_selects_stable_between_rollouts():
+    """Created with the first revision, moved (never deleted) by each rollout: a rollout costs a
+    selector patch instead of a cluster IP allocated and freed."""
+    spec = mkspec()
+    d = tick(spec, ModelDeploymentStatus(), "r1", {}, T0)
+    d = tick(spec, d.status, "r1", {"r1": ready()}, T0 + timedelta(seconds=5))
+    assert canary_service_points(d) == ["r1"]
+    steady = tick(spec, d.status, "r1", {"r1": ready()}, T0 + timedelta(seconds=10))
+    assert canary_service_points(steady) == ["r1"], "kept (and created if an older operator deleted it)"
+    d = tick(spec, steady.status, "r2", {"r1": ready()}, T0 + timedelta(seconds=11))
+    assert canary_service_points(d) == ["r2"]
+    d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=12))
+    rolled_back = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=25),
+                       analysis=result("Fail", T0 + timedelta(seconds=25)))  # fmt: skip
+    assert rolled_back.status.phase == "RolledBack"
+    assert canary_service_points(rolled_back)[-1] == "r1", "back to stable once the canary has no share"
+    weights_first = [type(a).__name__ for a in rolled_back.actions]
+    assert weights_first.index("SetRouting") < weights_first.index("PointService", weights_first.index("SetRouting"))
+
+
 def test_first_revision_progress_deadline_degrades_once_and_recovers():
     spec = mkspec()
     d = tick(spec, ModelDeploymentStatus(), "r1", {}, T0)
@@ -166,14 +190,14 @@ def test_new_spec_mid_rollout_supersedes_the_canary():
     assert next(h for h in d.status.history if h.revision == "r2").phase == "Superseded"
 
 
-def test_spec_back_to_stable_abandons_the_canary_and_its_service():
+def test_spec_back_to_stable_abandons_the_canary_and_points_its_service_at_stable():
     spec = mkspec()
     st = stable_status(spec)
     d = tick(spec, st, "r2", {"r1": ready()}, T0)
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
     d = tick(spec, d.status, "r1", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=1))
     assert d.status.phase == "Succeeded" and d.status.canaryRevision is None and d.status.canaryWeight == 0
-    assert e.PointService("canary", None) in d.actions and e.EnsureRevision("r2", 0) in d.actions
+    assert e.PointService("canary", "r1") in d.actions and e.EnsureRevision("r2", 0) in d.actions
 
 
 def test_canary_progress_deadline_rolls_back():

@@ -54,7 +54,10 @@ def switched(s) -> e.Decision:
     d = tick(s, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Pass", now))
     # The switch: the stable Service moves to r2 in this one decision; no weight between 0 and 100.
     assert d.status.stableRevision == "r2" and d.status.phase == "Baking"
-    assert e.PointService("stable", "r2") in d.actions and e.PointService("canary", None) in d.actions
+    assert e.PointService("stable", "r2") in d.actions
+    assert not [a for a in d.actions if isinstance(a, e.PointService) and a.role == "canary" and a.revision != "r2"], (
+        "the preview Service keeps selecting r2, the stable revision now"
+    )
     assert all(w == 0 for w, _ in routings(d))
     assert e.EnsureRevision("r1", 2) in d.actions, "the previous revision stays at full size"
     return d

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelrollout.watchcache import WatchCache
+from modelrollout.watchcache import OwnedCache, WatchCache
 
 KEY = ("ml", "fraud-canary")
 
@@ -98,3 +98,68 @@ def test_a_reconcile_reads_its_own_status_write_without_a_get() -> None:
     assert again["metadata"]["resourceVersion"] == "11" and again["status"] == {"phase": "Progressing"}
     kube.modeldeployments.observed(("ml", "fraud"), first)  # the watch delivers the older state late
     assert kube.get_modeldeployment("ml", "fraud") == again
+
+
+OWNER = ("ml", "fraud")
+
+
+def dep(name: str, version: int, ready: int = 0) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": str(version)}, "status": {"readyReplicas": ready}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_owner_is_listed_from_memory_only_after_a_list_of_its_own() -> None:
+    cache = OwnedCache(max_age=300)
+    cache.observed(OWNER, dep("fraud-r1", 5))  # the watch shows one of them
+    assert cache.items(OWNER) is None, "the watch alone never proves it has them all"
+    cache.listed(OWNER, [dep("fraud-r1", 5), dep("fraud-r2", 6)], "8", cache.epoch(OWNER))
+    assert cache.items(OWNER) == [dep("fraud-r1", 5), dep("fraud-r2", 6)]
+    cache.observed(OWNER, dep("fraud-r2", 9, ready=1))  # readiness from the watch
+    cache.observed(OWNER, dep("fraud-r3", 10))  # the operator's own create
+    cache.observed(OWNER, dep("fraud-r2", 6))  # an older event delivered late
+    assert cache.items(OWNER) == [dep("fraud-r1", 5), dep("fraud-r2", 9, ready=1), dep("fraud-r3", 10)]
+    assert cache.items(("ml", "other")) is None
+
+
+def test_the_operators_delete_hides_the_object_until_the_watch_confirms_it() -> None:
+    cache = OwnedCache(max_age=300)
+    cache.listed(OWNER, [dep("fraud-r1", 5), dep("fraud-r2", 6)], "8", cache.epoch(OWNER))
+    cache.deleted(OWNER, "fraud-r1", 11)
+    cache.observed(OWNER, dep("fraud-r1", 5))  # an event from before the deletion
+    assert cache.items(OWNER) == [dep("fraud-r2", 6)]
+    cache.gone(OWNER, "fraud-r1")  # the watch's DELETED event
+    assert cache.items(OWNER) is None, "after a deletion the owner is listed again"
+
+
+def test_a_deletion_during_a_list_keeps_the_owner_unlisted_and_the_next_list_replaces_memory() -> None:
+    cache = OwnedCache(max_age=300)
+    epoch = cache.epoch(OWNER)  # the list is sent ...
+    cache.gone(OWNER, "fraud-r1")  # ... the watch reports a deletion the list may predate ...
+    cache.listed(OWNER, [dep("fraud-r1", 5)], "7", epoch)  # ... and the list answers with it
+    assert cache.items(OWNER) is None
+    epoch = cache.epoch(OWNER)
+    cache.observed(OWNER, dep("fraud-r9", 12))  # created after the next list was taken
+    cache.listed(OWNER, [], "10", epoch)
+    assert cache.items(OWNER) == [dep("fraud-r9", 12)], "fraud-r1 is gone; fraud-r9 is newer than the list"
+
+
+def test_a_list_expires_after_max_age_and_forget_drops_the_owner() -> None:
+    clock = Clock()
+    cache = OwnedCache(max_age=300, clock=clock)
+    cache.listed(OWNER, [dep("fraud-r1", 5)], "6", cache.epoch(OWNER))
+    clock.now = 299
+    assert cache.items(OWNER) == [dep("fraud-r1", 5)]
+    clock.now = 301
+    assert cache.items(OWNER) is None, "a watch gap can hide a deletion: list again every max_age"
+    cache.listed(OWNER, [dep("fraud-r1", 5)], "6", cache.epoch(OWNER))
+    cache.forget(OWNER)
+    assert cache.items(OWNER) is None
+    cache.listed(OWNER, [], "6", cache.epoch(OWNER))
+    assert cache.items(OWNER) == []

@@ -71,10 +71,11 @@ No ConfigMaps, no Pods/exec, no wildcards.
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch", "delete"]
 # The stable and canary Services: watched (a cache the reconciles read) and read when the cache
-# knows nothing yet, to skip unchanged applies; written by server-side apply.
+# knows nothing yet, to skip unchanged applies; written by server-side apply. Both live as long as
+# the ModelDeployment (garbage collection deletes them with it), so no delete.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Events for humans and Argo CD (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]

@@ -77,6 +77,8 @@ class NoneRouter:
         if stable_rev is None:
             return None
         canary_rev = self._service_revision(ns, canary_service_name(name))
+        if canary_rev == stable_rev:  # between rollouts the canary Service selects the stable revision
+            canary_rev = None
         ready = self._ready_by_revision(ns, name)
         return approximate_weights(ready.get(stable_rev), ready.get(canary_rev) if canary_rev else None)
 
