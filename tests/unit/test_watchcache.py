@@ -163,3 +163,15 @@ def test_a_list_expires_after_max_age_and_forget_drops_the_owner() -> None:
     assert cache.items(OWNER) is None
     cache.listed(OWNER, [], "6", cache.epoch(OWNER))
     assert cache.items(OWNER) == []
+
+
+def test_entries_leave_out_managed_fields() -> None:
+    """No reconcile reads them, and they are half of a cached Deployment's memory."""
+    cache = WatchCache()
+    obj = svc(4)
+    obj["metadata"]["managedFields"] = [{"manager": "modelrollout", "fieldsV1": {"f:spec": {}}}]
+    cache.observed(KEY, obj)
+    known, entry = cache.lookup(KEY)
+    assert known and entry is not None and "managedFields" not in entry["metadata"]
+    assert entry["spec"] == obj["spec"] and entry["metadata"]["resourceVersion"] == "4"
+    assert "managedFields" in obj["metadata"], "the caller's object is left as it was"
