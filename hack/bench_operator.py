@@ -104,15 +104,21 @@ class Sampler:
             if line.startswith("modelrollout_api_requests_total{")
         )
 
-    def between(self, start: float, end: float) -> dict[str, float]:
-        window = [s for s in self.samples if start <= s[0] <= end]
+    def mark(self) -> tuple[float, float]:
+        """(now, requests sent so far), scraped at a phase boundary: the 15 s samples would credit
+        one phase's requests to the next."""
+        return time.monotonic(), self.requests()
+
+    def between(self, start: tuple[float, float], end: tuple[float, float]) -> dict[str, float]:
+        """RSS and CPU from the samples between two marks, requests/s from the marks themselves."""
+        window = [s for s in self.samples if start[0] <= s[0] <= end[0]]
         if len(window) < 2:
             return {"rss_mb": 0.0, "cpu_pct": 0.0, "req_s": 0.0}
-        (t0, _, c0, r0), (t1, _, c1, r1) = window[0], window[-1]
+        (t0, _, c0, _), (t1, _, c1, _) = window[0], window[-1]
         return {
             "rss_mb": max(s[1] for s in window),
             "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
-            "req_s": (r1 - r0) / (t1 - t0),
+            "req_s": (end[1] - start[1]) / (end[0] - start[0]),
         }
 
 
@@ -235,23 +241,24 @@ def main() -> int:
             t.start()
 
         print(f"creating {args.objects} ModelDeployments in {args.namespaces} namespaces", flush=True)
-        t_create = time.monotonic()
+        t_create = sampler.mark()
         names = [(namespaces[i % args.namespaces], f"model-{i:04d}") for i in range(args.objects)]
         for ns in namespaces:
             docs = [manifest(name, V1) for n, name in names if n == ns]
             cluster.kubectl("apply", "--server-side", "-n", ns, "-f", "-", stdin=json.dumps({"apiVersion": "v1",
                             "kind": "List", "items": docs}))  # fmt: skip
         created_s = wait_all(cluster, args.objects, V1, 1800)
-        create_fig = sampler.between(t_create, time.monotonic())
+        create_fig = sampler.between(t_create, sampler.mark())
 
         print(f"idle for {args.idle_seconds:.0f}s", flush=True)
-        t_idle = time.monotonic()
+        t_idle = sampler.mark()
         time.sleep(args.idle_seconds)
-        idle = sampler.between(t_idle, time.monotonic())
+        idle = sampler.between(t_idle, sampler.mark())
 
         print(f"rolling out a new revision in all of them at {args.rate:g} changes/s", flush=True)
         sent: dict[tuple[str, str, int], float] = {}
-        t_roll = time.monotonic()
+        t_roll_mark = sampler.mark()
+        t_roll = t_roll_mark[0]
         requests_before = request_totals(metrics_port)
         for i, (ns, name) in enumerate(names):
             pause = t_roll + i / args.rate - time.monotonic()
@@ -262,7 +269,7 @@ def main() -> int:
             obj = api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, change)
             sent[(ns, name, obj["metadata"]["generation"])] = at
         rolled_s = wait_all(cluster, args.objects, V2, 3600)
-        rollout = sampler.between(t_roll, time.monotonic())
+        rollout = sampler.between(t_roll_mark, sampler.mark())
         breakdown = breakdown_table(requests_before, request_totals(metrics_port), args.objects)
         wait_until(lambda: all(k in writes.seen for k in sent), 60, what="every first write seen by the watch")
         latencies = [writes.seen[k] - at for k, at in sent.items()]

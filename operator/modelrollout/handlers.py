@@ -275,28 +275,49 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
         obs = dataclasses.replace(obs, analysis=result)
 
     decision = engine.decide(spec, status, obs, now)
+    new_status = decision.status.model_dump(mode="json")
+    changed = new_status != status.model_dump(mode="json") or not obj.get("status")
+    # Recorded after its actions, so a decision whose writes did not all happen is made again; only
+    # a decision the engine marks record_first (a new canary: see engine.Decision) is recorded first.
+    if decision.record_first and not _record(rt, obj, decision, new_status, now):
+        return poll
     try:
         _apply(rt, obj, spec, decision, live)
     except ApiException as exc:
         _apply_failed(rt, obj, status, exc, now, spec.traffic.provider)
         return poll
-    new_status = decision.status.model_dump(mode="json")
-    old_status = status.model_dump(mode="json")
-    if new_status != old_status or not obj.get("status"):
-        if not rt.kube.write_status(namespace, name, meta["resourceVersion"], new_status):
-            return poll  # someone wrote first: their change arrives as an event, this is the fallback
-        rt.telemetry.observe_decision(namespace, name, decision.transition, new_status, obj.get("spec"), now=now)
-    elif not rt.telemetry.knows(namespace, name):
-        rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
-    # Announced once recorded: a decision re-made after a refused status write announces itself once,
-    # and the status, which users and the next decision read, is written first.
-    for emit in decision.actions:
-        if isinstance(emit, engine.Emit):
-            rt.kube.post_event(obj, emit.type, emit.reason, emit.message)
+    if changed and not decision.record_first and not _record(rt, obj, decision, new_status, now):
+        return poll  # someone wrote first: their change arrives as an event, this is the fallback
+    if not changed:
+        _announce(rt, obj, decision)
+        if not rt.telemetry.knows(namespace, name):
+            rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
     due = engine.next_due(spec, decision.status, now)
     if contract_due:
         return poll if due is None else min(due, poll)
     return due
+
+
+def _record(
+    rt: Runtime, obj: dict[str, Any], decision: engine.Decision, new_status: dict[str, Any], now: datetime
+) -> bool:
+    """Write the decision's status, conditional on the resourceVersion read, then announce it: its
+    Events are posted once it is recorded, so a decision made again after a refused write is
+    announced once. False on a conflict."""
+    meta = obj["metadata"]
+    if not rt.kube.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], new_status):
+        return False
+    rt.telemetry.observe_decision(
+        meta["namespace"], meta["name"], decision.transition, new_status, obj.get("spec"), now=now
+    )
+    _announce(rt, obj, decision)
+    return True
+
+
+def _announce(rt: Runtime, obj: dict[str, Any], decision: engine.Decision) -> None:
+    for emit in decision.actions:
+        if isinstance(emit, engine.Emit):
+            rt.kube.post_event(obj, emit.type, emit.reason, emit.message)
 
 
 def _contract_due(

@@ -91,6 +91,27 @@ def test_the_canary_service_lives_as_long_as_the_object_and_selects_stable_betwe
     assert weights_first.index("SetRouting") < weights_first.index("PointService", weights_first.index("SetRouting"))
 
 
+def test_only_a_new_canary_with_nothing_else_to_undo_may_be_recorded_before_its_actions():
+    """record_first: every action of that decision is asked for again by the next decision made
+    from its status, so a crash between the status write and the actions loses nothing."""
+    spec = mkspec()
+    steady = stable_status(spec)
+    start = tick(spec, steady, "r2", {"r1": ready()}, T0)
+    assert start.record_first and start.status.canaryRevision == "r2"
+    again = tick(spec, start.status, "r2", {"r1": ready()}, T0 + timedelta(seconds=1))  # crashed before the actions
+    assert e.EnsureRevision("r2", 2) in again.actions and not again.record_first
+    assert [a for a in again.actions if isinstance(a, e.PointService)] == [
+        a for a in start.actions if isinstance(a, e.PointService)
+    ]
+    superseding = tick(spec, start.status, "r3", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=2))
+    assert superseding.status.canaryRevision == "r3" and not superseding.record_first, "it also ends r2's canary"
+    switched = mkspec(traffic={"istio": {"hosts": ["fraud"]}})
+    steady_switched = steady.model_copy(update={"routesProvider": "gatewayAPI"})
+    moved = tick(switched, steady_switched, "r2", {"r1": ready()}, T0)
+    assert any(isinstance(a, e.PruneRoutes) for a in moved.actions) and not moved.record_first
+    assert not tick(spec, steady, "r1", {"r1": ready()}, T0).record_first
+
+
 def test_first_revision_progress_deadline_degrades_once_and_recovers():
     spec = mkspec()
     d = tick(spec, ModelDeploymentStatus(), "r1", {}, T0)
