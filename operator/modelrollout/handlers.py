@@ -3,14 +3,13 @@
 Watch events (a ModelDeployment changed, a revision's Deployment changed readiness) only put the
 object's key on the :class:`~modelrollout.scheduler.Scheduler`. Its workers run the same idempotent
 ``reconcile``: read the object, observe its revisions, ask the engine, apply its actions in order,
-write status conditionally on the resourceVersion that was read, post the decision's Events, and
-schedule the next look at the moment the engine says its next decision falls due
-(``engine.next_due``). The object, its Services and the list of its Deployments are read from watch
-caches (``modelrollout.watchcache``: the newest state seen, the operator's own writes included; a
-conflict drops the entry); nothing else is kept in memory between
-reconciles but that schedule, and state lives only in status, so a restarted or newly elected
-operator (whose caches start empty and read from the API server) continues exactly where the last
-one stopped.
+write status conditionally on the resourceVersion that was read, and schedule the next look at the
+moment the engine says its next decision falls due (``engine.next_due``). The object, its Services
+and the list of its Deployments are read from watch caches (``modelrollout.watchcache``: the newest
+state seen, the operator's own writes included; a conflict drops the entry); nothing else is kept
+in memory between reconciles but that schedule, and state lives only in status, so a restarted or
+newly elected operator (whose caches start empty and read from the API server) continues exactly
+where the last one stopped.
 
 Everything the handlers need (configuration, API client, scheduler, leader election) is built once
 at start by ``modelrollout.__main__`` and reaches them as one :class:`Runtime` in kopf's memo.
@@ -288,10 +287,8 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
         return poll
     if changed and not decision.record_first and not _record(rt, obj, decision, new_status, now):
         return poll  # someone wrote first: their change arrives as an event, this is the fallback
-    if not changed:
-        _announce(rt, obj, decision)
-        if not rt.telemetry.knows(namespace, name):
-            rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
+    if not changed and not rt.telemetry.knows(namespace, name):
+        rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
     due = engine.next_due(spec, decision.status, now)
     if contract_due:
         return poll if due is None else min(due, poll)
@@ -301,23 +298,14 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
 def _record(
     rt: Runtime, obj: dict[str, Any], decision: engine.Decision, new_status: dict[str, Any], now: datetime
 ) -> bool:
-    """Write the decision's status, conditional on the resourceVersion read, then announce it: its
-    Events are posted once it is recorded, so a decision made again after a refused write is
-    announced once. False on a conflict."""
+    """Write the decision's status, conditional on the resourceVersion read; False on a conflict."""
     meta = obj["metadata"]
     if not rt.kube.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], new_status):
         return False
     rt.telemetry.observe_decision(
         meta["namespace"], meta["name"], decision.transition, new_status, obj.get("spec"), now=now
     )
-    _announce(rt, obj, decision)
     return True
-
-
-def _announce(rt: Runtime, obj: dict[str, Any], decision: engine.Decision) -> None:
-    for emit in decision.actions:
-        if isinstance(emit, engine.Emit):
-            rt.kube.post_event(obj, emit.type, emit.reason, emit.message)
 
 
 def _contract_due(
@@ -386,8 +374,8 @@ def _apply(
                     router.ensure(obj, spec, routing)
             case engine.PruneRoutes():
                 routers.cleanup_other_providers(obj, spec, rt.api_client)
-            case engine.Emit():
-                pass  # posted by _reconcile once the decision is recorded in status
+            case engine.Emit(type=kind, reason=reason, message=message):
+                rt.kube.post_event(obj, kind, reason, message)
 
 
 def _may_point(current: dict[str, Any] | None, revision: str, live: dict) -> bool:
