@@ -404,7 +404,9 @@ class Kube:
         Create-only, on purpose: "already exists" (409) is the answer that it is there, so the
         operator needs no permission to read, list or change any Secret — it never sees a key, and
         an existing key is never replaced (the Secret is also immutable). Fresh random bytes are
-        drawn for each attempt and dropped unless the create succeeds; they are never logged.
+        drawn for each attempt and dropped unless the create succeeds; they are never logged. Once
+        seen, it is not asked about again for ``list_max_age`` seconds: a Secret deleted by hand is
+        created again within that time.
         """
         uid = owner["metadata"]["uid"]
         if time.monotonic() - self._feedback_keys.get(uid, -math.inf) < self._list_max_age:
