@@ -87,8 +87,9 @@ def test_the_canary_service_lives_as_long_as_the_object_and_selects_stable_betwe
                        analysis=result("Fail", T0 + timedelta(seconds=25)))  # fmt: skip
     assert rolled_back.status.phase == "RolledBack"
     assert canary_service_points(rolled_back)[-1] == "r1", "back to stable once the canary has no share"
-    weights_first = [type(a).__name__ for a in rolled_back.actions]
-    assert weights_first.index("SetRouting") < weights_first.index("PointService", weights_first.index("SetRouting"))
+    routed_off = next(i for i, a in enumerate(rolled_back.actions) if isinstance(a, e.SetRouting))
+    moved = rolled_back.actions.index(e.PointService("canary", "r1"))
+    assert rolled_back.actions[routed_off].routing.canary_weight == 0 and routed_off < moved, "weights first"
 
 
 def test_only_a_new_canary_with_nothing_else_to_undo_may_be_recorded_before_its_actions():
