@@ -173,17 +173,39 @@ async def on_modeldeployment(
 
 
 @kopf.on.event("", "v1", "services", labels={"app.kubernetes.io/managed-by": "modelrollout"})
-async def on_service(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def on_service(
+    event: kopf.RawEvent,
+    namespace: str | None,
+    name: str,
+    labels: Mapping[str, str],
+    body: kopf.Body,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """The stable and canary Services as they are, for reconciles to read without a GET
-    (``modelrollout.watchcache``). Nothing is queued: a hand edit is put back by the object's next
-    reconcile, as before the cache."""
+    (``modelrollout.watchcache``); a change of what a Service routes (its selector or ports, a hand
+    edit or a deletion) also reconciles its owner now, so the edit is put back at once instead of at
+    the owner's next due time, which may be ``resyncSeconds`` away."""
     if namespace is None:
         return
     services = runtime(memo).kube.services
     if event.get("type") == "DELETED":
         services.gone((namespace, name))
+        _last_seen.pop(("svc", namespace, name), None)
     else:
         services.observed((namespace, name), dict(event["object"]))
+        changed = _changed("svc", namespace, name, _service_inputs(body))
+        if event.get("type") != "MODIFIED" or not changed:
+            return
+    owner = labels.get(workloads.LABEL_DEPLOYMENT)
+    if owner:
+        _scheduler(memo).enqueue((namespace, owner))
+
+
+def _service_inputs(body: Mapping[str, Any]) -> object:
+    """What decides where a Service sends traffic; label or annotation edits do not count."""
+    spec = body.get("spec") or {}
+    return (repr(spec.get("selector")), repr(spec.get("ports")))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelrollout"})

@@ -296,13 +296,19 @@ def test_a_terminating_namespace_is_not_an_error(cluster, operator, namespace):
 
 
 def test_hand_edits_to_children_are_put_back(cluster, operator, namespace):
-    """The operator owns replicas and selectors: `kubectl scale` or a selector edit is reverted."""
+    """The operator owns replicas, selectors and its Services: `kubectl scale`, a selector edit or a
+    deleted Service is put back, each on its own (no other event nudges the operator; the resync is
+    300 s, ten times the wait)."""
     cluster.apply(manifest(), namespace)
     rev = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]
-    cluster.kubectl("scale", "deploy", f"fraud-{rev}", "-n", namespace, "--replicas=5")
     cluster.kubectl("patch", "svc", "fraud", "-n", namespace, "--type=merge", "-p",
                     '{"spec":{"selector":{"modelrollout.io/deployment":"someone-else"}}}')  # fmt: skip
-    wait_until(lambda: cluster.get("deploy", f"fraud-{rev}", namespace)["spec"]["replicas"] == 2, 30,
-               what="replicas put back to 2")  # fmt: skip
     wait_until(lambda: cluster.get("svc", "fraud", namespace)["spec"]["selector"]
                == {"modelrollout.io/deployment": "fraud"}, 30, what="Service selector put back")  # fmt: skip
+    cluster.kubectl("scale", "deploy", f"fraud-{rev}", "-n", namespace, "--replicas=5")
+    wait_until(lambda: cluster.get("deploy", f"fraud-{rev}", namespace)["spec"]["replicas"] == 2, 30,
+               what="replicas put back to 2")  # fmt: skip
+    uid = cluster.get("svc", "fraud-canary", namespace)["metadata"]["uid"]
+    cluster.kubectl("delete", "svc", "fraud-canary", "-n", namespace, "--wait=true")
+    wait_until(lambda: (cluster.get("svc", "fraud-canary", namespace) or {}).get("metadata", {}).get("uid")
+               not in (None, uid), 30, what="canary Service created again")  # fmt: skip
