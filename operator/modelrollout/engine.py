@@ -191,7 +191,9 @@ def _analysis_due_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -
     return None if last is None else last + timedelta(seconds=parse_duration(spec.analysis.interval))
 
 
-# A deadline the engine tests with ``elapsed > limit`` has passed only strictly after the limit.
+# A check already due is due now; the shell looks again this soon after the decision just made.
+# (Deadlines need no such margin: the engine treats one as passed from its very moment, ``elapsed >=
+# limit``, so the moment itself is when the decision changes.)
 _AFTER = timedelta(milliseconds=1)
 
 
@@ -212,18 +214,18 @@ def next_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: date
     deadline = timedelta(seconds=spec.progressDeadlineSeconds)
     if status.stableRevision is None:
         if status.phase != Phase.FAILED and status.revisionStartedAt is not None:
-            candidates.append(status.revisionStartedAt + deadline + _AFTER)
+            candidates.append(status.revisionStartedAt + deadline)
     elif status.phase == Phase.PROGRESSING and status.canaryRevision is not None:
         if status.currentStep is None:
             if status.revisionStartedAt is not None:
-                candidates.append(status.revisionStartedAt + deadline + _AFTER)
+                candidates.append(status.revisionStartedAt + deadline)
         else:
             if status.canaryUnavailableSince is not None:
-                candidates.append(status.canaryUnavailableSince + deadline + _AFTER)
+                candidates.append(status.canaryUnavailableSince + deadline)
             if status.stepStartedAt is not None:
                 candidates.append(status.stepStartedAt + timedelta(seconds=parse_duration(plan.step_duration)))
                 max_step = timedelta(seconds=parse_duration(plan.max_step_duration))
-                candidates.append(status.stepStartedAt + max_step + _AFTER)
+                candidates.append(status.stepStartedAt + max_step)
     elif status.phase == Phase.BAKING and status.bakeStartedAt is not None:
         candidates.append(status.bakeStartedAt + timedelta(seconds=plan.hold_seconds))
     cont = spec.analysis.continuous
@@ -473,7 +475,7 @@ def _first_revision(run: _Run) -> None:
         run.actions.append(PointService("canary", rev))
         run.set_weight(0)
         return
-    if run.elapsed(st.revisionStartedAt) > run.spec.progressDeadlineSeconds and st.phase != Phase.FAILED:
+    if run.elapsed(st.revisionStartedAt) >= run.spec.progressDeadlineSeconds and st.phase != Phase.FAILED:
         st.phase = Phase.FAILED
         st.message = f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
         run.finish_history(rev, HistoryPhase.FAILED, Reason.PROGRESS_DEADLINE_EXCEEDED)
@@ -621,7 +623,7 @@ def _canary(run: _Run) -> None:
         if _is_available(run.obs.deployments.get(canary), want):
             if not _contract_holds(run, canary, stable):
                 _enter_step(run, 0)
-        elif run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
+        elif run.elapsed(st.revisionStartedAt) >= spec.progressDeadlineSeconds:
             _rollback(
                 run,
                 Reason.PROGRESS_DEADLINE_EXCEEDED,
@@ -678,7 +680,7 @@ def _contract_holds(run: _Run, canary: str, stable: str) -> bool:
     st, spec, result = run.status, run.spec, run.obs.contract
     if isinstance(result, Unknown) and not run.plan.allow_signature_change:
         st.message = f"canary {canary} is ready; holding until its signature can be compared: {result.reason}"
-        if run.elapsed(st.revisionStartedAt) > spec.progressDeadlineSeconds:
+        if run.elapsed(st.revisionStartedAt) >= spec.progressDeadlineSeconds:
             _rollback(
                 run,
                 Reason.CONTRACT_UNVERIFIED,
@@ -712,7 +714,7 @@ def _canary_serving(run: _Run, canary: str) -> bool:
     if st.canaryUnavailableSince is None:
         st.canaryUnavailableSince = run.now
         run.emit("Warning", "CanaryUnavailable", f"canary {canary} has no ready pods; its traffic is held at 0%")
-    elif run.elapsed(st.canaryUnavailableSince) > run.spec.progressDeadlineSeconds:
+    elif run.elapsed(st.canaryUnavailableSince) >= run.spec.progressDeadlineSeconds:
         _rollback(
             run,
             Reason.PROGRESS_DEADLINE_EXCEEDED,
@@ -861,7 +863,7 @@ def _wait_for_evidence(run: _Run) -> None:
         else ("preview", "maxPreviewDuration")
     )
     st.message = f"{where} waiting for evidence ({_minutes(elapsed)} of {limit} {plan.max_step_duration}): {detail}"
-    if elapsed <= parse_duration(plan.max_step_duration):
+    if elapsed < parse_duration(plan.max_step_duration):
         return
     reason = Reason.INSUFFICIENT_TRAFFIC if short else Reason.UNDECIDED
     what = "too few samples" if short else "thresholds neither met nor breached"

@@ -111,9 +111,9 @@ def test_unknown_past_the_progress_deadline_rolls_back_as_unverified() -> None:
     status = canary_started(spec)
     deps = {"r1": ready(), "r2": ready()}
     why = Unknown("Prometheus did not answer the signature query: Prometheus at http://p:9090 is unreachable")
-    d = tick(spec, status, "r2", deps, T0 + timedelta(seconds=60), why)
+    d = tick(spec, status, "r2", deps, T0 + timedelta(seconds=59.999), why)
     assert d.status.currentStep is None and d.status.phase == "Progressing"
-    d = tick(spec, d.status, "r2", deps, T0 + timedelta(seconds=61), why)
+    d = tick(spec, d.status, "r2", deps, T0 + timedelta(seconds=60), why)  # a deadline passes at its moment
     assert d.status.phase == "RolledBack" and d.status.rollbackReason == "ContractUnverified"
     assert "within progressDeadlineSeconds=60" in d.status.message and why.reason in d.status.message
     assert set(weights(d)) == {0}

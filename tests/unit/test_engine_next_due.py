@@ -147,3 +147,19 @@ def test_waking_only_at_next_due_misses_no_transition(world: str) -> None:
     checks = [at for at, *what in waking if what[0] == "check"]
     interval = parse_duration(s.analysis.interval)
     assert all(b - a >= interval - 0.001 for a, b in itertools.pairwise(checks)), checks
+
+
+def test_a_deadline_passes_at_its_moment_which_is_when_next_due_wakes() -> None:
+    """``next_due`` names the deadline itself, and the decision changes exactly there: not a
+    microsecond before (which would make the shell's wake-up late), not a moment after (which would
+    make a decision between ``now`` and ``next_due`` differ from the one at ``now``; hypothesis found
+    that with a 1 ms wake-up margin and a strict ``elapsed > limit``)."""
+    s = spec()
+    deps = {"r1": ready(), "r2": unready()}
+    obs = e.Observations(1, e.DesiredRevision("r2", s.model, s.serving), deps)
+    status = e.decide(s, stable_status(s), obs, T0).status
+    deadline = T0 + timedelta(seconds=s.progressDeadlineSeconds)
+    assert e.next_due(s, status, T0) == deadline
+    before = e.decide(s, status, obs, deadline - timedelta(microseconds=1)).status
+    at = e.decide(s, status, obs, deadline).status
+    assert (before.phase, at.phase) == ("Progressing", "RolledBack"), (before.message, at.message)
