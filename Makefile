@@ -52,6 +52,12 @@ crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic API mode
 	$(PY) -m modelrollout.api.crd > crds/modeldeployment.yaml
 	cp crds/modeldeployment.yaml charts/modelrollout/crds/
 
+.PHONY: k8s-schemas
+k8s-schemas: venv ## re-vendor the core/v1 pod-spec schemas spec.serving embeds, from the local cluster's API server
+	bash hack/cluster-up.sh >/dev/null
+	KUBECONFIG=$(CURDIR)/.testenv/kubeconfig PYTHONPATH=$(CURDIR) $(PY) hack/k8s_schemas.py
+	$(MAKE) crds
+
 .PHONY: run
 run: venv ## run the operator against $$KUBECONFIG (default .testenv/kubeconfig)
 	$(PY) -m modelrollout run --all-namespaces

@@ -14,9 +14,34 @@ from modelrollout.api.types import ModelSpec, ServingSpec
 REVISION_LENGTH = 10
 
 
+# Serving fields added after revisions existed. While at their default they are left out of the
+# identity, so upgrading the operator gives no running model a new revision (and an unasked-for
+# rollout); ``tests/unit/test_revision.py`` pins hashes made before they existed.
+ADDED_SERVING_FIELDS = (
+    "serviceAccountName",
+    "automountServiceAccountToken",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "topologySpreadConstraints",
+    "priorityClassName",
+    "imagePullSecrets",
+    "volumes",
+    "volumeMounts",
+    "envFrom",
+    "terminationGracePeriodSeconds",
+)
+
+
 def served_identity(model: ModelSpec, serving: ServingSpec, image: str) -> dict:
     """The canonical fields of a revision; ``image`` is the effective one (spec or operator default)."""
     serving_fields = serving.model_dump(mode="json", exclude={"replicas", "image"})
+    for name in ADDED_SERVING_FIELDS:
+        if getattr(serving, name) == ServingSpec.model_fields[name].get_default(call_default_factory=True):
+            del serving_fields[name]
+    for var in serving_fields["env"]:
+        if var["valueFrom"] is None:
+            del var["valueFrom"]
     return {"model": model.model_dump(mode="json"), "serving": serving_fields, "image": image}
 
 

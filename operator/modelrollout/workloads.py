@@ -12,7 +12,7 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from modelrollout.api.types import ModelSpec, ServingSpec
+from modelrollout.api.types import RESERVED_MOUNT_PATHS, RESERVED_VOLUMES, EnvVar, ModelSpec, ServingSpec
 
 LABEL_DEPLOYMENT = "modelrollout.io/deployment"
 LABEL_REVISION = "modelrollout.io/revision"
@@ -24,8 +24,8 @@ RUN_AS_USER = 10001
 PROBE_PERIOD_SECONDS = 5
 FEEDBACK_KEY_BYTES = 32
 FEEDBACK_KEY_FIELD = "key"
-FEEDBACK_KEY_VOLUME = "feedback-key"
-FEEDBACK_KEY_DIR = "/var/run/modelrollout/feedback"
+TMP_VOLUME, FEEDBACK_KEY_VOLUME = RESERVED_VOLUMES
+TMP_DIR, FEEDBACK_KEY_DIR = RESERVED_MOUNT_PATHS
 FEEDBACK_KEY_PATH = f"{FEEDBACK_KEY_DIR}/{FEEDBACK_KEY_FIELD}"
 
 
@@ -143,7 +143,8 @@ def _container(
         "image": image,
         "args": args,
         "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
-        "env": [{"name": e.name, "value": e.value} for e in serving.env] + [{"name": "TMPDIR", "value": "/tmp"}],
+        "env": [_env(e) for e in serving.env] + [{"name": "TMPDIR", "value": TMP_DIR}],
+        **({"envFrom": serving.envFrom} if serving.envFrom else {}),
         "resources": resources,
         "startupProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, startup_failures),
         "readinessProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, 3),
@@ -158,10 +159,34 @@ def _container(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": TMP_VOLUME, "mountPath": TMP_DIR},
             {"name": FEEDBACK_KEY_VOLUME, "mountPath": FEEDBACK_KEY_DIR, "readOnly": True},
+            *serving.volumeMounts,
         ],
     }
+
+
+def _env(var: EnvVar) -> dict[str, Any]:
+    return (
+        {"name": var.name, "valueFrom": var.valueFrom}
+        if var.valueFrom is not None
+        else var.model_dump(include={"name", "value"})
+    )
+
+
+def _scheduling(serving: ServingSpec) -> dict[str, Any]:
+    """The pod-spec fields that say where and as whom the pods run; absent ones are left out, so
+    the API server's defaults apply as in any Deployment."""
+    fields: dict[str, Any] = {
+        "serviceAccountName": serving.serviceAccountName,
+        "priorityClassName": serving.priorityClassName,
+        "nodeSelector": serving.nodeSelector,
+        "tolerations": serving.tolerations,
+        "affinity": serving.affinity,
+        "topologySpreadConstraints": serving.topologySpreadConstraints,
+        "imagePullSecrets": serving.imagePullSecrets,
+    }
+    return {k: v for k, v in fields.items() if v}
 
 
 def build_deployment(
@@ -204,9 +229,10 @@ def build_deployment(
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": {
-                    "automountServiceAccountToken": False,
+                    "automountServiceAccountToken": serving.automountServiceAccountToken,
                     "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": serving.terminationGracePeriodSeconds,
+                    **_scheduling(serving),
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS_USER,
@@ -225,11 +251,12 @@ def build_deployment(
                         )
                     ],
                     "volumes": [
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+                        {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "2Gi"}},
                         {
                             "name": FEEDBACK_KEY_VOLUME,
                             "secret": {"secretName": feedback_key_secret_name(name), "defaultMode": 0o440},
                         },
+                        *serving.volumes,
                     ],
                 },
             },

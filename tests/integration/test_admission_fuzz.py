@@ -32,7 +32,13 @@ DELETE = object()
 
 BASE: dict[str, Any] = {
     "model": {"name": "fraud", "uri": "https://m/a.onnx"},
-    "serving": {"replicas": 2},
+    "serving": {
+        "replicas": 2,
+        "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        "volumes": [{"name": "cache", "emptyDir": {}}],
+        "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+    },
     "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
     "strategy": {"canary": {"steps": [10, 50, 100], "stepDuration": "30s"}},
     "analysis": {
@@ -46,7 +52,11 @@ BASE: dict[str, Any] = {
 
 PATHS = [
     "model", "model.name", "model.uri", "model.sha256", "model.version",
-    "serving", "serving.replicas", "serving.resources", "serving.podLabels", "serving.env",
+    "serving", "serving.replicas", "serving.resources", "serving.podLabels", "serving.env", "serving.env.0",
+    "serving.tolerations", "serving.tolerations.0", "serving.affinity", "serving.affinity.nodeAffinity",
+    "serving.nodeSelector", "serving.volumes", "serving.volumes.0", "serving.volumeMounts",
+    "serving.serviceAccountName", "serving.terminationGracePeriodSeconds", "serving.imagePullSecrets",
+    "serving.envFrom", "serving.topologySpreadConstraints",
     "traffic", "traffic.gatewayAPI", "traffic.gatewayAPI.parentRefs", "traffic.gatewayAPI.path",
     "traffic.none", "traffic.canaryRoutes",
     "strategy", "strategy.canary", "strategy.canary.steps", "strategy.canary.stepDuration",

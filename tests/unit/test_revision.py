@@ -29,3 +29,32 @@ def test_other_edits_do_not():
     assert rev({**BASE, "analysis": {"interval": "5s"}}) == rev(BASE)
     assert rev({**BASE, "bake": {"duration": "1h"}, "progressDeadlineSeconds": 60}) == rev(BASE)
     assert rev({**BASE, "strategy": {"canary": {"steps": [50, 100]}}}) == rev(BASE)
+
+
+def test_revisions_made_before_the_pod_spec_fields_keep_their_hash():
+    """Hashes computed before serving gained its pod-spec fields: an operator upgrade must not start
+    a rollout of every running model."""
+    assert rev(BASE) == "4dd78d199c"
+    served = {"env": [{"name": "A", "value": "b"}], "podLabels": {"a": "b"}, "resources": {"limits": {"memory": "1Gi"}}}
+    assert rev({**BASE, "serving": served}) == "9561d08bcf"
+    assert rev({**BASE, "model": {**BASE["model"], "sha256": "a" * 64}}) == "868208d1be"
+    assert rev({**BASE, "serving": {"terminationGracePeriodSeconds": 30, "tolerations": []}}) == "4dd78d199c"
+
+
+def test_each_pod_spec_field_makes_a_new_revision():
+    fields = {
+        "serviceAccountName": "models",
+        "automountServiceAccountToken": True,
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}],
+        "priorityClassName": "high",
+        "imagePullSecrets": [{"name": "registry"}],
+        "volumes": [{"name": "cache", "emptyDir": {}}],
+        "envFrom": [{"secretRef": {"name": "creds"}}],
+        "terminationGracePeriodSeconds": 60,
+        "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+    }
+    hashes = {name: rev({**BASE, "serving": {name: value}}) for name, value in fields.items()}
+    assert len(set(hashes.values()) | {rev(BASE)}) == len(fields) + 1, hashes

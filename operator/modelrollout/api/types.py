@@ -14,9 +14,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.json_schema import JsonDict
 
+from modelrollout.api.k8s import QUANTITY_PATTERN, KubeObject
 from modelrollout.durations import DURATION_PATTERN, parse_duration
 
 GROUP = "modelrollout.io"
@@ -215,12 +216,7 @@ class WarmupSpec(_Model):
 
 Quantity = Annotated[
     str | int,
-    Field(
-        json_schema_extra={
-            "x-kubernetes-int-or-string": True,
-            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
-        }
-    ),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
 ]
 
 
@@ -232,14 +228,77 @@ class ResourcesSpec(_Model):
 
 
 class EnvVar(_Model):
-    """A plain environment variable for the model-server container."""
+    """An environment variable for the model-server container: a value, or one read from a Secret,
+    a ConfigMap or the pod (``valueFrom``, the Kubernetes shape)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.valueFrom) || !has(self.value) || self.value == ''", "value and valueFrom are exclusive"
+                )
+            ]
+        }
+    )
 
     name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253, description="Variable name.")
     value: str = Field(default="", max_length=4096, description="Variable value.")
+    valueFrom: KubeObject("EnvVarSource") | None = Field(  # type: ignore[valid-type]
+        default=None, description="Read the value from a Secret key, a ConfigMap key or a pod field."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.valueFrom is not None and self.value:
+            raise ValueError("value and valueFrom are exclusive")
+        return self
+
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Volumes and mount paths the operator puts in every pod (see workloads.build_deployment).
+RESERVED_VOLUMES = ("tmp", "feedback-key")
+RESERVED_MOUNT_PATHS = ("/tmp", "/var/run/modelrollout/feedback")
+
+
+def _volume_rules(names: list[str], mounts: list[tuple[str, str]]) -> list[str]:
+    """The operator's side of ServingSpec's volume CEL rules, in the same words."""
+    found = []
+    if any(n in RESERVED_VOLUMES for n in names):
+        found.append(f"volumes: the names {', '.join(RESERVED_VOLUMES)} are the operator's")
+    if any(m not in names for m, _ in mounts):
+        found.append("volumeMounts: each must name one of spec.serving.volumes")
+    if any(p.rstrip("/") in RESERVED_MOUNT_PATHS for _, p in mounts):
+        found.append(f"volumeMounts: the paths {', '.join(RESERVED_MOUNT_PATHS)} are the operator's")
+    return found
 
 
 class ServingSpec(_Model):
     """How each revision is served. Everything but ``replicas`` defines the revision."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"!has(self.volumes) || self.volumes.all(v, !(v.name in {_cel_list(RESERVED_VOLUMES)}))",
+                    f"the names {', '.join(RESERVED_VOLUMES)} are the operator's",
+                    ".volumes",
+                ),
+                _cel(
+                    "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                    "self.volumes.exists(v, v.name == m.name))",
+                    "each must name one of spec.serving.volumes",
+                    ".volumeMounts",
+                ),
+                _cel(
+                    "!has(self.volumeMounts) || self.volumeMounts.all(m, "
+                    f"!(m.mountPath in {_cel_list(RESERVED_MOUNT_PATHS)}) && "
+                    f"!(m.mountPath in {_cel_list(tuple(p + '/' for p in RESERVED_MOUNT_PATHS))}))",
+                    f"the paths {', '.join(RESERVED_MOUNT_PATHS)} are the operator's",
+                    ".volumeMounts",
+                ),
+            ]
+        }
+    )
 
     image: str | None = Field(
         default=None,
@@ -270,6 +329,64 @@ class ServingSpec(_Model):
             "additionalProperties": {"type": "string", "maxLength": 4096},
         },
     )
+    # The rest of a pod spec, in the Kubernetes shape (``docs/api.md`` "Pod spec"). Each defines the
+    # revision like every other serving field; see revision.py for how fields added later keep the
+    # revisions made before them.
+    serviceAccountName: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="ServiceAccount the pods run as (workload identity for model storage, image pulls).",
+    )
+    automountServiceAccountToken: bool = Field(
+        default=False,
+        description="Mount the ServiceAccount's API token in the pods. Off: the model server never calls the API.",
+    )
+    nodeSelector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels the pods must run on (e.g. a GPU node pool).",
+        json_schema_extra={"maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 63}},
+    )
+    tolerations: list[KubeObject("Toleration")] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=32, description="Taints the pods tolerate (core/v1 Toleration)."
+    )
+    affinity: KubeObject("Affinity") | None = Field(  # type: ignore[valid-type]
+        default=None, description="Node and pod (anti-)affinity (core/v1 Affinity)."
+    )
+    topologySpreadConstraints: list[KubeObject("TopologySpreadConstraint")] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        max_length=16,
+        description="How pods spread across zones or nodes (core/v1 TopologySpreadConstraint).",
+    )
+    priorityClassName: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="PriorityClass of the pods."
+    )
+    imagePullSecrets: list[KubeObject("LocalObjectReference")] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=16, description="Secrets to pull the model-server image with."
+    )
+    volumes: list[KubeObject("Volume")] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        max_length=32,
+        description="Extra pod volumes (core/v1 Volume); tmp and feedback-key are the operator's.",
+    )
+    volumeMounts: list[KubeObject("VolumeMount")] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        max_length=32,
+        description="Mounts of the extra volumes in the model-server container (core/v1 VolumeMount).",
+    )
+    envFrom: list[KubeObject("EnvFromSource")] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=16, description="Environment from whole Secrets or ConfigMaps."
+    )
+    terminationGracePeriodSeconds: int = Field(
+        default=30, ge=0, le=3600, description="Seconds a stopping pod has to finish in-flight requests."
+    )
+
+    @model_validator(mode="after")
+    def _volumes(self) -> ServingSpec:
+        names = [v["name"] for v in self.volumes]
+        for rule in _volume_rules(names, [(m["name"], m["mountPath"]) for m in self.volumeMounts]):
+            raise ValueError(rule)
+        return self
 
 
 class ParentRef(_Model):
@@ -922,7 +1039,10 @@ class HistoryEntry(_Status):
     finishedAt: datetime | None = None
     reason: str = ""
     model: ModelSpec
-    serving: ServingSpec
+    # Written only by the operator, from a spec admission already checked: the CRD keeps it as an
+    # object without repeating ServingSpec's schema (which embeds core/v1 Volume, Affinity, ...), so
+    # the CRD stays small enough for a client-side `kubectl apply`.
+    serving: Annotated[ServingSpec, WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})]
 
 
 class ModelDeploymentStatus(_Status):
