@@ -21,6 +21,7 @@ import base64
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -146,10 +147,15 @@ class PodRunner:
         live = {p.metadata.name: p for p in pods if not p.metadata.deletion_timestamp}
         now = time.monotonic()
         with self._lock:
-            # A deleted pod drains like a real one (endpoint removal lags, the server finishes what it
-            # got) for DRAIN_SECONDS, then its process stops.
+            # A deleted pod gets SIGTERM at once, as kubelet sends it, and drains (the server's own
+            # --drain-seconds: unready, still serving) while the gateway still routes to it for
+            # DRAIN_SECONDS, the lag of a real data plane; then its process is stopped (a second
+            # SIGTERM ends a server's drain early: what it has in flight is finished).
             for name in set(self.pods) - set(live):
-                self._draining.setdefault(name, now + DRAIN_SECONDS)
+                if name not in self._draining:
+                    self._draining[name] = now + DRAIN_SECONDS
+                    with contextlib.suppress(ProcessLookupError):
+                        self.pods[name].proc.send_signal(signal.SIGTERM)
                 self.deleted_at.setdefault(name, now)
             for name, until in list(self._draining.items()):
                 if name in live:

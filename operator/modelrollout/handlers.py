@@ -307,6 +307,7 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     except ApiException as exc:
         _apply_failed(rt, obj, status, exc, now, spec.traffic.provider)
         return poll
+    _ensure_disruption_budget(rt, obj, spec)
     if changed and not decision.record_first and not _record(rt, obj, decision, new_status, now):
         return poll  # someone wrote first: their change arrives as an event, this is the fallback
     if not changed and not rt.telemetry.knows(namespace, name):
@@ -442,6 +443,19 @@ def _apply_failed(
     engine.set_condition(status, "Degraded", True, reason, message, now, meta.get("generation", 0))
     rt.kube.post_event(obj, "Warning", reason, message)
     rt.kube.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))
+
+
+def _ensure_disruption_budget(rt: Runtime, obj: dict[str, Any], spec: t.ModelDeploymentSpec) -> None:
+    """The PodDisruptionBudget protects pods from evictions; it never holds a rollout back. A refused
+    write (e.g. a chart whose RBAC predates it) is a Warning Event and a log line, tried again at
+    the next change of spec.disruptionBudget or after operator.resyncSeconds."""
+    try:
+        rt.kube.ensure_disruption_budget(obj, spec.disruptionBudget)
+    except ApiException as exc:
+        message = f"PodDisruptionBudget not written: {_refusal(exc)}"
+        meta = obj["metadata"]
+        log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
+        rt.kube.post_event(obj, "Warning", "DisruptionBudgetFailed", message)
 
 
 def _refusal(exc: ApiException) -> str:

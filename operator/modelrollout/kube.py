@@ -24,12 +24,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api import types as t
+from modelrollout.api.types import DisruptionBudgetSpec
 from modelrollout.engine import DeploymentState
 from modelrollout.watchcache import OwnedCache, WatchCache
 from modelrollout.workloads import (
     FEEDBACK_KEY_BYTES,
     LABEL_DEPLOYMENT,
     LABEL_REVISION,
+    build_disruption_budget,
     build_feedback_key_secret,
     canary_service_name,
     stable_service_name,
@@ -236,6 +238,9 @@ class Kube:
         # create (or 409) per object and resync period instead of one per rollout step that starts
         # pods. The period bounds how long a Secret deleted by hand stays missing.
         self._feedback_keys: dict[str, float] = {}
+        # ModelDeployments (by uid) whose PodDisruptionBudget this process wrote: the hash of what
+        # it wrote (None: deleted) and when. Written again when the wish changes or once per period.
+        self._budgets: dict[str, tuple[str | None, float]] = {}
         self._list_max_age = list_max_age
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
@@ -246,6 +251,7 @@ class Kube:
             self.services.gone((namespace, service))
         self.deployments.forget((namespace, name))
         self._feedback_keys.pop(uid or "", None)
+        self._budgets.pop(uid or "", None)
 
     # ---------------------------------------------------------------- ModelDeployment
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -396,6 +402,35 @@ class Kube:
             self.services.observed((ns, name), applied)
 
         return apply_unless_unchanged(manifest, live, patch)
+
+    # ---------------------------------------------------------------- the disruption budget
+    def ensure_disruption_budget(self, owner: dict[str, Any], budget: DisruptionBudgetSpec) -> bool:
+        """Apply (or, when disabled, delete) the ModelDeployment's PodDisruptionBudget; True if a
+        request was sent. Nothing else changes it, so it is sent only when the wish differs from what
+        this process last sent, and once per ``list_max_age`` (which puts back a hand edit or
+        deletion); a steady reconcile costs nothing. Server-side apply creates it when missing."""
+        meta = owner["metadata"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        manifest = build_disruption_budget(owner, budget) if budget.enabled else None
+        digest = applied_hash(manifest) if manifest is not None else None
+        sent, at = self._budgets.get(uid, ("", -math.inf))
+        if sent == digest and (digest is None or time.monotonic() - at < self._list_max_age):
+            return False  # a disabled budget is deleted once per process: nothing recreates it
+        # Recorded before the request: one that fails is tried again at the next change or period,
+        # not at every reconcile (the caller reports the failure).
+        self._budgets[uid] = (digest, time.monotonic())
+        if manifest is not None:
+            self.custom.patch_namespaced_custom_object(
+                "policy", "v1", ns, "poddisruptionbudgets", name, manifest,
+                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+            )  # fmt: skip
+            return True
+        try:
+            self.custom.delete_namespaced_custom_object("policy", "v1", ns, "poddisruptionbudgets", name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return True
 
     # ---------------------------------------------------------------- the feedback key
     def ensure_feedback_key(self, owner: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ ADDED_SERVING_FIELDS = (
     "volumeMounts",
     "envFrom",
     "terminationGracePeriodSeconds",
+    "drainSeconds",
 )
 
 

@@ -12,7 +12,14 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from modelrollout.api.types import RESERVED_MOUNT_PATHS, RESERVED_VOLUMES, EnvVar, ModelSpec, ServingSpec
+from modelrollout.api.types import (
+    RESERVED_MOUNT_PATHS,
+    RESERVED_VOLUMES,
+    DisruptionBudgetSpec,
+    EnvVar,
+    ModelSpec,
+    ServingSpec,
+)
 
 LABEL_DEPLOYMENT = "modelrollout.io/deployment"
 LABEL_REVISION = "modelrollout.io/revision"
@@ -128,6 +135,10 @@ def _container(
         f"--warmup-requests={serving.warmup.requests}",
         f"--feedback-key-file={FEEDBACK_KEY_PATH}",
         f"--deployment={deployment}",
+        # SIGTERM: serve unready for the drain, then finish in-flight requests in what is left of
+        # the grace period (a second before the kill).
+        f"--drain-seconds={serving.drainSeconds}",
+        f"--shutdown-timeout={max(1, serving.terminationGracePeriodSeconds - serving.drainSeconds - 1)}",
     ]
     if model.sha256:
         args.append(f"--sha256={model.sha256}")
@@ -260,6 +271,32 @@ def build_deployment(
                     ],
                 },
             },
+        },
+    }
+
+
+def build_disruption_budget(owner: dict[str, Any], budget: DisruptionBudgetSpec) -> dict[str, Any]:
+    """One PodDisruptionBudget over every revision's pods (``docs/operations.md``, "Disruptions").
+
+    One, not one per revision: it never changes during a rollout (no write per step), and a node
+    drain mid-rollout takes at most ``maxUnavailable`` pods of the model, whichever revision they
+    serve. ``AlwaysAllow`` lets unready pods go whatever the budget says: a canary stuck unready
+    would otherwise use the budget up and block every drain of its nodes.
+    """
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": name,
+            "namespace": owner["metadata"]["namespace"],
+            "labels": {**common_labels(name), LABEL_DEPLOYMENT: name},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "maxUnavailable": budget.maxUnavailable,
+            "selector": {"matchLabels": {LABEL_DEPLOYMENT: name}},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
 

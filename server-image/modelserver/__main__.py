@@ -8,6 +8,7 @@ loop and HTTP parser are picked explicitly.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from . import __version__, logsetup
 from .app import create_app
 from .config import parse_settings
 from .fastpath import InferFastPath
+from .shutdown import DrainingServer
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -38,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,
         log_level=settings.log_level,
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout)),
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, app.state.server.state, settings.drain_seconds)
     server.run()
     sys.exit(0 if server.started else 1)
 

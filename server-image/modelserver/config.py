@@ -59,6 +59,8 @@ class Settings:
     deployment: str | None = None
     feedback_token_ttl: float = DEFAULT_TOKEN_TTL_SECONDS
     latency_buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS
+    drain_seconds: float = 0.0
+    shutdown_timeout: float = 10.0
 
 
 def parse_bool(text: str) -> bool:
@@ -89,6 +91,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
 
 
@@ -199,6 +208,8 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "deployment": (_deployment, "NAMESPACE/NAME of the ModelDeployment, bound into every prediction token"),
     "feedback_token_ttl": (_duration, "how long a prediction token accepts feedback (7d, 36h, 90m, seconds)"),
     "latency_buckets": (_buckets, "comma-separated seconds: bucket edges of modelserver_request_duration_seconds"),
+    "drain_seconds": (_non_negative_float, "after SIGTERM, keep serving (unready) this long before stopping"),
+    "shutdown_timeout": (_positive_float, "then, seconds in-flight requests get to finish"),
 }
 _REQUIRED = ("model_uri", "model_name")
 

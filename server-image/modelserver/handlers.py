@@ -159,8 +159,9 @@ class ModelServer:
 
     async def server_ready(self) -> Response:
         async def produce() -> Response:
-            if not self.state.ready:
-                raise ApiError(503, f"not ready: {self.state.reason}", ready=False, **self.state.describe())
+            if not self.state.takes_new_traffic:
+                described = self.state.describe()
+                raise ApiError(503, f"not ready: {described['reason']}", ready=False, **described)
             return json_response({"ready": True})
 
         return await self.answer("server_ready", produce)

@@ -31,10 +31,20 @@ class ServerState:
     """Set once the session exists (metadata can be served while warming up)."""
     metrics: ServerMetrics | None = None
     """Set as soon as the revision label is known (at once when ``--revision`` is given)."""
+    draining: bool = False
+    """Set at SIGTERM (``shutdown.DrainingServer``): still serving, no longer ready."""
 
     @property
     def ready(self) -> bool:
+        """The model serves requests (also while draining)."""
         return self.phase is Phase.READY
 
+    @property
+    def takes_new_traffic(self) -> bool:
+        """What ``/v2/health/ready`` says: ready and not shutting down."""
+        return self.ready and not self.draining
+
     def describe(self) -> dict[str, str]:
+        if self.draining:
+            return {"state": "draining", "reason": "shutting down: serving what still arrives, then stopping"}
         return {"state": self.phase.value, "reason": self.reason}

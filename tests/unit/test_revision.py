@@ -54,6 +54,7 @@ def test_each_pod_spec_field_makes_a_new_revision():
         "volumes": [{"name": "cache", "emptyDir": {}}],
         "envFrom": [{"secretRef": {"name": "creds"}}],
         "terminationGracePeriodSeconds": 60,
+        "drainSeconds": 10,
         "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
     }
     hashes = {name: rev({**BASE, "serving": {name: value}}) for name, value in fields.items()}

@@ -76,6 +76,11 @@ No ConfigMaps, no Pods/exec, no wildcards.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# One PodDisruptionBudget per ModelDeployment over all its pods: written by server-side apply
+# (create when missing), deleted when spec.disruptionBudget.enabled is false. Never read.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "patch", "delete"]
 # Events for humans and Argo CD (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]

@@ -284,6 +284,11 @@ class ServingSpec(_Model):
                     ".volumes",
                 ),
                 _cel(
+                    "self.drainSeconds == 0 || self.drainSeconds < self.terminationGracePeriodSeconds",
+                    "must be below terminationGracePeriodSeconds (the pod is killed then)",
+                    ".drainSeconds",
+                ),
+                _cel(
                     "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
                     "self.volumes.exists(v, v.name == m.name))",
                     "each must name one of spec.serving.volumes",
@@ -378,11 +383,21 @@ class ServingSpec(_Model):
         default_factory=list, max_length=16, description="Environment from whole Secrets or ConfigMaps."
     )
     terminationGracePeriodSeconds: int = Field(
-        default=30, ge=0, le=3600, description="Seconds a stopping pod has to finish in-flight requests."
+        default=30, ge=0, le=3600, description="Seconds a stopping pod has, drain included, before it is killed."
+    )
+    drainSeconds: int = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="After SIGTERM a pod keeps serving, unready, this long (proxies and gateways still route "
+        "to it until they learn the endpoint is gone), then finishes in-flight requests and exits. Below "
+        "terminationGracePeriodSeconds.",
     )
 
     @model_validator(mode="after")
     def _volumes(self) -> ServingSpec:
+        if self.drainSeconds and self.drainSeconds >= self.terminationGracePeriodSeconds:
+            raise ValueError("drainSeconds: must be below terminationGracePeriodSeconds (the pod is killed then)")
         names = [v["name"] for v in self.volumes]
         for rule in _volume_rules(names, [(m["name"], m["mountPath"]) for m in self.volumeMounts]):
             raise ValueError(rule)
@@ -931,6 +946,39 @@ class BakeSpec(_Model):
         return v
 
 
+PERCENT_OR_COUNT = r"^([0-9]|[1-9][0-9]|100)%$"
+
+
+class DisruptionBudgetSpec(_Model):
+    """The PodDisruptionBudget over all of a ModelDeployment's pods (every revision): how many a node
+    drain or another voluntary eviction may take down at once. Pods that are not ready can always be
+    evicted (``unhealthyPodEvictionPolicy: AlwaysAllow``), so a canary that never became ready does
+    not block draining a node."""
+
+    enabled: bool = Field(default=True, description="Keep a PodDisruptionBudget named <name>.")
+    maxUnavailable: int | str = Field(
+        default=1,
+        description="Pods that may be evicted at once: a count (>= 1) or a percentage such as 25%.",
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "x-kubernetes-validations": [
+                _cel(
+                    f"type(self) == int ? self >= 1 : self.matches('{PERCENT_OR_COUNT}') && self != '0%'",
+                    "must be a count of at least 1 or a percentage from 1% to 100%",
+                )
+            ],
+        },
+    )
+
+    @field_validator("maxUnavailable")
+    @classmethod
+    def _count_or_percent(cls, value: int | str) -> int | str:
+        ok = value >= 1 if isinstance(value, int) else bool(re.match(PERCENT_OR_COUNT, value)) and value != "0%"
+        if not ok:
+            raise ValueError("must be a count of at least 1 or a percentage from 1% to 100%")
+        return value
+
+
 class ModelDeploymentSpec(_Model):
     """A model served by revision, rolled out step by step, gated by Prometheus."""
 
@@ -962,6 +1010,10 @@ class ModelDeploymentSpec(_Model):
         default=10, ge=0, le=100, description="Old revisions kept in status.history (Deployments are pruned)."
     )
     paused: bool = Field(default=False, description="Hold the rollout where it is (no steps, no rollback).")
+    disruptionBudget: DisruptionBudgetSpec = Field(
+        default_factory=DisruptionBudgetSpec,
+        description="The PodDisruptionBudget over every revision's pods (not part of a revision).",
+    )
 
     @model_validator(mode="after")
     def _dark_step_has_routes(self) -> ModelDeploymentSpec:
