@@ -224,6 +224,8 @@ def next_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: date
                 candidates.append(status.canaryUnavailableSince + deadline)
             if status.stepStartedAt is not None:
                 candidates.append(status.stepStartedAt + timedelta(seconds=parse_duration(plan.step_duration)))
+                if plan.proportional and status.canaryWeight < plan.steps[status.currentStep]:
+                    candidates.append(status.stepStartedAt + deadline)  # the scale-up's deadline
                 max_step = timedelta(seconds=parse_duration(plan.max_step_duration))
                 candidates.append(status.stepStartedAt + max_step)
     elif status.phase == Phase.BAKING and status.bakeStartedAt is not None:
@@ -348,10 +350,24 @@ class _Run:
         return self.plan.replica_weights
 
     def canary_replicas(self, weight: int) -> int:
-        """With a mesh (or blue-green) the canary runs full size; without one its share of pods *is* the weight."""
-        if not self.no_mesh:
+        """With a mesh (or blue-green) the canary runs full size, or its weight's share of it when
+        canary.scaling is Proportional; without one its share of pods *is* the weight."""
+        if not (self.no_mesh or self.plan.proportional):
             return self.replicas
         return max(1, math.ceil(self.replicas * weight / 100)) if self.replicas else 0
+
+    def carried_weight(self, weight: int) -> int:
+        """The share of traffic the canary can take now: ``weight`` once it has the pods for it
+        (always, unless canary.scaling is Proportional); else the largest step weight up to it that
+        its available pods carry (a canary scaling up keeps its last step's share; one that lost
+        pods gives back what they carried)."""
+        st = self.status
+        if not self.plan.proportional or st.canaryRevision is None:
+            return weight
+        dep = self.obs.deployments.get(st.canaryRevision)
+        available = dep.available if dep is not None and dep.up_to_date else 0
+        fits = [w for w in self.plan.steps if w <= weight and available >= self.canary_replicas(w)]
+        return max(fits, default=0)
 
     @property
     def warm_replicas(self) -> int:
@@ -646,7 +662,14 @@ def _canary(run: _Run) -> None:
         and st.lastCheckAt is not None
         and st.lastCheckAt >= (st.stepStartedAt or st.lastCheckAt)
     )
-    run.set_weight(min(weight, st.canaryWeight) if failed_last else weight, canary_routes=True)
+    carried = run.carried_weight(weight)
+    if run.plan.proportional and not failed_last and (st.canaryWeight < carried == weight or carried < st.canaryWeight):
+        # The step's time counts at its weight: from when the pods carry it, and again after pods
+        # were lost (which also restarts the scale-up deadline).
+        st.stepStartedAt = run.now
+    if carried < weight and _scale_up_overdue(run, weight):
+        return
+    run.set_weight(min(carried, st.canaryWeight) if failed_last else carried, canary_routes=True)
     promote = run.obs.annotations.get(ANNOTATION_PROMOTE)
     if promote and promote != st.lastHandledPromote:
         st.lastHandledPromote = promote
@@ -723,6 +746,22 @@ def _canary_serving(run: _Run, canary: str) -> bool:
     return False
 
 
+def _scale_up_overdue(run: _Run, weight: int) -> bool:
+    """A Proportional canary that has not had the pods for its step's weight for progressDeadlineSeconds
+    (a quota, no room in the cluster) is rolled back, as one that never became ready is; True then."""
+    st = run.status
+    if run.elapsed(st.stepStartedAt) < run.spec.progressDeadlineSeconds:
+        return False
+    want = run.canary_replicas(weight)
+    _rollback(
+        run,
+        Reason.PROGRESS_DEADLINE_EXCEEDED,
+        f"canary {st.canaryRevision} did not get {want} available pods for its {weight}% step "
+        f"within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}",
+    )
+    return True
+
+
 def _enter_step(run: _Run, index: int) -> None:
     st = run.status
     weight = run.plan.steps[index]
@@ -738,7 +777,11 @@ def _enter_step(run: _Run, index: int) -> None:
     )
     assert st.canaryRevision is not None
     run.ensure(st.canaryRevision, run.canary_replicas(weight))
-    run.set_weight(weight, canary_routes=True)  # entered only with the canary available
+    # Entered only with the canary available at the previous step's size; a Proportional canary
+    # takes the new weight once it has the pods for it (a later tick, on its Deployment's event).
+    run.set_weight(run.carried_weight(weight), canary_routes=True)
+    if st.canaryWeight < weight:
+        st.message += f" once it has {run.canary_replicas(weight)} available pods (now at {st.canaryWeight}%)"
     if run.plan.strategy == Strategy.CANARY:
         run.emit("Normal", "StepStarted", f"step {index + 1}/{len(run.plan.steps)}: canary weight {weight}%")
     else:
@@ -827,6 +870,9 @@ def _step_complete(run: _Run) -> bool:
     """A step is done after stepDuration, once the last check in it allows it (no gates: time alone)."""
     st, spec = run.status, run.spec
     if run.elapsed(st.stepStartedAt) < parse_duration(run.plan.step_duration):
+        return False
+    assert st.currentStep is not None
+    if st.canaryWeight < run.plan.steps[st.currentStep]:  # a Proportional canary still scaling up
         return False
     if not spec.analysis.metrics:
         return True

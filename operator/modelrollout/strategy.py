@@ -6,7 +6,8 @@ the previous revision is warm); what differs is the plan:
 
 - **canary**: the steps as written; each step's weight is the candidate's share; with no traffic
   layer (``traffic.none``) the share of pods *is* the weight, so the candidate runs at that share of
-  the replicas and the ``<name>`` Service spans both revisions; after promotion the previous
+  the replicas and the ``<name>`` Service spans both revisions; with one, the candidate runs at full
+  size or (``scaling: Proportional``) at its weight's share of the replicas; after promotion the previous
   revision stays warm for ``bake.duration`` when there are gates to watch with.
 - **blueGreen**: one step at weight 0, the preview: the candidate runs at full size behind the
   preview Service ``<name>-canary`` (and the canary routes), its gates judge preview traffic for at
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from modelrollout.api.types import ModelDeploymentSpec
+from modelrollout.api.types import CanaryScaling, ModelDeploymentSpec
 from modelrollout.durations import parse_duration
 
 
@@ -42,6 +43,8 @@ class RolloutPlan:
     auto_promote: bool
     replica_weights: bool
     """The weight is expressed as replica counts (canary without a traffic layer)."""
+    proportional: bool
+    """With a traffic layer, the canary runs at its weight's share of the replicas (canary.scaling)."""
     hold: str
     """How long the previous revision stays warm after promotion while the gates watch the new one."""
     hold_without_gates: bool
@@ -68,6 +71,7 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
             allow_signature_change=blue_green.allowSignatureChange,
             auto_promote=blue_green.autoPromote,
             replica_weights=False,
+            proportional=False,
             hold=hold,
             hold_without_gates=True,
         )
@@ -80,6 +84,7 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
         allow_signature_change=canary.allowSignatureChange,
         auto_promote=True,
         replica_weights=spec.traffic.none is not None,
+        proportional=spec.traffic.none is None and CanaryScaling(canary.scaling) is CanaryScaling.PROPORTIONAL,
         hold=spec.bake.duration,
         hold_without_gates=False,
     )

@@ -18,7 +18,9 @@ from modelrollout.api.types import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def make_spec(steps: list[int], gated: bool, no_mesh: bool, bake: str) -> ModelDeploymentSpec:
+def make_spec(steps: list[int], gated: bool, no_mesh: bool | str, bake: str) -> ModelDeploymentSpec:
+    """``no_mesh``: True (traffic.none), False (a traffic layer, Full canary) or "proportional" (a
+    traffic layer, a Proportional canary)."""
     analysis = {"interval": "5s", "failureLimit": 2, "inconclusiveLimit": 3}
     if gated:
         analysis |= {"prometheus": {"address": "http://p:9090"}, "metrics": [{"name": "error-rate", "max": 0.1}]}
@@ -26,8 +28,14 @@ def make_spec(steps: list[int], gated: bool, no_mesh: bool, bake: str) -> ModelD
         {
             "model": {"name": "m", "uri": "https://m/a.onnx"},
             "serving": {"replicas": 4},
-            "traffic": {"none": {}} if no_mesh else {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
-            "strategy": {"canary": {"steps": steps, "stepDuration": "10s"}},
+            "traffic": {"none": {}} if no_mesh is True else {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+            "strategy": {
+                "canary": {
+                    "steps": steps,
+                    "stepDuration": "10s",
+                    "scaling": "Proportional" if no_mesh == "proportional" else "Full",
+                }
+            },
             "analysis": analysis,
             "bake": {"duration": bake},
             "progressDeadlineSeconds": 60,
@@ -35,12 +43,13 @@ def make_spec(steps: list[int], gated: bool, no_mesh: bool, bake: str) -> ModelD
     )
 
 
+LAYOUTS = st.sampled_from([True, False, "proportional"])  # make_spec's no_mesh
 steps_strategy = st.lists(st.integers(1, 99), max_size=4, unique=True).map(lambda xs: [*sorted(xs), 100])
 
 tick_strategy = st.fixed_dictionaries(
     {
         "advance": st.integers(0, 40),
-        "canary_ready": st.booleans(),
+        "canary_ready": st.sampled_from([False, True, True, 1, 2]),  # a count: that many of 4 available
         "verdict": st.sampled_from([None, "Pass", "Pass", "Fail", "Undecided", "Undecided", "Waiting", "Blind"]),
         "revision": st.sampled_from(["r2", "r2", "r2", "r3", "r1"]),
         "annotation": st.sampled_from([None, None, None, "promote", "abort", "retry"]),
@@ -58,8 +67,9 @@ OUTCOMES = {
 """What a check can say, as (verdict, reason) of its one gate."""
 
 
-def state(n: int, ready: bool) -> e.DeploymentState:
-    return e.DeploymentState(replicas=n, updated=n, ready=n if ready else 0, available=n if ready else 0)
+def state(n: int, ready: bool | int) -> e.DeploymentState:
+    up = (n if ready else 0) if isinstance(ready, bool) else ready
+    return e.DeploymentState(replicas=n, updated=n, ready=up, available=up)
 
 
 def run_world(spec: ModelDeploymentSpec, ticks: list[dict]):
@@ -100,16 +110,17 @@ COMMON = settings(max_examples=300, deadline=None, suppress_health_check=[Health
 
 
 @COMMON
-@given(
-    steps_strategy, st.booleans(), st.booleans(), st.sampled_from(["0s", "20s"]), st.lists(tick_strategy, max_size=40)
-)
+@given(steps_strategy, st.booleans(), LAYOUTS, st.sampled_from(["0s", "20s"]), st.lists(tick_strategy, max_size=40))
 def test_invariants(steps, gated, no_mesh, bake, ticks):
     spec = make_spec(steps, gated, no_mesh, bake)
     for before, decision, _tick, obs, _now in run_world(spec, ticks):
         after = decision.status
-        # The weight is always 0 or the weight of the current step, never more.
+        # The weight is always 0 or the weight of the current step, never more; a Proportional
+        # canary still scaling up for its step may hold an earlier step's weight.
         if after.currentStep is None:
             assert after.canaryWeight == 0
+        elif no_mesh == "proportional":
+            assert after.canaryWeight in (0, *steps[: after.currentStep + 1])
         else:
             assert after.canaryWeight in (0, steps[after.currentStep])
         # A failed check never increases the weight.
@@ -119,11 +130,15 @@ def test_invariants(steps, gated, no_mesh, bake, ticks):
             and before.canaryRevision == after.canaryRevision
         ):
             assert after.canaryWeight <= before.canaryWeight
-        # No traffic to a canary that is not Ready.
+        # No traffic to a canary that is not Ready; a Proportional one gets a weight only with the
+        # pods for it (its share of the 4 replicas, rounded up).
         for action in decision.actions:
             if isinstance(action, e.SetRouting) and action.routing.canary_weight > 0:
                 canary = after.canaryRevision or before.canaryRevision
                 assert canary is not None and obs.deployments[canary].available > 0
+                if no_mesh == "proportional":
+                    need = -(-4 * action.routing.canary_weight // 100)
+                    assert obs.deployments[canary].available >= need, (action, obs.deployments[canary])
         # Every rollback ends at 100 % stable and routes away before scaling the canary down.
         if after.phase == "RolledBack" and before.phase != "RolledBack" and before.canaryRevision:
             assert after.canaryWeight == 0 and after.canaryRevision is None
@@ -186,7 +201,7 @@ def _decided(status: ModelDeploymentStatus) -> tuple:
 @given(
     steps_strategy,
     st.booleans(),
-    st.booleans(),
+    LAYOUTS,
     st.sampled_from(["0s", "20s"]),
     st.lists(tick_strategy, max_size=40),
     st.floats(0.0, 0.999),

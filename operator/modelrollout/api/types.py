@@ -575,6 +575,14 @@ class TrafficSpec(_Model):
         raise ValueError("no traffic provider set")
 
 
+class CanaryScaling(StrEnum):
+    """How many pods the canary runs at each step (with a traffic layer; without one its share of
+    pods is its weight whatever this says). The values of ``CanarySpec.scaling``."""
+
+    FULL = "Full"
+    PROPORTIONAL = "Proportional"
+
+
 class CanarySpec(_Model):
     """Step-wise traffic shifting."""
 
@@ -611,6 +619,12 @@ class CanarySpec(_Model):
         "stable revision's. Without it, a canary whose inputs, outputs or named features differ (as its "
         "model server reports them) is rolled back with reason ContractMismatch before it takes any "
         "traffic; with it, the difference is only reported in an Event.",
+    )
+    scaling: Literal["Full", "Proportional"] = Field(
+        default="Full",
+        description="Full: the canary runs at serving.replicas from its first step. Proportional: at its "
+        "step's share of them (at least 1, rounded up), and a step's weight is routed only once that many "
+        "canary pods are available, so a canary never takes a share it lacks the pods for.",
     )
     maxStepDuration: str = _duration_field(
         "2h",
