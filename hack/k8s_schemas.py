@@ -1,4 +1,4 @@
-"""Vendor the Kubernetes core/v1 schemas that ``spec.serving`` embeds (affinity, tolerations, volumes, ...).
+"""Vendor the Kubernetes schemas that ``spec.serving`` embeds (affinity, tolerations, volumes, HPA metrics).
 
 The ModelDeployment CRD takes these pod-spec fields in exactly the Kubernetes shape, the way
 controller-gen embeds core types in a Go operator's CRD. The schemas come from a real API server's
@@ -29,7 +29,11 @@ from modelrollout.api.k8s import OUTPUT, QUANTITY, VENDORED
 
 from hack.loopback.cluster import BIN
 
-PREFIX = "io.k8s.api.core.v1."
+# Where each group/version's schemas are served, and the prefix of their definitions there.
+SOURCES = {
+    "core/v1": ("/openapi/v3/api/v1", "io.k8s.api.core.v1."),
+    "autoscaling/v2": ("/openapi/v3/apis/autoscaling/v2", "io.k8s.api.autoscaling.v2."),
+}
 _DROP = {
     "default",
     "x-kubernetes-list-type",
@@ -95,15 +99,16 @@ TIGHTEN = {
 
 def build(kubeconfig: str) -> dict[str, Any]:
     """The vendored document, from the API server ``kubeconfig`` points at."""
-    defs = json.loads(_kubectl(kubeconfig, "get", "--raw", "/openapi/v3/api/v1"))["components"]["schemas"]
     version = json.loads(_kubectl(kubeconfig, "version", "-o", "json"))["serverVersion"]["gitVersion"]
-    schemas = {name: convert(defs[PREFIX + name], defs, (PREFIX + name,)) for name in VENDORED}
+    schemas = {}
+    for group_version, (path, prefix) in SOURCES.items():
+        defs = json.loads(_kubectl(kubeconfig, "get", "--raw", path))["components"]["schemas"]
+        for name in (n for n, gv in VENDORED.items() if gv == group_version):
+            schemas[name] = convert(defs[prefix + name], defs, (prefix + name,))
     for (kind, field), bounds in TIGHTEN.items():
         schemas[kind]["properties"][field].update(bounds)
-    return {
-        "source": f"kube-apiserver {version} /openapi/v3/api/v1, rewritten by hack/k8s_schemas.py",
-        "schemas": schemas,
-    }
+    paths = ", ".join(path for path, _ in SOURCES.values())
+    return {"source": f"kube-apiserver {version} {paths}, rewritten by hack/k8s_schemas.py", "schemas": schemas}
 
 
 def render(doc: dict[str, Any]) -> str:

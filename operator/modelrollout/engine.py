@@ -342,7 +342,17 @@ class _Run:
 
     @property
     def replicas(self) -> int:
-        return self.spec.serving.replicas
+        """Full size: serving.replicas, or with serving.autoscaling whatever the stable revision has
+        (its HorizontalPodAutoscaler's count, even outside the bounds: keeping them is the
+        autoscaler's job). Asking the stable for the size it has leaves that count alone: the shell
+        writes nothing then. minReplicas before there is a stable revision, and for one at 0 (which
+        an HPA takes as "autoscaling off" and would never scale up)."""
+        auto = self.spec.serving.autoscaling
+        if auto is None:
+            return self.spec.serving.replicas
+        stable = self.status.stableRevision
+        dep = self.obs.deployments.get(stable) if stable is not None else None
+        return dep.replicas if dep is not None and dep.replicas > 0 else auto.minReplicas
 
     @property
     def no_mesh(self) -> bool:
@@ -358,16 +368,17 @@ class _Run:
 
     def carried_weight(self, weight: int) -> int:
         """The share of traffic the canary can take now: ``weight`` once it has the pods for it
-        (always, unless canary.scaling is Proportional); else the largest step weight up to it that
-        its available pods carry (a canary scaling up keeps its last step's share; one that lost
-        pods gives back what they carried)."""
+        (always, unless canary.scaling is Proportional); else the share its available pods carry,
+        ``floor(100 x available / full size)``: a canary scaling up takes its step's weight in
+        part, one that lost pods (or whose stable grew) gives back what they no longer carry."""
         st = self.status
         if not self.plan.proportional or st.canaryRevision is None:
             return weight
         dep = self.obs.deployments.get(st.canaryRevision)
         available = dep.available if dep is not None and dep.up_to_date else 0
-        fits = [w for w in self.plan.steps if w <= weight and available >= self.canary_replicas(w)]
-        return max(fits, default=0)
+        if available >= self.canary_replicas(weight) or not self.replicas:
+            return weight
+        return min(weight, 100 * available // self.replicas)
 
     @property
     def warm_replicas(self) -> int:

@@ -307,7 +307,7 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     except ApiException as exc:
         _apply_failed(rt, obj, status, exc, now, spec.traffic.provider)
         return poll
-    _ensure_disruption_budget(rt, obj, spec)
+    _ensure_singletons(rt, obj, spec, decision.status.stableRevision)
     if changed and not decision.record_first and not _record(rt, obj, decision, new_status, now):
         return poll  # someone wrote first: their change arrives as an event, this is the fallback
     if not changed and not rt.telemetry.knows(namespace, name):
@@ -445,17 +445,23 @@ def _apply_failed(
     rt.kube.write_status(meta["namespace"], meta["name"], meta["resourceVersion"], status.model_dump(mode="json"))
 
 
-def _ensure_disruption_budget(rt: Runtime, obj: dict[str, Any], spec: t.ModelDeploymentSpec) -> None:
-    """The PodDisruptionBudget protects pods from evictions; it never holds a rollout back. A refused
-    write (e.g. a chart whose RBAC predates it) is a Warning Event and a log line, tried again at
-    the next change of spec.disruptionBudget or after operator.resyncSeconds."""
-    try:
-        rt.kube.ensure_disruption_budget(obj, spec.disruptionBudget)
-    except ApiException as exc:
-        message = f"PodDisruptionBudget not written: {_refusal(exc)}"
-        meta = obj["metadata"]
-        log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
-        rt.kube.post_event(obj, "Warning", "DisruptionBudgetFailed", message)
+def _ensure_singletons(rt: Runtime, obj: dict[str, Any], spec: t.ModelDeploymentSpec, stable: str | None) -> None:
+    """The PodDisruptionBudget and the HorizontalPodAutoscaler: one each per ModelDeployment, written
+    after the decision's actions (the autoscaler follows the stable revision, which a promotion just
+    moved). Neither holds a rollout back: a refused write (e.g. a chart whose RBAC predates it) is a
+    Warning Event and a log line, tried again at the next change or after operator.resyncSeconds."""
+    writes = (
+        ("PodDisruptionBudget", lambda: rt.kube.ensure_disruption_budget(obj, spec.disruptionBudget)),
+        ("HorizontalPodAutoscaler", lambda: rt.kube.ensure_autoscaler(obj, spec.serving.autoscaling, stable)),
+    )
+    for kind, write in writes:
+        try:
+            write()
+        except ApiException as exc:
+            message = f"{kind} not written: {_refusal(exc)}"
+            meta = obj["metadata"]
+            log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
+            rt.kube.post_event(obj, "Warning", f"{kind}Failed", message)
 
 
 def _refusal(exc: ApiException) -> str:

@@ -24,13 +24,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api import types as t
-from modelrollout.api.types import DisruptionBudgetSpec
+from modelrollout.api.types import AutoscalingSpec, DisruptionBudgetSpec
 from modelrollout.engine import DeploymentState
 from modelrollout.watchcache import OwnedCache, WatchCache
 from modelrollout.workloads import (
     FEEDBACK_KEY_BYTES,
     LABEL_DEPLOYMENT,
     LABEL_REVISION,
+    build_autoscaler,
     build_disruption_budget,
     build_feedback_key_secret,
     canary_service_name,
@@ -90,7 +91,13 @@ def resource_of(url: str) -> str:
 
 
 def applied_hash(manifest: dict[str, Any]) -> str:
-    """A short digest of a manifest, stored on the object so an unchanged apply can be skipped."""
+    """A short digest of a manifest, stored on the object so an unchanged apply can be skipped.
+
+    A Deployment's ``spec.replicas`` is left out: the count is compared with the live one on its own
+    (:func:`apply_unless_unchanged`), so a count another controller set and the operator asks to
+    keep (an autoscaled stable revision) costs no write, where a changed hash would re-apply it."""
+    if manifest.get("kind") == "Deployment":
+        manifest = {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "replicas"}}
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -238,9 +245,9 @@ class Kube:
         # create (or 409) per object and resync period instead of one per rollout step that starts
         # pods. The period bounds how long a Secret deleted by hand stays missing.
         self._feedback_keys: dict[str, float] = {}
-        # ModelDeployments (by uid) whose PodDisruptionBudget this process wrote: the hash of what
-        # it wrote (None: deleted) and when. Written again when the wish changes or once per period.
-        self._budgets: dict[str, tuple[str | None, float]] = {}
+        # (ModelDeployment uid, plural) of the singletons this process wrote (PodDisruptionBudget,
+        # HorizontalPodAutoscaler): the hash of what it wrote (None: deleted) and when.
+        self._singletons: dict[tuple[str, str], tuple[str | None, float]] = {}
         self._list_max_age = list_max_age
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
@@ -251,7 +258,8 @@ class Kube:
             self.services.gone((namespace, service))
         self.deployments.forget((namespace, name))
         self._feedback_keys.pop(uid or "", None)
-        self._budgets.pop(uid or "", None)
+        for kind in ("poddisruptionbudgets", "horizontalpodautoscalers"):
+            self._singletons.pop((uid or "", kind), None)
 
     # ---------------------------------------------------------------- ModelDeployment
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -403,30 +411,79 @@ class Kube:
 
         return apply_unless_unchanged(manifest, live, patch)
 
-    # ---------------------------------------------------------------- the disruption budget
+    # ---------------------------------------------------- the disruption budget and the autoscaler
     def ensure_disruption_budget(self, owner: dict[str, Any], budget: DisruptionBudgetSpec) -> bool:
         """Apply (or, when disabled, delete) the ModelDeployment's PodDisruptionBudget; True if a
-        request was sent. Nothing else changes it, so it is sent only when the wish differs from what
-        this process last sent, and once per ``list_max_age`` (which puts back a hand edit or
-        deletion); a steady reconcile costs nothing. Server-side apply creates it when missing."""
-        meta = owner["metadata"]
-        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        manifest = build_disruption_budget(owner, budget) if budget.enabled else None
+        request was sent (see :meth:`_ensure_singleton`)."""
+        ns, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
+        return self._ensure_singleton(
+            owner,
+            "poddisruptionbudgets",
+            build_disruption_budget(owner, budget) if budget.enabled else None,
+            lambda body: self.custom.patch_namespaced_custom_object(
+                "policy",
+                "v1",
+                ns,
+                "poddisruptionbudgets",
+                name,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            ),
+            lambda: self.custom.delete_namespaced_custom_object("policy", "v1", ns, "poddisruptionbudgets", name),
+        )
+
+    def ensure_autoscaler(self, owner: dict[str, Any], autoscaling: AutoscalingSpec | None, stable: str | None) -> bool:
+        """Apply the HorizontalPodAutoscaler on the stable revision (or delete it when
+        serving.autoscaling is unset); True if a request was sent (see :meth:`_ensure_singleton`)."""
+        ns, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
+        wanted = build_autoscaler(owner, autoscaling, stable) if autoscaling is not None and stable else None
+        return self._ensure_singleton(
+            owner,
+            "horizontalpodautoscalers",
+            wanted,
+            lambda body: self.custom.patch_namespaced_custom_object(
+                "autoscaling",
+                "v2",
+                ns,
+                "horizontalpodautoscalers",
+                name,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            ),
+            lambda: self.custom.delete_namespaced_custom_object(
+                "autoscaling", "v2", ns, "horizontalpodautoscalers", name
+            ),
+        )
+
+    def _ensure_singleton(
+        self,
+        owner: dict[str, Any],
+        kind: str,
+        manifest: dict[str, Any] | None,
+        apply: Callable[[dict[str, Any]], object],
+        delete: Callable[[], object],
+    ) -> bool:
+        """One child per ModelDeployment that only the operator writes and never reads back: sent when
+        the wish differs from what this process last sent, and once per ``list_max_age`` (which puts
+        back a hand edit or deletion), so a steady reconcile costs nothing. Server-side apply creates
+        it; an unwanted one is deleted once per process (nothing recreates it). The wish is recorded
+        before the request: one that fails is tried again at the next change or period, not at
+        every reconcile (the caller reports the failure)."""
+        key = (owner["metadata"]["uid"], kind)
         digest = applied_hash(manifest) if manifest is not None else None
-        sent, at = self._budgets.get(uid, ("", -math.inf))
+        sent, at = self._singletons.get(key, ("", -math.inf))
         if sent == digest and (digest is None or time.monotonic() - at < self._list_max_age):
-            return False  # a disabled budget is deleted once per process: nothing recreates it
-        # Recorded before the request: one that fails is tried again at the next change or period,
-        # not at every reconcile (the caller reports the failure).
-        self._budgets[uid] = (digest, time.monotonic())
+            return False
+        self._singletons[key] = (digest, time.monotonic())
         if manifest is not None:
-            self.custom.patch_namespaced_custom_object(
-                "policy", "v1", ns, "poddisruptionbudgets", name, manifest,
-                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-            )  # fmt: skip
+            apply(manifest)
             return True
         try:
-            self.custom.delete_namespaced_custom_object("policy", "v1", ns, "poddisruptionbudgets", name)
+            delete()
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -1,7 +1,7 @@
 """Revision identity: a hash of exactly what defines the served model.
 
-Changing thresholds, bake, labels on the ModelDeployment or the replica count must not start a
-rollout; changing the artifact, the image or anything in the pod template must.
+Changing thresholds, bake, labels on the ModelDeployment, the replica count or the autoscaling must
+not start a rollout; changing the artifact, the image or anything in the pod template must.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ ADDED_SERVING_FIELDS = (
 
 def served_identity(model: ModelSpec, serving: ServingSpec, image: str) -> dict:
     """The canonical fields of a revision; ``image`` is the effective one (spec or operator default)."""
-    serving_fields = serving.model_dump(mode="json", exclude={"replicas", "image"})
+    serving_fields = serving.model_dump(mode="json", exclude={"replicas", "autoscaling", "image"})
     for name in ADDED_SERVING_FIELDS:
         if getattr(serving, name) == ServingSpec.model_fields[name].get_default(call_default_factory=True):
             del serving_fields[name]

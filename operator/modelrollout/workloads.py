@@ -15,6 +15,7 @@ from typing import Any
 from modelrollout.api.types import (
     RESERVED_MOUNT_PATHS,
     RESERVED_VOLUMES,
+    AutoscalingSpec,
     DisruptionBudgetSpec,
     EnvVar,
     ModelSpec,
@@ -298,6 +299,36 @@ def build_disruption_budget(owner: dict[str, Any], budget: DisruptionBudgetSpec)
             "selector": {"matchLabels": {LABEL_DEPLOYMENT: name}},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
+    }
+
+
+def build_autoscaler(owner: dict[str, Any], autoscaling: AutoscalingSpec, stable_revision: str) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler <name> on the stable revision's Deployment. It moves to the new
+    stable revision at promotion; canaries are sized by the engine from the stable's count."""
+    name = owner["metadata"]["name"]
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": deployment_name(name, stable_revision),
+        },
+        "minReplicas": autoscaling.minReplicas,
+        "maxReplicas": autoscaling.maxReplicas,
+    }
+    if autoscaling.metrics:
+        spec["metrics"] = autoscaling.metrics
+    if autoscaling.behavior:
+        spec["behavior"] = autoscaling.behavior
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": name,
+            "namespace": owner["metadata"]["namespace"],
+            "labels": {**common_labels(name), LABEL_DEPLOYMENT: name},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": spec,
     }
 
 

@@ -3,11 +3,13 @@ step's share of the replicas and the route gives it a weight only with the pods 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
 import pytest
 
+from hack.loopback.cluster import wait_until
 from tests.integration.test_operator import manifest, wait_phase
 
 pytestmark = pytest.mark.cluster
@@ -52,3 +54,92 @@ def test_a_proportional_canary_takes_each_weight_only_with_the_pods_for_it(clust
         if percent:
             assert available >= math.ceil(4 * percent / 100), (percent, available, samples)
     assert {25, 50, 100} <= {p for p, _, _ in samples}, samples
+
+
+def replicas_managers(deploy: dict) -> set[str]:
+    """The field managers that own spec.replicas (an Update of the scale subresource is the HPA)."""
+    return {
+        f"{entry['manager']}/{entry.get('subresource', '')}"
+        for entry in deploy["metadata"].get("managedFields") or []
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    }
+
+
+def test_an_autoscaler_owns_the_stable_count_and_the_canary_is_sized_from_it(
+    cluster, operator, upstream_crds, namespace
+):
+    """With the real controller-manager's HPA controller (no metrics server here: it still enforces
+    minReplicas, which is what this needs)."""
+    gateway = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+    serving = {"replicas": 2, "autoscaling": {"minReplicas": 3, "maxReplicas": 6}}
+    steps = {"steps": [50, 100], "stepDuration": "2s", "scaling": "Proportional"}
+    cluster.apply(manifest(traffic=gateway, serving=serving, strategy={"canary": steps}), namespace)
+    rev1 = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]
+    hpa = wait_until(lambda: cluster.get("hpa", "fraud", namespace), 15, what="HorizontalPodAutoscaler fraud")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"fraud-{rev1}"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 6)
+    assert cluster.get("deploy", f"fraud-{rev1}", namespace)["spec"]["replicas"] == 3  # created at minReplicas
+
+    # Below minReplicas by hand: the HPA controller, not the operator, puts it back.
+    cluster.kubectl("scale", "deploy", f"fraud-{rev1}", "-n", namespace, "--replicas=1")
+    back = wait_until(lambda: (d := cluster.get("deploy", f"fraud-{rev1}", namespace))["spec"]["replicas"] == 3
+                      and d, 60, what="the HPA restoring minReplicas")  # fmt: skip
+    fields = json.loads(cluster.kubectl("get", "deploy", f"fraud-{rev1}", "-n", namespace, "-o", "json",
+                                        "--show-managed-fields").stdout)  # fmt: skip
+    assert back["spec"]["replicas"] == 3 and replicas_managers(fields) == {"kube-controller-manager/scale"}, fields[
+        "metadata"
+    ]["managedFields"]
+
+    # Within its bounds the count is the autoscaler's (here: kubectl standing in for a scale-up): never put back.
+    cluster.kubectl("scale", "deploy", f"fraud-{rev1}", "-n", namespace, "--replicas=5")
+    time.sleep(5)
+    assert cluster.get("deploy", f"fraud-{rev1}", namespace)["spec"]["replicas"] == 5
+
+    # A rollout sizes the canary from the stable's 5: 3 pods at 50 %, 5 at 100 %; the HPA moves on.
+    cluster.apply(manifest(uri="https://models.example.com/b.onnx", traffic=gateway, serving=serving,
+                           strategy={"canary": steps}), namespace)  # fmt: skip
+    asked, deadline = set(), time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = (cluster.get("mdep", "fraud", namespace) or {}).get("status", {})
+        if status.get("canaryRevision"):
+            dep = cluster.get("deploy", f"fraud-{status['canaryRevision']}", namespace) or {}
+            asked.add(dep.get("spec", {}).get("replicas"))
+        if status.get("phase") == "Succeeded" and status.get("stableRevision") != rev1:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the rollout did not finish; canary sizes seen {asked}")
+    rev2 = status["stableRevision"]
+    assert {3, 5} <= asked, asked
+    wait_until(lambda: cluster.get("hpa", "fraud", namespace)["spec"]["scaleTargetRef"]["name"] == f"fraud-{rev2}",
+               15, what="the HPA on the new stable")  # fmt: skip
+    assert cluster.get("deploy", f"fraud-{rev2}", namespace)["spec"]["replicas"] == 5
+    wait_until(lambda: cluster.get("deploy", f"fraud-{rev1}", namespace)["spec"]["replicas"] == 0, 30,
+               what="the old stable scaled to zero")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"serving": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}, "spec.serving.autoscaling.minReplicas"),
+        (
+            {"serving": {"autoscaling": {"maxReplicas": 4, "metrics": [{"type": 7}]}}},
+            "spec.serving.autoscaling.metrics[0].type",
+        ),
+        ({"serving": {"autoscaling": {"maxReplicas": 4}}}, "spec.serving.autoscaling"),  # traffic.none canary
+        ({"strategy": {"canary": {"steps": [50, 100], "scaling": "Half"}}}, "spec.strategy.canary.scaling"),
+    ],
+    ids=["min-above-max", "metric-type", "no-traffic-layer", "unknown-scaling"],
+)
+def test_scaling_settings_are_refused_at_admission_naming_the_field(cluster, namespace, spec, field):
+    import yaml
+    from modelrollout.api import types as t
+    from pydantic import ValidationError
+
+    body = manifest(**spec)
+    proc = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body), check=False
+    )
+    assert proc.returncode != 0 and f"{field}:" in proc.stderr, proc.stderr or proc.stdout
+    with pytest.raises(ValidationError):
+        t.ModelDeploymentSpec.model_validate(body["spec"])

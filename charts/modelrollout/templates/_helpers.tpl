@@ -81,6 +81,11 @@ No ConfigMaps, no Pods/exec, no wildcards.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["create", "patch", "delete"]
+# The HorizontalPodAutoscaler on the stable revision when spec.serving.autoscaling is set: written
+# by server-side apply (create when missing), deleted when autoscaling is unset. Never read.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["create", "patch", "delete"]
 # Events for humans and Argo CD (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]

@@ -1,4 +1,4 @@
-"""Kubernetes core/v1 types that ``spec.serving`` takes as they are (affinity, tolerations, volumes, ...).
+"""Kubernetes types that ``spec.serving`` takes as they are (affinity, tolerations, volumes, HPA metrics, ...).
 
 Their schemas are vendored from a real API server by ``hack/k8s_schemas.py`` into
 ``k8s_schemas.json``. The same schema is both what the CRD embeds (so admission names the field a
@@ -22,17 +22,19 @@ from pydantic import AfterValidator, WithJsonSchema
 
 OUTPUT = Path(__file__).with_name("k8s_schemas.json")
 
-# The core/v1 definitions vendored, by their short name.
-VENDORED = (
-    "Affinity",
-    "EnvFromSource",
-    "EnvVarSource",
-    "LocalObjectReference",
-    "Toleration",
-    "TopologySpreadConstraint",
-    "Volume",
-    "VolumeMount",
-)
+# The definitions vendored, by their short name, and the group/version they come from.
+VENDORED = {
+    "Affinity": "core/v1",
+    "EnvFromSource": "core/v1",
+    "EnvVarSource": "core/v1",
+    "LocalObjectReference": "core/v1",
+    "Toleration": "core/v1",
+    "TopologySpreadConstraint": "core/v1",
+    "Volume": "core/v1",
+    "VolumeMount": "core/v1",
+    "MetricSpec": "autoscaling/v2",
+    "HorizontalPodAutoscalerBehavior": "autoscaling/v2",
+}
 
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"

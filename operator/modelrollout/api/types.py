@@ -272,8 +272,39 @@ def _volume_rules(names: list[str], mounts: list[tuple[str, str]]) -> list[str]:
     return found
 
 
+class AutoscalingSpec(_Model):
+    """A HorizontalPodAutoscaler (autoscaling/v2) <name> on the stable revision's Deployment: it owns
+    the stable's replica count, and the operator sizes the canary from it (``docs/api.md``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas", ".minReplicas")
+            ]
+        }
+    )
+
+    minReplicas: int = Field(default=1, ge=1, le=1000, description="Fewest stable pods.")
+    maxReplicas: int = Field(ge=1, le=1000, description="Most stable pods.")
+    metrics: list[KubeObject("MetricSpec")] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        max_length=16,
+        description="What to scale on (autoscaling/v2 MetricSpec). Empty: Kubernetes' default, 80% of the "
+        "pods' CPU requests (set serving.resources.requests.cpu).",
+    )
+    behavior: KubeObject("HorizontalPodAutoscalerBehavior") | None = Field(  # type: ignore[valid-type]
+        default=None, description="Scale-up and scale-down policies (autoscaling/v2)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.minReplicas > self.maxReplicas:
+            raise ValueError("minReplicas must be <= maxReplicas")
+        return self
+
+
 class ServingSpec(_Model):
-    """How each revision is served. Everything but ``replicas`` defines the revision."""
+    """How each revision is served. Everything but ``replicas`` and ``autoscaling`` defines the revision."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -310,7 +341,14 @@ class ServingSpec(_Model):
         max_length=512,
         description="Model-server image. Default: the operator's configured image.",
     )
-    replicas: int = Field(default=1, ge=0, le=1000, description="Pods per revision at full traffic.")
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Pods per revision at full traffic (without autoscaling)."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None,
+        description="Let a HorizontalPodAutoscaler size the stable revision instead of replicas; not part of "
+        "a revision. Needs a traffic layer for a canary (without one the replica ratio is the weight).",
+    )
     port: int = Field(default=8080, ge=1024, le=65535, description="Container port of the model server.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
     warmup: WarmupSpec = Field(default_factory=WarmupSpec, description="Warmup before readiness.")
@@ -993,6 +1031,12 @@ class DisruptionBudgetSpec(_Model):
         return value
 
 
+AUTOSCALING_NEEDS_ROUTES = (
+    "a canary with autoscaling needs a traffic layer (gatewayAPI, istio or nginx): with traffic.none the "
+    "replica ratio is the weight, and the autoscaler would change it"
+)
+
+
 class ModelDeploymentSpec(_Model):
     """A model served by revision, rolled out step by step, gated by Prometheus."""
 
@@ -1006,7 +1050,13 @@ class ModelDeploymentSpec(_Model):
                     "a first canary step of 0 (a dark step) needs traffic.canaryRoutes: without them no request "
                     "would reach the canary",
                     ".strategy.canary.steps",
-                )
+                ),
+                _cel(
+                    "!has(self.serving) || !has(self.serving.autoscaling) || !has(self.traffic.none)"
+                    " || (has(self.strategy) && has(self.strategy.blueGreen))",
+                    AUTOSCALING_NEEDS_ROUTES,
+                    ".serving.autoscaling",
+                ),
             ]
         }
     )
@@ -1028,6 +1078,12 @@ class ModelDeploymentSpec(_Model):
         default_factory=DisruptionBudgetSpec,
         description="The PodDisruptionBudget over every revision's pods (not part of a revision).",
     )
+
+    @model_validator(mode="after")
+    def _autoscaling_has_routes(self) -> ModelDeploymentSpec:
+        if self.serving.autoscaling and self.traffic.none is not None and self.strategy.blueGreen is None:
+            raise ValueError(f"serving.autoscaling: {AUTOSCALING_NEEDS_ROUTES}")
+        return self
 
     @model_validator(mode="after")
     def _dark_step_has_routes(self) -> ModelDeploymentSpec:
