@@ -288,12 +288,7 @@ def build_disruption_budget(owner: dict[str, Any], budget: DisruptionBudgetSpec)
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {
-            "name": name,
-            "namespace": owner["metadata"]["namespace"],
-            "labels": {**common_labels(name), LABEL_DEPLOYMENT: name},
-            "ownerReferences": [owner_reference(owner)],
-        },
+        "metadata": _singleton_metadata(owner),
         "spec": {
             "maxUnavailable": budget.maxUnavailable,
             "selector": {"matchLabels": {LABEL_DEPLOYMENT: name}},
@@ -322,13 +317,19 @@ def build_autoscaler(owner: dict[str, Any], autoscaling: AutoscalingSpec, stable
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": {
-            "name": name,
-            "namespace": owner["metadata"]["namespace"],
-            "labels": {**common_labels(name), LABEL_DEPLOYMENT: name},
-            "ownerReferences": [owner_reference(owner)],
-        },
+        "metadata": _singleton_metadata(owner),
         "spec": spec,
+    }
+
+
+def _singleton_metadata(owner: dict[str, Any]) -> dict[str, Any]:
+    """Metadata of a child the ModelDeployment has one of, named like it and owned by it."""
+    name = owner["metadata"]["name"]
+    return {
+        "name": name,
+        "namespace": owner["metadata"]["namespace"],
+        "labels": {**common_labels(name), LABEL_DEPLOYMENT: name},
+        "ownerReferences": [owner_reference(owner)],
     }
 
 

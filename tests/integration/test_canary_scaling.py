@@ -11,6 +11,7 @@ import pytest
 
 from hack.loopback.cluster import wait_until
 from tests.integration.test_operator import manifest, wait_phase
+from tests.integration.test_pod_spec import refused_everywhere
 
 pytestmark = pytest.mark.cluster
 
@@ -132,14 +133,4 @@ def test_an_autoscaler_owns_the_stable_count_and_the_canary_is_sized_from_it(
     ids=["min-above-max", "metric-type", "no-traffic-layer", "unknown-scaling"],
 )
 def test_scaling_settings_are_refused_at_admission_naming_the_field(cluster, namespace, spec, field):
-    import yaml
-    from modelrollout.api import types as t
-    from pydantic import ValidationError
-
-    body = manifest(**spec)
-    proc = cluster.kubectl(
-        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body), check=False
-    )
-    assert proc.returncode != 0 and f"{field}:" in proc.stderr, proc.stderr or proc.stdout
-    with pytest.raises(ValidationError):
-        t.ModelDeploymentSpec.model_validate(body["spec"])
+    refused_everywhere(cluster, namespace, manifest(**spec), field)

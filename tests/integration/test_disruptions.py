@@ -9,12 +9,12 @@ import json
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from hack.loopback.cluster import wait_until
 from tests.integration.test_operator import manifest, mdep, wait_phase
+from tests.integration.test_pod_spec import refused_everywhere
 
 pytestmark = pytest.mark.cluster
 
@@ -95,13 +95,4 @@ ADMISSION = [
 
 @pytest.mark.parametrize(("spec", "field"), ADMISSION, ids=[json.dumps(s) for s, _ in ADMISSION])
 def test_budget_and_drain_bounds_are_refused_at_admission(cluster, namespace, spec, field):
-    from modelrollout.api import types as t
-    from pydantic import ValidationError
-
-    body = manifest(**spec)
-    proc = cluster.kubectl(
-        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body), check=False
-    )
-    assert proc.returncode != 0 and f"{field}:" in proc.stderr, proc.stderr or proc.stdout
-    with pytest.raises(ValidationError):
-        t.ModelDeploymentSpec.model_validate(body["spec"])
+    refused_everywhere(cluster, namespace, manifest(**spec), field)

@@ -123,6 +123,18 @@ def test_a_pod_spec_only_pod_validation_refuses_is_reported_not_crashed_on(clust
     assert condition(obj, "Degraded")["status"] == "False"
 
 
+def refused_everywhere(cluster, namespace: str, body: dict, field: str) -> list[tuple[str, str]]:
+    """``body`` is refused by the API server (server-side dry run) with a message naming ``field``,
+    and by the operator's parser; the parser's (location, message) pairs."""
+    proc = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body), check=False
+    )
+    assert proc.returncode != 0 and f"{field}:" in proc.stderr, proc.stderr or proc.stdout
+    with pytest.raises(ValidationError) as refused:
+        t.ModelDeploymentSpec.model_validate(body["spec"])
+    return [(".".join(map(str, e["loc"])), e["msg"]) for e in refused.value.errors()]
+
+
 INVALID = [
     ("toleration operator", {"tolerations": [{"key": "gpu", "operator": "Sometimes"}]},
      "spec.serving.tolerations[0].operator", "serving.tolerations.0", "Equal"),
@@ -155,14 +167,7 @@ INVALID = [
 def test_invalid_pod_spec_fields_are_refused_at_admission_and_by_the_parser(
     cluster, namespace, case, serving, field, loc, words
 ):
-    body = serving_manifest(**serving)
-    proc = cluster.kubectl(
-        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body), check=False
-    )
-    assert proc.returncode != 0 and f"{field}:" in proc.stderr, f"{case}: {proc.stderr or proc.stdout}"
-    with pytest.raises(ValidationError) as refused:
-        t.ModelDeploymentSpec.model_validate(body["spec"])
-    errors = [(".".join(map(str, e["loc"])), e["msg"]) for e in refused.value.errors()]
+    errors = refused_everywhere(cluster, namespace, serving_manifest(**serving), field)
     assert any(where == loc and words in msg for where, msg in errors), (case, errors)
 
 
