@@ -660,7 +660,8 @@ class CanarySpec(_Model):
     )
     scaling: Literal["Full", "Proportional"] = Field(
         default="Full",
-        description="Full: the canary runs at serving.replicas from its first step. Proportional: at its "
+        description="Full: the canary runs at full size (serving.replicas, or the stable's count under "
+        "serving.autoscaling) from its first step. Proportional: at its "
         "step's share of them (at least 1, rounded up), and a step's weight is routed only once that many "
         "canary pods are available, so a canary never takes a share it lacks the pods for.",
     )
