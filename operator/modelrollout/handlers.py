@@ -191,14 +191,10 @@ async def on_service(
     services = runtime(memo).kube.services
     if event.get("type") == "DELETED":
         services.gone((namespace, name))
-        _last_seen.pop(("svc", namespace, name), None)
     else:
         services.observed((namespace, name), dict(event["object"]))
-        changed = _changed("svc", namespace, name, _service_inputs(body))
-        if event.get("type") != "MODIFIED" or not changed:
-            return
     owner = labels.get(workloads.LABEL_DEPLOYMENT)
-    if owner:
+    if owner and _wakes_owner("svc", namespace, name, event, _service_inputs(body)):
         _scheduler(memo).enqueue((namespace, owner))
 
 
@@ -226,12 +222,21 @@ async def on_child(
     cache = runtime(memo).kube.deployments
     if event.get("type") == "DELETED":
         cache.gone((namespace, owner), name)
-        _last_seen.pop(("deploy", namespace, name), None)
     else:
         cache.observed((namespace, owner), dict(event["object"]))
-        if event.get("type") != "MODIFIED" or not _changed("deploy", namespace, name, _deployment_inputs(body)):
-            return
-    _scheduler(memo).enqueue((namespace, owner))
+    if _wakes_owner("deploy", namespace, name, event, _deployment_inputs(body)):
+        _scheduler(memo).enqueue((namespace, owner))
+
+
+def _wakes_owner(kind: str, namespace: str, name: str, event: kopf.RawEvent, inputs: object) -> bool:
+    """Whether a watched child's event reconciles its owner now: its deletion, or a change of what
+    the owner reads from it. A listing or a creation only records what it saw (the owner's own
+    reconcile made it, or a start or takeover reconciles every object anyway)."""
+    if event.get("type") == "DELETED":
+        _last_seen.pop((kind, namespace, name), None)
+        return True
+    changed = _changed(kind, namespace, name, inputs)
+    return event.get("type") == "MODIFIED" and changed
 
 
 def reconcile_key(rt: Runtime, key: Key) -> float | None:

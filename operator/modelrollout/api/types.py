@@ -433,12 +433,16 @@ class ServingSpec(_Model):
     )
 
     @model_validator(mode="after")
-    def _volumes(self) -> ServingSpec:
+    def _drain_fits(self) -> ServingSpec:
         if self.drainSeconds and self.drainSeconds >= self.terminationGracePeriodSeconds:
             raise ValueError("drainSeconds: must be below terminationGracePeriodSeconds (the pod is killed then)")
+        return self
+
+    @model_validator(mode="after")
+    def _volumes(self) -> ServingSpec:
         names = [v["name"] for v in self.volumes]
-        for rule in _volume_rules(names, [(m["name"], m["mountPath"]) for m in self.volumeMounts]):
-            raise ValueError(rule)
+        if found := _volume_rules(names, [(m["name"], m["mountPath"]) for m in self.volumeMounts]):
+            raise ValueError("; ".join(found))
         return self
 
 
