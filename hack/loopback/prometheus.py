@@ -33,9 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import requests
 import yaml
 
+from hack.loopback.certs import Issued
 from hack.loopback.procs import LoopbackProcess, free_port, wait_for
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
@@ -66,6 +68,45 @@ def find_binary(binary: str | None = None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class WebSecurity:
+    """Prometheus' own ``--web.config.file``: TLS with ``server`` (requiring a client certificate
+    signed by ``client_ca`` when set) and basic-auth ``users`` (name -> password, stored bcrypt-hashed
+    as Prometheus requires). The harness's own requests present ``client`` and the first user, and
+    trust ``ca``."""
+
+    server: Issued | None = None
+    ca: Path | None = None
+    client_ca: Path | None = None
+    client: Issued | None = None
+    users: Mapping[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if self.server is not None:
+            tls: dict[str, Any] = {"cert_file": str(self.server.cert), "key_file": str(self.server.key)}
+            if self.client_ca is not None:
+                tls |= {"client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(self.client_ca)}
+            config["tls_server_config"] = tls
+        if self.users:
+            config["basic_auth_users"] = {
+                user: bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+                for user, password in self.users.items()
+            }
+        return config
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace ``verify``
+        if self.ca is not None:
+            session.verify = str(self.ca)
+        if self.client is not None:
+            session.cert = (str(self.client.cert), str(self.client.key))
+        if self.users:
+            session.auth = next(iter(self.users.items()))
+        return session
+
+
 class Prometheus(LoopbackProcess):
     """A Prometheus process on ``127.0.0.1:<port>`` with config, TSDB and logs under ``workdir``.
 
@@ -84,6 +125,7 @@ class Prometheus(LoopbackProcess):
         job: str = "modelserver",
         binary: str | None = None,
         extra_args: Iterable[str] = (),
+        web: WebSecurity | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.scrape_interval = scrape_interval
@@ -91,6 +133,9 @@ class Prometheus(LoopbackProcess):
         self.job = job
         self.binary = find_binary(binary)
         self.extra_args = list(extra_args)
+        self.web = web
+        self.http = web.session() if web is not None else requests.Session()
+        self.web_config_path = self.workdir / "web.yml"
         self.config_path = self.workdir / "prometheus.yml"
         self.targets_path = self.workdir / "targets.json"
         self.data_path = self.workdir / "data"
@@ -137,6 +182,9 @@ class Prometheus(LoopbackProcess):
             "--log.level=info",
             *self.extra_args,
         ]
+        if self.web is not None:
+            self.web_config_path.write_text(yaml.safe_dump(self.web.config()))
+            command.append(f"--web.config.file={self.web_config_path}")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
@@ -151,11 +199,17 @@ class Prometheus(LoopbackProcess):
             raise
         return self
 
+    @property
+    def url(self) -> str:
+        """Base URL: ``https://`` when the web config serves TLS."""
+        scheme = "https" if self.web is not None and self.web.server is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"prometheus exited with {self.proc.returncode}:\n{self.logs()}")
         try:
-            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+            return self.http.get(f"{self.url}/-/ready", timeout=1).status_code == 200
         except requests.RequestException:
             return False
 
@@ -205,7 +259,7 @@ class Prometheus(LoopbackProcess):
 
     def active_targets(self) -> list[dict[str, Any]]:
         """``/api/v1/targets`` active targets (each with ``scrapeUrl``, ``health``, ``labels``...)."""
-        answer = requests.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=5)
+        answer = self.http.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=5)
         answer.raise_for_status()
         return answer.json()["data"]["activeTargets"]
 
@@ -226,7 +280,7 @@ class Prometheus(LoopbackProcess):
 
     def query(self, promql: str, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Raw instant query; returns ``data.result`` (raises on HTTP or API errors)."""
-        answer = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=timeout)
+        answer = self.http.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=timeout)
         answer.raise_for_status()
         payload = answer.json()
         if payload.get("status") != "success":

@@ -10,6 +10,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from modelrollout.metrics.connection import PrometheusDefaults
+
 
 @dataclass(frozen=True)
 class LeaderElection:
@@ -40,7 +42,7 @@ class LeaderElection:
 class OperatorConfig:
     model_server_image: str = "modelrollout/modelserver:0.1.0"
     # For ModelDeployments that do not name their own (spec.analysis.prometheus).
-    prometheus_address: str = ""
+    prometheus: PrometheusDefaults = field(default_factory=PrometheusDefaults)
     # How soon an object is looked at again while it waits on something no watch event announces
     # (a Prometheus scrape for its signature check, a Deployment that is rolling): the poll period.
     poll_seconds: float = 5.0
@@ -65,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``run`` flags that fill :class:`OperatorConfig`; each defaults to its environment variable."""
     env = os.environ.get
     d = OperatorConfig()
+    p = d.prometheus
     parser.add_argument(
         "--model-server-image",
         default=env("MODELROLLOUT_DEFAULT_IMAGE", d.model_server_image),
@@ -72,8 +75,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--prometheus-address",
-        default=env("MODELROLLOUT_PROMETHEUS_ADDRESS", d.prometheus_address),
+        default=env("MODELROLLOUT_PROMETHEUS_ADDRESS", p.address),
         help="Prometheus for ModelDeployments that do not name one (env MODELROLLOUT_PROMETHEUS_ADDRESS)",
+    )
+    parser.add_argument(
+        "--prometheus-timeout-seconds",
+        type=float,
+        default=float(env("MODELROLLOUT_PROMETHEUS_TIMEOUT_SECONDS", str(p.timeout_seconds))),
+        help="per-query timeout of the default Prometheus (env MODELROLLOUT_PROMETHEUS_TIMEOUT_SECONDS)",
+    )
+    # Credentials of the default Prometheus: files (a mounted Secret), read at every check.
+    for flag, help_text in (
+        ("bearer-token-file", "token sent as 'Authorization: <type> <token>'"),
+        ("basic-auth-password-file", "password for --prometheus-basic-auth-username"),
+        ("ca-file", "PEM CA bundle the server certificate must chain to"),
+        ("cert-file", "PEM client certificate (with --prometheus-key-file)"),
+        ("key-file", "PEM key of the client certificate"),
+    ):
+        variable = "MODELROLLOUT_PROMETHEUS_" + flag.upper().replace("-", "_")
+        parser.add_argument(f"--prometheus-{flag}", default=env(variable, ""), help=f"{help_text} (env {variable})")
+    parser.add_argument(
+        "--prometheus-authorization-type",
+        default=env("MODELROLLOUT_PROMETHEUS_AUTHORIZATION_TYPE", p.authorization_type),
+        help="scheme of the bearer token file's Authorization header (env MODELROLLOUT_PROMETHEUS_AUTHORIZATION_TYPE)",
+    )
+    parser.add_argument(
+        "--prometheus-basic-auth-username",
+        default=env("MODELROLLOUT_PROMETHEUS_BASIC_AUTH_USERNAME", ""),
+        help="basic-auth user of the default Prometheus (env MODELROLLOUT_PROMETHEUS_BASIC_AUTH_USERNAME)",
+    )
+    parser.add_argument(
+        "--prometheus-insecure-skip-verify",
+        action="store_true",
+        default=env("MODELROLLOUT_PROMETHEUS_INSECURE_SKIP_VERIFY", "") not in ("", "0", "false"),
+        help="do not verify the default Prometheus' certificate (env MODELROLLOUT_PROMETHEUS_INSECURE_SKIP_VERIFY)",
+    )
+    parser.add_argument(
+        "--prometheus-header",
+        action="append",
+        default=[h for h in env("MODELROLLOUT_PROMETHEUS_HEADERS", "").split("\n") if h.strip()],
+        metavar="NAME=VALUE",
+        help="extra header for the default Prometheus, repeatable (env MODELROLLOUT_PROMETHEUS_HEADERS, one per line)",
     )
     parser.add_argument(
         "--poll-seconds",
@@ -129,9 +171,31 @@ def from_arguments(args: argparse.Namespace) -> OperatorConfig:
         )
     return OperatorConfig(
         model_server_image=args.model_server_image,
-        prometheus_address=args.prometheus_address,
+        prometheus=PrometheusDefaults(
+            address=args.prometheus_address,
+            timeout_seconds=args.prometheus_timeout_seconds,
+            authorization_type=args.prometheus_authorization_type,
+            bearer_token_file=args.prometheus_bearer_token_file,
+            basic_auth_username=args.prometheus_basic_auth_username,
+            basic_auth_password_file=args.prometheus_basic_auth_password_file,
+            ca_file=args.prometheus_ca_file,
+            cert_file=args.prometheus_cert_file,
+            key_file=args.prometheus_key_file,
+            insecure_skip_verify=args.prometheus_insecure_skip_verify,
+            headers=tuple(_header(h) for h in args.prometheus_header),
+        ),
         poll_seconds=args.poll_seconds,
         resync_seconds=max(args.resync_seconds, args.poll_seconds),
         workers=args.workers,
         leader_election=election,
     )
+
+
+def _header(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of --prometheus-header as a pair (a ValueError names the bad flag)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"--prometheus-header {text!r}: expected NAME=VALUE")
+    if name.strip().lower() == "authorization":
+        raise ValueError("--prometheus-header: set the Authorization header with --prometheus-bearer-token-file")
+    return name.strip(), value.strip()

@@ -31,10 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import requests
-from prometheus_api_client import PrometheusApiClientException
-
-from modelrollout.metrics.provider import PrometheusProvider, _api_error_text, _connection_reason
+from modelrollout.metrics.connection import CredentialsError, PrometheusConnection
+from modelrollout.metrics.provider import PrometheusProvider
 
 METRIC = "modelserver_model_signature_info"
 KINDS = ("input", "output", "feature")
@@ -212,28 +210,20 @@ class PrometheusSignatures(PrometheusProvider):
     """:class:`PrometheusProvider` plus :meth:`series`, with the same timeouts and circuit breaker."""
 
     def series(self, promql: str) -> SeriesResult:
-        if self._down is not None:
-            return SeriesResult(error=f"skipped: {self._down}")
-        try:
-            data = self._client.custom_query(
-                promql, params={"timeout": f"{self.timeout_seconds:g}s"}, timeout=self.timeout_seconds
-            )
-        except requests.Timeout:
-            self._down = f"Prometheus at {self.address} did not answer within {self.timeout_seconds:g}s"
-            return SeriesResult(error=self._down)
-        except requests.ConnectionError as exc:
-            self._down = f"Prometheus at {self.address} is unreachable ({_connection_reason(exc)})"
-            return SeriesResult(error=self._down)
-        except PrometheusApiClientException as exc:
-            return SeriesResult(error=f"Prometheus rejected the query: {_api_error_text(exc)}")
-        except Exception as exc:  # a check must report, never crash the reconcile
-            return SeriesResult(error=f"query to Prometheus at {self.address} failed: {type(exc).__name__}: {exc}")
+        data, error = self.call(promql)
+        if error is not None:
+            return SeriesResult(error=error)
         if not isinstance(data, list) or not all(isinstance(s, dict) for s in data):
             return SeriesResult(error=f"unexpected answer from {self.address}: {str(data)[:200]}")
         return SeriesResult(tuple({str(k): str(v) for k, v in (s.get("metric") or {}).items()} for s in data))
 
 
-def observe(address: str, timeout_seconds: float, namespace: str, stable: str, canary: str) -> ContractResult:
-    """:func:`check` against the Prometheus at ``address`` (blocking: call it off the event loop)."""
-    with PrometheusSignatures(address, timeout_seconds=timeout_seconds) as source:
+def observe(
+    connection: PrometheusConnection | CredentialsError, namespace: str, stable: str, canary: str
+) -> ContractResult:
+    """:func:`check` against the Prometheus ``connection`` describes (blocking: call it off the event
+    loop); credentials that could not be read leave the signatures unknown, with the reason."""
+    if isinstance(connection, CredentialsError):
+        return Unknown(f"Prometheus credentials: {connection}")
+    with PrometheusSignatures(connection) as source:
         return check(source, namespace, stable, canary)

@@ -39,6 +39,8 @@ from modelrollout.api import types as t
 from modelrollout.config import OperatorConfig
 from modelrollout.kube import Kube, selected_revision
 from modelrollout.leader import LeaderElector
+from modelrollout.metrics.connection import CredentialsError, PrometheusConnection, from_spec
+from modelrollout.metrics.provider import open_provider
 from modelrollout.revision import revision_hash
 from modelrollout.scheduler import Key, Scheduler
 from modelrollout.strategy import plan_for
@@ -271,9 +273,7 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
         return None  # a fixed spec arrives as an event
     poll = now + timedelta(seconds=rt.config.poll_seconds)
 
-    if spec.analysis.prometheus is None and rt.config.prometheus_address:
-        address = t.PrometheusSpec(address=rt.config.prometheus_address)
-        spec = spec.model_copy(update={"analysis": spec.analysis.model_copy(update={"prometheus": address})})
+    has_prometheus = spec.analysis.prometheus is not None or bool(rt.config.prometheus.address)
     image = spec.serving.image or rt.config.model_server_image
     serving = spec.serving.model_copy(update={"image": image})
     desired = engine.DesiredRevision(revision_hash(spec.model, spec.serving, image), spec.model, serving)
@@ -285,18 +285,17 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
         annotations=meta.get("annotations") or {},
     )
     # The signature check waits for Prometheus to scrape the canary: no event says when, so poll.
-    contract_due = _contract_due(spec, status, desired, live)
-    if contract_due:
-        assert spec.analysis.prometheus is not None and status.stableRevision is not None
-        prom = spec.analysis.prometheus
-        signature = contract.observe(
-            prom.address, prom.timeoutSeconds, namespace, status.stableRevision, desired.revision
-        )
-        obs = dataclasses.replace(obs, contract=signature)
+    contract_due = has_prometheus and _contract_due(spec, status, desired, live)
     target = engine.analysis_due(spec, status, now)
+    connection = _prometheus(rt, spec, namespace) if contract_due or target is not None else None
+    if contract_due:
+        assert connection is not None and status.stableRevision is not None
+        signature = contract.observe(connection, namespace, status.stableRevision, desired.revision)
+        obs = dataclasses.replace(obs, contract=signature)
     if target is not None:
         started = time.monotonic()
-        result = run_analysis(spec, status, target, namespace, name, now)
+        with open_provider(connection) as provider:
+            result = run_analysis(spec, status, target, namespace, name, now, provider=provider)
         rt.telemetry.observe_analysis(namespace, name, time.monotonic() - started, result.verdict)
         obs = dataclasses.replace(obs, analysis=result)
 
@@ -336,14 +335,47 @@ def _record(
     return True
 
 
+def _prometheus(
+    rt: Runtime, spec: t.ModelDeploymentSpec, namespace: str
+) -> PrometheusConnection | CredentialsError | None:
+    """The Prometheus this object's checks query, credentials read now (see metrics.connection):
+    its own ``spec.analysis.prometheus`` with Secrets from its namespace, else the operator's default,
+    else None. A credential that cannot be read is returned, not raised: the gates report it."""
+    try:
+        if spec.analysis.prometheus is not None:
+            return from_spec(spec.analysis.prometheus, namespace, partial(_read_secret, rt))
+        if rt.config.prometheus.address:
+            return rt.config.prometheus.connection()
+    except CredentialsError as exc:
+        return exc
+    return None
+
+
+def _read_secret(rt: Runtime, namespace: str, name: str) -> Mapping[str, bytes]:
+    """A Secret's data for :func:`from_spec`; every failure a :class:`CredentialsError` saying what to do."""
+    try:
+        data = rt.kube.read_secret(namespace, name)
+    except ApiException as exc:
+        if exc.status == 403:
+            raise CredentialsError(
+                f"the operator may not read Secret {namespace}/{name}: grant it get on secrets "
+                "(the chart's rbac.readSecrets)"
+            ) from None
+        raise CredentialsError(f"reading Secret {namespace}/{name} failed: HTTP {exc.status} {exc.reason}") from None
+    if data is None:
+        raise CredentialsError(f"Secret {namespace}/{name} not found (named in spec.analysis.prometheus)")
+    return data
+
+
 def _contract_due(
     spec: t.ModelDeploymentSpec, status: t.ModelDeploymentStatus, desired: engine.DesiredRevision, live: dict
 ) -> bool:
     """Whether this tick may put the desired revision at its first step, so its signature must be
-    compared first: a canary (new, or still waiting for step 0) with a ready pod to have been scraped,
-    and a Prometheus to ask. Once the canary takes traffic it is never checked again."""
+    compared first: a canary (new, or still waiting for step 0) with a ready pod to have been scraped
+    (the caller checks there is a Prometheus to ask). Once the canary takes traffic it is never
+    checked again."""
     stable = status.stableRevision
-    if spec.paused or spec.analysis.prometheus is None or stable is None or desired.revision == stable:
+    if spec.paused or stable is None or desired.revision == stable:
         return False
     if desired.revision in status.failedRevisions:
         return False

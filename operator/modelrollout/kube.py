@@ -8,6 +8,7 @@ reconcile loop to reads only.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -490,11 +491,19 @@ class Kube:
         return True
 
     # ---------------------------------------------------------------- the feedback key
+    def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A Secret's data, decoded (None when there is none). Read only for the Secrets a
+        ModelDeployment names for its Prometheus credentials, at each check, and never cached."""
+        answer = get_or_none(lambda: rest(self.api_client, "GET", core_path(namespace, "secrets", name)))
+        if answer is None:
+            return None
+        return {str(k): base64.b64decode(v) for k, v in (answer.get("data") or {}).items()}
+
     def ensure_feedback_key(self, owner: dict[str, Any]) -> bool:
         """Create the ModelDeployment's prediction-token key Secret if it does not exist; True if created.
 
         Create-only, on purpose: "already exists" (409) is the answer that it is there, so the
-        operator needs no permission to read, list or change any Secret — it never sees a key, and
+        operator never reads, lists or changes this Secret — it never sees a key, and
         an existing key is never replaced (the Secret is also immutable). Fresh random bytes are
         drawn for each attempt and dropped unless the create succeeds; they are never logged. Once
         seen, it is not asked about again for ``list_max_age`` seconds: a Secret deleted by hand is

@@ -30,9 +30,12 @@ from modelrollout.api.types import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
 )
+from modelrollout.metrics.connection import CredentialsError, PrometheusConnection, from_spec
+from modelrollout.metrics.provider import open_provider
 from modelrollout.metrics.templates import min_window_seconds
 
 from hack.loopback import ModelServer, Prometheus, TrafficResult, TrafficSender
+from hack.loopback.authproxy import BearerProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -63,14 +66,16 @@ class Fleet:
     fast_ended: float  # time.time() when the fast revisions' last request was answered
 
 
-def make_spec(address: str, metrics: list[dict[str, Any]] | None = None, timeout: int = 5) -> ModelDeploymentSpec:
+def make_spec(
+    address: str, metrics: list[dict[str, Any]] | None = None, timeout: int = 5, **credentials: Any
+) -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate(
         {
             "model": {"name": NAME, "uri": "file:///models/fraud.onnx"},
             "traffic": {"none": {}},
             "analysis": {
                 "interval": INTERVAL,
-                "prometheus": {"address": address, "timeoutSeconds": timeout},
+                "prometheus": {"address": address, "timeoutSeconds": timeout, **credentials},
                 "significance": 0.05,
                 "metrics": GATES if metrics is None else metrics,
             },
@@ -81,6 +86,20 @@ def make_spec(address: str, metrics: list[dict[str, Any]] | None = None, timeout
 SINCE = datetime.now(UTC) - timedelta(minutes=1)  # before the fleet starts: covers all of its traffic
 
 
+class SecretStore(dict[str, dict[str, bytes]]):
+    """Secrets of the namespace, by name, as the operator's Secret reader answers them."""
+
+    def read(self, namespace: str, name: str) -> dict[str, bytes]:
+        if name not in self:
+            raise CredentialsError(f"Secret {namespace}/{name} not found")
+        return self[name]
+
+
+SECRETS = SecretStore()
+TOKEN = "tok-" + "7" * 40
+BEARER = {"authorization": {"credentials": {"name": "prom-token", "key": "token"}}}
+
+
 def canary_status(canary: str, since: datetime = SINCE) -> ModelDeploymentStatus:
     return ModelDeploymentStatus(
         phase="Progressing", stableRevision=STABLE, canaryRevision=canary, currentStep=1, evidenceSince=since
@@ -89,7 +108,14 @@ def canary_status(canary: str, since: datetime = SINCE) -> ModelDeploymentStatus
 
 def analyse(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, revision: str) -> AnalysisResult:
     started = time.monotonic()
-    result = run_analysis(spec, status, revision, NAMESPACE, NAME, datetime.now(UTC))
+    assert spec.analysis.prometheus is not None
+    connection: PrometheusConnection | CredentialsError
+    try:  # as the operator resolves it (handlers._prometheus)
+        connection = from_spec(spec.analysis.prometheus, NAMESPACE, SECRETS.read)
+    except CredentialsError as exc:
+        connection = exc
+    with open_provider(connection) as provider:
+        result = run_analysis(spec, status, revision, NAMESPACE, NAME, datetime.now(UTC), provider=provider)
     print(f"\n{revision}: {result.verdict} in {time.monotonic() - started:.3f}s")
     for m in result.metrics:
         print(f"  {m.name}: {m.reason} value={m.value} stable={m.stableValue} n={m.samples} | {m.message}")
@@ -270,6 +296,43 @@ def test_bake_compares_with_the_previous_stable_over_the_same_period(fleet: Flee
         result = analyse(spec, baking, promoted)
         assert result.baselineRevision == STABLE
         assert result.verdict == expected, result
+
+
+def test_gates_reach_a_prometheus_behind_a_bearer_token(fleet: Fleet) -> None:
+    """The token comes from the Secret the spec names; the verdict is the one without a proxy."""
+    SECRETS["prom-token"] = {
+        "token": f"{TOKEN}\n".encode()
+    }  # a trailing newline, as `kubectl create secret --from-file` keeps it
+    with BearerProxy(fleet.prometheus.url, TOKEN) as proxy:
+        result = analyse(make_spec(proxy.url, **BEARER), canary_status("r2-broken"), "r2-broken")
+        assert proxy.forwarded >= 3 and proxy.refused == 0
+    assert gate(result, "error-rate").reason == "Failed"
+    assert gate(result, "latency-p99").verdict == "Pass"
+
+
+def test_a_wrong_token_makes_the_gates_blind_with_the_reason(fleet: Fleet) -> None:
+    SECRETS["prom-token"] = {"token": b"an-old-token"}
+    with BearerProxy(fleet.prometheus.url, TOKEN) as proxy:
+        url = proxy.url
+        result = analyse(make_spec(url, **BEARER), canary_status("r2-broken"), "r2-broken")
+        assert proxy.refused == 1  # the circuit breaker: refused credentials are not tried again this check
+    assert result.verdict == "Inconclusive"
+    for m in result.metrics:
+        assert m.reason == "QueryError"
+        assert f"Prometheus at {url} refused the credentials (HTTP 401: Unauthorized)" in m.message
+        assert "an-old-token" not in m.message and TOKEN not in m.message
+
+
+def test_a_missing_secret_key_is_named_with_its_field(fleet: Fleet) -> None:
+    SECRETS["prom-token"] = {"password": b"x"}
+    result = analyse(make_spec(fleet.prometheus.url, **BEARER), canary_status("r2-same"), "r2-same")
+    assert result.verdict == "Inconclusive"
+    for m in result.metrics:
+        assert m.reason == "QueryError"
+        assert (
+            f"Prometheus credentials: Secret {NAMESPACE}/prom-token has no key 'token' "
+            "(spec.analysis.prometheus.authorization.credentials.key); keys present: password"
+        ) in m.message
 
 
 def test_stopped_prometheus_is_blind(lone_prometheus: Prometheus) -> None:

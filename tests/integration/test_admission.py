@@ -32,6 +32,11 @@ def mutate(path: str, value):
     return obj
 
 
+PROM = {"address": "http://prom:9090"}
+TLS_PROM = {"address": "https://prom:9090"}
+REF = {"name": "prom", "key": "token"}
+BASIC = {"username": {"name": "prom", "key": "user"}, "password": {"name": "prom", "key": "password"}}
+
 INVALID = [
     ("steps not increasing", mutate("spec.strategy", {"canary": {"steps": [10, 5, 100]}}),
      ["spec.strategy.canary.steps", "strictly increasing"]),
@@ -91,6 +96,28 @@ INVALID = [
      ["spec.analysis.metrics[0]", "at least one threshold"]),
     ("duplicate gates", mutate("spec.analysis.metrics", [{"name": "error-rate", "max": 0.1}] * 2),
      ["spec.analysis.metrics", "unique"]),
+    ("authorization and basic auth",
+     mutate("spec.analysis.prometheus", {**PROM, "authorization": {"credentials": REF}, "basicAuth": BASIC}),
+     ["spec.analysis.prometheus.basicAuth", "set one of authorization and basicAuth"]),
+    ("tls on an http address", mutate("spec.analysis.prometheus", {**PROM, "tls": {"ca": REF}}),
+     ["spec.analysis.prometheus.tls", "tls needs an https:// address"]),
+    ("client certificate without its key", mutate("spec.analysis.prometheus", {**TLS_PROM, "tls": {"cert": REF}}),
+     ["spec.analysis.prometheus.tls.cert", "cert and key go together"]),
+    ("a CA that would be ignored",
+     mutate("spec.analysis.prometheus", {**TLS_PROM, "tls": {"ca": REF, "insecureSkipVerify": True}}),
+     ["spec.analysis.prometheus.tls.insecureSkipVerify", "ca is ignored"]),
+    ("Basic as a token scheme",
+     mutate("spec.analysis.prometheus", {**PROM, "authorization": {"type": "basic", "credentials": REF}}),
+     ["spec.analysis.prometheus.authorization.type", "use basicAuth for Basic credentials"]),
+    ("an Authorization header in headers",
+     mutate("spec.analysis.prometheus", {**PROM, "headers": [{"name": "Authorization", "value": "Bearer x"}]}),
+     ["spec.analysis.prometheus.headers[0].name", "set by the operator"]),
+    ("one header twice",
+     mutate("spec.analysis.prometheus", {**PROM, "headers": [{"name": n, "value": "1"} for n in ("X-A", "x-a")]}),
+     ["spec.analysis.prometheus.headers", "header names must be unique"]),
+    ("a Secret name that is no name",
+     mutate("spec.analysis.prometheus", {**PROM, "authorization": {"credentials": {"name": "Prom_Token", "key": "t"}}}),
+     ["spec.analysis.prometheus.authorization.credentials.name"]),
     ("unsupported uri scheme", mutate("spec.model.uri", "s3://bucket/model.onnx"), ["spec.model.uri"]),
     ("bad sha256", mutate("spec.model.sha256", "XYZ"), ["spec.model.sha256"]),
     ("negative replicas", mutate("spec.serving.replicas", -1), ["spec.serving.replicas"]),
@@ -111,6 +138,20 @@ def test_invalid_manifest_rejected_by_api_server(cluster, namespace, case, manif
 
 def test_valid_manifest_accepted(cluster, namespace):
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(VALID))
+    assert "created (server dry run)" in proc.stdout
+
+
+def test_every_prometheus_credential_is_accepted(cluster, namespace):
+    manifest = mutate("spec.analysis.prometheus", {
+        **TLS_PROM,
+        "basicAuth": BASIC,
+        "tls": {"ca": REF, "cert": {"name": "client", "key": "tls.crt"}, "key": {"name": "client", "key": "tls.key"}},
+        "headers": [{"name": "X-Scope-OrgID", "value": "ml"}],
+    })  # fmt: skip
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "created (server dry run)" in proc.stdout
+    bearer = mutate("spec.analysis.prometheus", {**PROM, "authorization": {"type": "Token", "credentials": REF}})
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(bearer))
     assert "created (server dry run)" in proc.stdout
 
 

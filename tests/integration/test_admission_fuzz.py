@@ -43,7 +43,12 @@ BASE: dict[str, Any] = {
     "strategy": {"canary": {"steps": [10, 50, 100], "stepDuration": "30s"}},
     "analysis": {
         "interval": "10s",
-        "prometheus": {"address": "http://prom:9090"},
+        "prometheus": {
+            "address": "https://prom:9090",
+            "authorization": {"credentials": {"name": "prom", "key": "token"}},
+            "tls": {"ca": {"name": "prom", "key": "ca.crt"}},
+            "headers": [{"name": "X-Scope-OrgID", "value": "ml"}],
+        },
         "metrics": [{"name": "error-rate", "max": 0.01}, {"name": "latency-p99", "max": 250}],
     },
     "bake": {"duration": "1m"},
@@ -63,6 +68,10 @@ PATHS = [
     "strategy.canary.maxStepDuration", "strategy.blueGreen",
     "analysis", "analysis.interval", "analysis.failureLimit", "analysis.inconclusiveLimit",
     "analysis.significance", "analysis.prometheus.address", "analysis.prometheus.timeoutSeconds",
+    "analysis.prometheus.authorization", "analysis.prometheus.authorization.type",
+    "analysis.prometheus.authorization.credentials.name", "analysis.prometheus.basicAuth",
+    "analysis.prometheus.tls", "analysis.prometheus.tls.cert", "analysis.prometheus.tls.insecureSkipVerify",
+    "analysis.prometheus.headers", "analysis.prometheus.headers.0.name", "analysis.prometheus.headers.1",
     "analysis.metrics", "analysis.metrics.0", "analysis.metrics.0.name", "analysis.metrics.0.max",
     "analysis.metrics.0.template", "analysis.metrics.0.min", "analysis.metrics.1.max",
     "analysis.continuous", "bake", "bake.duration", "progressDeadlineSeconds", "unknownField",
@@ -71,7 +80,7 @@ PATHS = [
 STRINGS = [
     "", "0s", "1s", "30s", "5m", "1h30m", "-1s", "1.5s", "10", "abc", "https://m/b.onnx", "s3://b/m.onnx",
     "http://prom:9090", "error-rate", "accuracy", "latency-p99", "custom", "gw", "/v2", "/v2//x", "Fraud",
-    "a" * 300,
+    "a" * 300, "https://prom:9090", "Basic", "bearer", "Authorization", "x-scope-orgid",
 ]  # fmt: skip
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 130), st.integers(-(2**40), 2**40),

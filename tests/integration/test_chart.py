@@ -298,6 +298,38 @@ def test_monitors_render_when_enabled(cluster: Cluster, namespace: str) -> None:
     assert not [d for d in render(cluster, namespace) if d["kind"] in ("ServiceMonitor", "PodMonitor")]
 
 
+def secret_verbs(docs: list[dict[str, Any]]) -> set[str]:
+    rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d.get("rules", [])]
+    return {v for r in rules if "secrets" in r["resources"] for v in r["verbs"]}
+
+
+def test_reading_secrets_is_opt_in(cluster: Cluster, namespace: str) -> None:
+    """By default the operator only creates Secrets; rbac.readSecrets adds get, and nothing more."""
+    assert secret_verbs(render(cluster, namespace)) == {"create"}
+    assert secret_verbs(render(cluster, namespace, "rbac.readSecrets=true")) == {"create", "get"}
+    namespaced = render(cluster, namespace, "rbac.readSecrets=true", "watch.mode=namespace")
+    assert secret_verbs(namespaced) == {"create", "get"}
+
+
+def test_default_prometheus_credentials_are_mounted_from_one_secret(cluster: Cluster, namespace: str) -> None:
+    sets = ["operator.prometheusAddress=https://prom:9090", "operator.prometheusAuth.secretName=prom",
+            "operator.prometheusAuth.bearerTokenKey=token", "operator.prometheusAuth.caKey=ca.crt",
+            "operator.prometheusAuth.headers.X-Scope-OrgID=ml"]  # fmt: skip
+    dep = next(d for d in render(cluster, namespace, *sets) if d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELROLLOUT_PROMETHEUS_BEARER_TOKEN_FILE"] == "/etc/modelrollout/prometheus/token"
+    assert env["MODELROLLOUT_PROMETHEUS_CA_FILE"] == "/etc/modelrollout/prometheus/ca.crt"
+    assert env["MODELROLLOUT_PROMETHEUS_HEADERS"] == "X-Scope-OrgID=ml"
+    assert "MODELROLLOUT_PROMETHEUS_CERT_FILE" not in env
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "prometheus-auth")
+    assert mount == {"name": "prometheus-auth", "mountPath": "/etc/modelrollout/prometheus", "readOnly": True}
+    assert {"name": "prometheus-auth", "secret": {"secretName": "prom"}} in pod["volumes"]
+    proc = helm(cluster, "template", "mr", str(CHART), "--set", "operator.prometheusAuth.bearerTokenKey=t", check=False)
+    assert proc.returncode != 0 and "operator.prometheusAuth: set secretName" in proc.stderr
+
+
 # --------------------------------------------------------------------------- install and RBAC
 
 

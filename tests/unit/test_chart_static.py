@@ -227,12 +227,19 @@ def test_chart_rules_never_include_sensitive_access() -> None:
         assert word not in text, f"the chart's RBAC must not mention {word}"
 
 
-def test_secrets_are_create_only() -> None:
-    """The prediction-token key Secret is created once and never read back: no verb reads or changes Secrets."""
+def test_secrets_are_created_or_read_by_name_only() -> None:
+    """The prediction-token key Secret is created once and never read back; the only Secrets read
+    are the ones a ModelDeployment names for its Prometheus, by name: nothing lists, watches or
+    changes Secrets, and the chart can drop the read (rbac.readSecrets)."""
     secret_verbs = {verb for group, resource, verb in chart_rules() if (group, resource) == ("", "secrets")}
-    assert secret_verbs == {"create"}
+    assert secret_verbs == {"create", "get"}
     used = {verb for (group, resource, verb), _ in code_permissions() if (group, resource) == ("", "secrets")}
-    assert used == {"create"}, "the operator's code must only create Secrets"
+    assert used == {"create", "get"}, "the operator's code must only create Secrets and get them by name"
+    readers = {where.split(":")[0] for (group, resource, verb), where in code_permissions() if resource == "secrets"}
+    assert "operator/modelrollout/kube.py" in readers
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    guarded = helpers.split("{{- if .Values.rbac.readSecrets }}", 1)[1].split("{{- end }}", 1)[0]
+    assert '"get"' in guarded and "secrets" in guarded
 
 
 def test_rbac_scan_sees_the_known_calls() -> None:

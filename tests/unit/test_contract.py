@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 from modelrollout import contract as c
+from modelrollout.metrics.connection import PrometheusConnection
 
 NS = "ml"
 # The example models' signature (examples/models/README.md), as the model server exports it.
@@ -151,6 +152,6 @@ def test_the_query_is_scoped_by_namespace_and_revision_and_dedups_pods() -> None
 
 def test_an_unreachable_prometheus_is_unknown_after_one_attempt() -> None:
     """The real client against a closed loopback port: an answer, not an exception, and quickly."""
-    result = c.observe("http://127.0.0.1:1", 2.0, NS, "s1", "c1")
+    result = c.observe(PrometheusConnection("http://127.0.0.1:1", 2.0), NS, "s1", "c1")
     assert isinstance(result, c.Unknown)
     assert "Prometheus at http://127.0.0.1:1 is unreachable (connection refused)" in result.reason

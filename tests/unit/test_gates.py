@@ -10,8 +10,9 @@ import pytest
 from modelrollout.analysis import run_analysis
 from modelrollout.api.types import AnalysisResult, MetricResult, ModelDeploymentSpec, ModelDeploymentStatus
 from modelrollout.metrics import templates as tpl
+from modelrollout.metrics.connection import PrometheusConnection
 from modelrollout.metrics.gates import aggregate, alpha_per_test, sequential_tests, threshold_text
-from modelrollout.metrics.provider import PrometheusProvider, QueryResult, _api_error_text, parse_result
+from modelrollout.metrics.provider import PrometheusProvider, QueryResult, _api_error, parse_result
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NS, NAME = "ml", "fraud"
@@ -161,14 +162,14 @@ def test_api_error_text_extracts_prometheus_message() -> None:
 
     body = b'{"status":"error","errorType":"bad_data","error":"1:7: parse error: unclosed left parenthesis"}'
     exc = PrometheusApiClientException(f"HTTP Status Code 400 ({body!r})")
-    assert _api_error_text(exc) == "HTTP 400: bad_data: 1:7: parse error: unclosed left parenthesis"
+    assert _api_error(exc) == (400, "HTTP 400: bad_data: 1:7: parse error: unclosed left parenthesis")
 
 
 def test_provider_connection_refused_is_an_error_and_trips_the_breaker() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with PrometheusProvider(f"http://127.0.0.1:{port}", timeout_seconds=2) as provider:
+    with PrometheusProvider(PrometheusConnection(f"http://127.0.0.1:{port}", 2)) as provider:
         first = provider.query("up")
         second = provider.query("up")
     assert first.value is None
@@ -184,7 +185,7 @@ def test_provider_times_out_on_a_server_that_never_answers() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
         port = sock.getsockname()[1]
-        with PrometheusProvider(f"http://127.0.0.1:{port}", timeout_seconds=0.3) as provider:
+        with PrometheusProvider(PrometheusConnection(f"http://127.0.0.1:{port}", 0.3)) as provider:
             first = provider.query("up")
             second = provider.query("up")
     assert first.error is not None

@@ -91,11 +91,18 @@ No ConfigMaps, no Pods/exec, no wildcards.
   resources: ["events"]
   verbs: ["create"]
 # Each ModelDeployment's prediction-token key: created once when missing ("already exists" is the
-# answer that it is there). Create only: no get, list or watch, so the operator reads no Secret;
+# answer that it is there). Create only: it is never read (the rule below reads only Secrets named for Prometheus);
 # no update, patch or delete, so it changes none (the key Secret is immutable and garbage-collected).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["create"]
+{{- if .Values.rbac.readSecrets }}
+# Prometheus credentials a ModelDeployment names in spec.analysis.prometheus (authorization,
+# basicAuth, tls): read by name with get at each gate check, never listed, watched or cached.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
 {{- if .Values.rbac.routers.gatewayAPI }}
 # Gateway API router: the HTTPRoute carrying the weights.
 - apiGroups: ["gateway.networking.k8s.io"]

@@ -764,15 +764,152 @@ class StrategySpec(_Model):
         return self
 
 
+class SecretKeyRef(_Model):
+    """One key of a Secret in the ModelDeployment's namespace (read by the operator at each check)."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="The Secret's name.")
+    key: str = Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="The key in the Secret's data.")
+
+
+class PrometheusAuthorization(_Model):
+    """An ``Authorization: <type> <credentials>`` header, e.g. a bearer token for a managed Prometheus."""
+
+    type: str = Field(
+        default="Bearer",
+        max_length=64,
+        pattern=r"^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*$",
+        description="The scheme: Bearer (default) or another token scheme. Use basicAuth for Basic.",
+        json_schema_extra={
+            "x-kubernetes-validations": [_cel("self.lowerAscii() != 'basic'", "use basicAuth for Basic credentials")]
+        },
+    )
+    credentials: SecretKeyRef = Field(description="The token, from a Secret (surrounding whitespace is trimmed).")
+
+    @field_validator("type")
+    @classmethod
+    def _not_basic(cls, value: str) -> str:
+        if value.lower() == "basic":
+            raise ValueError("use basicAuth for Basic credentials")
+        return value
+
+
+class PrometheusBasicAuth(_Model):
+    """HTTP basic authentication, both halves from Secrets."""
+
+    username: SecretKeyRef = Field(description="The user name, from a Secret.")
+    password: SecretKeyRef = Field(description="The password, from a Secret.")
+
+
+class PrometheusTLS(_Model):
+    """How an https:// Prometheus is trusted and how the operator proves who it is."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.cert) == has(self.key)", "cert and key go together (a client certificate)", ".cert"),
+                _cel(
+                    "!(has(self.ca) && self.insecureSkipVerify)",
+                    "ca is ignored when insecureSkipVerify is true: set one",
+                    ".insecureSkipVerify",
+                ),
+            ]
+        }
+    )
+
+    ca: SecretKeyRef | None = Field(
+        default=None, description="PEM certificates the server's certificate must chain to (default: the system's)."
+    )
+    cert: SecretKeyRef | None = Field(default=None, description="PEM client certificate (with key).")
+    key: SecretKeyRef | None = Field(default=None, description="PEM private key of the client certificate.")
+    insecureSkipVerify: bool = Field(
+        default=False, description="Do not verify the server's certificate (tests only: anyone can impersonate it)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrometheusTLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together (a client certificate)")
+        if self.ca is not None and self.insecureSkipVerify:
+            raise ValueError("ca is ignored when insecureSkipVerify is true: set one")
+        return self
+
+
+RESERVED_PROMETHEUS_HEADERS = ("authorization", "host", "content-length", "content-type", "connection")
+
+
+class PrometheusHeader(_Model):
+    """An extra request header, e.g. ``X-Scope-OrgID`` for a multi-tenant Mimir, Cortex or Thanos."""
+
+    name: str = Field(
+        max_length=256,
+        pattern=HEADER_NAME_PATTERN,
+        description="Header name; not Authorization (use authorization or basicAuth) nor a connection header.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!(self.lowerAscii() in " + _cel_list(RESERVED_PROMETHEUS_HEADERS) + ")",
+                    "this header is set by the operator; credentials go in authorization or basicAuth",
+                )
+            ]
+        },
+    )
+    value: str = Field(max_length=4096, pattern=r"^[\x20-\x7E]*$", description="Header value (visible ASCII).")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() in RESERVED_PROMETHEUS_HEADERS:
+            raise ValueError("this header is set by the operator; credentials go in authorization or basicAuth")
+        return value
+
+
 class PrometheusSpec(_Model):
-    """Where gates are queried."""
+    """Where gates are queried, and with which credentials."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!(has(self.authorization) && has(self.basicAuth))",
+                    "set one of authorization and basicAuth",
+                    ".basicAuth",
+                ),
+                _cel("!has(self.tls) || self.address.startsWith('https://')", "tls needs an https:// address", ".tls"),
+                _cel(
+                    "!has(self.headers) || self.headers.all(h, "
+                    "self.headers.filter(g, g.name.lowerAscii() == h.name.lowerAscii()).size() == 1)",
+                    "header names must be unique (case-insensitive)",
+                    ".headers",
+                ),
+            ]
+        }
+    )
 
     address: str = Field(
-        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.",
+        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090 (a path prefix is kept).",
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
     )
     timeoutSeconds: int = Field(default=10, ge=1, le=120, description="Per-query timeout.")
+    authorization: PrometheusAuthorization | None = Field(
+        default=None, description="Send an Authorization header with a token from a Secret."
+    )
+    basicAuth: PrometheusBasicAuth | None = Field(default=None, description="Send HTTP basic authentication.")
+    tls: PrometheusTLS | None = Field(default=None, description="CA and client certificate for an https:// address.")
+    headers: list[PrometheusHeader] = Field(
+        default_factory=list, max_length=16, description="Extra headers sent with every query (not secrets)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrometheusSpec:
+        if self.authorization is not None and self.basicAuth is not None:
+            raise ValueError("set one of authorization and basicAuth")
+        if self.tls is not None and not self.address.startswith("https://"):
+            raise ValueError("tls needs an https:// address")
+        names = [h.name.lower() for h in self.headers]
+        if len(set(names)) != len(names):
+            raise ValueError("headers: header names must be unique (case-insensitive)")
+        return self
 
 
 class MetricSpec(_Model):

@@ -50,7 +50,7 @@ from modelrollout.api.types import (
 )
 from modelrollout.durations import parse_duration
 from modelrollout.metrics import sequential, templates
-from modelrollout.metrics.provider import MetricsProvider, PrometheusProvider, QueryResult
+from modelrollout.metrics.provider import MetricsProvider, QueryResult
 from modelrollout.strategy import plan_for
 
 log = logging.getLogger(__name__)
@@ -513,7 +513,9 @@ def run_analysis(
     """Check every gate of ``spec.analysis`` for ``revision`` (see the module docstring for the rules).
 
     Synchronous and blocking (each query is bounded by ``prometheus.timeoutSeconds``): call it off
-    the event loop. ``provider`` replaces Prometheus in tests and in ``make bench-decisions``.
+    the event loop. ``provider`` answers the queries: the operator's :class:`PrometheusProvider`
+    (the caller opens and closes it, credentials resolved), a fake in tests and in
+    ``make bench-decisions``; without one every gate is blind (no Prometheus configured).
     """
     analysis = spec.analysis
     scope = scope_for(spec, status, revision, namespace, name, now)
@@ -530,29 +532,20 @@ def run_analysis(
 
     if not analysis.metrics:
         return checked("Pass", [])
-    owned: PrometheusProvider | None = None
     if provider is None:
-        if analysis.prometheus is None:
-            results = [
-                MetricResult(
-                    name=m.name,
-                    threshold=threshold_text(m, scope.alpha),
-                    verdict="Inconclusive",
-                    reason=GateReason.QUERY_ERROR,
-                    message="no Prometheus configured (spec.analysis.prometheus.address)",
-                )
-                for m in analysis.metrics
-            ]
-            return checked("Inconclusive", results)
-        owned = provider = PrometheusProvider(
-            analysis.prometheus.address, timeout_seconds=analysis.prometheus.timeoutSeconds
-        )
+        results = [
+            MetricResult(
+                name=m.name,
+                threshold=threshold_text(m, scope.alpha),
+                verdict="Inconclusive",
+                reason=GateReason.QUERY_ERROR,
+                message="no Prometheus configured (spec.analysis.prometheus.address)",
+            )
+            for m in analysis.metrics
+        ]
+        return checked("Inconclusive", results)
     started = time.monotonic()
-    try:
-        results = [_guarded(m, provider, scope) for m in analysis.metrics]
-    finally:
-        if owned is not None:
-            owned.close()
+    results = [_guarded(m, provider, scope) for m in analysis.metrics]
     verdict = aggregate(r.verdict for r in results)
     log.info(
         "analysis %s/%s revision %s: %s in %.2fs (%s)",

@@ -26,12 +26,16 @@ import json
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
+
+from modelrollout.metrics.connection import CredentialsError, PrometheusConnection
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,13 @@ def parse_result(data: Any) -> tuple[float | None, str | None]:
 _API_ERROR = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
 
-def _api_error_text(exc: PrometheusApiClientException) -> str:
-    """Pull Prometheus' own ``error`` message out of the client's ``HTTP Status Code N (b'...')`` text."""
+def _api_error(exc: PrometheusApiClientException) -> tuple[int | None, str]:
+    """The HTTP status and Prometheus' own ``error`` message out of the client's
+    ``HTTP Status Code N (b'...')`` text."""
     text = str(exc)
     match = _API_ERROR.match(text)
     if not match:
-        return text
+        return None, text
     status, body = match.group(1), match.group(2)
     if body.startswith(("b'", 'b"')):
         body = body[2:-1].encode("latin-1", "backslashreplace").decode("unicode_escape", "replace")
@@ -121,31 +126,42 @@ def _api_error_text(exc: PrometheusApiClientException) -> str:
         payload = json.loads(body)
         detail = f"{payload.get('errorType', 'error')}: {payload.get('error', body)}"
     except (ValueError, AttributeError):
-        detail = body[:300]
-    return f"HTTP {status}: {detail}"
+        detail = body.strip()[:300]
+    return int(status), f"HTTP {status}: {detail}"
+
+
+def _tls_reason(exc: requests.exceptions.SSLError) -> str:
+    """The words of a TLS failure that say what to fix (verify failed, unknown CA, no client certificate)."""
+    text = str(exc)
+    for needle in (
+        "certificate verify failed",
+        "tlsv13 alert certificate required",
+        "sslv3 alert bad certificate",
+        "tlsv1 alert unknown ca",
+        "wrong version number",
+    ):
+        if needle in text:
+            detail = text[text.index(needle) :].split(")", 1)[0].split("'", 1)[0]
+            return detail.rstrip(" (")
+    return text[:200]
 
 
 class PrometheusProvider:
-    """Instant queries against one Prometheus, bounded by ``timeout_seconds`` each.
+    """Instant queries against one Prometheus, bounded by the connection's timeout each.
 
     Create one per gate check and :meth:`close` it afterwards (or use it as a context manager): the
-    circuit breaker is meant to last one check, and the HTTP session's pooled connection one check.
+    circuit breaker is meant to last one check, and the HTTP session (its pooled connection, and the
+    key files of a client certificate) one check.
     """
 
-    def __init__(
-        self,
-        address: str,
-        timeout_seconds: float = 10.0,
-        *,
-        disable_ssl: bool = False,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.address = address.rstrip("/")
-        self.timeout_seconds = float(timeout_seconds)
+    def __init__(self, connection: PrometheusConnection) -> None:
+        self.address = connection.address.rstrip("/")
+        self.timeout_seconds = float(connection.timeout_seconds)
+        self._session = connection.session()
         self._client = PrometheusConnect(
             url=self.address,
-            headers=headers,
-            disable_ssl=disable_ssl,
+            headers=dict(connection.headers) or None,
+            session=self._session,
             retry=Retry(total=0, read=False, raise_on_status=False),
             timeout=self.timeout_seconds,
         )
@@ -158,13 +174,27 @@ class PrometheusProvider:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        self._session.close()
 
     def query(self, promql: str) -> QueryResult:
         """Evaluate ``promql`` now; every failure becomes a :class:`QueryResult` with ``error`` set."""
         if self._down is not None:
             return QueryResult(promql, error=f"skipped: {self._down}")
         started = time.monotonic()
+        data, error = self.call(promql)
+        if error is not None:
+            return QueryResult(promql, error=error, seconds=time.monotonic() - started)
+        value, parse_error = parse_result(data)
+        return QueryResult(promql, value=value, error=parse_error, seconds=time.monotonic() - started)
+
+    def call(self, promql: str) -> tuple[Any, str | None]:
+        """``(data, None)`` with the API's ``result``, or ``(None, message)``; never raises.
+
+        A failure that every later query of the check would meet too (no connection, a timeout, a
+        TLS failure, credentials refused) opens the circuit breaker.
+        """
+        if self._down is not None:
+            return None, f"skipped: {self._down}"
         try:
             data = self._client.custom_query(
                 promql,
@@ -173,28 +203,58 @@ class PrometheusProvider:
             )
         except requests.Timeout:
             self._down = f"Prometheus at {self.address} did not answer within {self.timeout_seconds:g}s"
-            return QueryResult(promql, error=self._down, seconds=time.monotonic() - started)
+            return None, self._down
+        except requests.exceptions.SSLError as exc:
+            self._down = f"TLS with Prometheus at {self.address} failed ({_tls_reason(exc)})"
+            return None, self._down
         except requests.ConnectionError as exc:
             reason = _connection_reason(exc)
             if reason == "timed out":
                 self._down = f"Prometheus at {self.address} did not answer within {self.timeout_seconds:g}s"
             else:
                 self._down = f"Prometheus at {self.address} is unreachable ({reason})"
-            return QueryResult(promql, error=self._down, seconds=time.monotonic() - started)
+            return None, self._down
         except PrometheusApiClientException as exc:
-            error = f"Prometheus rejected the query: {_api_error_text(exc)}"
-            return QueryResult(promql, error=error, seconds=time.monotonic() - started)
-        except requests.RequestException as exc:  # invalid JSON, bad URL, TLS, ...
-            error = f"query to Prometheus at {self.address} failed: {type(exc).__name__}: {exc}"
-            return QueryResult(promql, error=error, seconds=time.monotonic() - started)
+            status, text = _api_error(exc)
+            if status in (401, 403):
+                self._down = (
+                    f"Prometheus at {self.address} refused the credentials ({text}): check "
+                    "spec.analysis.prometheus (authorization, basicAuth, tls) and its Secrets, or the "
+                    "operator's --prometheus-* credential flags"
+                )
+                return None, self._down
+            return None, f"Prometheus rejected the query: {text}"
+        except requests.RequestException as exc:  # invalid JSON, bad URL, ...
+            return None, f"query to Prometheus at {self.address} failed: {type(exc).__name__}: {exc}"
         except (KeyError, TypeError, ValueError) as exc:  # a 200 that is not a Prometheus API answer
-            error = f"unexpected answer from {self.address}: {type(exc).__name__}: {exc}"
-            return QueryResult(promql, error=error, seconds=time.monotonic() - started)
+            return None, f"unexpected answer from {self.address}: {type(exc).__name__}: {exc}"
         except Exception as exc:  # last resort: a gate check must report, never crash the reconcile
-            error = f"query to Prometheus at {self.address} failed: {type(exc).__name__}: {exc}"
-            return QueryResult(promql, error=error, seconds=time.monotonic() - started)
-        value, parse_error = parse_result(data)
-        return QueryResult(promql, value=value, error=parse_error, seconds=time.monotonic() - started)
+            return None, f"query to Prometheus at {self.address} failed: {type(exc).__name__}: {exc}"
+        return data, None
+
+
+@contextmanager
+def open_provider(connection: PrometheusConnection | CredentialsError | None) -> Iterator[MetricsProvider | None]:
+    """The provider for one check: Prometheus over ``connection`` (closed afterwards), one that
+    reports why the credentials could not be read, or None when no Prometheus is configured."""
+    if connection is None:
+        yield None
+    elif isinstance(connection, CredentialsError):
+        yield Unavailable(f"Prometheus credentials: {connection}")
+    else:
+        with PrometheusProvider(connection) as provider:
+            yield provider
+
+
+class Unavailable:
+    """A provider for a Prometheus that cannot be asked at all (its credentials could not be read):
+    every query answers with the same error, so every gate reports it as blind, with the reason."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def query(self, promql: str) -> QueryResult:
+        return QueryResult(promql, error=self.error)
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:
