@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from . import datatypes
-from .errors import ApiError, bad_request
+from . import binary, datatypes
+from .binary import BinaryData
+from .errors import ApiError, bad_request, short_repr
 from .model import OnnxModel, TensorSpec
 
 MAX_ID_LENGTH = 256
@@ -36,6 +37,7 @@ _FLOAT_LIMITS = {
     "FP64": float(np.finfo(np.float64).max),
 }
 _PY_CHECK_MAX = 256
+_NO_BINARY: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,11 @@ class InferRequest:
     feeds: dict[str, np.ndarray]
     outputs: tuple[str, ...] | None
     rows: int
+    binary_outputs: frozenset[str] = _NO_BINARY
+    """Outputs to return as binary tensor data (empty: a plain JSON response)."""
 
 
-def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]:
+def parse_json_object(body: bytes | memoryview, what: str = "request body") -> dict[str, Any]:
     """Parse ``body`` as a JSON object; NaN/Infinity literals and invalid UTF-8 are rejected."""
     if not body:
         raise bad_request(f"{what} is empty; expected a JSON object")
@@ -79,18 +83,21 @@ def parameters(payload: dict[str, Any], where: str = "parameters") -> dict[str, 
         return {}
     if not isinstance(value, dict):
         raise bad_request(f"{where}: expected an object, got {_json_type(value)}")
-    if value.get("binary_data_output"):
-        raise bad_request(f"{where}.binary_data_output: the binary tensor extension is not supported")
     return value
 
 
-def decode_inputs(items: Any, model: OnnxModel, max_batch: int) -> dict[str, np.ndarray]:
-    """Validate ``inputs`` against the model signature and build the onnxruntime feeds."""
+def decode_inputs(
+    items: Any, model: OnnxModel, max_batch: int, data: BinaryData | None = None
+) -> dict[str, np.ndarray]:
+    """Validate ``inputs`` against the model signature and build the onnxruntime feeds.
+
+    ``data`` holds the tensor bytes after the JSON part of a binary request (None for plain JSON).
+    """
     if not isinstance(items, list):
         raise bad_request(f"inputs: expected a list, got {_json_type(items)}")
     feeds: dict[str, np.ndarray] = {}
     for index, item in enumerate(items):
-        name, array = _decode_input(item, index, model)
+        name, array = _decode_input(item, index, model, data)
         if name in feeds:
             raise bad_request(f"inputs[{index}].name: input {name!r} given more than once")
         feeds[name] = array
@@ -121,7 +128,7 @@ def check_dimensions(feeds: dict[str, np.ndarray], model: OnnxModel, max_batch: 
             seen.setdefault(symbol, (spec.name, size))
 
 
-def _decode_input(item: Any, index: int, model: OnnxModel) -> tuple[str, np.ndarray]:
+def _decode_input(item: Any, index: int, model: OnnxModel, data: BinaryData | None) -> tuple[str, np.ndarray]:
     where = f"inputs[{index}]"
     if not isinstance(item, dict):
         raise bad_request(f"{where}: expected an object, got {_json_type(item)}")
@@ -136,16 +143,20 @@ def _decode_input(item: Any, index: int, model: OnnxModel) -> tuple[str, np.ndar
     datatype = item.get("datatype")
     if datatype != spec.datatype.v2:
         if not isinstance(datatype, str) or datatype not in datatypes.BY_V2:
-            raise bad_request(f"{where}.datatype: expected {spec.datatype.v2!r}, got {_short_repr(datatype)}")
+            raise bad_request(f"{where}.datatype: expected {spec.datatype.v2!r}, got {short_repr(datatype)}")
         raise bad_request(f"{where}.datatype: the model expects {spec.datatype.v2}, got {datatype}")
-    parameters(item, f"{where}.parameters")
+    params = parameters(item, f"{where}.parameters")
     shape = _decode_shape(item.get("shape"), spec, where)
+    if "binary_data_size" in params:
+        if "data" in item:
+            raise bad_request(f"{where}.data: not allowed with parameters.binary_data_size (binary tensor data)")
+        return name, binary.decode_tensor(params["binary_data_size"], shape, spec, where, data)
     return name, decode_data(item.get("data"), shape, spec, where)
 
 
 def _decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(type(d) is int for d in value):
-        raise bad_request(f"{where}.shape: expected a list of integers, got {_short_repr(value)}")
+        raise bad_request(f"{where}.shape: expected a list of integers, got {short_repr(value)}")
     if len(value) > MAX_RANK:
         raise bad_request(f"{where}.shape: rank {len(value)} exceeds {MAX_RANK}")
     if any(d <= 0 for d in value):
@@ -220,14 +231,24 @@ def _collect(node: Any, shape: tuple[int, ...], depth: int, where: str, out: lis
         _collect(child, shape, depth + 1, where, out)
 
 
-def requested_outputs(payload: dict[str, Any], model: OnnxModel) -> tuple[str, ...] | None:
-    """Names from the optional ``outputs`` list (None = all outputs)."""
+def requested_outputs(
+    payload: dict[str, Any], model: OnnxModel, params: dict[str, Any]
+) -> tuple[tuple[str, ...] | None, frozenset[str]]:
+    """Names from the optional ``outputs`` list (None = all outputs), and those to send as binary data.
+
+    As in Triton: ``parameters.binary_data_output`` asks for every output as binary data, an output's
+    own ``parameters.binary_data`` overrides it (the first mention of a repeated name counts).
+    """
+    every = params.get("binary_data_output", False)
+    if type(every) is not bool:  # inline rather than _flag: every JSON request passes here
+        raise bad_request(f"parameters.binary_data_output: expected a boolean, got {_json_type(every)}")
     items = payload.get("outputs")
     if items is None:
-        return None
+        return None, frozenset(model.output_names) if every else _NO_BINARY
     if not isinstance(items, list):
         raise bad_request(f"outputs: expected a list, got {_json_type(items)}")
     names: list[str] = []
+    binary_names: set[str] = set()
     for index, item in enumerate(items):
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str):
@@ -235,12 +256,25 @@ def requested_outputs(payload: dict[str, Any], model: OnnxModel) -> tuple[str, .
         if name not in model.output_by_name:
             known = ", ".join(repr(n) for n in model.output_names)
             raise bad_request(f"outputs[{index}].name: unknown output {name!r}; the model's outputs are {known}")
-        params = item.get("parameters")
-        if isinstance(params, dict) and params.get("binary_data"):
-            raise bad_request(f"outputs[{index}].parameters.binary_data: binary outputs are not supported")
+        output_params = item.get("parameters")
+        wanted = every
+        if isinstance(output_params, dict) and "binary_data" in output_params:
+            wanted = _flag(output_params, "binary_data", f"outputs[{index}].parameters")
         if name not in names:
             names.append(name)
-    return tuple(names) if names else None
+            if wanted:
+                binary_names.add(name)
+    if not names:
+        return None, frozenset(model.output_names) if every else _NO_BINARY
+    return tuple(names), frozenset(binary_names)
+
+
+def _flag(params: dict[str, Any], key: str, where: str) -> bool:
+    """A boolean parameter (absent = false); anything but true/false is a 400, as in Triton."""
+    value = params.get(key, False)
+    if type(value) is not bool:
+        raise bad_request(f"{where}.{key}: expected a boolean, got {_json_type(value)}")
+    return value
 
 
 def batch_rows(feeds: dict[str, np.ndarray]) -> int:
@@ -278,6 +312,40 @@ def encode_response(
     return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def encode_binary_response(
+    model_name: str,
+    version: str,
+    request_id: str,
+    outputs: dict[str, np.ndarray],
+    names: tuple[str, ...] | None,
+    binary_names: frozenset[str],
+    token: str | None = None,
+) -> tuple[bytes, int]:
+    """The response of the binary tensor data extension: ``(JSON part + tensor bytes, JSON length)``.
+
+    The JSON part is :func:`encode_response`'s, except that outputs in ``binary_names`` carry
+    ``parameters.binary_data_size`` instead of ``data``; their bytes follow in the same order.
+    """
+    selected = names if names is not None else tuple(outputs)
+    response: dict[str, Any] = {"model_name": model_name, "model_version": version, "id": request_id}
+    if token is not None:
+        response["parameters"] = {"prediction_token": token}
+    tensors: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name in selected:
+        if name in binary_names:
+            array = outputs[name]
+            chunk = binary.encode_tensor(array)
+            chunks.append(chunk)
+            tensors.append({"name": name, "datatype": datatypes.from_numpy(array.dtype).v2,
+                            "shape": list(array.shape), "parameters": {"binary_data_size": len(chunk)}})  # fmt: skip
+        else:
+            tensors.append(_encode_tensor(name, outputs[name]))
+    response["outputs"] = tensors
+    head = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    return b"".join([head, *chunks]), len(head)
+
+
 def _encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
     datatype = datatypes.from_numpy(array.dtype)
     if datatype.kind == "bytes":
@@ -299,8 +367,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "list"
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -30,5 +30,11 @@ def bad_request(message: str, /, **extra: Any) -> ApiError:
     return ApiError(400, message, **extra)
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters: error messages quote what was sent, never all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class LoadError(Exception):
     """The model could not be loaded, verified, warmed up or self-checked: the server never gets ready."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .http_io import send_json
+from .http_io import send_binary, send_json
 
 if TYPE_CHECKING:
     from .handlers import ModelServer
@@ -36,7 +36,10 @@ class InferFastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             match = _INFER.fullmatch(scope["path"])
             if match is not None:
-                status, body = await self.server.infer_raw(scope, receive, match[1], match[2])
-                await send_json(send, status, body)
+                status, body, json_length = await self.server.infer_raw(scope, receive, match[1], match[2])
+                if json_length is None:
+                    await send_json(send, status, body)
+                else:
+                    await send_binary(send, status, body, json_length)
                 return
         await self.app(scope, receive, send)

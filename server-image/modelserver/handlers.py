@@ -4,7 +4,8 @@ Why apart from the app factory: the same handlers are reached through FastAPI's 
 ``POST .../infer``, through :mod:`modelserver.fastpath`. Each handler records exactly one
 ``modelserver_requests_total`` increment with its endpoint and status class; infer requests that
 reach the model are also timed. Bodies are validated by :mod:`modelserver.codec` (strict,
-field-named 400s, never FastAPI's 422) and every answer is pre-serialised JSON.
+field-named 400s, never FastAPI's 422) and every answer is pre-serialised JSON — or, for infer
+requests that ask for binary outputs, JSON followed by tensor bytes (:mod:`modelserver.binary`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from . import __version__
-from .codec import InferRequest, encode_response, parse_json_object
+from .binary import HEADER, OCTET_STREAM, BinaryData, header_length, split_body
+from .codec import InferRequest, encode_binary_response, encode_response, parse_json_object
 from .config import Settings
 from .errors import ApiError
 from .feedback_api import handle_feedback
@@ -33,7 +35,10 @@ from .state import ServerState
 
 log = logging.getLogger("modelserver.handlers")
 PLATFORM = "onnx_onnxv1"
-EXTENSIONS = ["feedback", "named_features"]
+EXTENSIONS = ["binary_tensor_data", "feedback", "named_features"]
+
+InferReply = tuple[int, bytes, int | None]
+"""``(status, body, JSON length)``: the length is set when the body is JSON followed by binary tensors."""
 
 
 class ModelServer:
@@ -74,19 +79,22 @@ class ModelServer:
 
     # -- infer --------------------------------------------------------------------------------
     async def infer(self, request: Request, name: str, version: str | None) -> Response:
-        status, content = await self.infer_raw(request.scope, request.receive, name, version)
-        return Response(content, status_code=status, media_type=JSON)
+        status, content, json_length = await self.infer_raw(request.scope, request.receive, name, version)
+        if json_length is None:
+            return Response(content, status_code=status, media_type=JSON)
+        return Response(content, status_code=status, media_type=OCTET_STREAM, headers={HEADER: str(json_length)})
 
-    async def infer_raw(self, scope: Scope, receive: Receive, name: str, version: str | None) -> tuple[int, bytes]:
-        """The whole infer request → ``(status, JSON bytes)``; used by the fast path and the FastAPI route."""
+    async def infer_raw(self, scope: Scope, receive: Receive, name: str, version: str | None) -> InferReply:
+        """The whole infer request → :data:`InferReply`; used by the fast path and the FastAPI route."""
         started = time.perf_counter()
         runtime: Runtime | None = None
         reached_model = False
+        json_length: int | None = None
         answered: tuple[InferRequest, dict[str, np.ndarray]] | None = None  # for the prediction log
         try:
             runtime = self.resolve(name, version, need_ready=True)
             body = await read_body(scope, receive, self.settings.max_body_bytes)
-            req = decode_infer(parse_json_object(body), runtime, self.settings.max_batch_size)
+            req = self.decode(scope, body, runtime)
             reached_model = True
             gauge = runtime.metrics.inflight_child
             gauge.inc()
@@ -95,7 +103,12 @@ class ModelServer:
             finally:
                 gauge.dec()
             runtime.remember(req.id, answer)
-            content = encode_response(name, runtime.version, req.id, answer.outputs, req.outputs, answer.token)
+            if req.binary_outputs:
+                content, json_length = encode_binary_response(
+                    name, runtime.version, req.id, answer.outputs, req.outputs, req.binary_outputs, answer.token
+                )
+            else:
+                content = encode_response(name, runtime.version, req.id, answer.outputs, req.outputs, answer.token)
             status, answered = 200, (req, answer.outputs)
         except ApiError as exc:
             status, content = exc.status, bytes(error_response(exc).body)  # Response.body may be a memoryview
@@ -110,7 +123,18 @@ class ModelServer:
             if answered is not None and runtime.predlog.sampled():
                 req, outputs = answered
                 runtime.predlog.write(req.id, elapsed, outputs, req.feeds)
-        return status, content
+        return status, content, json_length
+
+    def decode(self, scope: Scope, body: bytes, runtime: Runtime) -> InferRequest:
+        """A plain JSON body, or (with ``Inference-Header-Content-Length``) JSON followed by tensor bytes."""
+        length = header_length(scope)
+        data: BinaryData | None = None
+        if length is None:
+            payload = parse_json_object(body)
+        else:
+            head, data = split_body(body, length)
+            payload = parse_json_object(head, f"the request's JSON part (the first {length} bytes, per {HEADER})")
+        return decode_infer(payload, runtime, self.settings.max_batch_size, data)
 
     async def feedback(self, request: Request, name: str, version: str | None) -> Response:
         async def produce() -> Response:

@@ -1,4 +1,4 @@
-"""Small HTTP helpers: bounded body reading and JSON responses.
+"""Small HTTP helpers: bounded body reading and JSON (or JSON + binary tensor) responses.
 
 Why: the body limit must hold for chunked uploads too (no Content-Length), and every answer —
 success or error — is pre-serialised bytes, so no framework encoder runs on the hot path.
@@ -14,6 +14,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .binary import HEADER, OCTET_STREAM
 from .errors import ApiError
 
 JSON = "application/json"
@@ -94,11 +95,25 @@ def json_response(payload: Any, status: int = 200) -> Response:
 
 
 _JSON_HEADER = (b"content-type", JSON.encode())
+_BINARY_HEADER = (b"content-type", OCTET_STREAM.encode())
+_JSON_LENGTH_KEY = HEADER.lower().encode()
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:
     """Answer with pre-serialised JSON straight over ASGI (no Response object on the hot path)."""
     headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_binary(send: Send, status: int, body: bytes, json_length: int) -> None:
+    """Answer with JSON followed by tensor bytes (the binary tensor data extension), as Triton does:
+    ``application/octet-stream`` and the JSON part's length in ``Inference-Header-Content-Length``."""
+    headers = [
+        _BINARY_HEADER,
+        (_JSON_LENGTH_KEY, str(json_length).encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -9,23 +9,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from .binary import BinaryData
 from .codec import InferRequest, batch_rows, decode_inputs, parameters, request_id, requested_outputs
 from .errors import bad_request
 from .runtime import Runtime
 
 
-def decode_infer(payload: dict[str, Any], runtime: Runtime, max_batch: int) -> InferRequest:
-    """Validate the whole request; raises a 400 :class:`~modelserver.errors.ApiError` naming the field."""
+def decode_infer(
+    payload: dict[str, Any], runtime: Runtime, max_batch: int, data: BinaryData | None = None
+) -> InferRequest:
+    """Validate the whole request; raises a 400 :class:`~modelserver.errors.ApiError` naming the field.
+
+    ``data`` is the tensor bytes after the JSON part of a binary request (None for plain JSON); all
+    of it must belong to inputs.
+    """
     rid = request_id(payload)
     params = parameters(payload)
-    outputs = requested_outputs(payload, runtime.model)
+    outputs, binary_outputs = requested_outputs(payload, runtime.model, params)
     if "features" in params:
+        if data is not None:
+            data.finish()  # before the feature counters move: named features have no binary form
         feeds = _feature_feeds(payload, params["features"], runtime, max_batch)
     elif "inputs" in payload:
-        feeds = decode_inputs(payload["inputs"], runtime.model, max_batch)
+        feeds = decode_inputs(payload["inputs"], runtime.model, max_batch, data)
+        if data is not None:
+            data.finish()
     else:
         raise bad_request("inputs: required (a list of input tensors), or parameters.features with a feature schema")
-    return InferRequest(rid, feeds, outputs, batch_rows(feeds))
+    return InferRequest(rid, feeds, outputs, batch_rows(feeds), binary_outputs)
 
 
 def _feature_feeds(payload: dict[str, Any], features: Any, runtime: Runtime, max_batch: int) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 Why: handlers read raw bodies (see :mod:`modelserver.app`), so FastAPI cannot infer the schemas.
 Each route declares its documented responses here, request bodies point at component schemas
-generated from :mod:`modelserver.schemas`, and :func:`install_openapi` adds those components.
+generated from :mod:`modelserver.schemas`, and :func:`install_openapi` adds those components. Infer
+also documents the binary tensor data extension (:mod:`modelserver.binary`): an
+``application/octet-stream`` body and answer, and the ``Inference-Header-Content-Length`` header
+that gives the length of their JSON part.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from . import schemas
+from .binary import HEADER, OCTET_STREAM
 
 REF = "#/components/schemas/{model}"
 
@@ -32,6 +36,30 @@ _ERR_400 = {"400": _json("Error", "Malformed request; the message names the offe
 _ERR_404 = {"404": _json("Error", "Unknown model or version")}
 _ERR_503 = {"503": _json("Error", "Not loaded or not ready; includes state and reason")}
 
+_BYTES: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
+_BINARY_REQUEST = (
+    f"A JSON `InferRequest`, or (binary tensor data extension) a JSON `InferRequest` of `{HEADER}` bytes "
+    "followed by the raw bytes of each input that has `parameters.binary_data_size` instead of `data`, in "
+    "the order of `inputs`: little-endian, row-major; BOOL one byte 0/1; BYTES elements a 4-byte "
+    "little-endian length and the UTF-8 bytes."
+)
+_BINARY_PARAMETER: dict[str, Any] = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Length in bytes of the body's JSON part when binary tensor data follows it.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_BINARY_HEADERS: dict[str, Any] = {
+    HEADER: {
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "Present when outputs follow as binary tensor data (`parameters.binary_data` or "
+        "`parameters.binary_data_output`): the length of the JSON `InferResponse` before them; each such "
+        "output has `parameters.binary_data_size` instead of `data`.",
+    }
+}
+
 _ROUTES: dict[str, dict[str, Any]] = {
     "server_metadata": {"summary": "Server metadata", "ok": ("ServerMetadataResponse", "Server metadata")},
     "server_live": {"summary": "Liveness", "ok": ("LiveResponse", "The process is alive")},
@@ -41,7 +69,7 @@ _ROUTES: dict[str, dict[str, Any]] = {
                        "errors": {**_ERR_404, **_ERR_503}},
     "model_ready": {"summary": "Model readiness", "ok": ("ReadyResponse", "The model is ready"),
                     "errors": {**_ERR_404, **_ERR_503}},
-    "infer": {"summary": "Inference", "ok": ("InferResponse", "Predictions"), "body": "InferRequest",
+    "infer": {"summary": "Inference", "ok": ("InferResponse", "Predictions"), "body": "InferRequest", "binary": True,
               "errors": {**_ERR_400, **_ERR_404, **_ERR_503,
                          "413": _json("Error", "Request body too large"),
                          "500": _json("Error", "The model produced non-finite output (a model fault)")}},
@@ -77,7 +105,19 @@ def route_docs(kind: str) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _ref(spec["body"])}},
         }
+    if spec.get("binary"):
+        _document_binary(extra)
     return {"summary": spec["summary"], "openapi_extra": extra, "response_model": None}
+
+
+def _document_binary(extra: dict[str, Any]) -> None:
+    """Add the binary tensor data extension's body, header and answer to an operation (infer)."""
+    extra["requestBody"]["description"] = _BINARY_REQUEST
+    extra["requestBody"]["content"][OCTET_STREAM] = _BYTES
+    extra["parameters"] = [_BINARY_PARAMETER]  # appended to the path parameters by FastAPI
+    ok = extra["responses"]["200"]
+    ok["content"] = {**ok["content"], OCTET_STREAM: _BYTES}
+    ok["headers"] = _BINARY_HEADERS
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -26,13 +27,25 @@ class RequestInput(_Open):
     name: str
     shape: list[int]
     datatype: Datatype
-    data: list[Any] = Field(description="Row-major flat data, or data nested like `shape`.")
-    parameters: dict[str, Any] | None = None
+    data: list[Any] | SkipJsonSchema[None] = Field(
+        None,
+        description="Row-major flat data, or data nested like `shape`. Required unless the tensor is sent as "
+        "binary data (`parameters.binary_data_size`).",
+    )
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="`binary_data_size`: the tensor's length in bytes in the binary data after the JSON part "
+        "(binary tensor data extension; needs the Inference-Header-Content-Length header).",
+    )
 
 
 class RequestOutput(_Open):
     name: str
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="`binary_data`: true to get this output as binary tensor data (overrides "
+        "`parameters.binary_data_output` of the request).",
+    )
 
 
 class InferRequest(_Open):
@@ -46,7 +59,8 @@ class InferRequest(_Open):
     parameters: dict[str, Any] | None = Field(
         None,
         description="`features`: one object or a list of objects mapping feature name to value "
-        "(named-feature form, needs metadata.json).",
+        "(named-feature form, needs metadata.json). `binary_data_output`: true to get every output as "
+        "binary tensor data.",
     )
 
 
@@ -54,7 +68,12 @@ class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: Datatype
-    data: list[Any]
+    data: list[Any] | SkipJsonSchema[None] = Field(
+        None, description="Absent when the output follows as binary tensor data."
+    )
+    parameters: dict[str, Any] | None = Field(
+        None, description="`binary_data_size`: the output's length in bytes in the binary data after the JSON part."
+    )
 
 
 class InferResponseParameters(_Open):
