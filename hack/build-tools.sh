@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into $CACHE_DIR/bin: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, kwok and helm; for the real node (unless
+# kube-controller-manager, kube-scheduler, kubectl, kwok and helm, and versitygw (an S3-compatible
+# store for the model-storage tests); for the real node (unless
 # MODELROLLOUT_REAL_NODE=0) also kubelet and kube-proxy from the same Kubernetes sources, Traefik and
 # Prometheus (with Kubernetes service discovery) for the real node's test bed.
 # Each tool has a stamp file holding the version it was built from, so a warm cache costs nothing
@@ -145,6 +146,8 @@ main() { # [all|cluster|traefik|prometheus]
     "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
   build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  # The model-storage tests' S3-compatible store (cold: about 3 min on 2 cores).
+  build_simple versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw
   kwok_node_stages
   build_kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubectl"
   if [ "${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then

@@ -1,7 +1,8 @@
 """Revision identity: a hash of exactly what defines the served model.
 
-Changing thresholds, bake, labels on the ModelDeployment, the replica count or the autoscaling must
-not start a rollout; changing the artifact, the image or anything in the pod template must.
+Changing thresholds, bake, labels on the ModelDeployment, the replica count, the autoscaling or how
+the artifact is reached (``model.storage``: store and credentials) must not start a rollout; changing
+the artifact, the image or anything else in the pod template must.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def served_identity(model: ModelSpec, serving: ServingSpec, image: str) -> dict:
     for var in serving_fields["env"]:
         if var["valueFrom"] is None:
             del var["valueFrom"]
-    return {"model": model.model_dump(mode="json"), "serving": serving_fields, "image": image}
+    # storage says how to reach the same bytes (the store, the credentials): never a new revision.
+    return {"model": model.model_dump(mode="json", exclude={"storage"}), "serving": serving_fields, "image": image}
 
 
 def revision_hash(model: ModelSpec, serving: ServingSpec, image: str) -> str:

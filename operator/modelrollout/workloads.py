@@ -19,6 +19,7 @@ from modelrollout.api.types import (
     DisruptionBudgetSpec,
     EnvVar,
     ModelSpec,
+    ModelStorageSpec,
     ServingSpec,
 )
 
@@ -155,7 +156,7 @@ def _container(
         "image": image,
         "args": args,
         "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
-        "env": [_env(e) for e in serving.env] + [{"name": "TMPDIR", "value": TMP_DIR}],
+        "env": [_env(e) for e in serving.env] + _storage_env(model.storage) + [{"name": "TMPDIR", "value": TMP_DIR}],
         **({"envFrom": serving.envFrom} if serving.envFrom else {}),
         "resources": resources,
         "startupProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, startup_failures),
@@ -176,6 +177,32 @@ def _container(
             *serving.volumeMounts,
         ],
     }
+
+
+S3_SECRET_KEYS = (("AWS_ACCESS_KEY_ID", False), ("AWS_SECRET_ACCESS_KEY", False), ("AWS_SESSION_TOKEN", True))
+"""The keys of ``model.storage.secretName`` the pods get, and whether each may be absent."""
+
+
+def _storage_env(storage: ModelStorageSpec | None) -> list[dict[str, Any]]:
+    """The AWS SDK environment of an ``s3://`` model: endpoint, region and the Secret's keys.
+
+    Given by reference (``secretKeyRef``): the kubelet resolves them when a container starts, the
+    operator never reads the Secret, and a missing Secret or key keeps the pod from starting with
+    the kubelet's own reason (``CreateContainerConfigError``)."""
+    if storage is None:
+        return []
+    env: list[dict[str, Any]] = []
+    if storage.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": storage.endpoint})
+    if storage.region:
+        env.append({"name": "AWS_REGION", "value": storage.region})
+    if storage.secretName:
+        for key, optional in S3_SECRET_KEYS:
+            ref: dict[str, Any] = {"name": storage.secretName, "key": key}
+            if optional:
+                ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
 
 
 def _env(var: EnvVar) -> dict[str, Any]:

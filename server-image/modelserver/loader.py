@@ -1,4 +1,4 @@
-"""Fetch model artifacts from ``file://`` and ``http(s)://`` URIs, bounded and verified.
+"""Fetch model artifacts from ``file://``, ``http(s)://`` and ``s3://`` URIs, bounded and verified.
 
 Why: a model server that silently serves the wrong bytes defeats every rollout gate. Downloads are
 retried only for transient failures (connection errors, timeouts, 408/429/5xx) with exponential
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import LoadError
+from .s3 import S3Config, error_code, object_url, parse_s3_uri, signed_headers
 
 log = logging.getLogger("modelserver.loader")
 
@@ -51,11 +52,13 @@ class FetchPolicy:
 def normalise_uri(uri: str) -> str:
     """Plain paths become ``file://`` URIs so users can pass either."""
     parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("file", "http", "https"):
+    if parsed.scheme in ("file", "http", "https", "s3"):
         return uri
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] == ":\\"):
         return Path(uri).resolve().as_uri()
-    raise LoadError(f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http:// or https://")
+    raise LoadError(
+        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http://, https:// or s3://"
+    )
 
 
 def sibling_uri(uri: str, name: str) -> str:
@@ -71,7 +74,20 @@ def fetch(uri: str, policy: FetchPolicy, sleep: Callable[[float], None] = time.s
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme == "file":
         return _read_file(uri, policy.max_bytes)
+    if scheme == "s3":
+        return _fetch_s3(uri, policy, sleep)
     return _fetch_http(uri, policy, sleep)
+
+
+def _fetch_s3(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
+    """An object of S3 or an S3-compatible store, signed with the pod's credentials (see :mod:`.s3`)."""
+    try:
+        config = S3Config.from_env()
+    except LoadError as exc:
+        raise LoadError(f"{uri}: {exc}") from None
+    bucket, key = parse_s3_uri(uri)
+    url = object_url(config, bucket, key)
+    return _fetch_http(url, policy, sleep, sign=lambda: signed_headers(config, url), shown=uri)
 
 
 def _read_file(uri: str, max_bytes: int) -> bytes:
@@ -95,31 +111,49 @@ def backoff_delay(attempt: int, base: float, rng: Callable[[], float] = random.r
     return rng() * min(MAX_BACKOFF_SECONDS, base * (2**attempt))
 
 
-def _fetch_http(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
+def _fetch_http(
+    uri: str,
+    policy: FetchPolicy,
+    sleep: Callable[[float], None],
+    sign: Callable[[], dict[str, str]] = dict,
+    shown: str | None = None,
+) -> bytes:
+    """GET ``uri`` with retries; ``sign`` adds headers per attempt (a signature carries its time),
+    ``shown`` is the URI named in logs and errors (the ``s3://`` one, not the endpoint's URL)."""
+    shown = shown or uri
     last: Exception | None = None
     for attempt in range(policy.retries + 1):
         if attempt:
             delay = backoff_delay(attempt - 1, policy.backoff_base)
-            log.warning("retrying download", extra={"uri": uri, "attempt": attempt, "delay_s": round(delay, 3)})
+            log.warning("retrying download", extra={"uri": shown, "attempt": attempt, "delay_s": round(delay, 3)})
             sleep(delay)
         try:
-            return _http_get_once(uri, policy)
+            return _http_get_once(uri, policy, sign(), shown)
         except _TransientError as exc:
             last = exc
-    raise LoadError(f"download of {uri} failed after {policy.retries + 1} attempts: {last}")
+    raise LoadError(f"download of {shown} failed after {policy.retries + 1} attempts: {last}")
 
 
-def _http_get_once(uri: str, policy: FetchPolicy) -> bytes:
-    request = urllib.request.Request(uri, headers={"User-Agent": f"modelserver/{__version__}"})
+def _http_get_once(uri: str, policy: FetchPolicy, headers: dict[str, str], shown: str) -> bytes:
+    request = urllib.request.Request(uri, headers={"User-Agent": f"modelserver/{__version__}", **headers})
     try:
         with urllib.request.urlopen(request, timeout=policy.timeout) as response:
-            return _read_limited(response, policy.max_bytes, uri)
+            return _read_limited(response, policy.max_bytes, shown)
     except urllib.error.HTTPError as exc:
-        if exc.code in (404, 410):
-            raise NotFoundError(f"{uri} answered HTTP {exc.code}") from exc
+        code = error_code(exc.read()) if shown.startswith("s3://") else ""
+        detail = f"HTTP {exc.code} {code or exc.reason}"
+        # A store may answer 404 for an unknown access key too (versitygw: XAdminUserNotFound).
+        if exc.code in (404, 410) and code in ("", "NoSuchKey", "NoSuchBucket"):
+            raise NotFoundError(f"{shown} answered {detail}") from exc
         if exc.code in _RETRY_STATUS:
-            raise _TransientError(f"HTTP {exc.code}") from exc
-        raise LoadError(f"{uri} answered HTTP {exc.code} {exc.reason}") from exc
+            raise _TransientError(detail) from exc
+        if exc.code in (401, 403, 404) and shown.startswith("s3://"):
+            raise LoadError(
+                f"{shown}: the store refused the request ({detail}): check the credentials "
+                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, from model.storage.secretName), the region and "
+                "the bucket policy"
+            ) from exc
+        raise LoadError(f"{shown} answered {detail}") from exc
     except urllib.error.URLError as exc:
         raise _TransientError(f"connection failed: {exc.reason}") from exc
     except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:

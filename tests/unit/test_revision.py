@@ -59,3 +59,12 @@ def test_each_pod_spec_field_makes_a_new_revision():
     }
     hashes = {name: rev({**BASE, "serving": {name: value}}) for name, value in fields.items()}
     assert len(set(hashes.values()) | {rev(BASE)}) == len(fields) + 1, hashes
+
+
+def test_how_an_s3_model_is_reached_is_not_part_of_the_revision():
+    """Rotating or renaming the credentials' Secret, or moving the endpoint, reaches the same bytes."""
+    s3 = {**BASE, "model": {"name": "fraud", "uri": "s3://models/fraud/a.onnx", "sha256": "a" * 64}}
+    stored = {**s3, "model": {**s3["model"], "storage": {"secretName": "store", "endpoint": "http://minio:9000"}}}
+    moved = {**s3, "model": {**s3["model"], "storage": {"secretName": "store-v2", "region": "eu-west-1"}}}
+    assert rev(s3) == rev(stored) == rev(moved)
+    assert rev({**s3, "model": {**s3["model"], "uri": "s3://models/fraud/b.onnx"}}) != rev(s3)

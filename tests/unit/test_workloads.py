@@ -86,3 +86,25 @@ def test_latency_bucket_edges_follow_the_slow_request_gates() -> None:
     from prometheus_client.utils import floatToGoString
 
     assert {le_label(ms) for ms in (250, 33, 123.4567)} <= {floatToGoString(e) for e in edges}
+
+
+def test_an_s3_model_gets_its_store_and_credentials_by_reference():
+    s = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "fraud", "uri": "s3://models/fraud/a.onnx",
+                   "storage": {"secretName": "store", "endpoint": "http://minio.storage:9000", "region": "eu-west-1"}},
+         "traffic": {"none": {}}, "serving": {"env": [{"name": "A", "value": "b"}]}}
+    )  # fmt: skip
+    c = build_deployment(OWNER, "abc123", s.model, s.serving, "img:1", 1, 120)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert "--model-uri=s3://models/fraud/a.onnx" in c["args"]
+    assert env["AWS_ENDPOINT_URL_S3"]["value"] == "http://minio.storage:9000"
+    assert env["AWS_REGION"]["value"] == "eu-west-1"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"] == {"secretKeyRef": {"name": "store", "key": "AWS_ACCESS_KEY_ID"}}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "AWS_SECRET_ACCESS_KEY"
+    assert env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "store", "key": "AWS_SESSION_TOKEN", "optional": True
+    }  # fmt: skip
+    assert env["A"]["value"] == "b"
+    assert not any(e.get("value") and "store" in str(e["value"]) for e in c["env"])

@@ -187,8 +187,54 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------------------------- spec
 
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class ModelStorageSpec(_Model):
+    """How the pods reach an ``s3://`` model: the store and the credentials.
+
+    Not part of the revision: rotating the Secret, naming another one or moving the endpoint never
+    starts a rollout (the artifact is the same bytes; ``sha256`` says so). The pods read the
+    credentials when they start, so a rotation reaches pods that start afterwards.
+    """
+
+    secretName: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret in this namespace whose keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
+        "AWS_SESSION_TOKEN, if present) become the pods' environment, as every AWS SDK reads it. Without it the "
+        "pods sign with what serving.env/envFrom give them, or not at all (a public bucket).",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="An S3-compatible store's URL (MinIO, Ceph, versitygw...), addressed path-style. Default: "
+        "AWS S3's regional endpoint, virtual-hosted.",
+    )
+    region: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z0-9][-a-z0-9]*$",
+        description="The region requests are signed for (default us-east-1).",
+    )
+
+
 class ModelSpec(_Model):
-    """What model is served. Every field here defines the revision."""
+    """What model is served. Every field but ``storage`` defines the revision."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.storage) || self.uri.startsWith('s3://')",
+                    "storage is for s3:// URIs",
+                    ".storage",
+                ),
+            ]
+        }
+    )
 
     name: str = Field(
         description="Model name served under /v2/models/{name}. Lowercase letters, digits and dashes.",
@@ -196,8 +242,9 @@ class ModelSpec(_Model):
         max_length=63,
     )
     uri: str = Field(
-        description="Where the model artifact is loaded from: file://, http:// or https://.",
-        pattern=r"^(file|https?)://.+$",
+        description="Where the model artifact is loaded from: file://, http://, https:// or s3://<bucket>/<key> "
+        "(AWS S3 or an S3-compatible store, see storage). metadata.json is read from beside it.",
+        pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/])$",
         max_length=2048,
     )
     sha256: str | None = Field(
@@ -206,6 +253,15 @@ class ModelSpec(_Model):
         pattern=r"^[a-f0-9]{64}$",
     )
     format: Literal["onnx"] = Field(default="onnx", description="Artifact format. Only ONNX is served.")
+    storage: ModelStorageSpec | None = Field(
+        default=None, description="The store and credentials of an s3:// URI; not part of the revision."
+    )
+
+    @model_validator(mode="after")
+    def _storage_for_s3(self) -> ModelSpec:
+        if self.storage is not None and not self.uri.startswith("s3://"):
+            raise ValueError("storage: storage is for s3:// URIs")
+        return self
 
 
 class WarmupSpec(_Model):
@@ -254,7 +310,6 @@ class EnvVar(_Model):
         return self
 
 
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Volumes and mount paths the operator puts in every pod (see workloads.build_deployment).
 RESERVED_VOLUMES = ("tmp", "feedback-key")
 RESERVED_MOUNT_PATHS = ("/tmp", "/var/run/modelrollout/feedback")

@@ -1,0 +1,108 @@
+"""Models in a private bucket of a real S3-compatible store (versitygw), fetched with SigV4.
+
+The store checks every signature against its root user's keys, so these tests show the signer is
+right (a model served), that refused or missing credentials keep the server unready with a reason
+that says what to fix (and never the secret), and that a pod started after a rotation with the new
+keys is served while the old keys are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from modelserver.s3 import S3Config
+
+from hack.loopback.objectstore import ObjectStore
+from tests.server.conftest import MODEL_NAME, MODELS, ServerFactory, ServerProcess
+
+ACCESS, SECRET = "MODELROLLOUTTEST", "s3cr3t-" + "k" * 33
+REFUSED = "the store refused the request (HTTP 403"
+MODEL = (MODELS / "baseline.onnx").read_bytes()
+DIGEST = hashlib.sha256(MODEL).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    with ObjectStore(tmp_path_factory.mktemp("s3"), ACCESS, SECRET) as store:
+        store.put("models", "fraud/v1/model.onnx", MODEL)
+        store.put("models", "fraud/v1/metadata.json", (MODELS / "metadata.json").read_bytes())
+        yield store
+
+
+def serve(
+    factory: ServerFactory, env: dict[str, str], uri: str = "s3://models/fraud/v1/model.onnx", ready: bool = True
+) -> ServerProcess:
+    args = ["--model-uri", uri, "--model-name", MODEL_NAME, "--sha256", DIGEST, "--download-retries", "1"]
+    return factory.start(args, env=env, ready=ready)
+
+
+def failure(server: ServerProcess) -> str:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = requests.get(server.url + "/v2/health/ready", timeout=5).json()
+        if body.get("state") == "failed":
+            return str(body["reason"])
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not fail: {body}")
+
+
+def test_a_model_in_a_private_bucket_is_served_with_the_pods_credentials(
+    store: ObjectStore, server_factory: ServerFactory
+) -> None:
+    server = serve(server_factory, store.env())
+    meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=5).json()
+    assert meta["parameters"]["sha256"] == DIGEST
+    assert meta["parameters"]["features"], "metadata.json was fetched from beside the model, signed too"
+    features = {"amount": 12.5, "channel": "web", "account_age_days": 300, "hour": 14, "distance_km": 3.2}
+    row = {"parameters": {"features": features}}
+    answer = requests.post(f"{server.url}/v2/models/{MODEL_NAME}/infer", json=row, timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def test_the_bucket_is_private(store: ObjectStore) -> None:
+    assert requests.get(f"{store.url}/models/fraud/v1/model.onnx", timeout=5).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"AWS_SECRET_ACCESS_KEY": "wrong-" + "x" * 34}, f"{REFUSED} SignatureDoesNotMatch)"),
+        ({"AWS_ACCESS_KEY_ID": "NOSUCHKEY"}, "the store refused the request (HTTP 40"),
+        ({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, f"{REFUSED} AccessDenied)"),
+        ({"AWS_SECRET_ACCESS_KEY": ""}, "S3 credentials are incomplete: AWS_SECRET_ACCESS_KEY is not set"),
+    ],
+    ids=["wrong-secret", "unknown-key", "no-credentials", "half-credentials"],
+)  # fmt: skip
+def test_refused_or_missing_credentials_keep_the_server_unready_with_the_reason(
+    store: ObjectStore, server_factory: ServerFactory, env: dict[str, str], reason: str
+) -> None:
+    server = serve(server_factory, {**store.env(), **env}, ready=False)
+    message = failure(server)
+    assert reason in message
+    assert "s3://models/fraud/v1/model.onnx" in message
+    assert SECRET not in message and SECRET not in server.logs()
+
+
+def test_a_missing_object_is_named(store: ObjectStore, server_factory: ServerFactory) -> None:
+    server = serve(server_factory, store.env(), uri="s3://models/fraud/v9/model.onnx", ready=False)
+    assert "s3://models/fraud/v9/model.onnx answered HTTP 404 NoSuchKey" in failure(server)
+
+
+def test_after_a_rotation_new_pods_use_the_new_keys(tmp_path: Path, server_factory: ServerFactory) -> None:
+    with ObjectStore(tmp_path / "s3", ACCESS, SECRET) as store:
+        uri = store.put("models", "fraud/model.onnx", MODEL)
+        old = store.env()
+        store.rotate("ROTATEDKEY", "rotated-" + "r" * 32)
+        refused = failure(serve(server_factory, old, uri=uri, ready=False))
+        assert "the store refused the request (HTTP 40" in refused  # versitygw: 404 XAdminUserNotFound
+        serve(server_factory, store.env(), uri=uri)  # ready: the pod that starts after the rotation
+
+
+def test_the_config_never_shows_the_secret() -> None:
+    config = S3Config.from_env({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": SECRET})
+    assert SECRET not in repr(config) and "AKIA..." in repr(config)
