@@ -94,6 +94,7 @@ class ModelServer(LoopbackProcess):
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVER_")}
+        env["MODELSERVER_GRPC_PORT"] = "0"  # many servers share 127.0.0.1; tests that want gRPC pass --grpc-port
         env["PYTHONPATH"] = os.pathsep.join([str(SERVER_SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env.update(self.extra_env)
         command = [

@@ -18,6 +18,7 @@ from . import __version__, logsetup
 from .app import create_app
 from .config import parse_settings
 from .fastpath import InferFastPath
+from .grpc_server import GrpcFrontend
 from .shutdown import DrainingServer
 
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("modelserver").info(
         "starting modelserver",
         extra={"version": __version__, "model": settings.model_name, "uri": settings.model_uri,
-               "host": settings.host, "port": settings.port},
+               "host": settings.host, "port": settings.port, "grpc_port": settings.grpc_port},
     )  # fmt: skip
     app = create_app(settings)
     config = uvicorn.Config(
@@ -42,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         server_header=False,
         timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout)),
     )
-    server = DrainingServer(config, app.state.server.state, settings.drain_seconds)
+    grpc = None
+    if settings.grpc_port:
+        grpc = GrpcFrontend(app.state.server, settings.host, settings.grpc_port, settings.max_body_bytes)
+    server = DrainingServer(config, app.state.server.state, settings.drain_seconds, grpc)
     server.run()
     sys.exit(0 if server.started else 1)
 

@@ -111,21 +111,22 @@ def decode_tensor(
         raise bad_request(f"{field}: binary tensor data needs the {HEADER} header (the length of the JSON part)")
     if type(size) is not int or size < 0:
         raise bad_request(f"{field}: expected a non-negative integer, got {short_repr(size)}")
+    check_size(size, shape, spec, field)  # before taking, as a wrong size is the clearer message
+    return decode_raw(data.take(size, field), shape, spec, where, field)
+
+
+def decode_raw(raw: memoryview | bytes, shape: tuple[int, ...], spec: TensorSpec, where: str, field: str) -> np.ndarray:
+    """One tensor's raw bytes → an array of the model's dtype and ``shape``; ``field`` names the bytes.
+
+    Shared with the gRPC API's ``raw_input_contents``, which uses the same byte layout.
+    """
+    check_size(len(raw), shape, spec, field)
     count = math.prod(shape)
     if spec.datatype.kind == "bytes":
-        if size < 4 * count:
-            raise bad_request(
-                f"{field}: shape {list(shape)} of BYTES needs at least {4 * count} bytes "
-                f"(a 4-byte length per element), got {size}"
-            )
-        return _decode_strings(data.take(size, field), count, where).reshape(shape)
-    dtype = spec.datatype.dtype
-    need = count * dtype.itemsize
-    if size != need:
-        raise bad_request(f"{field}: shape {list(shape)} of {spec.datatype.v2} needs {need} bytes, got {size}")
-    raw = data.take(size, field)
+        return _decode_strings(raw, count, where, field).reshape(shape)
     if spec.datatype.kind == "bool":
         return _decode_bools(raw, where).reshape(shape)
+    dtype = spec.datatype.dtype
     # A copy, not a view of the body: the bytes sit at any offset (unaligned) and are read-only.
     array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
     if spec.datatype.kind == "float" and not np.isfinite(array).all():
@@ -134,7 +135,22 @@ def decode_tensor(
     return array.reshape(shape)
 
 
-def _decode_bools(raw: memoryview, where: str) -> np.ndarray:
+def check_size(size: int, shape: tuple[int, ...], spec: TensorSpec, field: str) -> None:
+    """``size`` bytes must fit ``shape``: exactly for fixed-size datatypes, a lower bound for BYTES."""
+    count = math.prod(shape)
+    if spec.datatype.kind == "bytes":
+        if size < 4 * count:
+            raise bad_request(
+                f"{field}: shape {list(shape)} of BYTES needs at least {4 * count} bytes "
+                f"(a 4-byte length per element), got {size}"
+            )
+        return
+    need = count * spec.datatype.dtype.itemsize
+    if size != need:
+        raise bad_request(f"{field}: shape {list(shape)} of {spec.datatype.v2} needs {need} bytes, got {size}")
+
+
+def _decode_bools(raw: memoryview | bytes, where: str) -> np.ndarray:
     octets = np.frombuffer(raw, dtype=np.uint8)
     if octets.size and octets.max() > 1:
         index = int(np.flatnonzero(octets > 1)[0])
@@ -142,7 +158,7 @@ def _decode_bools(raw: memoryview, where: str) -> np.ndarray:
     return octets.astype(np.bool_)
 
 
-def _decode_strings(raw: memoryview, count: int, where: str) -> np.ndarray:
+def _decode_strings(raw: memoryview | bytes, count: int, where: str, field: str) -> np.ndarray:
     """``count`` length-prefixed UTF-8 elements filling ``raw`` exactly → an object array of str.
 
     Strings, as the JSON path gives onnxruntime; bytes that are not UTF-8 could not be sent as JSON
@@ -165,7 +181,7 @@ def _decode_strings(raw: memoryview, count: int, where: str) -> np.ndarray:
             raise bad_request(f"{where} binary data: element {index} is not valid UTF-8") from None
         offset += length
     if offset != end:
-        raise bad_request(f"{where}.parameters.binary_data_size: {end - offset} bytes are left after the last element")
+        raise bad_request(f"{field}: {end - offset} bytes are left after the last element")
     return out
 
 

@@ -98,14 +98,24 @@ def decode_inputs(
     feeds: dict[str, np.ndarray] = {}
     for index, item in enumerate(items):
         name, array = _decode_input(item, index, model, data)
-        if name in feeds:
-            raise bad_request(f"inputs[{index}].name: input {name!r} given more than once")
-        feeds[name] = array
+        add_feed(feeds, name, array, index)
+    check_feeds(feeds, model, max_batch)
+    return feeds
+
+
+def add_feed(feeds: dict[str, np.ndarray], name: str, array: np.ndarray, index: int) -> None:
+    """Add input ``index``; a name given twice is a 400 (which one would the client mean?)."""
+    if name in feeds:
+        raise bad_request(f"inputs[{index}].name: input {name!r} given more than once")
+    feeds[name] = array
+
+
+def check_feeds(feeds: dict[str, np.ndarray], model: OnnxModel, max_batch: int) -> None:
+    """Every model input is present, symbolic dimensions agree and the batch is within the limit."""
     missing = [t.name for t in model.inputs if t.name not in feeds]
     if missing:
         raise bad_request(f"inputs: missing required input(s) {', '.join(map(repr, missing))}")
     check_dimensions(feeds, model, max_batch)
-    return feeds
 
 
 def check_dimensions(feeds: dict[str, np.ndarray], model: OnnxModel, max_batch: int) -> None:
@@ -129,10 +139,24 @@ def check_dimensions(feeds: dict[str, np.ndarray], model: OnnxModel, max_batch: 
 
 
 def _decode_input(item: Any, index: int, model: OnnxModel, data: BinaryData | None) -> tuple[str, np.ndarray]:
-    where = f"inputs[{index}]"
     if not isinstance(item, dict):
-        raise bad_request(f"{where}: expected an object, got {_json_type(item)}")
-    name = item.get("name")
+        raise bad_request(f"inputs[{index}]: expected an object, got {_json_type(item)}")
+    spec, where = input_spec(item.get("name"), item.get("datatype"), index, model)
+    params = parameters(item, f"{where}.parameters")
+    shape = decode_shape(item.get("shape"), spec, where)
+    if "binary_data_size" in params:
+        if "data" in item:
+            raise bad_request(f"{where}.data: not allowed with parameters.binary_data_size (binary tensor data)")
+        return spec.name, binary.decode_tensor(params["binary_data_size"], shape, spec, where, data)
+    return spec.name, decode_data(item.get("data"), shape, spec, where)
+
+
+def input_spec(name: Any, datatype: Any, index: int, model: OnnxModel) -> tuple[TensorSpec, str]:
+    """The model input that ``inputs[index]`` names, and how messages name it; its datatype must match.
+
+    Shared by the JSON and gRPC decoders, so both refuse the same requests with the same words.
+    """
+    where = f"inputs[{index}]"
     if not isinstance(name, str):
         raise bad_request(f"{where}.name: expected a string, got {_json_type(name)}")
     spec = model.input_by_name.get(name)
@@ -140,21 +164,15 @@ def _decode_input(item: Any, index: int, model: OnnxModel, data: BinaryData | No
         known = ", ".join(repr(t.name) for t in model.inputs)
         raise bad_request(f"{where}.name: unknown input {name!r}; the model's inputs are {known}")
     where = f"inputs[{index}] ({name!r})"
-    datatype = item.get("datatype")
     if datatype != spec.datatype.v2:
         if not isinstance(datatype, str) or datatype not in datatypes.BY_V2:
             raise bad_request(f"{where}.datatype: expected {spec.datatype.v2!r}, got {short_repr(datatype)}")
         raise bad_request(f"{where}.datatype: the model expects {spec.datatype.v2}, got {datatype}")
-    params = parameters(item, f"{where}.parameters")
-    shape = _decode_shape(item.get("shape"), spec, where)
-    if "binary_data_size" in params:
-        if "data" in item:
-            raise bad_request(f"{where}.data: not allowed with parameters.binary_data_size (binary tensor data)")
-        return name, binary.decode_tensor(params["binary_data_size"], shape, spec, where, data)
-    return name, decode_data(item.get("data"), shape, spec, where)
+    return spec, where
 
 
-def _decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
+def decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
+    """``shape``: positive integers, the model's rank, fixed dimensions as the model has them."""
     if not isinstance(value, list) or not all(type(d) is int for d in value):
         raise bad_request(f"{where}.shape: expected a list of integers, got {short_repr(value)}")
     if len(value) > MAX_RANK:
@@ -171,47 +189,53 @@ def _decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def decode_data(data: Any, shape: tuple[int, ...], spec: TensorSpec, where: str) -> np.ndarray:
-    """Flat or nested ``data`` → a numpy array of the model's dtype and the declared shape."""
+def decode_data(data: Any, shape: tuple[int, ...], spec: TensorSpec, where: str, field: str = "") -> np.ndarray:
+    """Flat or nested ``data`` → a numpy array of the model's dtype and the declared shape.
+
+    ``field`` names the values in messages (default ``<where>.data``; the gRPC API names its typed
+    contents); it is only spelled out for an error, as this runs for every input of every request.
+    """
     if type(data) is not list:
-        raise bad_request(f"{where}.data: expected a list, got {_json_type(data)}")
+        raise bad_request(f"{field or where + '.data'}: expected a list, got {_json_type(data)}")
     types = set(map(type, data))
     if list in types:
         flat: list[Any] = []
-        _collect(data, shape, 0, f"{where}.data", flat)
+        _collect(data, shape, 0, field or f"{where}.data", flat)
         types = set(map(type, flat))
     else:
         flat = data
     expected = math.prod(shape)
     if len(flat) != expected:
-        raise bad_request(f"{where}.data: shape {list(shape)} needs {expected} elements, got {len(flat)}")
+        raise bad_request(f"{field or where + '.data'}: shape {list(shape)} needs {expected} elements, got {len(flat)}")
     kind = spec.datatype.kind
     bad = types - _ALLOWED_ELEMENTS[kind]
     if bad:
         got = ", ".join(sorted(_JSON_TYPE_NAMES.get(t, "null" if t is type(None) else "list") for t in bad))
-        raise bad_request(f"{where}.data: {spec.datatype.v2} expects {_KIND_NAMES[kind]}, got {got}")
-    if kind == "float":
-        _check_float_range(flat, spec, where)
+        raise bad_request(f"{field or where + '.data'}: {spec.datatype.v2} expects {_KIND_NAMES[kind]}, got {got}")
+    if kind == "float" and not _within_float_range(flat, spec):
+        limit = spec.datatype.v2
+        raise bad_request(f"{field or where + '.data'}: values must be finite and within the range of {limit}")
     try:
         array = np.array(flat, dtype=spec.datatype.dtype)
     except (OverflowError, ValueError):
-        raise bad_request(f"{where}.data: a value is out of range for {spec.datatype.v2}") from None
+        raise bad_request(f"{field or where + '.data'}: a value is out of range for {spec.datatype.v2}") from None
     return array.reshape(shape)
 
 
-def _check_float_range(flat: list[Any], spec: TensorSpec, where: str) -> None:
+def _within_float_range(flat: list[Any], spec: TensorSpec) -> bool:
     """JSON numbers are finite doubles (orjson rejects NaN/Infinity) but may overflow FP32/FP16.
 
-    Small tensors are checked in Python (cheaper than a numpy round trip on the hot path).
+    Small tensors are checked in Python (cheaper than a numpy round trip on the hot path). NaN
+    (possible in gRPC typed contents, never in JSON) compares false with everything, so it is
+    refused by asking for ``largest <= limit`` rather than refusing ``largest > limit``.
     """
     if not flat:
-        return
+        return True
     if len(flat) <= _PY_CHECK_MAX:
         largest = max(map(abs, flat))
     else:
         largest = float(np.abs(np.asarray(flat, dtype=np.float64)).max())
-    if largest > _FLOAT_LIMITS[spec.datatype.v2]:
-        raise bad_request(f"{where}.data: values must be finite and within the range of {spec.datatype.v2}")
+    return bool(largest <= _FLOAT_LIMITS[spec.datatype.v2])
 
 
 def _collect(node: Any, shape: tuple[int, ...], depth: int, where: str, out: list[Any]) -> None:

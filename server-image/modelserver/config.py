@@ -37,6 +37,7 @@ class Settings:
     metadata_uri: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    grpc_port: int = 8081
     warmup_requests: int = 20
     max_body_bytes: int = 8 * 1024 * 1024
     max_model_bytes: int = 2 * 1024 * 1024 * 1024
@@ -186,6 +187,7 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "metadata_uri": (str, "metadata.json location (default: metadata.json beside the model, optional)"),
     "host": (str, "address to bind"),
     "port": (_port, "port to bind"),
+    "grpc_port": (_port, "port of the Open Inference Protocol gRPC API, on the same address (0: no gRPC)"),
     "warmup_requests": (_non_negative_int, "warmup inferences before the server reports ready"),
     "max_body_bytes": (_positive_int, "largest accepted request body (413 above)"),
     "max_model_bytes": (_positive_int, "largest accepted model file"),

@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
-import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,13 +29,14 @@ from .feedback_api import handle_feedback
 from .http_io import JSON, error_response, json_response, read_body
 from .inference import decode_infer
 from .metrics import ServerMetrics
-from .runtime import Runtime
+from .runtime import Answer, Runtime
 from .state import ServerState
 
 log = logging.getLogger("modelserver.handlers")
 PLATFORM = "onnx_onnxv1"
 EXTENSIONS = ["binary_tensor_data", "feedback", "named_features"]
 
+R = TypeVar("R")
 InferReply = tuple[int, bytes, int | None]
 """``(status, body, JSON length)``: the length is set when the body is JSON followed by binary tensors."""
 
@@ -60,10 +60,10 @@ class ModelServer:
             raise ApiError(503, f"model {name!r} is not ready: {self.state.reason}", **self.state.describe())
         return runtime
 
-    def count(self, endpoint: str, status: int) -> None:
+    def count(self, endpoint: str, status: int, protocol: str = "http") -> None:
         metrics = self.state.metrics
         if metrics is not None:
-            metrics.record_request(endpoint, status)
+            metrics.record_request(endpoint, status, protocol)
 
     async def answer(self, endpoint: str, produce: Callable[[], Awaitable[Response]]) -> Response:
         """Run a handler body, turning :class:`ApiError` into its JSON answer, and count it."""
@@ -86,15 +86,41 @@ class ModelServer:
 
     async def infer_raw(self, scope: Scope, receive: Receive, name: str, version: str | None) -> InferReply:
         """The whole infer request → :data:`InferReply`; used by the fast path and the FastAPI route."""
+
+        async def decode(runtime: Runtime) -> InferRequest:
+            body = await read_body(scope, receive, self.settings.max_body_bytes)
+            return self.decode(scope, body, runtime)
+
+        try:
+            content, json_length = await self.run_infer(name, version, decode, self._encode_http)
+        except ApiError as exc:
+            return exc.status, bytes(error_response(exc).body), None  # Response.body may be a memoryview
+        return 200, content, json_length
+
+    async def run_infer(
+        self,
+        name: str,
+        version: str | None,
+        decode: Callable[[Runtime], Awaitable[InferRequest]],
+        encode: Callable[[Runtime, InferRequest, Answer], R],
+        protocol: str = "http",
+    ) -> R:
+        """An infer request from resolution to encoded answer, and its accounting, for HTTP and gRPC alike.
+
+        Why one function: both protocols must refuse, run, remember (feedback by id), count
+        (``modelserver_requests_total``, latency, in-flight) and log predictions identically, or a
+        canary's gates would judge gRPC traffic differently. Only ``decode`` (wire format → validated
+        request) and ``encode`` (answer → wire format) differ. Every failure leaves as
+        :class:`ApiError` (an unexpected one as a logged 500) after it was counted.
+        """
         started = time.perf_counter()
         runtime: Runtime | None = None
         reached_model = False
-        json_length: int | None = None
-        answered: tuple[InferRequest, dict[str, np.ndarray]] | None = None  # for the prediction log
+        answered: tuple[InferRequest, Answer] | None = None  # for the prediction log
+        status = 500
         try:
             runtime = self.resolve(name, version, need_ready=True)
-            body = await read_body(scope, receive, self.settings.max_body_bytes)
-            req = self.decode(scope, body, runtime)
+            req = await decode(runtime)
             reached_model = True
             gauge = runtime.metrics.inflight_child
             gauge.inc()
@@ -103,27 +129,45 @@ class ModelServer:
             finally:
                 gauge.dec()
             runtime.remember(req.id, answer)
-            if req.binary_outputs:
-                content, json_length = encode_binary_response(
-                    name, runtime.version, req.id, answer.outputs, req.outputs, req.binary_outputs, answer.token
-                )
-            else:
-                content = encode_response(name, runtime.version, req.id, answer.outputs, req.outputs, answer.token)
-            status, answered = 200, (req, answer.outputs)
+            result = encode(runtime, req, answer)
+            status, answered = 200, (req, answer)
+            return result
         except ApiError as exc:
-            status, content = exc.status, bytes(error_response(exc).body)  # Response.body may be a memoryview
+            status = exc.status
+            raise
         except Exception:
-            log.exception("unhandled error", extra={"endpoint": "infer"})
-            status, content = 500, b'{"error":"internal server error"}'
-        elapsed = time.perf_counter() - started
-        self.count("infer", status)
-        if runtime is not None:
-            if reached_model:
-                runtime.metrics.observe_latency(elapsed)
-            if answered is not None and runtime.predlog.sampled():
-                req, outputs = answered
-                runtime.predlog.write(req.id, elapsed, outputs, req.feeds)
-        return status, content, json_length
+            log.exception("unhandled error", extra={"endpoint": "infer", "protocol": protocol})
+            raise ApiError(500, "internal server error") from None
+        finally:
+            self._account_infer(runtime, protocol, status, time.perf_counter() - started, reached_model, answered)
+
+    def _account_infer(
+        self,
+        runtime: Runtime | None,
+        protocol: str,
+        status: int,
+        elapsed: float,
+        reached_model: bool,
+        answered: tuple[InferRequest, Answer] | None,
+    ) -> None:
+        """Count the request; time it if it reached the model (2xx, 5xx); maybe log the prediction."""
+        self.count("infer", status, protocol)
+        if runtime is None:
+            return
+        if reached_model:
+            runtime.metrics.observe_latency(elapsed)
+        if answered is not None and runtime.predlog.sampled():
+            req, answer = answered
+            runtime.predlog.write(req.id, elapsed, answer.outputs, req.feeds)
+
+    def _encode_http(self, runtime: Runtime, req: InferRequest, answer: Answer) -> tuple[bytes, int | None]:
+        """The JSON answer, or JSON followed by tensor bytes when outputs were asked for as binary data."""
+        name = self.settings.model_name
+        if req.binary_outputs:
+            return encode_binary_response(
+                name, runtime.version, req.id, answer.outputs, req.outputs, req.binary_outputs, answer.token
+            )
+        return encode_response(name, runtime.version, req.id, answer.outputs, req.outputs, answer.token), None
 
     def decode(self, scope: Scope, body: bytes, runtime: Runtime) -> InferRequest:
         """A plain JSON body, or (with ``Inference-Header-Content-Length``) JSON followed by tensor bytes."""

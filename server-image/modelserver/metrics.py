@@ -30,6 +30,9 @@ ENDPOINTS = (
     "infer", "feedback", "model_metadata", "model_ready", "server_metadata",
     "server_live", "server_ready", "metrics", "unknown",
 )  # fmt: skip
+GRPC_ENDPOINTS = ("infer", "model_metadata", "model_ready", "server_metadata", "server_live", "server_ready")
+"""The endpoints the gRPC API also serves (its RPCs ModelInfer, ModelMetadata, ... by their HTTP names)."""
+PROTOCOLS = ("http", "grpc")
 CODE_CLASSES = ("2xx", "4xx", "5xx")
 MAX_CLASS_LABELS = 100
 MAX_FEEDBACK_REVISIONS = 32
@@ -61,8 +64,8 @@ class ServerMetrics:
 
     def _define(self, r: CollectorRegistry, latency_buckets: tuple[float, ...]) -> None:
         self.requests = Counter(
-            "modelserver_requests", "HTTP requests by endpoint and status class.",
-            (*BASE, "endpoint", "code"), registry=r,
+            "modelserver_requests", "Requests by endpoint, status class and protocol (http or grpc).",
+            (*BASE, "endpoint", "code", "protocol"), registry=r,
         )  # fmt: skip
         self.duration = Histogram(
             "modelserver_request_duration_seconds",
@@ -119,7 +122,10 @@ class ServerMetrics:
 
     def _bind(self) -> None:
         m, rev = self.labels
-        self._requests = {(e, c): self.requests.labels(m, rev, e, c) for e in ENDPOINTS for c in CODE_CLASSES}
+        self._requests = {(e, c): self.requests.labels(m, rev, e, c, "http") for e in ENDPOINTS for c in CODE_CLASSES}
+        self._grpc_requests = {
+            (e, c): self.requests.labels(m, rev, e, c, "grpc") for e in GRPC_ENDPOINTS for c in CODE_CLASSES
+        }
         self._duration = self.duration.labels(m, rev)
         self.inflight_child = self.inflight.labels(m, rev)
         self._score = self.score.labels(m, rev)
@@ -144,8 +150,10 @@ class ServerMetrics:
         for name in names:
             self._class_child(name)
 
-    def record_request(self, endpoint: str, status: int) -> None:
-        self._requests[(endpoint, code_class(status))].inc()
+    def record_request(self, endpoint: str, status: int, protocol: str = "http") -> None:
+        """Count one answer; ``status`` is the HTTP status, also for gRPC (the status it maps to)."""
+        children = self._requests if protocol == "http" else self._grpc_requests
+        children[(endpoint, code_class(status))].inc()
 
     def observe_latency(self, seconds: float) -> None:
         self._duration.observe(seconds)

@@ -49,6 +49,8 @@ class ServerProcess:
         self.stderr_path = workdir / f"server-{self.port}.err"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVER_")}
         full_env["PYTHONPATH"] = str(SERVER_SRC) + os.pathsep + full_env.get("PYTHONPATH", "")
+        # No gRPC unless a test asks for it (--grpc-port): many servers run at once on this host.
+        full_env["MODELSERVER_GRPC_PORT"] = "0"
         full_env.update(env or {})
         command = [sys.executable, "-m", "modelserver", "--host", "127.0.0.1", "--port", str(self.port), *args]
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
