@@ -12,7 +12,8 @@ Secret volumes are honoured as kubelet honours them: the Secret is read, its key
 files (with the volume's ``defaultMode``) into a directory of the pod's own, and the container's
 args see that directory where the pod spec mounts the volume (``--feedback-key-file=/var/run/...``
 becomes the local path). A pod whose Secret does not exist yet is not started (kubelet's
-``ContainerCreating``); the next sync tries again.
+``ContainerCreating``); the next sync tries again. Environment variables from ``secretKeyRef`` are
+read when the process starts, as kubelet reads them when a container starts.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class PodProcess:
     ready: bool = False
     failures: int = 0  # consecutive failed readiness probes
     started_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    restarts: int = 0
+    restart_at: float | None = None  # monotonic time of the next start after the process exited
+    last_exit: dict | None = None  # lastState.terminated of the container
+    reported: tuple = ()  # what _report last wrote, so it writes only changes
 
     @property
     def url(self) -> str:
@@ -80,6 +85,16 @@ def remap(arg: str, mounts: dict[str, Path]) -> str:
 
 class VolumeNotReadyError(Exception):
     """A volume's source does not exist yet: kubelet would keep the pod in ContainerCreating."""
+
+
+class ConfigNotReadyError(VolumeNotReadyError):
+    """An env var's Secret or key is missing: kubelet's ``CreateContainerConfigError``."""
+
+
+def restart_backoff(restarts: int) -> float:
+    """Seconds before a crashed container starts again: kubelet's doubling back-off, scaled down
+    (1 s, 2 s, 4 s, capped at 8 s instead of 10 s ... 5 min) so tests see a restart in seconds."""
+    return float(min(8, 2**restarts))
 
 
 def _failure_threshold(pod: client.V1Pod) -> int:
@@ -167,25 +182,97 @@ class PodRunner:
                 if name not in self.pods and pod.spec.node_name:
                     self._start_pod(pod)
                 if name in self.pods:
+                    self._restart_if_due(pod, self.pods[name], now)
                     self._report(pod, self.pods[name])
 
     def _start_pod(self, pod: client.V1Pod) -> None:
-        container = pod.spec.containers[0]
-        try:
-            mounts = self._mount_volumes(pod, container)
-        except VolumeNotReadyError as exc:
-            log.info("pod %s waits for its volumes: %s", pod.metadata.name, exc)
+        launched = self._launch(pod)
+        if launched is None:
             return
-        port = free_port()
-        out = open(self.log_dir / f"{pod.metadata.name}.log", "w")  # noqa: SIM115 - the child writes to it
-        env = {**os.environ, **{e.name: e.value or "" for e in container.env or []}}
-        proc = subprocess.Popen(
-            server_command(container.args or [], port, mounts), stdout=out, stderr=subprocess.STDOUT, env=env
-        )
+        port, proc = launched
         labels = pod.metadata.labels or {}
         self.pods[pod.metadata.name] = PodProcess(
             pod.metadata.name, labels.get(REVISION_LABEL, ""), port, proc, labels.get(DEPLOYMENT_LABEL, "")
         )
+
+    def _launch(self, pod: client.V1Pod) -> tuple[int, subprocess.Popen] | None:
+        """Start the pod's container process, its volumes and env resolved now; None while they
+        cannot be (a missing Secret: reported as kubelet reports it, and tried again next sync)."""
+        container = pod.spec.containers[0]
+        try:
+            mounts = self._mount_volumes(pod, container)
+            env = {**os.environ, **self._environment(container)}
+        except ConfigNotReadyError as exc:
+            self._report_waiting(pod, "CreateContainerConfigError", str(exc))
+            return None
+        except VolumeNotReadyError as exc:
+            log.info("pod %s waits for its volumes: %s", pod.metadata.name, exc)
+            return None
+        env["MODELSERVER_TERMINATION_MESSAGE_PATH"] = str(self._termination_path(pod.metadata.name))
+        env.setdefault("MODELSERVER_GRPC_PORT", "0")  # every pod shares 127.0.0.1: one port each is HTTP's
+        port = free_port()
+        out = open(self.log_dir / f"{pod.metadata.name}.log", "a")  # noqa: SIM115 - the child writes to it
+        proc = subprocess.Popen(
+            server_command(container.args or [], port, mounts), stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+        return port, proc
+
+    def _termination_path(self, pod: str) -> Path:
+        return self.log_dir / f"{pod}.termination-log"
+
+    def _restart_if_due(self, pod: client.V1Pod, p: PodProcess, now: float) -> None:
+        """A container that exited is started again after a back-off, as kubelet does
+        (``restartPolicy: Always``), with its environment read anew."""
+        if p.proc.poll() is None:
+            return
+        if p.restart_at is None:
+            path = self._termination_path(p.pod)
+            message = path.read_text() if path.exists() else ""
+            p.last_exit = {"exitCode": p.proc.returncode, "reason": "Error" if p.proc.returncode else "Completed",
+                           "message": message}  # fmt: skip
+            p.restart_at = now + restart_backoff(p.restarts)
+            return
+        if now < p.restart_at:
+            return
+        launched = self._launch(pod)
+        if launched is not None:
+            p.port, p.proc = launched
+            p.restarts, p.restart_at, p.ready, p.failures = p.restarts + 1, None, False, 0
+
+    def _report_waiting(self, pod: client.V1Pod, reason: str, message: str) -> None:
+        """A container that could not be created, in the pod's status as kubelet writes it."""
+        container = pod.spec.containers[0]
+        body = {"status": {"phase": "Pending", "containerStatuses": [{
+            "name": container.name, "image": container.image, "imageID": "", "ready": False, "started": False,
+            "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}},
+        }]}}  # fmt: skip
+        with contextlib.suppress(ApiException):
+            self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, body)
+
+    def _environment(self, container: client.V1Container) -> dict[str, str]:
+        """The container's env as kubelet resolves it at container start: plain values, and
+        ``secretKeyRef`` read from the Secret now (a missing Secret or key that is not optional
+        keeps the container from starting, kubelet's ``CreateContainerConfigError``)."""
+        env: dict[str, str] = {}
+        for var in container.env or []:
+            ref = var.value_from.secret_key_ref if var.value_from is not None else None
+            if ref is None:
+                env[var.name] = var.value or ""
+                continue
+            try:
+                data = self.core.read_namespaced_secret(ref.name, self.namespace).data or {}
+            except ApiException as exc:
+                if exc.status == 404 and ref.optional:
+                    continue
+                if exc.status == 404:
+                    raise ConfigNotReadyError(f'secret "{ref.name}" not found') from None
+                raise ConfigNotReadyError(f"secret {ref.name!r}: {exc.status} {exc.reason}") from None
+            if ref.key not in data:
+                if ref.optional:
+                    continue
+                raise ConfigNotReadyError(f"couldn't find key {ref.key} in Secret {self.namespace}/{ref.name}")
+            env[var.name] = base64.b64decode(data[ref.key]).decode()
+        return env
 
     def _mount_volumes(self, pod: client.V1Pod, container: client.V1Container) -> dict[str, Path]:
         """Materialise the container's Secret volumes like kubelet; ``mountPath -> local directory``."""
@@ -249,8 +336,10 @@ class PodRunner:
             ready = alive and p.ready and p.failures < _failure_threshold(pod)
         current = next((c.status for c in pod.status.conditions or [] if c.type == "Ready"), None)
         p.ready = ready
-        if pod.status.phase == "Running" and current == str(ready):
+        seen = (ready, alive, p.restarts)
+        if pod.status.phase == "Running" and current == str(ready) and p.reported == seen:
             return
+        p.reported = seen
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         flag = "True" if ready else "False"
         body = {
@@ -273,10 +362,13 @@ class PodRunner:
                         "imageID": "",
                         "ready": ready,
                         "started": alive,
-                        "restartCount": 0,
+                        "restartCount": p.restarts,
                         "state": {"running": {"startedAt": p.started_at}}
                         if alive
-                        else {"terminated": {"exitCode": p.proc.returncode or 1, "reason": "Error"}},
+                        else {
+                            "waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}
+                        },
+                        **({"lastState": {"terminated": p.last_exit}} if p.last_exit else {}),
                     }
                 ],
             }

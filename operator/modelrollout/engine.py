@@ -51,6 +51,14 @@ class DeploymentState:
     ready: int
     available: int
     up_to_date: bool = True  # the Deployment controller has observed the latest generation
+    # Why its pods are not ready, as the kubelet reports it (a container that cannot start or keeps
+    # exiting, with its message); the shell looks only while the desired revision is short of ready pods.
+    problem: str | None = None
+
+
+def _why(dep: DeploymentState | None) -> str:
+    """``": <problem>"`` when the pods say why they are not ready, for the messages that wait on them."""
+    return f": {dep.problem}" if dep is not None and dep.problem else ""
 
 
 @dataclass(frozen=True)
@@ -494,7 +502,10 @@ def _first_revision(run: _Run) -> None:
         st.phase, st.message = Phase.INITIALIZING, f"waiting for revision {rev} to become available"
         run.emit("Normal", "RevisionCreated", f"revision {rev} serving {desired.model.uri}")
     run.ensure(rev, run.replicas)
-    if _is_available(run.obs.deployments.get(rev), run.replicas):
+    dep = run.obs.deployments.get(rev)
+    if st.phase == Phase.INITIALIZING:
+        st.message = f"waiting for revision {rev} to become available{_why(dep)}"
+    if _is_available(dep, run.replicas):
         st.stableRevision, st.canaryRevision, st.canaryWeight = rev, None, 0
         st.phase, st.message = Phase.SUCCEEDED, f"revision {rev} is stable"
         run.finish_history(rev, HistoryPhase.SUCCEEDED, Reason.FIRST_REVISION)
@@ -504,7 +515,10 @@ def _first_revision(run: _Run) -> None:
         return
     if run.elapsed(st.revisionStartedAt) >= run.spec.progressDeadlineSeconds and st.phase != Phase.FAILED:
         st.phase = Phase.FAILED
-        st.message = f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
+        st.message = (
+            f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
+            + _why(dep)
+        )
         run.finish_history(rev, HistoryPhase.FAILED, Reason.PROGRESS_DEADLINE_EXCEEDED)
         run.emit("Warning", Reason.PROGRESS_DEADLINE_EXCEEDED, st.message)
 
@@ -647,15 +661,18 @@ def _canary(run: _Run) -> None:
         run.set_weight(0, canary_routes=_has_ready_pod(run, canary))
         if _contract_refused(run, canary, stable):
             return
-        if _is_available(run.obs.deployments.get(canary), want):
+        dep = run.obs.deployments.get(canary)
+        if _is_available(dep, want):
             if not _contract_holds(run, canary, stable):
                 _enter_step(run, 0)
         elif run.elapsed(st.revisionStartedAt) >= spec.progressDeadlineSeconds:
             _rollback(
                 run,
                 Reason.PROGRESS_DEADLINE_EXCEEDED,
-                f"canary {canary} not available after {spec.progressDeadlineSeconds}s",
+                f"canary {canary} not available after {spec.progressDeadlineSeconds}s{_why(dep)}",
             )
+        elif dep is not None and dep.problem:
+            st.message = f"waiting for canary {canary} to become available{_why(dep)}"
         return
 
     weight = steps[st.currentStep]
@@ -752,7 +769,8 @@ def _canary_serving(run: _Run, canary: str) -> bool:
         _rollback(
             run,
             Reason.PROGRESS_DEADLINE_EXCEEDED,
-            f"canary {canary} had no ready pods for {run.spec.progressDeadlineSeconds}s",
+            f"canary {canary} had no ready pods for {run.spec.progressDeadlineSeconds}s"
+            + _why(run.obs.deployments.get(canary)),
         )
     return False
 

@@ -277,7 +277,7 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     image = spec.serving.image or rt.config.model_server_image
     serving = spec.serving.model_copy(update={"image": image})
     desired = engine.DesiredRevision(revision_hash(spec.model, spec.serving, image), spec.model, serving)
-    live = rt.kube.list_revisions(namespace, name)
+    live = _with_pod_problem(rt, namespace, name, desired.revision, rt.kube.list_revisions(namespace, name))
     obs = engine.Observations(
         generation=meta.get("generation", 0),
         desired=desired,
@@ -317,7 +317,9 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     if not changed and not rt.telemetry.knows(namespace, name):
         rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
     due = engine.next_due(spec, decision.status, now)
-    if contract_due:
+    # The signature check waits on a scrape, and a revision short of ready pods on pod status that
+    # no watched object announces (a container restarting with its reason): both are polled.
+    if contract_due or _short_of_pods(live, desired.revision):
         return poll if due is None else min(due, poll)
     return due
 
@@ -333,6 +335,25 @@ def _record(
         meta["namespace"], meta["name"], decision.transition, new_status, obj.get("spec"), now=now
     )
     return True
+
+
+def _short_of_pods(live: dict, revision: str) -> bool:
+    state = live.get(revision, (None, None))[0]
+    return state is not None and state.replicas > 0 and state.ready < state.replicas
+
+
+def _with_pod_problem(rt: Runtime, namespace: str, name: str, revision: str, live: dict) -> dict:
+    """``live`` with the desired revision's pod problem filled in while it is short of ready pods
+    (the engine puts it in the messages that wait on those pods); a failed look is no problem."""
+    if not _short_of_pods(live, revision):
+        return live
+    state, dep = live[revision]
+    try:
+        problem = rt.kube.pod_problem(namespace, name, revision)
+    except ApiException as exc:
+        log.warning("could not read the pods of %s/%s revision %s: %s", namespace, name, revision, exc.reason)
+        return live
+    return {**live, revision: (dataclasses.replace(state, problem=problem), dep)} if problem else live
 
 
 def _prometheus(

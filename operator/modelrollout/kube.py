@@ -229,6 +229,47 @@ def selected_revision(service: dict[str, Any] | None) -> str | None:
     return None if service is None else ((service.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
 
 
+# Container states that mean "will not get ready by waiting" (kubelet's reasons).
+STUCK_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
+     "InvalidImageName", "CrashLoopBackOff", "RunContainerError"}
+)  # fmt: skip
+PROBLEM_CHARS = 600
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> str | None:
+    """The first pod's reason for not being ready, as the kubelet reports it: a container that cannot
+    start (``CreateContainerConfigError: secret "x" not found``), keeps exiting (``CrashLoopBackOff``
+    with its last termination message, where the model server writes why the model did not load), or
+    a pod that cannot be scheduled. None when every pod is merely starting."""
+    problems: list[str] = []
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name", "")):
+        name = (pod.get("metadata") or {}).get("name", "?")
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
+                problems.append(f"pod {name}: {cond['reason']}: {cond.get('message', '')}".rstrip(": "))
+        for container in status.get("containerStatuses") or []:
+            state, last = container.get("state") or {}, container.get("lastState") or {}
+            waiting, terminated = state.get("waiting") or {}, state.get("terminated") or last.get("terminated") or {}
+            reason = waiting.get("reason") if waiting.get("reason") in STUCK_REASONS else None
+            if reason is None and state.get("terminated"):
+                reason = terminated.get("reason") or "Terminated"
+            if reason is None:
+                continue
+            text = f"pod {name}: {reason}"
+            if waiting.get("message") and reason != "CrashLoopBackOff":
+                text += f": {waiting['message']}"
+            if terminated.get("message"):
+                text += f"; last exit {terminated.get('exitCode', '?')}: {terminated['message'].strip()}"
+            problems.append(text)
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    first = problems[0]
+    return (first[: PROBLEM_CHARS - 3] + "..." if len(first) > PROBLEM_CHARS else first) + more
+
+
 class Kube:
     """The operator's reads and writes; every call is synchronous (run off the loop)."""
 
@@ -357,6 +398,13 @@ class Kube:
             )
             out[revision] = (state, dep)
         return out
+
+    def pod_problem(self, namespace: str, name: str, revision: str) -> str | None:
+        """Why a revision's pods are not ready, from their status (see :func:`pod_problem`). One
+        label-selected list, made only while the revision is short of ready pods."""
+        selector = {"labelSelector": f"{LABEL_DEPLOYMENT}={name},{LABEL_REVISION}={revision}"}
+        answer = rest(self.api_client, "GET", core_path(namespace, "pods"), query=selector)
+        return pod_problem(answer.get("items") or [])
 
     def apply_deployment(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
         """Server-side apply unless the live object already is what the manifest says (a hand edit,

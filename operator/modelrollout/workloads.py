@@ -141,6 +141,10 @@ def _container(
         # the grace period (a second before the kill).
         f"--drain-seconds={serving.drainSeconds}",
         f"--shutdown-timeout={max(1, serving.terminationGracePeriodSeconds - serving.drainSeconds - 1)}",
+        # A model that cannot be loaded ends the container with the reason as its termination
+        # message: the pod's status (and this operator's messages) say why, and the kubelet's
+        # restart reads the container's Secrets again (a fixed credential heals the pod).
+        "--exit-on-load-failure=true",
     ]
     if model.sha256:
         args.append(f"--sha256={model.sha256}")

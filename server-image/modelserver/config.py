@@ -62,6 +62,8 @@ class Settings:
     latency_buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS
     drain_seconds: float = 0.0
     shutdown_timeout: float = 10.0
+    exit_on_load_failure: bool = False
+    termination_message_path: str = "/dev/termination-log"
 
 
 def parse_bool(text: str) -> bool:
@@ -212,6 +214,12 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "latency_buckets": (_buckets, "comma-separated seconds: bucket edges of modelserver_request_duration_seconds"),
     "drain_seconds": (_non_negative_float, "after SIGTERM, keep serving (unready) this long before stopping"),
     "shutdown_timeout": (_positive_float, "then, seconds in-flight requests get to finish"),
+    "exit_on_load_failure": (
+        parse_bool,
+        "exit (1) when the model cannot be loaded, the reason in the termination message (in a pod: the "
+        "kubelet shows it and restarts the container, reading its Secrets again)",
+    ),
+    "termination_message_path": (str, "where --exit-on-load-failure writes the reason (Kubernetes' default)"),
 }
 _REQUIRED = ("model_uri", "model_name")
 

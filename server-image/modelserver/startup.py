@@ -8,11 +8,14 @@ and hammer the model store.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from .batching import MicroBatcher, supports_batching
 from .config import Settings
@@ -62,6 +65,8 @@ class Loader:
         if self.metrics is not None:
             self.metrics.set_ready(False)
         log.error("model failed to load; the server will not become ready", extra={"reason": reason})
+        if self.settings.exit_on_load_failure:
+            exit_with_reason(reason, self.settings.termination_message_path)
 
     def _load_and_warm(self) -> None:
         s = self.settings
@@ -178,6 +183,20 @@ class Loader:
         if mode == "inline":
             return None
         return ThreadPoolExecutor(max_workers=s.inference_threads, thread_name_prefix="modelserver-infer")
+
+
+def exit_with_reason(reason: str, path: str) -> None:
+    """End the process at once with ``reason`` as its termination message.
+
+    Why exit instead of staying unready: in a pod, only a terminated container's message reaches
+    its status (``lastState.terminated.message``), where the operator and ``kubectl describe`` show
+    it; and the kubelet's restart (with its back-off) starts the container again with its
+    environment read anew, so a fixed Secret heals the pod with no one deleting it. Nothing is lost:
+    the model never loaded, so no request was being served."""
+    with contextlib.suppress(OSError):
+        Path(path).write_text(reason[:4000])  # the kubelet keeps at most 4096 bytes
+    logging.shutdown()
+    os._exit(1)
 
 
 def signature_series(model: OnnxModel, metadata: ModelMetadata) -> list[tuple[str, str, str, str]]:

@@ -80,7 +80,8 @@ PATHS = [
 STRINGS = [
     "", "0s", "1s", "30s", "5m", "1h30m", "-1s", "1.5s", "10", "abc", "https://m/b.onnx", "s3://b/m.onnx",
     "http://prom:9090", "error-rate", "accuracy", "latency-p99", "custom", "gw", "/v2", "/v2//x", "Fraud",
-    "a" * 300, "s3://models/fraud/a.onnx", "http://minio:9000", "https://prom:9090", "Basic", "bearer", "Authorization", "x-scope-orgid",
+    "a" * 300, "s3://models/fraud/a.onnx", "http://minio:9000", "https://prom:9090", "Basic", "bearer",
+    "Authorization", "x-scope-orgid",
 ]  # fmt: skip
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 130), st.integers(-(2**40), 2**40),

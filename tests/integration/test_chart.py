@@ -433,7 +433,11 @@ def test_cluster_mode_install_rbac_and_rollout(
         denied(sa, "get", "secrets", "--all-namespaces")
         denied(sa, "get", "secrets", "-n", workload_ns)
         denied(sa, "get", "configmaps", "-n", workload_ns)
-        denied(sa, "get", "pods", "-n", workload_ns)
+        # Pods: listed (why a revision is not ready), nothing else.
+        assert can_i(sa, "list", "pods", "-n", workload_ns)
+        for verb in ("get", "watch", "delete", "create", "patch"):
+            assert not can_i(sa, verb, "pods", "-n", workload_ns), f"{verb} pods must be denied"
+        denied(sa, "get", "pod", "any", "-n", workload_ns)
         denied(sa, "create", "namespace", "x")
         denied(sa, "get", "nodes")
         denied(sa, "delete", "crd", "modeldeployments.modelrollout.io")

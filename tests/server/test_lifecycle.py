@@ -6,15 +6,19 @@ import concurrent.futures
 import hashlib
 import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import pytest
 import requests
 
-from .conftest import MODEL_NAME, MODELS, ServerFactory, model_args
+from .conftest import MODEL_NAME, MODELS, SERVER_SRC, ServerFactory, free_port, model_args
 from .promtext import value
 
 ROW_BODY = {"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [38.03, 816.0, 6.0, 3.7, 0.0]}]}
@@ -217,3 +221,16 @@ def test_sigterm_drains_unready_while_still_serving_then_finishes_in_flight_and_
     started = time.monotonic()
     quick.proc.wait(timeout=10)
     assert time.monotonic() - started < 1.5
+
+
+def test_exit_on_load_failure_ends_the_process_with_the_reason(tmp_path: Path) -> None:
+    """What the operator's pods run with: the reason becomes the container's termination message."""
+    message = tmp_path / "termination-log"
+    env = {**os.environ, "PYTHONPATH": str(SERVER_SRC), "MODELSERVER_GRPC_PORT": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelserver", "--model-uri", str(MODELS / "missing.onnx"), "--model-name", MODEL_NAME,
+         "--port", str(free_port()), "--exit-on-load-failure=true", f"--termination-message-path={message}"],
+        env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "no such file" in message.read_text()

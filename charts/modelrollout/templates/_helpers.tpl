@@ -76,6 +76,12 @@ No ConfigMaps, no Pods/exec, no wildcards.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# Why a revision's pods are not ready (a container that cannot start or keeps exiting, with the
+# model server's reason): listed by label, only while the revision is short of ready pods. Never
+# read one by one, watched or changed.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # One PodDisruptionBudget per ModelDeployment over all its pods: written by server-side apply
 # (create when missing), deleted when spec.disruptionBudget.enabled is false. Never read.
 - apiGroups: ["policy"]
