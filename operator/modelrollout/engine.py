@@ -33,6 +33,7 @@ from modelrollout.api.types import (
 )
 from modelrollout.contract import Compatible, ContractResult, Incompatible, Unknown
 from modelrollout.durations import parse_duration
+from modelrollout.revision import unsigned_uri
 from modelrollout.routing import Routing
 from modelrollout.strategy import RolloutPlan, Strategy, plan_for
 
@@ -340,7 +341,7 @@ class _Run:
         self.status.history.append(
             HistoryEntry(
                 revision=desired.revision,
-                modelURI=desired.model.uri,
+                modelURI=unsigned_uri(desired.model.uri),
                 phase=HistoryPhase.PROGRESSING,
                 startedAt=self.now,
                 model=desired.model,
@@ -500,7 +501,7 @@ def _first_revision(run: _Run) -> None:
         run.start_history(desired)
         st.revisionStartedAt = run.now
         st.phase, st.message = Phase.INITIALIZING, f"waiting for revision {rev} to become available"
-        run.emit("Normal", "RevisionCreated", f"revision {rev} serving {desired.model.uri}")
+        run.emit("Normal", "RevisionCreated", f"revision {rev} serving {unsigned_uri(desired.model.uri)}")
     run.ensure(rev, run.replicas)
     dep = run.obs.deployments.get(rev)
     if st.phase == Phase.INITIALIZING:
@@ -636,7 +637,9 @@ def _start_canary(run: _Run) -> None:
     run.started_canary = True
     st.phase, st.message = Phase.PROGRESSING, f"starting canary {desired.revision}"
     run.start_history(desired)
-    run.emit("Normal", "RevisionCreated", f"canary revision {desired.revision} serving {desired.model.uri}")
+    run.emit(
+        "Normal", "RevisionCreated", f"canary revision {desired.revision} serving {unsigned_uri(desired.model.uri)}"
+    )
 
 
 def _canary(run: _Run) -> None:

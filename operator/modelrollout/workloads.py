@@ -148,6 +148,8 @@ def _container(
     ]
     if model.sha256:
         args.append(f"--sha256={model.sha256}")
+    if model.metadataUri:
+        args.append(f"--metadata-uri={model.metadataUri}")
     if buckets:
         args.append(f"--latency-buckets={buckets}")
     resources = serving.resources.model_dump(mode="json", exclude_defaults=False)

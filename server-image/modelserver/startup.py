@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -102,6 +103,13 @@ class Loader:
                 raise
             log.info("no metadata.json beside the model; serving without a feature schema", extra={"uri": uri})
             return ModelMetadata()
+        except LoadError as exc:
+            if s.metadata_uri or not urllib.parse.urlsplit(s.model_uri).query:
+                raise
+            raise LoadError(
+                f"{exc}; metadata.json beside a pre-signed model URL is fetched without that URL's signature: "
+                "give it its own (--metadata-uri, the ModelDeployment's model.metadataUri)"
+            ) from None
 
     def _runtime(
         self, model: OnnxModel, metadata: ModelMetadata, revision: str, digest: str, metrics: ServerMetrics

@@ -234,3 +234,39 @@ def test_exit_on_load_failure_ends_the_process_with_the_reason(tmp_path: Path) -
     )  # fmt: skip
     assert proc.returncode == 1
     assert "no such file" in message.read_text()
+
+
+class _SignedHandler(_QuietHandler):
+    """A store that serves only requests carrying a signature, as a pre-signed URL's store does."""
+
+    def do_GET(self) -> None:
+        if "X-Amz-Signature=" not in self.path:
+            self.send_error(403, "Forbidden")
+            return
+        self.path = self.path.split("?", 1)[0]
+        super().do_GET()
+
+
+@pytest.fixture
+def signed_store() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_SignedHandler, directory=str(MODELS)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_pre_signed_model_url_needs_a_signed_metadata_url(server_factory: ServerFactory, signed_store: str) -> None:
+    signed = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=600&X-Amz-Signature=abc"
+    base = ["--model-uri", f"{signed_store}/better.onnx{signed}", "--model-name", MODEL_NAME, "--warmup-requests", "1"]
+    server = server_factory.start(base, ready=False)
+    deadline = time.monotonic() + 10
+    while (body := requests.get(server.url + "/v2/health/ready", timeout=5).json()).get("state") != "failed":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    assert "HTTP 403" in body["reason"] and "give it its own (--metadata-uri" in body["reason"]
+    served = server_factory.start([*base, "--metadata-uri", f"{signed_store}/metadata.json{signed}"])
+    meta = requests.get(f"{served.url}/v2/models/{MODEL_NAME}", timeout=5).json()
+    assert meta["parameters"]["features"]

@@ -1,7 +1,7 @@
 """A revision changes with what is served and with nothing else."""
 
 from modelrollout.api.types import ModelDeploymentSpec
-from modelrollout.revision import revision_hash
+from modelrollout.revision import revision_hash, unsigned_uri
 
 BASE = {"model": {"name": "fraud", "uri": "https://m/a.onnx"}, "traffic": {"none": {}}}
 
@@ -68,3 +68,25 @@ def test_how_an_s3_model_is_reached_is_not_part_of_the_revision():
     moved = {**s3, "model": {**s3["model"], "storage": {"secretName": "store-v2", "region": "eu-west-1"}}}
     assert rev(s3) == rev(stored) == rev(moved)
     assert rev({**s3, "model": {**s3["model"], "uri": "s3://models/fraud/b.onnx"}}) != rev(s3)
+
+
+def test_re_signing_a_pre_signed_url_is_no_new_revision():
+    signed = (
+        "https://bucket.s3.amazonaws.com/fraud/a.onnx?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={}&X-Amz-Signature={}"
+    )
+    first = {**BASE, "model": {"name": "fraud", "uri": signed.format("20260101T000000Z", "aaa")}}
+    again = {**BASE, "model": {"name": "fraud", "uri": signed.format("20260102T000000Z", "bbb")}}
+    sas = {**BASE, "model": {"name": "fraud", "uri": "https://acct.blob.core.windows.net/m/a.onnx?sv=2024&se=x&sig=zz"}}
+    assert (
+        rev(first) == rev(again) == rev({**BASE, "model": {"name": "fraud", "uri": signed.split("?", maxsplit=1)[0]}})
+    )
+    assert rev(sas) == rev({**BASE, "model": {"name": "fraud", "uri": "https://acct.blob.core.windows.net/m/a.onnx"}})
+    versioned = {**BASE, "model": {"name": "fraud", "uri": "https://m/a.onnx?versionId=7"}}
+    assert rev(versioned) != rev({**BASE, "model": {"name": "fraud", "uri": "https://m/a.onnx?versionId=8"}})
+    assert unsigned_uri(signed.format("d", "s")) == "https://bucket.s3.amazonaws.com/fraud/a.onnx"
+
+
+def test_a_metadata_uri_is_part_of_the_revision_and_absent_leaves_old_hashes():
+    assert rev(BASE) == "4dd78d199c"
+    with_metadata = {**BASE, "model": {**BASE["model"], "metadataUri": "https://m/metadata.json"}}
+    assert rev(with_metadata) != rev(BASE)

@@ -252,6 +252,13 @@ class ModelSpec(_Model):
         description="Expected SHA-256 of the artifact (64 lowercase hex digits). A mismatch keeps pods unready.",
         pattern=r"^[a-f0-9]{64}$",
     )
+    metadataUri: str | None = Field(
+        default=None,
+        description="Where metadata.json is read from, when not beside uri: needed with a pre-signed uri, whose "
+        "signature covers only the model (a pre-signed URL of the metadata works).",
+        pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/])$",
+        max_length=2048,
+    )
     format: Literal["onnx"] = Field(default="onnx", description="Artifact format. Only ONNX is served.")
     storage: ModelStorageSpec | None = Field(
         default=None, description="The store and credentials of an s3:// URI; not part of the revision."
