@@ -34,6 +34,7 @@ ADDED_SERVING_FIELDS = (
     "envFrom",
     "terminationGracePeriodSeconds",
     "drainSeconds",
+    "executionProvider",
 )
 
 

@@ -150,6 +150,8 @@ def _container(
         args.append(f"--sha256={model.sha256}")
     if model.metadataUri:
         args.append(f"--metadata-uri={model.metadataUri}")
+    if serving.executionProvider != "CPU":
+        args.append(f"--execution-provider={serving.executionProvider.lower()}")
     if buckets:
         args.append(f"--latency-buckets={buckets}")
     resources = serving.resources.model_dump(mode="json", exclude_defaults=False)

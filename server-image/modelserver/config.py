@@ -62,6 +62,7 @@ class Settings:
     latency_buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS
     drain_seconds: float = 0.0
     shutdown_timeout: float = 10.0
+    execution_provider: str = "cpu"
     exit_on_load_failure: bool = False
     termination_message_path: str = "/dev/termination-log"
 
@@ -214,6 +215,10 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "latency_buckets": (_buckets, "comma-separated seconds: bucket edges of modelserver_request_duration_seconds"),
     "drain_seconds": (_non_negative_float, "after SIGTERM, keep serving (unready) this long before stopping"),
     "shutdown_timeout": (_positive_float, "then, seconds in-flight requests get to finish"),
+    "execution_provider": (
+        _choice("cpu", "cuda"),
+        "onnxruntime execution provider (cuda: an NVIDIA GPU with the onnxruntime-gpu build; no silent CPU fallback)",
+    ),
     "exit_on_load_failure": (
         parse_bool,
         "exit (1) when the model cannot be loaded, the reason in the termination message (in a pod: the "

@@ -37,15 +37,23 @@ class TensorSpec:
 class OnnxModel:
     """A loaded ONNX model; :meth:`run` is thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, data: bytes, intra_op_threads: int = 1) -> None:
+    def __init__(self, data: bytes, intra_op_threads: int = 1, execution_provider: str = "cpu") -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = _providers(execution_provider)
         try:
-            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(data, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for every parse failure
             raise LoadError(f"onnxruntime could not load the model: {exc}") from exc
+        if providers[0] not in self.session.get_providers():
+            # onnxruntime falls back to the CPU when the CUDA libraries or the device are missing.
+            raise LoadError(
+                f"execution provider {execution_provider}: onnxruntime did not enable {providers[0]} "
+                f"(active: {', '.join(self.session.get_providers())}); check the GPU, its driver and CUDA libraries"
+            )
+        self.execution_provider = execution_provider
         self.inputs = tuple(_spec(a) for a in self.session.get_inputs())
         self.outputs = tuple(_spec(a) for a in self.session.get_outputs() if _is_tensor(a, "output"))
         if not self.outputs:
@@ -58,6 +66,22 @@ class OnnxModel:
         """Run all outputs; onnxruntime errors propagate (the caller decides 400 vs 500)."""
         results = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, results, strict=True))
+
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def _providers(execution_provider: str) -> list[str]:
+    """The providers to ask onnxruntime for, the CPU last as the fallback for unsupported operators;
+    a provider this onnxruntime build does not have is a load error that says which build is needed."""
+    wanted = PROVIDERS[execution_provider]
+    if wanted not in ort.get_available_providers():
+        raise LoadError(
+            f"execution provider {execution_provider}: this onnxruntime build has no {wanted} "
+            f"(available: {', '.join(ort.get_available_providers())}); use an image with onnxruntime-gpu "
+            "on a node with an NVIDIA GPU"
+        )
+    return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
 
 
 def _is_tensor(arg: ort.NodeArg, role: str) -> bool:

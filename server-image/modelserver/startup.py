@@ -80,7 +80,7 @@ class Loader:
         self.metrics = metrics
         self.state.metrics = metrics
         metadata = self._metadata(policy)
-        model = OnnxModel(data, s.intra_op_threads)
+        model = OnnxModel(data, s.intra_op_threads, s.execution_provider)
         runtime = self._runtime(model, metadata, revision, digest, metrics)
         load_seconds = time.perf_counter() - started
         metrics.set_load_seconds(load_seconds)

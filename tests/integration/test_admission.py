@@ -121,6 +121,8 @@ INVALID = [
     ("storage on an https model", mutate("spec.model.storage", {"secretName": "store"}),
      ["spec.model.storage", "storage is for s3:// URIs"]),
     ("s3 uri without a key", mutate("spec.model.uri", "s3://bucket/"), ["spec.model.uri"]),
+    ("CUDA without a GPU", mutate("spec.serving", {"executionProvider": "CUDA"}),
+     ["spec.serving.executionProvider", "CUDA needs a GPU"]),
     ("unsupported uri scheme", mutate("spec.model.uri", "gs://bucket/model.onnx"), ["spec.model.uri"]),
     ("bad sha256", mutate("spec.model.sha256", "XYZ"), ["spec.model.sha256"]),
     ("negative replicas", mutate("spec.serving.replicas", -1), ["spec.serving.replicas"]),

@@ -270,3 +270,15 @@ def test_a_pre_signed_model_url_needs_a_signed_metadata_url(server_factory: Serv
     served = server_factory.start([*base, "--metadata-uri", f"{signed_store}/metadata.json{signed}"])
     meta = requests.get(f"{served.url}/v2/models/{MODEL_NAME}", timeout=5).json()
     assert meta["parameters"]["features"]
+
+
+def test_cuda_on_a_build_without_it_fails_to_load_saying_which_build_is_needed(server_factory: ServerFactory) -> None:
+    """This machine has no GPU and the CPU onnxruntime: the CUDA path can only be shown to refuse
+    loudly (never a quiet CPU fallback). Running on a GPU is not tested here."""
+    server = server_factory.start(model_args("baseline", "--execution-provider", "cuda"), ready=False)
+    deadline = time.monotonic() + 20
+    while (body := requests.get(server.url + "/v2/health/ready", timeout=5).json()).get("state") != "failed":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    assert "execution provider cuda: this onnxruntime build has no CUDAExecutionProvider" in body["reason"]
+    assert "onnxruntime-gpu" in body["reason"]

@@ -1,7 +1,9 @@
 """The Deployment and Service builders produce what the cluster and the restricted profile expect."""
 
+import pytest
 from modelrollout.api.types import ModelDeploymentSpec
 from modelrollout.workloads import build_deployment, build_service
+from pydantic import ValidationError
 
 OWNER = {
     "apiVersion": "modelrollout.io/v1alpha1",
@@ -108,3 +110,14 @@ def test_an_s3_model_gets_its_store_and_credentials_by_reference():
     }  # fmt: skip
     assert env["A"]["value"] == "b"
     assert not any(e.get("value") and "store" in str(e["value"]) for e in c["env"])
+
+
+def test_cuda_is_asked_for_with_a_gpu_and_refused_without() -> None:
+    gpu = deployment(executionProvider="CUDA", resources={"limits": {"nvidia.com/gpu": 1, "memory": "4Gi"}})
+    c = gpu["spec"]["template"]["spec"]["containers"][0]
+    assert "--execution-provider=cuda" in c["args"] and c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert not any(
+        a.startswith("--execution-provider") for a in deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    with pytest.raises(ValidationError, match=r"CUDA needs a GPU"):
+        deployment(executionProvider="CUDA")

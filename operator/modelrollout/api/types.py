@@ -377,6 +377,12 @@ class ServingSpec(_Model):
                     ".volumes",
                 ),
                 _cel(
+                    "self.executionProvider != 'CUDA' || (has(self.resources) && has(self.resources.limits) && "
+                    "'nvidia.com/gpu' in self.resources.limits)",
+                    "CUDA needs a GPU: set resources.limits['nvidia.com/gpu'] (and an image with onnxruntime-gpu)",
+                    ".executionProvider",
+                ),
+                _cel(
                     "self.drainSeconds == 0 || self.drainSeconds < self.terminationGracePeriodSeconds",
                     "must be below terminationGracePeriodSeconds (the pod is killed then)",
                     ".drainSeconds",
@@ -485,6 +491,12 @@ class ServingSpec(_Model):
     terminationGracePeriodSeconds: int = Field(
         default=30, ge=0, le=3600, description="Seconds a stopping pod has, drain included, before it is killed."
     )
+    executionProvider: Literal["CPU", "CUDA"] = Field(
+        default="CPU",
+        description="onnxruntime's execution provider. CUDA runs the model on an NVIDIA GPU: it needs "
+        "resources.limits['nvidia.com/gpu'] and an image whose onnxruntime is the GPU build; a pod that "
+        "cannot use CUDA fails to load, saying why, instead of quietly running on the CPU.",
+    )
     drainSeconds: int = Field(
         default=5,
         ge=0,
@@ -493,6 +505,15 @@ class ServingSpec(_Model):
         "to it until they learn the endpoint is gone), then finishes in-flight requests and exits. Below "
         "terminationGracePeriodSeconds.",
     )
+
+    @model_validator(mode="after")
+    def _gpu_for_cuda(self) -> ServingSpec:
+        if self.executionProvider == "CUDA" and "nvidia.com/gpu" not in self.resources.limits:
+            raise ValueError(
+                "executionProvider: CUDA needs a GPU: set resources.limits['nvidia.com/gpu'] "
+                "(and an image with onnxruntime-gpu)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _drain_fits(self) -> ServingSpec:
