@@ -33,8 +33,8 @@ RUN_AS_USER = 10001
 PROBE_PERIOD_SECONDS = 5
 FEEDBACK_KEY_BYTES = 32
 FEEDBACK_KEY_FIELD = "key"
-TMP_VOLUME, FEEDBACK_KEY_VOLUME = RESERVED_VOLUMES
-TMP_DIR, FEEDBACK_KEY_DIR = RESERVED_MOUNT_PATHS
+TMP_VOLUME, FEEDBACK_KEY_VOLUME, MODEL_STORE_VOLUME = RESERVED_VOLUMES
+TMP_DIR, FEEDBACK_KEY_DIR, MODEL_STORE_DIR = RESERVED_MOUNT_PATHS
 FEEDBACK_KEY_PATH = f"{FEEDBACK_KEY_DIR}/{FEEDBACK_KEY_FIELD}"
 
 
@@ -129,7 +129,7 @@ def _container(
     model: ModelSpec, serving: ServingSpec, image: str, revision: str, deployment: str, buckets: str | None
 ) -> dict[str, Any]:
     args = [
-        f"--model-uri={model.uri}",
+        f"--model-uri={served_uri(model.uri)}",
         f"--model-name={model.name}",
         f"--revision={revision}",
         "--host=0.0.0.0",
@@ -182,6 +182,7 @@ def _container(
         "volumeMounts": [
             {"name": TMP_VOLUME, "mountPath": TMP_DIR},
             {"name": FEEDBACK_KEY_VOLUME, "mountPath": FEEDBACK_KEY_DIR, "readOnly": True},
+            *_model_store(model)[1],
             *serving.volumeMounts,
         ],
     }
@@ -211,6 +212,29 @@ def _storage_env(storage: ModelStorageSpec | None) -> list[dict[str, Any]]:
                 ref["optional"] = True
             env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     return env
+
+
+def pvc_claim(uri: str) -> tuple[str, str] | None:
+    """``pvc://<claim>/<path>`` -> ``(claim, path)``; None for every other scheme."""
+    if not uri.startswith("pvc://"):
+        return None
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    return claim, path
+
+
+def served_uri(uri: str) -> str:
+    """The URI the model server loads: a ``pvc://`` model is a file under the claim's read-only mount."""
+    found = pvc_claim(uri)
+    return uri if found is None else f"file://{MODEL_STORE_DIR}/{found[1]}"
+
+
+def _model_store(model: ModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volume and mount of a ``pvc://`` model's claim (read-only), or none."""
+    found = pvc_claim(model.uri)
+    if found is None:
+        return [], []
+    volume = {"name": MODEL_STORE_VOLUME, "persistentVolumeClaim": {"claimName": found[0], "readOnly": True}}
+    return [volume], [{"name": MODEL_STORE_VOLUME, "mountPath": MODEL_STORE_DIR, "readOnly": True}]
 
 
 def _env(var: EnvVar) -> dict[str, Any]:
@@ -303,6 +327,7 @@ def build_deployment(
                             "name": FEEDBACK_KEY_VOLUME,
                             "secret": {"secretName": feedback_key_secret_name(name), "defaultMode": 0o440},
                         },
+                        *_model_store(model)[0],
                         *serving.volumes,
                     ],
                 },

@@ -121,3 +121,21 @@ def test_cuda_is_asked_for_with_a_gpu_and_refused_without() -> None:
     )
     with pytest.raises(ValidationError, match=r"CUDA needs a GPU"):
         deployment(executionProvider="CUDA")
+
+
+def test_a_pvc_model_is_a_file_on_its_claim_mounted_read_only() -> None:
+    s = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "fraud", "uri": "pvc://models-ro/fraud/v3/model.onnx"}, "traffic": {"none": {}}}
+    )
+    pod = build_deployment(OWNER, "abc123", s.model, s.serving, "img:1", 1, 120)["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert "--model-uri=file:///var/run/modelrollout/model/fraud/v3/model.onnx" in c["args"]
+    assert {"name": "model-store", "persistentVolumeClaim": {"claimName": "models-ro", "readOnly": True}} in pod[
+        "volumes"
+    ]
+    assert {"name": "model-store", "mountPath": "/var/run/modelrollout/model", "readOnly": True} in c["volumeMounts"]
+    with pytest.raises(ValidationError, match="model-store"):
+        ModelDeploymentSpec.model_validate(
+            {"model": {"name": "fraud", "uri": "https://m/a.onnx"}, "traffic": {"none": {}},
+             "serving": {"volumes": [{"name": "model-store", "emptyDir": {}}]}}
+        )  # fmt: skip

@@ -242,9 +242,11 @@ class ModelSpec(_Model):
         max_length=63,
     )
     uri: str = Field(
-        description="Where the model artifact is loaded from: file://, http://, https:// or s3://<bucket>/<key> "
-        "(AWS S3 or an S3-compatible store, see storage). metadata.json is read from beside it.",
-        pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/])$",
+        description="Where the model artifact is loaded from: file://, http://, https://, s3://<bucket>/<key> "
+        "(AWS S3 or an S3-compatible store, see storage) or pvc://<claim>/<path> (a PersistentVolumeClaim of this "
+        "namespace, mounted read-only). metadata.json is read from beside it.",
+        pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/]"
+        r"|pvc://[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[^\s]*[^\s/])$",
         max_length=2048,
     )
     sha256: str | None = Field(
@@ -318,8 +320,8 @@ class EnvVar(_Model):
 
 
 # Volumes and mount paths the operator puts in every pod (see workloads.build_deployment).
-RESERVED_VOLUMES = ("tmp", "feedback-key")
-RESERVED_MOUNT_PATHS = ("/tmp", "/var/run/modelrollout/feedback")
+RESERVED_VOLUMES = ("tmp", "feedback-key", "model-store")
+RESERVED_MOUNT_PATHS = ("/tmp", "/var/run/modelrollout/feedback", "/var/run/modelrollout/model")
 
 
 def _volume_rules(names: list[str], mounts: list[tuple[str, str]]) -> list[str]:
