@@ -69,8 +69,9 @@ class PodProcess:
 def server_command(args: list[str], port: int, mounts: dict[str, Path] | None = None) -> list[str]:
     """The pod's container args, with host and port moved to a free loopback port and mounted
     paths (``mountPath -> local directory``) pointing at the local copies of their volumes."""
-    kept = [remap(a, mounts or {}) for a in args if not a.startswith(("--host=", "--port="))]
-    return [sys.executable, "-m", "modelserver", *kept, "--host=127.0.0.1", f"--port={port}"]
+    kept = [remap(a, mounts or {}) for a in args if not a.startswith(("--host=", "--port=", "--grpc-port="))]
+    # Every pod shares 127.0.0.1 here: HTTP gets a free port, gRPC is off (tests/server covers it).
+    return [sys.executable, "-m", "modelserver", *kept, "--host=127.0.0.1", f"--port={port}", "--grpc-port=0"]
 
 
 def remap(arg: str, mounts: dict[str, Path]) -> str:
@@ -209,7 +210,6 @@ class PodRunner:
             log.info("pod %s waits for its volumes: %s", pod.metadata.name, exc)
             return None
         env["MODELSERVER_TERMINATION_MESSAGE_PATH"] = str(self._termination_path(pod.metadata.name))
-        env.setdefault("MODELSERVER_GRPC_PORT", "0")  # every pod shares 127.0.0.1: one port each is HTTP's
         port = free_port()
         out = open(self.log_dir / f"{pod.metadata.name}.log", "a")  # noqa: SIM115 - the child writes to it
         proc = subprocess.Popen(

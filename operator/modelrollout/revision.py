@@ -35,6 +35,7 @@ ADDED_SERVING_FIELDS = (
     "terminationGracePeriodSeconds",
     "drainSeconds",
     "executionProvider",
+    "grpcPort",
 )
 
 

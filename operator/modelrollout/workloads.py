@@ -134,6 +134,7 @@ def _container(
         f"--revision={revision}",
         "--host=0.0.0.0",
         f"--port={serving.port}",
+        f"--grpc-port={serving.grpcPort}",
         f"--warmup-requests={serving.warmup.requests}",
         f"--feedback-key-file={FEEDBACK_KEY_PATH}",
         f"--deployment={deployment}",
@@ -163,7 +164,10 @@ def _container(
         "name": CONTAINER_NAME,
         "image": image,
         "args": args,
-        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": serving.port, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": serving.grpcPort, "protocol": "TCP"},
+        ],
         "env": [_env(e) for e in serving.env] + _storage_env(model.storage) + [{"name": "TMPDIR", "value": TMP_DIR}],
         **({"envFrom": serving.envFrom} if serving.envFrom else {}),
         "resources": resources,
@@ -417,6 +421,8 @@ def build_service(
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
+            # HTTP only: the routers split HTTP by weight, and a gRPC port here would be sent to the
+            # HTTP port by Istio's host-wide routes. gRPC is on each pod's grpc port (docs/traffic.md).
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }

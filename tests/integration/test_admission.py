@@ -121,6 +121,7 @@ INVALID = [
     ("storage on an https model", mutate("spec.model.storage", {"secretName": "store"}),
      ["spec.model.storage", "storage is for s3:// URIs"]),
     ("s3 uri without a key", mutate("spec.model.uri", "s3://bucket/"), ["spec.model.uri"]),
+    ("gRPC on the HTTP port", mutate("spec.serving", {"grpcPort": 8080}), ["spec.serving.grpcPort", "must differ"]),
     ("CUDA without a GPU", mutate("spec.serving", {"executionProvider": "CUDA"}),
      ["spec.serving.executionProvider", "CUDA needs a GPU"]),
     ("pvc uri without a path", mutate("spec.model.uri", "pvc://models/"), ["spec.model.uri"]),

@@ -139,3 +139,12 @@ def test_a_pvc_model_is_a_file_on_its_claim_mounted_read_only() -> None:
             {"model": {"name": "fraud", "uri": "https://m/a.onnx"}, "traffic": {"none": {}},
              "serving": {"volumes": [{"name": "model-store", "emptyDir": {}}]}}
         )  # fmt: skip
+
+
+def test_the_pods_declare_the_grpc_port_and_the_services_stay_http_only() -> None:
+    c = deployment(grpcPort=9000)["spec"]["template"]["spec"]["containers"][0]
+    assert "--grpc-port=9000" in c["args"]
+    assert {"name": "grpc", "containerPort": 9000, "protocol": "TCP"} in c["ports"]
+    assert [p["name"] for p in build_service(OWNER, "fraud", "abc123", "stable")["spec"]["ports"]] == ["http"]
+    with pytest.raises(ValidationError, match="must differ from port"):
+        deployment(grpcPort=8080)

@@ -378,6 +378,7 @@ class ServingSpec(_Model):
                     f"the names {', '.join(RESERVED_VOLUMES)} are the operator's",
                     ".volumes",
                 ),
+                _cel("self.grpcPort != self.port", "must differ from port", ".grpcPort"),
                 _cel(
                     "self.executionProvider != 'CUDA' || (has(self.resources) && has(self.resources.limits) && "
                     "'nvidia.com/gpu' in self.resources.limits)",
@@ -420,6 +421,13 @@ class ServingSpec(_Model):
         "a revision. Needs a traffic layer for a canary (without one the replica ratio is the weight).",
     )
     port: int = Field(default=8080, ge=1024, le=65535, description="Container port of the model server.")
+    grpcPort: int = Field(
+        default=8081,
+        ge=1024,
+        le=65535,
+        description="Container port of the model server's Open Inference Protocol gRPC API (the Services' grpc "
+        "port). Differs from port.",
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
     warmup: WarmupSpec = Field(default_factory=WarmupSpec, description="Warmup before readiness.")
     startupTimeoutSeconds: int = Field(
@@ -507,6 +515,12 @@ class ServingSpec(_Model):
         "to it until they learn the endpoint is gone), then finishes in-flight requests and exits. Below "
         "terminationGracePeriodSeconds.",
     )
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> ServingSpec:
+        if self.grpcPort == self.port:
+            raise ValueError("grpcPort: must differ from port")
+        return self
 
     @model_validator(mode="after")
     def _gpu_for_cuda(self) -> ServingSpec:
