@@ -34,6 +34,10 @@ system-deps: ## Debian packages: prometheus, wrk, iproute2 (only what is missing
 .PHONY: deps
 deps: venv tools system-deps
 
+.PHONY: client-venvs
+client-venvs: venv ## the Open Inference Protocol clients the server tests use (KServe's SDK), in their own venv
+	VENV=$(VENV) bash hack/client-venvs.sh
+
 .PHONY: cluster-up
 cluster-up: tools ## start the local control plane (etcd, apiserver, controllers, scheduler, kwok)
 	bash hack/cluster-up.sh
@@ -77,7 +81,7 @@ test: test-setup ## every test: unit, API server integration, model server, e2e
 # --output-sync: it would hold each script's whole log until it ends (tens of minutes); their log
 # lines carry timestamps and are written one line at a time.
 test-setup:
-	$(MAKE) --no-print-directory -j2 deps app-images-for-tests
+	$(MAKE) --no-print-directory -j2 deps client-venvs app-images-for-tests
 
 app-images-for-tests: system-deps
 	@if [ "$${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then bash hack/images/build.sh app; fi
