@@ -1,4 +1,4 @@
-"""Fetch model artifacts from ``file://``, ``http(s)://`` and ``s3://`` URIs, bounded and verified.
+"""Fetch model artifacts from ``file://``, ``http(s)://``, ``s3://`` and ``hf://`` URIs, bounded and verified.
 
 Why: a model server that silently serves the wrong bytes defeats every rollout gate. Downloads are
 retried only for transient failures (connection errors, timeouts, 408/429/5xx) with exponential
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import os
 import random
 import time
 import urllib.error
@@ -52,12 +53,12 @@ class FetchPolicy:
 def normalise_uri(uri: str) -> str:
     """Plain paths become ``file://`` URIs so users can pass either."""
     parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("file", "http", "https", "s3"):
+    if parsed.scheme in ("file", "http", "https", "s3", "hf"):
         return uri
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] == ":\\"):
         return Path(uri).resolve().as_uri()
     raise LoadError(
-        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http://, https:// or s3://"
+        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http://, https://, s3:// or hf://"
     )
 
 
@@ -76,7 +77,34 @@ def fetch(uri: str, policy: FetchPolicy, sleep: Callable[[float], None] = time.s
         return _read_file(uri, policy.max_bytes)
     if scheme == "s3":
         return _fetch_s3(uri, policy, sleep)
+    if scheme == "hf":
+        return _fetch_hub(uri, policy, sleep)
     return _fetch_http(uri, policy, sleep)
+
+
+HUB_ENDPOINT = "https://huggingface.co"
+
+
+def hub_url(uri: str, endpoint: str = HUB_ENDPOINT) -> str:
+    """``hf://<owner>/<repo>[@<revision>]/<path>`` -> the Hub's download URL of that file
+    (``<endpoint>/<owner>/<repo>/resolve/<revision>/<path>``, revision ``main`` by default)."""
+    parsed = urllib.parse.urlparse(uri)
+    repo_part, _, path = parsed.path.lstrip("/").partition("/")
+    repo, _, revision = repo_part.partition("@")
+    if not parsed.netloc or not repo or not path or path.endswith("/"):
+        raise LoadError(f"{uri!r} is not hf://<owner>/<repo>[@<revision>]/<path> of one file")
+    quoted, rev = urllib.parse.quote(path, safe="/"), urllib.parse.quote(revision or "main", safe="")
+    return f"{endpoint.rstrip('/')}/{parsed.netloc}/{repo}/resolve/{rev}/{quoted}"
+
+
+def _fetch_hub(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
+    """A file of a Hugging Face Hub repository; ``HF_TOKEN`` (a private or gated repository) is sent
+    as a bearer token, ``HF_ENDPOINT`` replaces the Hub (a mirror or a private Hub), as the Hub's own
+    clients read them."""
+    url = hub_url(uri, os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT)
+    token = (os.environ.get("HF_TOKEN") or "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return _fetch_http(url, policy, sleep, sign=lambda: headers, shown=uri)
 
 
 def _fetch_s3(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
@@ -147,6 +175,11 @@ def _http_get_once(uri: str, policy: FetchPolicy, headers: dict[str, str], shown
             raise NotFoundError(f"{shown} answered {detail}") from exc
         if exc.code in _RETRY_STATUS:
             raise _TransientError(detail) from exc
+        if exc.code in (401, 403) and shown.startswith("hf://"):
+            raise LoadError(
+                f"{shown}: the Hub refused the request ({detail}): a private or gated repository needs HF_TOKEN "
+                "(serving.env from a Secret) with access to it"
+            ) from exc
         if exc.code in (401, 403, 404) and shown.startswith("s3://"):
             raise LoadError(
                 f"{shown}: the store refused the request ({detail}): check the credentials "

@@ -14,6 +14,7 @@ from modelserver.loader import (
     NotFoundError,
     backoff_delay,
     fetch,
+    hub_url,
     normalise_uri,
     sibling_uri,
     verify_sha256,
@@ -168,3 +169,16 @@ def test_example_metadata_parses() -> None:
 def test_bad_metadata_is_a_load_error(doc: bytes, message: str) -> None:
     with pytest.raises(LoadError, match=message):
         parse_metadata(doc)
+
+
+def test_hub_uris_map_to_the_hubs_resolve_urls() -> None:
+    assert (
+        hub_url("hf://acme/fraud-onnx/model.onnx") == "https://huggingface.co/acme/fraud-onnx/resolve/main/model.onnx"
+    )
+    assert (
+        hub_url("hf://acme/fraud-onnx@v1.2/onnx/model.onnx", "http://mirror:8080/")
+        == "http://mirror:8080/acme/fraud-onnx/resolve/v1.2/onnx/model.onnx"
+    )
+    for bad in ("hf://acme", "hf://acme/repo", "hf://acme/repo/dir/"):
+        with pytest.raises(LoadError, match="is not hf://"):
+            hub_url(bad)

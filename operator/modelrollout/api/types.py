@@ -243,10 +243,12 @@ class ModelSpec(_Model):
     )
     uri: str = Field(
         description="Where the model artifact is loaded from: file://, http://, https://, s3://<bucket>/<key> "
-        "(AWS S3 or an S3-compatible store, see storage) or pvc://<claim>/<path> (a PersistentVolumeClaim of this "
-        "namespace, mounted read-only). metadata.json is read from beside it.",
+        "(AWS S3 or an S3-compatible store, see storage), pvc://<claim>/<path> (a PersistentVolumeClaim of this "
+        "namespace, mounted read-only) or hf://<owner>/<repo>[@<revision>]/<path> (a Hugging Face Hub file; "
+        "HF_TOKEN from serving.env for a private repository). metadata.json is read from beside it.",
         pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/]"
-        r"|pvc://[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[^\s]*[^\s/])$",
+        r"|pvc://[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[^\s]*[^\s/]"
+        r"|hf://[-\w.]+/[-\w.]+(@[^\s/@]+)?/[^\s]*[^\s/])$",
         max_length=2048,
     )
     sha256: str | None = Field(

@@ -1,4 +1,5 @@
-"""Models in a private bucket of a real S3-compatible store (versitygw), fetched with SigV4.
+"""Models in a private bucket of a real S3-compatible store (versitygw), fetched with SigV4; and a
+private Hugging Face repository (``hf://``) behind a token.
 
 The store checks every signature against its root user's keys, so these tests show the signer is
 right (a model served), that refused or missing credentials keep the server unready with a reason
@@ -9,6 +10,8 @@ keys is served while the old keys are refused.
 from __future__ import annotations
 
 import hashlib
+import http.server
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +109,50 @@ def test_after_a_rotation_new_pods_use_the_new_keys(tmp_path: Path, server_facto
 def test_the_config_never_shows_the_secret() -> None:
     config = S3Config.from_env({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": SECRET})
     assert SECRET not in repr(config) and "AKIA..." in repr(config)
+
+
+class _PrivateHub(http.server.BaseHTTPRequestHandler):
+    """The Hub's download layout (``/<owner>/<repo>/resolve/<revision>/<path>``) for one private
+    repository: a bearer token is required, as for a private or gated repository."""
+
+    token = "hf_" + "t" * 34
+
+    def do_GET(self) -> None:
+        prefix = "/acme/fraud/resolve/v1/"
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            self.send_error(401, "Unauthorized")
+            return
+        if not self.path.startswith(prefix) or not (MODELS / self.path.removeprefix(prefix)).is_file():
+            self.send_error(404, "Entry not found")
+            return
+        data = (MODELS / self.path.removeprefix(prefix)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PrivateHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_hub_model_is_fetched_with_hf_token_and_refused_without(server_factory: ServerFactory, hub: str) -> None:
+    """Against a local server with the Hub's URL layout (HF_ENDPOINT), not the Hub itself: no internet here."""
+    args = ["--model-uri", "hf://acme/fraud@v1/baseline.onnx", "--model-name", MODEL_NAME, "--sha256", DIGEST,
+            "--download-retries", "0"]  # fmt: skip
+    served = server_factory.start(args, env={"HF_ENDPOINT": hub, "HF_TOKEN": _PrivateHub.token})
+    meta = requests.get(f"{served.url}/v2/models/{MODEL_NAME}", timeout=5).json()
+    assert meta["parameters"]["sha256"] == DIGEST and meta["parameters"]["features"], "metadata.json beside it too"
+    refused = failure(server_factory.start(args, env={"HF_ENDPOINT": hub, "HF_TOKEN": ""}, ready=False))
+    assert "hf://acme/fraud@v1/baseline.onnx: the Hub refused the request (HTTP 401" in refused
+    assert "HF_TOKEN" in refused
