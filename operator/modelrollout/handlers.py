@@ -277,7 +277,9 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     image = spec.serving.image or rt.config.model_server_image
     serving = spec.serving.model_copy(update={"image": image})
     desired = engine.DesiredRevision(revision_hash(spec.model, spec.serving, image), spec.model, serving)
-    live = _with_pod_problem(rt, namespace, name, desired.revision, rt.kube.list_revisions(namespace, name))
+    live = rt.kube.list_revisions(namespace, name)
+    if _waits_on_pods(status, desired.revision):
+        live = _with_pod_problem(rt, namespace, name, desired.revision, live)
     obs = engine.Observations(
         generation=meta.get("generation", 0),
         desired=desired,
@@ -319,7 +321,7 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     due = engine.next_due(spec, decision.status, now)
     # The signature check waits on a scrape, and a revision short of ready pods on pod status that
     # no watched object announces (a container restarting with its reason): both are polled.
-    if contract_due or _short_of_pods(live, desired.revision):
+    if contract_due or (_waits_on_pods(decision.status, desired.revision) and _short_of_pods(live, desired.revision)):
         return poll if due is None else min(due, poll)
     return due
 
@@ -335,6 +337,15 @@ def _record(
         meta["namespace"], meta["name"], decision.transition, new_status, obj.get("spec"), now=now
     )
     return True
+
+
+def _waits_on_pods(status: t.ModelDeploymentStatus, revision: str) -> bool:
+    """Whether the rollout waits for ``revision``'s pods to become available: the first revision, or
+    a canary before its first step. Only then are its pods read and the object polled for them; a
+    stable revision short of a pod (a scale-up, an unschedulable replica) costs nothing."""
+    if status.phase in (t.Phase.INITIALIZING, t.Phase.FAILED):
+        return True
+    return status.canaryRevision == revision and status.currentStep is None
 
 
 def _short_of_pods(live: dict, revision: str) -> bool:

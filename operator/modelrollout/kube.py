@@ -538,7 +538,7 @@ class Kube:
                 raise
         return True
 
-    # ---------------------------------------------------------------- the feedback key
+    # ---------------------------------------------------------------- Prometheus credentials
     def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's data, decoded (None when there is none). Read only for the Secrets a
         ModelDeployment names for its Prometheus credentials, at each check, and never cached."""
@@ -547,6 +547,7 @@ class Kube:
             return None
         return {str(k): base64.b64decode(v) for k, v in (answer.get("data") or {}).items()}
 
+    # ---------------------------------------------------------------- the feedback key
     def ensure_feedback_key(self, owner: dict[str, Any]) -> bool:
         """Create the ModelDeployment's prediction-token key Secret if it does not exist; True if created.
 
