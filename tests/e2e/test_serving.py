@@ -48,7 +48,7 @@ def test_pod_is_ready_only_when_the_model_server_is(cluster, operator, namespace
     assert next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
 
 
-def test_sha256_mismatch_never_becomes_ready_and_trips_the_deadline(cluster, operator, namespace, runner):
+def test_sha256_mismatch_never_becomes_ready_trips_the_deadline_and_says_why(cluster, operator, namespace, runner):
     cluster.apply(manifest("baseline", "0" * 64, deadline=15), namespace)
     obj = wait_until(
         lambda: (o := cluster.get("mdep", "fraud", namespace)) and o.get("status", {}).get("phase") == "Failed" and o,
@@ -56,8 +56,11 @@ def test_sha256_mismatch_never_becomes_ready_and_trips_the_deadline(cluster, ope
     )  # fmt: skip
     degraded = next(c for c in obj["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "ProgressDeadlineExceeded"
-    assert runner.targets() == [] and runner.pods, "the server runs but must never report ready"
+    assert runner.targets() == [] and runner.pods, "the pod exists but must never report ready"
+    # The server exits with the reason (--exit-on-load-failure), the kubelet restarts it, and the
+    # reason reaches the status from the container's last termination message.
+    message = obj["status"]["message"]
+    assert "not available within progressDeadlineSeconds=15: pod fraud-" in message, message
+    assert "CrashLoopBackOff; last exit 1: sha256 mismatch for" in message, message
     (proc,) = runner.pods.values()
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{proc.url}/v2/health/ready")
-    assert err.value.code == 503
+    assert proc.last_exit is not None and "sha256 mismatch" in proc.last_exit["message"]
