@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into $CACHE_DIR/bin: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, kwok and helm, and versitygw (an S3-compatible
-# store for the model-storage tests); for the real node (unless
+# store) and the CNCF distribution registry for the model-storage tests; for the real node (unless
 # MODELROLLOUT_REAL_NODE=0) also kubelet and kube-proxy from the same Kubernetes sources, Traefik and
 # Prometheus (with Kubernetes service discovery) for the real node's test bed.
 # Each tool has a stamp file holding the version it was built from, so a warm cache costs nothing
@@ -148,6 +148,10 @@ main() { # [all|cluster|traefik|prometheus]
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   # The model-storage tests' S3-compatible store (cold: about 3 min on 2 cores).
   build_simple versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw
+  # The oci:// model tests' registry (CNCF distribution).
+  build_simple registry github.com/distribution/distribution/v3 "$DISTRIBUTION_VERSION" \
+    github.com/distribution/distribution/v3/cmd/registry \
+    "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
   kwok_node_stages
   build_kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubectl"
   if [ "${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then

@@ -202,7 +202,7 @@ class PodRunner:
         container = pod.spec.containers[0]
         try:
             mounts = self._mount_volumes(pod, container)
-            env = {**os.environ, **self._environment(container)}
+            env = {**os.environ, **{k: remap(v, mounts) for k, v in self._environment(container).items()}}
         except ConfigNotReadyError as exc:
             self._report_waiting(pod, "CreateContainerConfigError", str(exc))
             return None

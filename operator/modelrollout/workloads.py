@@ -33,8 +33,8 @@ RUN_AS_USER = 10001
 PROBE_PERIOD_SECONDS = 5
 FEEDBACK_KEY_BYTES = 32
 FEEDBACK_KEY_FIELD = "key"
-TMP_VOLUME, FEEDBACK_KEY_VOLUME, MODEL_STORE_VOLUME = RESERVED_VOLUMES
-TMP_DIR, FEEDBACK_KEY_DIR, MODEL_STORE_DIR = RESERVED_MOUNT_PATHS
+TMP_VOLUME, FEEDBACK_KEY_VOLUME, MODEL_STORE_VOLUME, REGISTRY_AUTH_VOLUME = RESERVED_VOLUMES
+TMP_DIR, FEEDBACK_KEY_DIR, MODEL_STORE_DIR, REGISTRY_AUTH_DIR = RESERVED_MOUNT_PATHS
 FEEDBACK_KEY_PATH = f"{FEEDBACK_KEY_DIR}/{FEEDBACK_KEY_FIELD}"
 
 
@@ -168,7 +168,7 @@ def _container(
             {"name": "http", "containerPort": serving.port, "protocol": "TCP"},
             {"name": "grpc", "containerPort": serving.grpcPort, "protocol": "TCP"},
         ],
-        "env": [_env(e) for e in serving.env] + _storage_env(model.storage) + [{"name": "TMPDIR", "value": TMP_DIR}],
+        "env": [_env(e) for e in serving.env] + _storage_env(model) + [{"name": "TMPDIR", "value": TMP_DIR}],
         **({"envFrom": serving.envFrom} if serving.envFrom else {}),
         "resources": resources,
         "startupProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, startup_failures),
@@ -196,7 +196,33 @@ S3_SECRET_KEYS = (("AWS_ACCESS_KEY_ID", False), ("AWS_SECRET_ACCESS_KEY", False)
 """The keys of ``model.storage.secretName`` the pods get, and whether each may be absent."""
 
 
-def _storage_env(storage: ModelStorageSpec | None) -> list[dict[str, Any]]:
+def _storage_env(model: ModelSpec) -> list[dict[str, Any]]:
+    """The environment that says how the pods reach the model (see :func:`_s3_env`, :func:`_registry`)."""
+    if model.uri.startswith("oci://"):
+        return _registry(model.storage)[2]
+    return _s3_env(model.storage)
+
+
+def _registry(
+    storage: ModelStorageSpec | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(volumes, mounts, env)`` of an ``oci://`` model: the dockerconfigjson Secret as the pods'
+    ``$DOCKER_CONFIG/config.json`` (by the kubelet: the operator never reads it), plain HTTP if asked."""
+    if storage is None:
+        return [], [], []
+    volumes, mounts, env = [], [], []
+    if storage.secretName:
+        volumes.append({"name": REGISTRY_AUTH_VOLUME, "secret": {
+            "secretName": storage.secretName, "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            "defaultMode": 0o440}})  # fmt: skip
+        mounts.append({"name": REGISTRY_AUTH_VOLUME, "mountPath": REGISTRY_AUTH_DIR, "readOnly": True})
+        env.append({"name": "DOCKER_CONFIG", "value": REGISTRY_AUTH_DIR})
+    if storage.plainHTTP:
+        env.append({"name": "OCI_PLAIN_HTTP", "value": "true"})
+    return volumes, mounts, env
+
+
+def _s3_env(storage: ModelStorageSpec | None) -> list[dict[str, Any]]:
     """The AWS SDK environment of an ``s3://`` model: endpoint, region and the Secret's keys.
 
     Given by reference (``secretKeyRef``): the kubelet resolves them when a container starts, the
@@ -233,7 +259,11 @@ def served_uri(uri: str) -> str:
 
 
 def _model_store(model: ModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The volume and mount of a ``pvc://`` model's claim (read-only), or none."""
+    """The volumes and mounts the model's source needs: a ``pvc://`` claim (read-only), an
+    ``oci://`` registry's credentials, or none."""
+    if model.uri.startswith("oci://"):
+        volumes, mounts, _ = _registry(model.storage)
+        return volumes, mounts
     found = pvc_claim(model.uri)
     if found is None:
         return [], []

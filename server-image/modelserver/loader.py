@@ -1,4 +1,5 @@
-"""Fetch model artifacts from ``file://``, ``http(s)://``, ``s3://`` and ``hf://`` URIs, bounded and verified.
+"""Fetch model artifacts from ``file://``, ``http(s)://``, ``s3://``, ``hf://`` and ``oci://`` URIs,
+bounded and verified.
 
 Why: a model server that silently serves the wrong bytes defeats every rollout gate. Downloads are
 retried only for transient failures (connection errors, timeouts, 408/429/5xx) with exponential
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import random
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, oci
 from .errors import LoadError
 from .s3 import S3Config, error_code, object_url, parse_s3_uri, signed_headers
 
@@ -30,6 +32,7 @@ log = logging.getLogger("modelserver.loader")
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 20
 MAX_BACKOFF_SECONDS = 10.0
+MANIFEST_MAX_BYTES = 4 * 1024 * 1024
 
 
 class NotFoundError(LoadError):
@@ -53,17 +56,20 @@ class FetchPolicy:
 def normalise_uri(uri: str) -> str:
     """Plain paths become ``file://`` URIs so users can pass either."""
     parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("file", "http", "https", "s3", "hf"):
+    if parsed.scheme in ("file", "http", "https", "s3", "hf", "oci"):
         return uri
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] == ":\\"):
         return Path(uri).resolve().as_uri()
     raise LoadError(
-        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http://, https://, s3:// or hf://"
+        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http(s)://, s3://, hf:// or oci://"
     )
 
 
 def sibling_uri(uri: str, name: str) -> str:
-    """The URI of ``name`` in the same directory as ``uri`` (where ``metadata.json`` lives)."""
+    """The URI of ``name`` in the same directory as ``uri`` (where ``metadata.json`` lives); for an
+    OCI artifact, its layer of that name."""
+    if uri.startswith("oci://"):
+        return oci.sibling(uri, name)
     parsed = urllib.parse.urlparse(normalise_uri(uri))
     directory = parsed.path.rsplit("/", 1)[0]
     return urllib.parse.urlunparse(parsed._replace(path=f"{directory}/{name}", query="", fragment=""))
@@ -79,6 +85,8 @@ def fetch(uri: str, policy: FetchPolicy, sleep: Callable[[float], None] = time.s
         return _fetch_s3(uri, policy, sleep)
     if scheme == "hf":
         return _fetch_hub(uri, policy, sleep)
+    if scheme == "oci":
+        return _fetch_oci(uri, policy, sleep)
     return _fetch_http(uri, policy, sleep)
 
 
@@ -149,17 +157,67 @@ def _fetch_http(
     """GET ``uri`` with retries; ``sign`` adds headers per attempt (a signature carries its time),
     ``shown`` is the URI named in logs and errors (the ``s3://`` one, not the endpoint's URL)."""
     shown = shown or uri
+    return _with_retries(lambda: _http_get_once(uri, policy, sign(), shown), policy, sleep, shown)
+
+
+def _with_retries(
+    attempt: Callable[[], bytes], policy: FetchPolicy, sleep: Callable[[float], None], shown: str
+) -> bytes:
+    """``attempt()`` until it does not fail transiently, with full-jitter backoff between tries."""
     last: Exception | None = None
-    for attempt in range(policy.retries + 1):
-        if attempt:
-            delay = backoff_delay(attempt - 1, policy.backoff_base)
-            log.warning("retrying download", extra={"uri": shown, "attempt": attempt, "delay_s": round(delay, 3)})
+    for number in range(policy.retries + 1):
+        if number:
+            delay = backoff_delay(number - 1, policy.backoff_base)
+            log.warning("retrying download", extra={"uri": shown, "attempt": number, "delay_s": round(delay, 3)})
             sleep(delay)
         try:
-            return _http_get_once(uri, policy, sign(), shown)
+            return attempt()
         except _TransientError as exc:
             last = exc
     raise LoadError(f"download of {shown} failed after {policy.retries + 1} attempts: {last}")
+
+
+def _fetch_oci(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
+    """One file of an OCI artifact (see :mod:`.oci`): its manifest, then its blob, digest checked."""
+    ref = oci.parse(uri)
+    return _with_retries(lambda: _oci_once(ref, uri, policy), policy, sleep, uri)
+
+
+def _oci_once(ref: oci.Reference, uri: str, policy: FetchPolicy) -> bytes:
+    registry = oci.Registry(ref.host, policy.timeout)
+    repo = f"/v2/{ref.repository}"
+    try:
+        with registry.get(f"{repo}/manifests/{ref.reference}", accept=", ".join(oci.MANIFEST_TYPES)) as answer:
+            manifest = json.loads(_read_limited(answer, MANIFEST_MAX_BYTES, uri))
+        layer = oci.layer_for(manifest, ref, uri)
+        digest, size = str(layer.get("digest", "")), layer.get("size")
+        if not digest.startswith("sha256:"):
+            raise LoadError(f"{uri}: the layer's digest {digest!r} is not a sha256 digest")
+        if isinstance(size, int) and size > policy.max_bytes:
+            raise LoadError(f"{uri} is {size} bytes, above the limit of {policy.max_bytes}")
+        with registry.get(f"{repo}/blobs/{digest}") as answer:
+            data = _read_limited(answer, policy.max_bytes, uri)
+    except urllib.error.HTTPError as exc:
+        detail = f"HTTP {exc.code} {exc.reason}"
+        if exc.code == 404:
+            raise NotFoundError(f"{uri} answered {detail}") from exc
+        if exc.code in _RETRY_STATUS:
+            raise _TransientError(detail) from exc
+        if exc.code in (401, 403):
+            raise LoadError(
+                f"{uri}: the registry refused the request ({detail}): check the credentials for {ref.host} in "
+                "$DOCKER_CONFIG/config.json (model.storage.secretName, a kubernetes.io/dockerconfigjson Secret)"
+            ) from exc
+        raise LoadError(f"{uri} answered {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise _TransientError(f"connection failed: {exc.reason}") from exc
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:  # a manifest that is not JSON
+        raise LoadError(f"{uri}: the registry's manifest is not JSON: {exc}") from None
+    if sha256_hex(data) != digest.removeprefix("sha256:"):
+        raise LoadError(f"{uri}: the blob's sha256 is not its digest {digest} (a registry or mirror changed it)")
+    return data
 
 
 def _http_get_once(uri: str, policy: FetchPolicy, headers: dict[str, str], shown: str) -> bytes:

@@ -1,4 +1,5 @@
-"""A model in a private bucket of a real S3-compatible store, rolled out by the operator.
+"""Models in a private bucket of a real S3-compatible store and in a real OCI registry, rolled out by
+the operator.
 
 The store is versitygw (hack/loopback/objectstore.py), which checks every request's signature; the
 pods are real model servers run by the loopback kubelet (PodRunner), which resolves their
@@ -13,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from hack.loopback.cluster import TESTENV, Cluster, wait_until
 from hack.loopback.modelserver import model_path
 from hack.loopback.objectstore import ObjectStore
 from hack.loopback.pods import PodRunner
+from hack.loopback.registry import Registry, docker_config
 from hack.loopback.world import SHA256, local_world, serving_spec
 
 pytestmark = pytest.mark.e2e
@@ -134,3 +137,29 @@ def test_a_missing_secret_is_named_and_rolls_back_at_the_deadline(bed: Bed) -> N
     (canary,) = rolled_back["failedRevisions"]
     assert f"canary {canary} not available after 12s: pod fraud-{canary}-" in rolled_back["message"]
     assert 'CreateContainerConfigError: secret "no-such-secret" not found' in rolled_back["message"]
+
+
+def test_an_oci_artifact_is_served_with_a_dockerconfigjson_secret(bed: Bed, tmp_path: Path) -> None:
+    """The same Secret type as imagePullSecrets: the kubelet mounts it as the pods' docker config."""
+    with Registry(tmp_path / "registry", {"puller": "registry-secret-" + "9" * 24}) as registry:
+        files = {"model.onnx": model_path("baseline").read_bytes(),
+                 "metadata.json": (model_path("baseline").parent / "metadata.json").read_bytes()}  # fmt: skip
+        digest = registry.push("models/fraud", "v1", files)
+        config = docker_config(tmp_path / "docker", registry.host, "puller", "registry-secret-" + "9" * 24)
+        dockerconfig = (config / "config.json").read_text()
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                  "metadata": {"name": "pull"}, "stringData": {".dockerconfigjson": dockerconfig}}  # fmt: skip
+        bed.cluster.kubectl("apply", "-n", bed.namespace, "-f", "-", stdin=json.dumps(secret))
+        spec: dict[str, Any] = {
+            "model": {"name": "fraud", "uri": f"oci://{registry.host}/models/fraud@{digest}",
+                      "sha256": SHA256["baseline.onnx"], "storage": {"secretName": "pull", "plainHTTP": True}},
+            "serving": serving_spec(warmup=2),
+            "traffic": {"none": {}},
+            "progressDeadlineSeconds": 30,
+        }  # fmt: skip
+        manifest = {"apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelDeployment",
+                    "metadata": {"name": "fraud"}, "spec": spec}  # fmt: skip
+        bed.cluster.apply(manifest, bed.namespace)
+        status = bed.wait_phase("Succeeded")
+        (pod,) = bed.runner.by_revision()[status["stableRevision"]]
+        assert pod.ready

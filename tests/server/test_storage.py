@@ -1,5 +1,6 @@
-"""Models in a private bucket of a real S3-compatible store (versitygw), fetched with SigV4; and a
-private Hugging Face repository (``hf://``) behind a token.
+"""Models in a private bucket of a real S3-compatible store (versitygw), fetched with SigV4; in a real
+OCI registry (CNCF distribution, htpasswd) as an artifact; and in a private Hugging Face repository
+(``hf://``) behind a token.
 
 The store checks every signature against its root user's keys, so these tests show the signer is
 right (a model served), that refused or missing credentials keep the server unready with a reason
@@ -21,6 +22,7 @@ import requests
 from modelserver.s3 import S3Config
 
 from hack.loopback.objectstore import ObjectStore
+from hack.loopback.registry import Registry, docker_config
 from tests.server.conftest import MODEL_NAME, MODELS, ServerFactory, ServerProcess
 
 ACCESS, SECRET = "MODELROLLOUTTEST", "s3cr3t-" + "k" * 33
@@ -156,3 +158,51 @@ def test_a_hub_model_is_fetched_with_hf_token_and_refused_without(server_factory
     refused = failure(server_factory.start(args, env={"HF_ENDPOINT": hub, "HF_TOKEN": ""}, ready=False))
     assert "hf://acme/fraud@v1/baseline.onnx: the Hub refused the request (HTTP 401" in refused
     assert "HF_TOKEN" in refused
+
+
+# ------------------------------------------------------------------------------------------ oci://
+
+REGISTRY_USER, REGISTRY_PASSWORD = "puller", "registry-" + "p" * 31
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, str, Path]]:
+    """A real registry that wants credentials, with the model and its metadata pushed as one artifact."""
+    workdir = tmp_path_factory.mktemp("registry")
+    with Registry(workdir, {REGISTRY_USER: REGISTRY_PASSWORD}) as registry:
+        files = {"model.onnx": MODEL, "metadata.json": (MODELS / "metadata.json").read_bytes()}
+        digest = registry.push("models/fraud", "v1", files)
+        config = docker_config(workdir / "docker", registry.host, REGISTRY_USER, REGISTRY_PASSWORD)
+        yield registry, digest, config
+
+
+def pull(factory: ServerFactory, uri: str, env: dict[str, str], ready: bool = True) -> ServerProcess:
+    args = ["--model-uri", uri, "--model-name", MODEL_NAME, "--sha256", DIGEST, "--download-retries", "0"]
+    return factory.start(args, env={"OCI_PLAIN_HTTP": "true", **env}, ready=ready)
+
+
+def test_an_oci_artifact_is_pulled_with_the_docker_config(
+    registry: tuple[Registry, str, Path], server_factory: ServerFactory
+) -> None:
+    reg, digest, config = registry
+    for uri in (f"oci://{reg.host}/models/fraud:v1", f"oci://{reg.host}/models/fraud@{digest}#model.onnx"):
+        served = pull(server_factory, uri, {"DOCKER_CONFIG": str(config)})
+        meta = requests.get(f"{served.url}/v2/models/{MODEL_NAME}", timeout=5).json()
+        assert meta["parameters"]["sha256"] == DIGEST
+        assert meta["parameters"]["features"], "metadata.json came from the artifact's layer of that name"
+
+
+def test_registry_refusals_say_what_to_fix(
+    registry: tuple[Registry, str, Path], server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    reg, _, _ = registry
+    uri = f"oci://{reg.host}/models/fraud:v1"
+    wrong = docker_config(tmp_path / "wrong", reg.host, REGISTRY_USER, "not-the-password")
+    refused = failure(pull(server_factory, uri, {"DOCKER_CONFIG": str(wrong)}, ready=False))
+    assert f"{uri}: the registry refused the request (HTTP 401" in refused and "not-the-password" not in refused
+    anonymous = failure(pull(server_factory, uri, {"DOCKER_CONFIG": str(tmp_path / "none")}, ready=False))
+    assert f"registry {reg.host} wants credentials and none are configured for it" in anonymous
+    reg_config = registry[2]
+    missing = failure(pull(server_factory, f"oci://{reg.host}/models/fraud:v9", {"DOCKER_CONFIG": str(reg_config)},
+                           ready=False))  # fmt: skip
+    assert f"oci://{reg.host}/models/fraud:v9 answered HTTP 404" in missing

@@ -148,3 +148,25 @@ def test_the_pods_declare_the_grpc_port_and_the_services_stay_http_only() -> Non
     assert [p["name"] for p in build_service(OWNER, "fraud", "abc123", "stable")["spec"]["ports"]] == ["http"]
     with pytest.raises(ValidationError, match="must differ from port"):
         deployment(grpcPort=8080)
+
+
+def test_an_oci_model_gets_its_registry_credentials_as_a_docker_config() -> None:
+    s = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "fraud", "uri": "oci://registry.example.com/models/fraud:v3",
+                   "storage": {"secretName": "pull", "plainHTTP": True}}, "traffic": {"none": {}}}
+    )  # fmt: skip
+    pod = build_deployment(OWNER, "abc123", s.model, s.serving, "img:1", 1, 120)["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DOCKER_CONFIG"] == "/var/run/modelrollout/registry" and env["OCI_PLAIN_HTTP"] == "true"
+    volume = next(v for v in pod["volumes"] if v["name"] == "registry-auth")
+    assert volume["secret"]["items"] == [{"key": ".dockerconfigjson", "path": "config.json"}]
+    assert {"name": "registry-auth", "mountPath": "/var/run/modelrollout/registry", "readOnly": True} in c[
+        "volumeMounts"
+    ]
+    assert not any(e["name"].startswith("AWS_") for e in c["env"])
+    with pytest.raises(ValidationError, match="endpoint and region are for s3"):
+        ModelDeploymentSpec.model_validate(
+            {"model": {"name": "fraud", "uri": "oci://r.example.com/m:v1", "storage": {"region": "eu-west-1"}},
+             "traffic": {"none": {}}}
+        )  # fmt: skip

@@ -191,7 +191,7 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 
 
 class ModelStorageSpec(_Model):
-    """How the pods reach an ``s3://`` model: the store and the credentials.
+    """How the pods reach an ``s3://`` or ``oci://`` model: the store and the credentials.
 
     Not part of the revision: rotating the Secret, naming another one or moving the endpoint never
     starts a rollout (the artifact is the same bytes; ``sha256`` says so). The pods read the
@@ -202,9 +202,13 @@ class ModelStorageSpec(_Model):
         default=None,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="Secret in this namespace whose keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
-        "AWS_SESSION_TOKEN, if present) become the pods' environment, as every AWS SDK reads it. Without it the "
-        "pods sign with what serving.env/envFrom give them, or not at all (a public bucket).",
+        description="Secret in this namespace with the credentials. s3://: its keys AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN, if present) become the pods' environment, as every AWS SDK "
+        "reads it; without it the pods sign with what serving.env/envFrom give them, or not at all. oci://: a "
+        "kubernetes.io/dockerconfigjson Secret (as for imagePullSecrets), mounted as the pods' docker config.",
+    )
+    plainHTTP: bool = Field(
+        default=False, description="oci:// only: talk to the registry over plain HTTP (a registry without TLS)."
     )
     endpoint: str | None = Field(
         default=None,
@@ -228,9 +232,20 @@ class ModelSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "!has(self.storage) || self.uri.startsWith('s3://')",
-                    "storage is for s3:// URIs",
+                    "!has(self.storage) || self.uri.startsWith('s3://') || self.uri.startsWith('oci://')",
+                    "storage is for s3:// and oci:// URIs",
                     ".storage",
+                ),
+                _cel(
+                    "!has(self.storage) || self.uri.startsWith('s3://') || "
+                    "(!has(self.storage.endpoint) && !has(self.storage.region))",
+                    "endpoint and region are for s3:// URIs",
+                    ".storage",
+                ),
+                _cel(
+                    "!has(self.storage) || !self.storage.plainHTTP || self.uri.startsWith('oci://')",
+                    "plainHTTP is for oci:// URIs",
+                    ".storage.plainHTTP",
                 ),
             ]
         }
@@ -244,11 +259,14 @@ class ModelSpec(_Model):
     uri: str = Field(
         description="Where the model artifact is loaded from: file://, http://, https://, s3://<bucket>/<key> "
         "(AWS S3 or an S3-compatible store, see storage), pvc://<claim>/<path> (a PersistentVolumeClaim of this "
-        "namespace, mounted read-only) or hf://<owner>/<repo>[@<revision>]/<path> (a Hugging Face Hub file; "
-        "HF_TOKEN from serving.env for a private repository). metadata.json is read from beside it.",
+        "namespace, mounted read-only), hf://<owner>/<repo>[@<revision>]/<path> (a Hugging Face Hub file; "
+        "HF_TOKEN from serving.env for a private repository) or oci://<registry>/<repository>[:<tag>|@<digest>]"
+        "[#<file>] (a file of an OCI artifact, see storage). metadata.json is read from beside it.",
         pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/]"
         r"|pvc://[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[^\s]*[^\s/]"
-        r"|hf://[-\w.]+/[-\w.]+(@[^\s/@]+)?/[^\s]*[^\s/])$",
+        r"|hf://[-\w.]+/[-\w.]+(@[^\s/@]+)?/[^\s]*[^\s/]"
+        r"|oci://[^/\s]+/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+        r"(:\w[\w.-]{0,127}|@sha256:[a-f0-9]{64})?(#[^\s#]+)?)$",
         max_length=2048,
     )
     sha256: str | None = Field(
@@ -269,9 +287,16 @@ class ModelSpec(_Model):
     )
 
     @model_validator(mode="after")
-    def _storage_for_s3(self) -> ModelSpec:
-        if self.storage is not None and not self.uri.startswith("s3://"):
-            raise ValueError("storage: storage is for s3:// URIs")
+    def _storage_fits_the_scheme(self) -> ModelSpec:
+        storage, s3, registry = self.storage, self.uri.startswith("s3://"), self.uri.startswith("oci://")
+        if storage is None:
+            return self
+        if not (s3 or registry):
+            raise ValueError("storage: storage is for s3:// and oci:// URIs")
+        if not s3 and (storage.endpoint is not None or storage.region is not None):
+            raise ValueError("storage: endpoint and region are for s3:// URIs")
+        if storage.plainHTTP and not registry:
+            raise ValueError("storage.plainHTTP: plainHTTP is for oci:// URIs")
         return self
 
 
@@ -322,8 +347,13 @@ class EnvVar(_Model):
 
 
 # Volumes and mount paths the operator puts in every pod (see workloads.build_deployment).
-RESERVED_VOLUMES = ("tmp", "feedback-key", "model-store")
-RESERVED_MOUNT_PATHS = ("/tmp", "/var/run/modelrollout/feedback", "/var/run/modelrollout/model")
+RESERVED_VOLUMES = ("tmp", "feedback-key", "model-store", "registry-auth")
+RESERVED_MOUNT_PATHS = (
+    "/tmp",
+    "/var/run/modelrollout/feedback",
+    "/var/run/modelrollout/model",
+    "/var/run/modelrollout/registry",
+)
 
 
 def _volume_rules(names: list[str], mounts: list[tuple[str, str]]) -> list[str]:
