@@ -504,8 +504,11 @@ def _first_revision(run: _Run) -> None:
         run.emit("Normal", "RevisionCreated", f"revision {rev} serving {unsigned_uri(desired.model.uri)}")
     run.ensure(rev, run.replicas)
     dep = run.obs.deployments.get(rev)
+    deadline = f"not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
     if st.phase == Phase.INITIALIZING:
         st.message = f"waiting for revision {rev} to become available{_why(dep)}"
+    elif st.phase == Phase.FAILED:  # the pods' reason may show only after the deadline (a slow load)
+        st.message = f"revision {rev} {deadline}{_why(dep)}"
     if _is_available(dep, run.replicas):
         st.stableRevision, st.canaryRevision, st.canaryWeight = rev, None, 0
         st.phase, st.message = Phase.SUCCEEDED, f"revision {rev} is stable"
@@ -516,10 +519,7 @@ def _first_revision(run: _Run) -> None:
         return
     if run.elapsed(st.revisionStartedAt) >= run.spec.progressDeadlineSeconds and st.phase != Phase.FAILED:
         st.phase = Phase.FAILED
-        st.message = (
-            f"revision {rev} not available within progressDeadlineSeconds={run.spec.progressDeadlineSeconds}"
-            + _why(dep)
-        )
+        st.message = f"revision {rev} {deadline}{_why(dep)}"
         run.finish_history(rev, HistoryPhase.FAILED, Reason.PROGRESS_DEADLINE_EXCEEDED)
         run.emit("Warning", Reason.PROGRESS_DEADLINE_EXCEEDED, st.message)
 

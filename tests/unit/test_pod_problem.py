@@ -67,3 +67,22 @@ def test_the_engine_says_why_it_waits_and_why_it_gave_up() -> None:
     assert first.message == f"waiting for revision {rev} to become available: {stuck.problem}"
     later = engine.decide(spec, first, obs, now + timedelta(seconds=60)).status
     assert later.message == f"revision {rev} not available within progressDeadlineSeconds=60: {stuck.problem}"
+
+
+def test_a_failed_first_revision_keeps_its_message_current() -> None:
+    """The deadline can pass before the pods can say why (a slow start): the reason joins later."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    spec = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "fraud", "uri": "https://m/a.onnx"}, "traffic": {"none": {}}, "progressDeadlineSeconds": 60}
+    )
+    rev = revision_hash(spec.model, spec.serving, "img")
+    desired = engine.DesiredRevision(rev, spec.model, spec.serving)
+    starting = engine.Observations(generation=1, desired=desired, deployments={rev: engine.DeploymentState(1, 1, 0, 0)})
+    failed = engine.decide(spec, engine.decide(spec, ModelDeploymentStatus(), starting, now).status, starting,
+                           now + timedelta(seconds=61)).status  # fmt: skip
+    assert failed.message == f"revision {rev} not available within progressDeadlineSeconds=60"
+    crashing = engine.DeploymentState(1, 1, 0, 0, problem="pod p: CrashLoopBackOff; last exit 1: sha256 mismatch")
+    later = engine.Observations(generation=1, desired=desired, deployments={rev: crashing})
+    assert engine.decide(spec, failed, later, now + timedelta(seconds=70)).status.message == (
+        f"revision {rev} not available within progressDeadlineSeconds=60: {crashing.problem}"
+    )
