@@ -106,7 +106,7 @@ bench-decisions: venv ## false rollbacks, power and time to detect of the gates,
 	$(PY) hack/bench_decisions.py
 
 .PHONY: bench-server
-bench-server: venv system-deps ## model server vs raw session.run, a raw ASGI handler, minimal FastAPI, KServe, MLServer (~8 min; root for ip netns)
+bench-server: venv system-deps ## model server vs raw session.run, raw ASGI/gRPC handlers, minimal FastAPI, KServe, MLServer; JSON, binary, gRPC (~11 min; root for ip netns)
 	bash hack/bench-server.sh
 
 IMAGE ?= modelrollout/operator:dev

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # make bench-server: benchmark the model server against the raw session.run limit, a raw ASGI
 # handler (the Python HTTP floor), a minimal FastAPI handler, KServe and MLServer, and write the
-# table to docs/benchmarks.md.
+# table to docs/benchmarks.md. Ours, the floors, KServe and MLServer are also measured with the binary
+# tensor data extension over HTTP and with gRPC ModelInfer, where each supports it.
 #
 # Everything that listens runs inside a network namespace created here (KServe's REST server binds
 # 0.0.0.0), with only loopback up; the namespace is removed on exit. Without the privileges for
-# `ip netns` it falls back to the host's loopback and skips KServe. Bounded: each wrk phase runs
+# `ip netns` it falls back to the host's loopback and skips KServe. Bounded: each wrk (or grpc_load.py) phase runs
 # BENCH_SECONDS (default 5, max 120) plus a hard timeout, in BENCH_ROUNDS (default 3) rounds; the
-# whole run takes ~8 min after the one-time creation of the competitor venvs.
+# whole run takes ~11 min after the one-time creation of the competitor venvs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -143,7 +143,7 @@ main() {
     --leader-elect=false --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --controllers='*,-nodeipam,-cloud-node-lifecycle,-persistentvolume-binder' \
-    --concurrent-deployment-syncs=10 --profiling=false \
+    --concurrent-deployment-syncs=10 --profiling=false --horizontal-pod-autoscaler-sync-period=3s \
     --kube-api-qps="${MODELROLLOUT_KCM_QPS:-20}" --kube-api-burst="${MODELROLLOUT_KCM_BURST:-30}"
   start kube-scheduler "$BIN_DIR/kube-scheduler" --kubeconfig="$KUBECONFIG_OUT" \
     --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --profiling=false

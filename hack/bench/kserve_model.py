@@ -2,7 +2,10 @@
 
 Run inside the benchmark's network namespace (KServe's REST server binds 0.0.0.0):
 ``python kserve_model.py --model_path PATH --model_name fraud --http_port PORT``.
-The session uses the same options as every other contender (one intra-op thread).
+The session uses the same options as every other contender (one intra-op thread). It answers
+binary outputs when the request asks for them, as KServe's own servers do
+(``kserve.utils.utils.get_predict_response``): over REST with the binary tensor data extension's
+``binary_data_output``, over gRPC when the inputs came in ``raw_input_contents``.
 """
 
 from __future__ import annotations
@@ -38,9 +41,16 @@ class OnnxModel(Model):
         for name, result in zip(self.output_names, results, strict=True):
             datatype = "INT64" if result.dtype == np.int64 else "FP32"
             out = InferOutput(name=name, shape=list(result.shape), datatype=datatype)
-            out.set_data_from_numpy(result, binary_data=False)
+            # As KServe's own get_predict_response: binary outputs when the request asks for them (REST
+            # binary_data_output; gRPC with raw_input_contents), JSON data otherwise.
+            out.set_data_from_numpy(result, binary_data=payload.use_binary_outputs)
             outputs.append(out)
-        return InferResponse(response_id=payload.id, model_name=self.name, infer_outputs=outputs)
+        return InferResponse(
+            response_id=payload.id,
+            model_name=self.name,
+            infer_outputs=outputs,
+            use_binary_outputs=payload.use_binary_outputs,
+        )
 
 
 if __name__ == "__main__":

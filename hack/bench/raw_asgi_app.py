@@ -11,6 +11,10 @@ the same code the minimal handler runs. No routing table, no middleware (run wit
 request is uvicorn's httptools protocol on the uvloop transport plus the JSON, numpy and
 ``session.run`` work; ours as a fraction of it is what its layers and features cost.
 
+A request with the ``Inference-Header-Content-Length`` header is taken as the binary tensor data
+extension's and answered with every output binary (``FloorModel.answer_binary``), so the floor
+serves the benchmark's binary mode too.
+
 A malformed request raises, and uvicorn answers 500, as the minimal handler's does: the floor pays
 for no validation. Started by ``run.py`` through uvicorn's command line, with the model path in
 ``BENCH_MODEL``::
@@ -35,6 +39,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 PREFIX = "/v2/models/"
 JSON_HEADER = (b"content-type", b"application/json")
+BINARY_HEADER = (b"content-type", b"application/octet-stream")
+INFERENCE_HEADER = b"inference-header-content-length"
 READY = b'{"ready":true}'
 NOT_FOUND = b'{"error":"not found"}'
 
@@ -55,7 +61,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if path.startswith(PREFIX):
         name, _, action = path[len(PREFIX) :].partition("/")
         if action == "infer" and scope["method"] == "POST":
-            await respond(send, 200, model.answer(name, await read_body(receive)))
+            length = next((int(v) for k, v in scope["headers"] if k == INFERENCE_HEADER), None)
+            if length is None:
+                await respond(send, 200, model.answer(name, await read_body(receive)))
+            else:
+                body, head = model.answer_binary(name, await read_body(receive), length)
+                await respond(send, 200, body, [BINARY_HEADER, (INFERENCE_HEADER, str(head).encode())])
             return
         if action == "ready" and scope["method"] == "GET":
             await respond(send, 200, READY)
@@ -77,8 +88,8 @@ async def read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def respond(send: Send, status: int, body: bytes) -> None:
+async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Two ASGI messages with pre-serialised JSON, the same shape ours sends (``http_io.send_json``)."""
-    headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    headers = [*(headers or [JSON_HEADER]), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -6,8 +6,14 @@ the same load generator (``wrk`` with one thread, pinned to the other CPU) with 
 measure what a user feels — p50/p99 at concurrency 1, throughput at concurrency 16, idle memory
 and time from process start to ready — and write the table to ``docs/benchmarks.md``.
 
+The servers that speak them are measured in two more modes in the same run and the same process:
+HTTP with the binary tensor data extension (``wrk`` with ``binary.lua``) and gRPC ``ModelInfer``
+with ``raw_input_contents`` (``grpc_load.py``, pinned like wrk); every answer of those modes is
+checked against ``session.run``'s predictions, and errors and wrong answers are counted.
+
 Two floors: the raw ASGI handler (``raw_asgi_app.py``, no framework: the least a Python server on
-uvicorn can do) and the minimal FastAPI handler (``minimal_app.py``: what FastAPI itself costs).
+uvicorn can do) and the minimal FastAPI handler (``minimal_app.py``: what FastAPI itself costs);
+for gRPC, the bare ``grpc.aio`` handler (``raw_grpc_app.py``).
 
 Meant to run inside a network namespace created by ``hack/bench-server.sh`` (KServe binds
 0.0.0.0); every server is started by this process and stopped by its process-group id, also on
@@ -25,10 +31,12 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -47,9 +55,21 @@ MODEL = REPO / "examples" / "models" / "baseline.onnx"
 MODEL_NAME = "fraud"
 ROW = [38.03, 816.0, 6.0, 3.7, 0.0]
 BODY = {"id": "bench", "inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": ROW}]}
+# The binary tensor data extension's request, as tritonclient.http sends one row: the input's bytes
+# after the JSON part, every output asked for as binary data.
+BINARY_INPUT = struct.pack(f"<{len(ROW)}f", *ROW)
+BINARY_JSON = {
+    "id": "bench",
+    "inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "parameters": {"binary_data_size": 20}}],
+    "parameters": {"binary_data_output": True},
+}
+INFERENCE_HEADER = "Inference-Header-Content-Length"
+MODES = ("json", "binary", "grpc")
+MODE_TITLES = {"json": "HTTP JSON", "binary": "HTTP binary", "grpc": "gRPC"}
 READY_TIMEOUT_S = 180
 SECTION = "## Model server"
 ASGI_FLOOR_NAME = "raw ASGI handler (Python HTTP floor: uvloop + httptools, no framework)"
+GRPC_FLOOR_NAME = "raw grpc.aio handler (Python gRPC floor)"
 
 sys.path.insert(0, str(REPO / "hack"))
 from benchdoc import write_section  # noqa: E402
@@ -69,6 +89,14 @@ class Result:
     """Server CPU time (user + system, whole process tree) per request answered at c=16."""
     errors: int = 0
     note: str = ""
+    mode: str = "json"
+    """json (V2 JSON over HTTP), binary (HTTP with the binary tensor data extension) or grpc."""
+    wrong: int = 0
+    """Answers (200 / OK) whose predictions differ from the expected ones (binary and grpc modes)."""
+    load_share_c16: float | None = None
+    """The load generator's CPU time during the c=16 phase over its wall time (1.0: a full core)."""
+    load_cpu_us_c16: float | None = None
+    """The load generator's CPU time per request during the c=16 phase (1e6 / this: its ceiling)."""
 
 
 @dataclass
@@ -77,10 +105,13 @@ class Contender:
     role: str  # raw, asgi, floor, ours, tokens, ablation, kserve, mlserver
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    prepare: Callable[[int], None] | None = None
-    """Called with the chosen port before start (MLServer reads its port from settings.json)."""
-    ready_path: str = f"/v2/models/{MODEL_NAME}/ready"
+    prepare: Callable[[int, int], None] | None = None
+    """Called with the chosen HTTP and gRPC ports before start (MLServer reads them from settings.json)."""
+    ready_path: str | None = f"/v2/models/{MODEL_NAME}/ready"
+    """None: the server has no HTTP API; ready once its gRPC port accepts connections."""
     infer_path: str = f"/v2/models/{MODEL_NAME}/infer"
+    modes: tuple[str, ...] = ("json",)
+    """What it is measured in (a subset of MODES); ``{grpc_port}`` in the command is its gRPC port."""
 
 
 def free_port() -> int:
@@ -134,38 +165,68 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def http(method: str, url: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+def http(
+    method: str, url: str, body: bytes | None = None, timeout: float = 5, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    status, _, payload = http_full(method, url, body, timeout, headers)
+    return status, payload
+
+
+def http_full(
+    method: str, url: str, body: bytes | None = None, timeout: float = 5, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lowercased names, body)."""
+    sent = headers or {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 @contextlib.contextmanager
-def running(contender: Contender, port: int, pin: list[str], logdir: Path) -> Iterator[tuple[subprocess.Popen, float]]:
+def running(
+    contender: Contender, port: int, pin: list[str], logdir: Path, grpc_port: int | None = None
+) -> Iterator[tuple[subprocess.Popen, float]]:
     """Start the server in its own process group; yield (process, seconds to ready); always stop it."""
     env = {**os.environ, **contender.env}
-    command = [*pin, *[c.replace("{port}", str(port)) for c in contender.command]]
+    grpc_port = grpc_port or free_port()
+    command = [
+        *pin,
+        *[c.replace("{port}", str(port)).replace("{grpc_port}", str(grpc_port)) for c in contender.command],
+    ]
     slug = re.sub(r"[^a-z0-9]+", "-", contender.name.lower())
     with (logdir / f"{slug}.log").open("wb") as log:
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            ready_s = wait_ready(proc, f"http://127.0.0.1:{port}{contender.ready_path}", started)
+            if contender.ready_path is None:
+                probe = partial(port_open, grpc_port)
+            else:
+                probe = partial(http_ok, f"http://127.0.0.1:{port}{contender.ready_path}")
+            ready_s = wait_ready(proc, probe, started)
             yield proc, ready_s
         finally:
             stop(proc)
 
 
-def wait_ready(proc: subprocess.Popen, url: str, started: float) -> float:
+def http_ok(url: str) -> bool:
+    return http("GET", url, timeout=1)[0] == 200
+
+
+def port_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+def wait_ready(proc: subprocess.Popen, probe: Callable[[], bool], started: float) -> float:
     deadline = started + READY_TIMEOUT_S
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode} before ready")
         with contextlib.suppress(OSError):
-            if http("GET", url, timeout=1)[0] == 200:
+            if probe():
                 return time.perf_counter() - started
         time.sleep(0.01)
     raise RuntimeError(f"not ready after {READY_TIMEOUT_S}s")
@@ -192,8 +253,17 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, connections: int, seconds: int, body_file: Path, pin: list[str]) -> dict[str, float]:
-    """One bounded wrk run; returns p50/p99 (ms), requests/s and non-2xx responses."""
+def wrk(
+    url: str,
+    connections: int,
+    seconds: int,
+    body_file: Path,
+    pin: list[str],
+    script: str = "post.lua",
+    env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """One bounded wrk run; returns p50/p99 (ms), requests/s, non-2xx responses, socket errors, the
+    wrong answers ``binary.lua`` counted, and wrk's own CPU share of a core."""
     command = [
         *pin,
         "wrk",
@@ -204,20 +274,24 @@ def wrk(url: str, connections: int, seconds: int, body_file: Path, pin: list[str
         "--timeout",
         "10s",
         "-s",
-        str(HERE / "post.lua"),
+        str(HERE / script),
         url,
     ]
+    cpu_before, wall_before = children_cpu_seconds(), time.perf_counter()
     out = subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=seconds + 30,
-        env={**os.environ, "BENCH_BODY": str(body_file)},
+        env={**os.environ, "BENCH_BODY": str(body_file), **(env or {})},
         check=True,
     ).stdout
+    cpu = children_cpu_seconds() - cpu_before
+    share = cpu / (time.perf_counter() - wall_before)
     pct = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, flags=re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
+    wrong = re.search(r"^wrong: (\d+)$", out, flags=re.MULTILINE)
     return {
         "p50_ms": _ms(pct["50"]),
         "p99_ms": _ms(pct["99"]),
@@ -225,41 +299,211 @@ def wrk(url: str, connections: int, seconds: int, body_file: Path, pin: list[str
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "errors": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "socket_error_count": sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0,
+        "wrong": int(wrong.group(1)) if wrong else 0,
+        "load_share": share,
+        "load_cpu_us": cpu / max(int(re.search(r"(\d+) requests in", out).group(1)), 1) * 1e6,
     }
 
 
-def bench_server(contender: Contender, args: argparse.Namespace, body_file: Path, logdir: Path) -> Result:
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of the children waited for so far (the load generators, run one
+    at a time here, so a difference around one run is that run's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_server(contender: Contender, args: argparse.Namespace, body_file: Path, logdir: Path) -> list[Result]:
+    """One server start: every mode of ``contender`` in turn (JSON first, as before the other modes
+    existed), one Result per mode. A mode that fails is reported as failed; the others still run."""
     server_pin, load_pin = cpus()
-    port = free_port()
-    result = Result(contender.name, contender.role)
+    port, grpc_port = free_port(), free_port()
+    results = {mode: Result(contender.name, contender.role, mode=mode) for mode in contender.modes}
     if contender.prepare is not None:
-        contender.prepare(port)
+        contender.prepare(port, grpc_port)
     try:
-        with running(contender, port, server_pin, logdir) as (proc, ready_s):
-            result.ready_s = ready_s
+        with running(contender, port, server_pin, logdir, grpc_port) as (proc, ready_s):
+            for result in results.values():
+                result.ready_s = ready_s
             url = f"http://127.0.0.1:{port}{contender.infer_path}"
-            status, payload = http("POST", url, body_file.read_bytes())
-            if status != 200 or b"probabilities" not in payload:
-                raise RuntimeError(f"sanity request answered {status}: {payload[:300]!r}")
-            if contender.role == "tokens" and b"prediction_token" not in payload:
-                raise RuntimeError(f"no prediction token in the answer: {payload[:300]!r}")
-            time.sleep(1.0)
-            result.rss_mib = tree_rss_mib(proc.pid)
-            wrk(url, 16, args.warmup, body_file, load_pin)
-            c1 = wrk(url, 1, args.duration, body_file, load_pin)
-            cpu_before = tree_cpu_seconds(proc.pid)
-            c16 = wrk(url, 16, args.duration, body_file, load_pin)
-            if c16["requests"]:
-                result.cpu_us_c16 = (tree_cpu_seconds(proc.pid) - cpu_before) / c16["requests"] * 1e6
-            result.p50_ms, result.p99_ms = c1["p50_ms"], c1["p99_ms"]
-            result.rps_c16, result.p99_c16_ms = c16["rps"], c16["p99_ms"]
-            result.errors = int(c1["errors"] + c16["errors"])
-            if c16["socket_errors"]:
-                result.note = f"socket errors: {c16['socket_errors']}"
+            if "json" not in results:  # else bench_json measures it, after its sanity request
+                time.sleep(1.0)
+                for result in results.values():
+                    result.rss_mib = tree_rss_mib(proc.pid)
+            for mode, result in results.items():
+                try:
+                    if mode == "json":
+                        bench_json(result, contender, proc, url, args, body_file, load_pin)
+                    else:
+                        if "json" in results:
+                            result.rss_mib = results["json"].rss_mib
+                        if mode == "binary":
+                            load = binary_loader(url, args, logdir, contender)
+                        else:
+                            load = grpc_loader(f"127.0.0.1:{grpc_port}", args)
+                        bench_mode(result, proc, load, args)
+                except (RuntimeError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+                    result.note = f"failed: {exc}"
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
-        result.note = f"failed: {exc}"
-    print(f"  {contender.name}: {format_result(result)}", flush=True)
-    return result
+        for result in results.values():
+            result.note = f"failed: {exc}"
+    for result in results.values():
+        print(f"  {contender.name} [{result.mode}]: {format_result(result)}", flush=True)
+    return list(results.values())
+
+
+def bench_json(
+    result: Result,
+    contender: Contender,
+    proc: subprocess.Popen,
+    url: str,
+    args: argparse.Namespace,
+    body_file: Path,
+    load_pin: list[str],
+) -> None:
+    status, payload = http("POST", url, body_file.read_bytes())
+    if status != 200 or b"probabilities" not in payload:
+        raise RuntimeError(f"sanity request answered {status}: {payload[:300]!r}")
+    if contender.role == "tokens" and b"prediction_token" not in payload:
+        raise RuntimeError(f"no prediction token in the answer: {payload[:300]!r}")
+    answered = {o["name"]: o["data"] for o in json.loads(payload)["outputs"]}
+    if not same_predictions(answered, args.expected):
+        raise RuntimeError(f"JSON answer {answered} differs from session.run's {args.expected}")
+    time.sleep(1.0)
+    result.rss_mib = tree_rss_mib(proc.pid)
+    wrk(url, 16, args.warmup, body_file, load_pin)
+    c1 = wrk(url, 1, args.duration, body_file, load_pin)
+    cpu_before = tree_cpu_seconds(proc.pid)
+    c16 = wrk(url, 16, args.duration, body_file, load_pin)
+    if c16["requests"]:
+        result.cpu_us_c16 = (tree_cpu_seconds(proc.pid) - cpu_before) / c16["requests"] * 1e6
+    result.p50_ms, result.p99_ms = c1["p50_ms"], c1["p99_ms"]
+    result.rps_c16, result.p99_c16_ms = c16["rps"], c16["p99_ms"]
+    result.errors = int(c1["errors"] + c16["errors"])
+    result.load_share_c16, result.load_cpu_us_c16 = c16["load_share"], c16["load_cpu_us"]
+    if c16["socket_errors"]:
+        result.note = f"socket errors: {c16['socket_errors']}"
+
+
+def bench_mode(
+    result: Result, proc: subprocess.Popen, load: Callable[[int, int], dict], args: argparse.Namespace
+) -> None:
+    """The JSON phases (warmup at c=16, c=1, c=16) for another mode; errors and wrong answers of
+    every phase, warmup included, are counted."""
+    phases = [load(16, args.warmup), load(1, args.duration)]
+    cpu_before = tree_cpu_seconds(proc.pid)
+    c16 = load(16, args.duration)
+    phases.append(c16)
+    c1 = phases[1]
+    if c16["requests"]:
+        result.cpu_us_c16 = (tree_cpu_seconds(proc.pid) - cpu_before) / c16["requests"] * 1e6
+    result.p50_ms, result.p99_ms = c1["p50_ms"], c1["p99_ms"]
+    result.rps_c16, result.p99_c16_ms = c16["rps"], c16["p99_ms"]
+    result.errors = int(sum(p["errors"] + p.get("socket_error_count", 0) for p in phases))
+    result.wrong = int(sum(p["wrong"] for p in phases))
+    result.load_share_c16, result.load_cpu_us_c16 = c16["load_share"], c16["load_cpu_us"]
+    notes = [f"socket errors: {p['socket_errors']}" for p in phases if p.get("socket_error_count")]
+    notes += [f"gRPC errors: {p['error_codes']}" for p in phases if p.get("error_codes")]
+    result.note = "; ".join(dict.fromkeys(notes))
+
+
+def same_predictions(answered: dict[str, list], expected: dict[str, list]) -> bool:
+    """Same output names and values; floats compared as float32 (the model's type), exactly."""
+    if set(answered) != set(expected):
+        return False
+    for name, values in answered.items():
+        want = expected[name]
+        if len(values) != len(want):
+            return False
+        for got, ref in zip(values, want, strict=True):
+            if isinstance(ref, int) and not isinstance(ref, bool):
+                if got != ref:
+                    return False
+            elif _f32(got) != _f32(ref):
+                return False
+    return True
+
+
+def _f32(value: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+def decode_binary_answer(status: int, headers: dict[str, str], payload: bytes) -> tuple[dict[str, list], bytes]:
+    """(outputs by name, the tensor bytes after the JSON part) of a binary-extension answer; raises
+    RuntimeError naming what is missing when the server did not answer with binary outputs."""
+    if status != 200:
+        raise RuntimeError(f"binary request answered {status}: {payload[:300]!r}")
+    length = headers.get(INFERENCE_HEADER.lower())
+    if length is None:
+        raise RuntimeError(f"binary request answered without {INFERENCE_HEADER} (no binary outputs): {payload[:200]!r}")
+    head, tail = payload[: int(length)], payload[int(length) :]
+    outputs: dict[str, list] = {}
+    offset = 0
+    for output in json.loads(head)["outputs"]:
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            raise RuntimeError(f"output {output['name']} answered as JSON data, not binary: {head[:300]!r}")
+        code = {"FP32": "f", "INT64": "q", "FP64": "d", "INT32": "i"}[output["datatype"]]
+        chunk = tail[offset : offset + size]
+        outputs[output["name"]] = list(struct.unpack(f"<{size // struct.calcsize(code)}{code}", chunk))
+        offset += size
+    if offset != len(tail):
+        raise RuntimeError(f"binary answer: {len(tail) - offset} bytes after the last output")
+    return outputs, tail
+
+
+def binary_loader(
+    url: str, args: argparse.Namespace, workdir: Path, contender: Contender
+) -> Callable[[int, int], dict]:
+    """Check one binary-extension request against session.run's predictions, then return a
+    ``(connections, seconds) -> figures`` runner whose every answer ``binary.lua`` checks."""
+    _, load_pin = cpus()
+    head = json.dumps(BINARY_JSON).encode()
+    headers = {"Content-Type": "application/octet-stream", INFERENCE_HEADER: str(len(head))}
+    status, answer_headers, payload = http_full("POST", url, head + BINARY_INPUT, headers=headers)
+    outputs, tail = decode_binary_answer(status, answer_headers, payload)
+    if not same_predictions(outputs, args.expected):
+        raise RuntimeError(f"binary answer {outputs} differs from session.run's {args.expected}")
+    slug = re.sub(r"[^a-z0-9]+", "-", contender.name.lower())
+    body_file, tail_file = workdir / f"{slug}.binary-body", workdir / f"{slug}.binary-tail"
+    body_file.write_bytes(head + BINARY_INPUT)
+    tail_file.write_bytes(tail)
+    env = {"BENCH_HEADER_LENGTH": str(len(head)), "BENCH_EXPECT_TAIL": str(tail_file)}
+
+    def load(connections: int, seconds: int) -> dict:
+        return wrk(url, connections, seconds, body_file, load_pin, script="binary.lua", env=env)
+
+    return load
+
+
+def grpc_loader(target: str, args: argparse.Namespace) -> Callable[[int, int], dict]:
+    """A ``(concurrency, seconds) -> figures`` runner of ``grpc_load.py`` (pinned like wrk), which
+    checks its first answer against session.run's predictions and every later one against that."""
+    _, load_pin = cpus()
+
+    def load(concurrency: int, seconds: int) -> dict:
+        command = [*load_pin, sys.executable, str(HERE / "grpc_load.py"), "--target", target, "--model", MODEL_NAME]
+        command += ["--row", json.dumps(ROW), "--expect", json.dumps(args.expected), "--require-raw"]
+        command += ["--concurrency", str(concurrency), "--seconds", str(seconds)]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"grpc_load.py exited {out.returncode}: {out.stderr.strip()[-400:]}")
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        data["load_share"], data["load_cpu_us"] = data["client_core_share"], data["client_cpu_us"]
+        return data
+
+    return load
+
+
+def reference_outputs() -> dict[str, list]:
+    """What session.run answers for ROW: the predictions every server's answers must equal."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    results = session.run(names, {session.get_inputs()[0].name: np.asarray([ROW], dtype=np.float32)})
+    return {name: result.ravel().tolist() for name, result in zip(names, results, strict=True)}
 
 
 def bench_raw(args: argparse.Namespace) -> Result:
@@ -297,7 +541,8 @@ def bench_raw(args: argparse.Namespace) -> Result:
 def format_result(r: Result) -> str:
     return (
         f"p50={_f(r.p50_ms, 3)}ms p99={_f(r.p99_ms, 3)}ms rps16={_f(r.rps_c16, 0)} rss={_f(r.rss_mib, 1)}MiB "
-        f"ready={_f(r.ready_s, 2)}s cpu16={_f(r.cpu_us_c16, 1)}us/req errors={r.errors} {r.note}"
+        f"ready={_f(r.ready_s, 2)}s cpu16={_f(r.cpu_us_c16, 1)}us/req errors={r.errors} wrong={r.wrong} "
+        f"load={_f(r.load_share_c16, 2)}core/{_f(r.load_cpu_us_c16, 1)}us {r.note}"
     )
 
 
@@ -312,7 +557,7 @@ def contenders(args: argparse.Namespace, workdir: Path) -> list[Contender]:
     mlserver_dir.mkdir()
     shutil.copy(HERE / "mlserver" / "runtime.py", mlserver_dir / "runtime.py")
     ours = [py, "-m", "modelserver", "--model-uri", str(MODEL), "--model-name", MODEL_NAME]
-    ours += ["--revision", "bench", "--port", "{port}"]
+    ours += ["--revision", "bench", "--port", "{port}", "--grpc-port", "{grpc_port}"]
     floor = [py, str(HERE / "minimal_app.py"), str(MODEL), "{port}"]
     asgi = [py, "-m", "uvicorn", "raw_asgi_app:app", "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", "{port}"]
     # The floor's stack is named, not left to "auto"; no middleware at all (uvicorn's proxy-headers
@@ -322,10 +567,12 @@ def contenders(args: argparse.Namespace, workdir: Path) -> list[Contender]:
     key = workdir / "feedback.key"
     key.write_bytes(os.urandom(32))
     tokens = [*ours, "--feedback-key-file", str(key), "--deployment", "bench/fraud"]
+    grpc_floor = [py, str(HERE / "raw_grpc_app.py"), str(MODEL), "{grpc_port}"]
     found = [
-        Contender(ASGI_FLOOR_NAME, "asgi", asgi, env={"BENCH_MODEL": str(MODEL)}),
+        Contender(ASGI_FLOOR_NAME, "asgi", asgi, env={"BENCH_MODEL": str(MODEL)}, modes=("json", "binary")),
+        Contender(GRPC_FLOOR_NAME, "grpc-floor", grpc_floor, ready_path=None, modes=("grpc",)),
         Contender("minimal FastAPI handler (floor)", "floor", floor),
-        Contender("modelserver (ours)", "ours", ours, env=ours_env),
+        Contender("modelserver (ours)", "ours", ours, env=ours_env, modes=MODES),
         Contender("ours, with prediction tokens (as the operator runs it)", "tokens", tokens, env=ours_env),
     ]
     if not args.no_ablation:
@@ -348,10 +595,11 @@ def contenders(args: argparse.Namespace, workdir: Path) -> list[Contender]:
                     "--http_port",
                     "{port}",
                     "--grpc_port",
-                    str(free_port()),
+                    "{grpc_port}",
                     "--enable_latency_logging",
                     "false",
                 ],
+                modes=MODES,
             )
         )
     mlserver_bin = Path(args.venvs) / "mlserver" / "bin" / "mlserver"
@@ -362,20 +610,22 @@ def contenders(args: argparse.Namespace, workdir: Path) -> list[Contender]:
                 "mlserver",
                 [str(mlserver_bin), "start", str(mlserver_dir)],
                 prepare=partial(write_mlserver_settings, mlserver_dir),
+                # No binary mode: MLServer 1.7.1's REST API has no binary tensor data extension.
+                modes=("json", "grpc"),
             )
         )
     return found
 
 
-def write_mlserver_settings(directory: Path, port: int) -> None:
-    """MLServer reads its ports from settings.json; written per run since the port is picked per run."""
+def write_mlserver_settings(directory: Path, port: int, grpc_port: int) -> None:
+    """MLServer reads its ports from settings.json; written per run since the ports are picked per run."""
     (directory / "settings.json").write_text(
         json.dumps(
             {
                 "debug": False,
                 "host": "127.0.0.1",
                 "http_port": port,
-                "grpc_port": free_port(),
+                "grpc_port": grpc_port,
                 "metrics_port": free_port(),
                 "parallel_workers": 0,
                 "load_models_at_startup": True,
@@ -444,6 +694,8 @@ def table(results: list[Result]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
+        if r.mode != "json":
+            continue
         note = r.note + (f" {r.errors} non-2xx" if r.errors else "")
         lines.append(
             f"| {r.name} | {_f(r.p50_ms, 3)} | {_f(r.p99_ms, 3)} | {_f(r.rps_c16, 0)} | "
@@ -451,6 +703,52 @@ def table(results: list[Result]) -> str:
             f"{note.strip()} |"
         )
     return "\n".join(lines)
+
+
+def modes_table(results: list[Result]) -> str:
+    """Every contender measured in more than JSON, mode by mode (its JSON row repeated from above)."""
+    names = list(dict.fromkeys(r.name for r in results if r.mode != "json"))
+    lines = [
+        "| mode | contender | p50 c=1 (ms) | p99 c=1 (ms) | req/s c=16 | p99 c=16 (ms) "
+        "| server CPU per request c=16 (µs) | load generator c=16: core share, µs per request "
+        "| errors | wrong answers | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for mode in MODES:
+        for r in results:
+            if r.mode != mode or r.name not in names:
+                continue
+            load = f"{_f(r.load_share_c16, 2)}, {_f(r.load_cpu_us_c16, 1)}"
+            wrong = str(r.wrong) if mode != "json" else "not checked"
+            lines.append(
+                f"| {MODE_TITLES[mode]} | {r.name} | {_f(r.p50_ms, 3)} | {_f(r.p99_ms, 3)} | {_f(r.rps_c16, 0)} | "
+                f"{_f(r.p99_c16_ms, 2)} | {_f(r.cpu_us_c16, 1)} | {load} | {r.errors} | {wrong} | {r.note} |"
+            )
+    return "\n".join(lines)
+
+
+def mode_comparisons(results: list[Result]) -> list[str]:
+    """Ours against each peer and floor, mode by mode: c=16 throughput ratio and p50 at c=1."""
+    out = []
+    for mode in MODES[1:]:
+        by = {r.role: r for r in results if r.mode == mode}
+        ours = by.get("ours")
+        if not ours or not ours.rps_c16:
+            out.append(f"- {MODE_TITLES[mode]}: ours not measured")
+            continue
+        parts = []
+        for role in ("asgi", "grpc-floor", "kserve", "mlserver"):
+            r = by.get(role)
+            if r and r.rps_c16 and r.p50_ms is not None:
+                parts.append(
+                    f"{ours.rps_c16 / r.rps_c16:.2f}x the c=16 throughput of {r.name}, p50 at c=1 "
+                    f"{ours.p50_ms - r.p50_ms:+.3f} ms"
+                )
+        json_ours = next((r for r in results if r.mode == "json" and r.role == "ours"), None)
+        if json_ours and json_ours.rps_c16:
+            parts.append(f"{ours.rps_c16 / json_ours.rps_c16:.2f}x its own JSON c=16 throughput")
+        out.append(f"- {MODE_TITLES[mode]}, ours: " + "; ".join(parts or ["no peer measured"]))
+    return out
 
 
 def token_cost_pairs(
@@ -535,7 +833,7 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
 def verdicts(
     results: list[Result], costs: list[float] | None = None, control: bool = False
 ) -> list[tuple[str, bool | None, str]]:
-    by = {r.role: r for r in results if r.role != "ablation"}
+    by = {r.role: r for r in results if r.role != "ablation" and r.mode == "json"}
     ours, floor, tokens, asgi = by.get("ours"), by.get("floor"), by.get("tokens"), by.get("asgi")
     out: list[tuple[str, bool | None, str]] = []
     if costs and ours and tokens:
@@ -651,16 +949,86 @@ def render(results: list[Result], args: argparse.Namespace, costs: list[float] |
         f"- {name}: {mark[ok] if ok is not None or detail == 'not measured' else 'measured'} ({detail})"
         for name, ok, detail in checks
     ]
+    if any(r.mode != "json" for r in results):
+        lines += ["", *modes_section(results, args)]
     return "\n".join(lines) + "\n"
+
+
+def modes_section(results: list[Result], args: argparse.Namespace) -> list[str]:
+    """The binary-extension and gRPC part: how it is measured, who is in which mode and why, the table."""
+    floor = next((r for r in results if r.mode == "grpc" and r.role == "grpc-floor"), None)
+    ceiling = ""
+    if floor and floor.load_cpu_us_c16:
+        ceiling = (
+            f" Against the gRPC floor at c=16 it spent {floor.load_cpu_us_c16:.0f} µs of CPU per call "
+            f"({_f(floor.load_share_c16, 2)} of its core): its own ceiling is about "
+            f"{1e6 / floor.load_cpu_us_c16:,.0f} calls/s, so a server whose row shows a core share well below "
+            "1.0 was not held back by it. That client time is also inside every gRPC latency (at c=1 it is "
+            "the client's part of each round trip, where wrk spends ~20 µs per request): compare gRPC p50s "
+            "with each other, not with the HTTP rows'."
+        )
+    failed = [f"{r.name} ({MODE_TITLES[r.mode]}: {r.note})" for r in results if r.note.startswith("failed")]
+    lines = [
+        "### Binary tensor data extension and gRPC",
+        "",
+        "The same servers, in the same run and the same process as their JSON row, measured in two more modes "
+        f"with the same phases ({args.warmup} s warmup at c=16, {args.duration} s at c=1, {args.duration} s at "
+        "c=16, median over the rounds) and the same pinning:",
+        "",
+        "- HTTP binary: the binary tensor data extension as `tritonclient.http` sends one row: a JSON part with "
+        "`parameters.binary_data_size: 20` for the input and `parameters.binary_data_output: true`, followed by "
+        "the 20 input bytes, with `Inference-Header-Content-Length`; the answer carries every output as bytes "
+        "after its JSON part. Load: `wrk -t1` with `hack/bench/binary.lua`.",
+        "- gRPC: `ModelInfer` with the row in `raw_input_contents`, as `tritonclient.grpc` sends it (its "
+        "`service_pb2` messages); the answer must carry `raw_output_contents` (what `tritonclient.grpc`'s "
+        "`as_numpy` reads). Load: `hack/bench/grpc_load.py`, one `grpc.aio` event loop pinned to CPU 0 like wrk, "
+        "c workers each with its own persistent channel and TCP connection and one call in flight (wrk's model "
+        "of c connections), the request serialised once and the answer taken as bytes." + ceiling,
+        "- Correctness: before each mode's load, one answer is decoded and compared with `session.run`'s "
+        "predictions (exactly, as float32 and int64), and so is every JSON row's first answer. During the load "
+        "every answer is checked: wrk's script compares the bytes after each answer's JSON part with those of "
+        "the verified answer; the gRPC generator compares each answer with the verified one and decodes and "
+        "compares any that differ. Errors (non-2xx, socket errors, any gRPC status) and wrong answers of every "
+        "phase, warmup included, are counted in the table below, summed over the rounds. JSON rows are checked "
+        "for non-2xx only during the load, as above.",
+        "- Load generator columns: its CPU time during the c=16 phase over the wall time (1.00 is a full core: "
+        "then the figure is the generator's, not the server's) and per request.",
+        "- Who is in which mode: ours in all three (gRPC on `--grpc-port`, in the same event loop as HTTP). The "
+        "raw ASGI floor in JSON and binary (`raw_asgi_app.py` answers a request carrying "
+        "`Inference-Header-Content-Length` with every output binary); an ASGI app has no gRPC, so the gRPC floor "
+        "is `hack/bench/raw_grpc_app.py`, a bare `grpc.aio` server with one `ModelInfer` handler (protobuf "
+        "parse, `np.frombuffer`, the same `session.run`, raw outputs), the least a Python gRPC server can do. "
+        "KServe 0.21.0 in all three: its REST server implements the binary extension (KServe PR #3685) and its "
+        "gRPC server (`--grpc_port`) answers `raw_output_contents` to `raw_input_contents`, once the model "
+        "builds its `InferResponse` with `use_binary_outputs` from the request, as KServe's own "
+        "`get_predict_response` does (`hack/bench/kserve_model.py`). MLServer 1.7.1 in JSON and gRPC only: its "
+        "REST API has no binary tensor data extension (MLServer issue #324, open). The minimal FastAPI floor, the "
+        "token and the ablation rows: JSON only.",
+    ]
+    if failed:
+        lines.append("- Failed modes: " + "; ".join(failed) + ".")
+    lines += ["", modes_table(results), "", "Ours against the others, mode by mode:", "", *mode_comparisons(results)]
+    return lines
 
 
 def median_result(rounds: list[Result]) -> Result:
     """Per-metric median over rounds (contention on a shared machine comes in bursts)."""
-    merged = Result(rounds[0].name, rounds[0].role)
-    for name in ("p50_ms", "p99_ms", "rps_c16", "p99_c16_ms", "rss_mib", "ready_s", "cpu_us_c16"):
+    merged = Result(rounds[0].name, rounds[0].role, mode=rounds[0].mode)
+    for name in (
+        "p50_ms",
+        "p99_ms",
+        "rps_c16",
+        "p99_c16_ms",
+        "rss_mib",
+        "ready_s",
+        "cpu_us_c16",
+        "load_share_c16",
+        "load_cpu_us_c16",
+    ):
         values = [getattr(r, name) for r in rounds if getattr(r, name) is not None]
         setattr(merged, name, statistics.median(values) if values else None)
     merged.errors = sum(r.errors for r in rounds)
+    merged.wrong = sum(r.wrong for r in rounds)
     merged.note = "; ".join(dict.fromkeys(r.note for r in rounds if r.note))
     return merged
 
@@ -704,13 +1072,15 @@ def main() -> None:
         ]
         with_raw = not wanted or any("raw".startswith(w) for w in wanted)
         print(f"benchmark on {machine()}; load average {args.load_before}", flush=True)
-        rounds: dict[str, list[Result]] = {}
+        args.expected = reference_outputs()
+        rounds: dict[tuple[str, str], list[Result]] = {}
         for number in range(1, args.rounds + 1):
             print(f"round {number}/{args.rounds}", flush=True)
             if with_raw:
-                rounds.setdefault("raw", []).append(bench_raw(args))
+                rounds.setdefault(("raw", "json"), []).append(bench_raw(args))
             for contender in selected:
-                rounds.setdefault(contender.name, []).append(bench_server(contender, args, body_file, workdir))
+                for result in bench_server(contender, args, body_file, workdir):
+                    rounds.setdefault((contender.name, result.mode), []).append(result)
         results = [median_result(r) for r in rounds.values()]
         by_role = {c.role: c for c in selected}
         costs: list[float] = []
