@@ -131,11 +131,15 @@ def test_a_missing_secret_is_named_and_rolls_back_at_the_deadline(bed: Bed) -> N
     bed.secret("fraud-store", KEYS)
     bed.apply("baseline", "fraud-store")
     stable = bed.wait_phase("Succeeded")["stableRevision"]
-    bed.apply("better", "no-such-secret", deadline=8)
+    bed.apply("better", "no-such-secret", deadline=20)
+    # Seen while waiting (the kubelet reports it once the pod is scheduled), then in the rollback.
+    waiting = wait_until(lambda: "CreateContainerConfigError" in (m := bed.status().get("message", "")) and m,
+                         20, what="the kubelet's reason while waiting")  # fmt: skip
+    assert 'secret "no-such-secret" not found' in waiting
     rolled_back = bed.wait_phase("RolledBack", timeout=60)
     assert rolled_back["stableRevision"] == stable
     (canary,) = rolled_back["failedRevisions"]
-    assert f"canary {canary} not available after 8s: pod fraud-{canary}-" in rolled_back["message"]
+    assert f"canary {canary} not available after 20s: pod fraud-{canary}-" in rolled_back["message"]
     assert 'CreateContainerConfigError: secret "no-such-secret" not found' in rolled_back["message"]
 
 
