@@ -43,6 +43,16 @@ class _TransientError(Exception):
     """A failure worth retrying."""
 
 
+_NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
+"""Failures to get an answer at all (HTTP and OCI downloads alike): worth another attempt."""
+
+
+def _transient(exc: BaseException) -> _TransientError:
+    if isinstance(exc, urllib.error.URLError):
+        return _TransientError(f"connection failed: {exc.reason}")
+    return _TransientError(f"{type(exc).__name__}: {exc}")
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     """Limits for one fetch: size cap, per-attempt timeout, retry budget and backoff base."""
@@ -209,10 +219,8 @@ def _oci_once(ref: oci.Reference, uri: str, policy: FetchPolicy) -> bytes:
                 "$DOCKER_CONFIG/config.json (model.storage.secretName, a kubernetes.io/dockerconfigjson Secret)"
             ) from exc
         raise LoadError(f"{uri} answered {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise _TransientError(f"connection failed: {exc.reason}") from exc
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-        raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
+    except _NETWORK_ERRORS as exc:  # no answer at all (HTTPError, an answer, is caught above)
+        raise _transient(exc) from exc
     except ValueError as exc:  # a manifest that is not JSON
         raise LoadError(f"{uri}: the registry's manifest is not JSON: {exc}") from None
     if sha256_hex(data) != digest.removeprefix("sha256:"):
@@ -245,10 +253,8 @@ def _http_get_once(uri: str, policy: FetchPolicy, headers: dict[str, str], shown
                 "the bucket policy"
             ) from exc
         raise LoadError(f"{shown} answered {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise _TransientError(f"connection failed: {exc.reason}") from exc
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-        raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
+    except _NETWORK_ERRORS as exc:  # no answer at all (HTTPError, an answer, is caught above)
+        raise _transient(exc) from exc
 
 
 def _read_limited(response: http.client.HTTPResponse, max_bytes: int, uri: str) -> bytes:
