@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -37,8 +38,14 @@ class TensorSpec:
 class OnnxModel:
     """A loaded ONNX model; :meth:`run` is thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, data: bytes, intra_op_threads: int = 1, execution_provider: str = "cpu") -> None:
+    def __init__(
+        self, data: bytes, intra_op_threads: int = 1, execution_provider: str = "cpu", external_data: Path | None = None
+    ) -> None:
+        """``external_data``: the directory holding the files the graph's external tensors name
+        (:mod:`.external_data`); onnxruntime reads them while it builds the session."""
         options = ort.SessionOptions()
+        if external_data is not None:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(external_data))
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -18,6 +18,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from . import external_data
 from .batching import MicroBatcher, supports_batching
 from .config import Settings
 from .errors import LoadError
@@ -80,13 +81,16 @@ class Loader:
         self.metrics = metrics
         self.state.metrics = metrics
         metadata = self._metadata(policy)
-        model = OnnxModel(data, s.intra_op_threads, s.execution_provider)
+        weights = external_data.locations(data)
+        with external_data.directory(s.model_uri, weights, policy) as folder:
+            model = OnnxModel(data, s.intra_op_threads, s.execution_provider, external_data=folder)
         runtime = self._runtime(model, metadata, revision, digest, metrics)
         load_seconds = time.perf_counter() - started
         metrics.set_load_seconds(load_seconds)
         log.info(
             "model loaded",
             extra={"model": s.model_name, "revision": revision, "sha256": digest, "bytes": len(data),
+                   "external_data": weights,
                    "load_seconds": round(load_seconds, 4), "features": list(metadata.feature_names)},
         )  # fmt: skip
         self.state.runtime = runtime
