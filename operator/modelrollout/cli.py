@@ -325,6 +325,13 @@ def render_status(
         field("Canary routes", routes)
     if status.get("failedRevisions"):
         field("Failed revs", ", ".join(status["failedRevisions"]))
+    retiring = [
+        f"{r['revision']} in {human_duration((at - now).total_seconds())}"
+        for r in status.get("retiring") or []
+        if (at := parse_timestamp(r.get("scaleDownAt"))) is not None
+    ]
+    if retiring:
+        field("Scaling down", ", ".join(retiring) + "  (out of traffic; pods kept for scaleDownDelay)")
     if phase == "Baking" and status.get("bakeStartedAt"):
         field("Bake", f"for {age(status.get('bakeStartedAt'), now)} of {hold_text(spec)}")
 

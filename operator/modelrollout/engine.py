@@ -28,6 +28,7 @@ from modelrollout.api.types import (
     ModelSpec,
     Phase,
     Reason,
+    RetiringRevision,
     ServingSpec,
     gate_reason,
 )
@@ -239,6 +240,7 @@ def next_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: date
                 candidates.append(status.stepStartedAt + max_step)
     elif status.phase == Phase.BAKING and status.bakeStartedAt is not None:
         candidates.append(status.bakeStartedAt + timedelta(seconds=plan.hold_seconds))
+    candidates.extend(r.scaleDownAt for r in status.retiring)
     cont = spec.analysis.continuous
     if cont is not None and watching(spec, status) and status.watchSince is not None:
         candidates.append(status.watchSince + timedelta(seconds=parse_duration(cont.window)))
@@ -410,6 +412,20 @@ class _Run:
         if latest != EnsureRevision(revision, replicas):
             self.actions.append(EnsureRevision(revision, replicas))
 
+    def retire(self, revision: str, served: bool = True) -> None:
+        """Take a revision out of service. With a traffic layer, one that ``served`` traffic keeps its
+        pods until the strategy's scaleDownDelay has passed (:func:`_retire_due` scales it down then):
+        proxies learn new weights seconds after they are written, and until then they still send
+        that revision its old share. Without a traffic layer (the Service's endpoints are the
+        weights, and each pod's drainSeconds covers the lag) or with a 0s delay, it goes at once."""
+        st = self.status
+        st.retiring = [r for r in st.retiring if r.revision != revision]
+        delay = parse_duration(self.plan.retire_delay)
+        if not served or delay <= 0 or self.spec.traffic.none is not None:
+            self.ensure(revision, 0)
+            return
+        st.retiring.append(RetiringRevision(revision=revision, scaleDownAt=self.now + timedelta(seconds=delay)))
+
     def set_weight(self, weight: int, canary_routes: bool = False) -> None:
         """Route ``weight`` % to the canary; with ``canary_routes`` (only where the canary has ready
         pods) also every request matching spec.traffic.canaryRoutes, whatever the weight."""
@@ -441,6 +457,8 @@ def decide(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observ
     else:
         _steady_or_rollout(run)
 
+    if not spec.paused:
+        _retire_due(run)
     _prune(run)
     _prune_routes(run)
     _conditions(run)
@@ -621,7 +639,7 @@ def _revert_watch(run: _Run) -> None:
     run.actions.append(PointService("stable", previous))
     st.stableRevision, st.previousStableRevision = previous, None
     run.set_weight(0)
-    run.ensure(bad, 0)
+    run.retire(bad)
     reason, st.watchFailure, st.watchSince = st.watchFailure, None, None
     run.finish_history(previous, HistoryPhase.SUCCEEDED, Reason.REVERTED)
     _mark_failed(run, bad, reason, f"reverted to {previous} after the continuous watch failed")
@@ -976,15 +994,19 @@ def _promote(run: _Run) -> None:
         st.message = f"revision {canary} promoted; baking for {run.plan.hold} with {old} warm"
         run.ensure(old, run.warm_replicas)
     else:
-        _finish_promotion(run)
+        _finish_promotion(run, retire_old=True)
     run.emit("Normal", Reason.PROMOTED, f"revision {canary} is now stable (was {old})")
 
 
-def _finish_promotion(run: _Run) -> None:
+def _finish_promotion(run: _Run, retire_old: bool = False) -> None:
+    """The previous stable goes: after a bake at once (it has had no traffic since the promotion),
+    right after the promotion itself (``retire_old``) once proxies have the new weights."""
     st = run.status
     stable, old = st.stableRevision, st.previousStableRevision
     assert stable is not None
-    if old:
+    if old and retire_old:
+        run.retire(old)
+    elif old:
         run.ensure(old, 0)
     st.previousStableRevision, st.bakeStartedAt = None, None
     st.phase, st.message = Phase.SUCCEEDED, f"revision {stable} is stable"
@@ -1017,19 +1039,19 @@ def _revert_bake(run: _Run, reason: str, message: str) -> None:
     run.actions.append(PointService("canary", good))
     st.stableRevision, st.previousStableRevision, st.bakeStartedAt = good, None, None
     run.set_weight(0)
-    run.ensure(bad, 0)
+    run.retire(bad)
     _mark_failed(run, bad, reason, message)
 
 
 def _rollback(run: _Run, reason: str, message: str) -> None:
-    """Weights to 100 % stable first, then the canary scaled to zero."""
+    """Weights to 100 % stable first; the canary is scaled to zero once proxies have them."""
     st = run.status
     canary = st.canaryRevision
     assert canary is not None
     run.set_weight(0)
     if st.stableRevision is not None:
         run.actions.append(PointService("canary", st.stableRevision))
-    run.ensure(canary, 0)
+    run.retire(canary, served=st.currentStep is not None)
     if st.stableRevision is not None:
         run.ensure(st.stableRevision, run.replicas)
     st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
@@ -1061,16 +1083,33 @@ def _abandon_canary(run: _Run, phase: HistoryPhase, reason: str) -> None:
     run.set_weight(0)
     if st.stableRevision is not None:
         run.actions.append(PointService("canary", st.stableRevision))
-    run.ensure(old, 0)
+    run.retire(old, served=st.currentStep is not None)
     st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
     run.finish_history(old, phase, reason)
     run.emit("Normal", phase, f"canary {old}: {reason}")
+
+
+def _retire_due(run: _Run) -> None:
+    """Scale down each retiring revision whose scaleDownDelay has passed; one back in service (a
+    retried or re-applied revision, a revert target) is no longer retiring."""
+    st = run.status
+    live = {st.stableRevision, st.canaryRevision, st.previousStableRevision}
+    keep = []
+    for entry in st.retiring:
+        if entry.revision in live:
+            continue
+        if run.now >= entry.scaleDownAt:
+            run.ensure(entry.revision, 0)
+            continue
+        keep.append(entry)
+    st.retiring = keep
 
 
 def _prune(run: _Run) -> None:
     """Keep revisionHistoryLimit finished revisions; delete the Deployments of older ones."""
     st = run.status
     live = {st.stableRevision, st.canaryRevision, st.previousStableRevision, run.obs.desired.revision}
+    live |= {r.revision for r in st.retiring}
     finished = [h for h in st.history if h.revision not in live]
     excess = len(finished) - run.spec.revisionHistoryLimit
     for entry in finished[: max(0, excess)]:

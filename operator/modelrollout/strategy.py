@@ -49,6 +49,8 @@ class RolloutPlan:
     """How long the previous revision stays warm after promotion while the gates watch the new one."""
     hold_without_gates: bool
     """Keep the previous revision for ``hold`` even with no gate to watch with (blue-green's promise)."""
+    retire_delay: str
+    """How long a revision taken out of traffic keeps its pods (with a traffic layer)."""
 
     @property
     def hold_seconds(self) -> float:
@@ -74,6 +76,7 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
             proportional=False,
             hold=hold,
             hold_without_gates=True,
+            retire_delay=blue_green.abortScaleDownDelay,
         )
     canary = spec.strategy.canary
     return RolloutPlan(
@@ -87,4 +90,5 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
         proportional=spec.traffic.none is None and CanaryScaling(canary.scaling) is CanaryScaling.PROPORTIONAL,
         hold=spec.bake.duration,
         hold_without_gates=False,
+        retire_delay=canary.scaleDownDelay,
     )

@@ -14,6 +14,7 @@ import os
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -50,9 +51,9 @@ def spec(
         "model": model_spec(model, sha256),
         "serving": serving_spec(warmup),
         "traffic": traffic,
-        "strategy": {"blueGreen": blue_green}
+        "strategy": {"blueGreen": {"abortScaleDownDelay": "4s", **blue_green}}
         if blue_green
-        else {"canary": {"steps": list(steps), "stepDuration": step}},
+        else {"canary": {"steps": list(steps), "stepDuration": step, "scaleDownDelay": "4s"}},
         "analysis": {
             "interval": "3s",
             "failureLimit": 1,
@@ -160,8 +161,15 @@ def assert_rolled_back(world: World, stable: str, canary: str, reason_part: str,
     assert canary in st["failedRevisions"]
     entry = next(h for h in st["history"] if h["revision"] == canary)
     assert entry["phase"] == "RolledBack"
+    # The canary keeps its pods for scaleDownDelay (4s) after the write that took its weight; a canary
+    # rolled back before its first step had no traffic and goes at once.
+    retiring = {r["revision"]: r["scaleDownAt"] for r in st.get("retiring", [])}
+    if canary in world.gateway.stats.first_seen and canary in retiring:
+        held = datetime.fromisoformat(retiring[canary]) - datetime.fromisoformat(entry["finishedAt"])
+        assert held.total_seconds() == 4, (retiring, entry)
     wait_until(lambda: (world.cluster.get("deploy", f"fraud-{canary}", world.namespace) or {})
                .get("spec", {}).get("replicas") == 0, 30, what="canary scaled to zero")  # fmt: skip
+    assert canary not in {r["revision"] for r in world.status().get("retiring", [])}
     if record and canary in world.gateway.stats.first_seen:
         seconds = world.time_to_rollback(canary)
         ROLLBACK_TIMES.append((os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], reason_part, seconds))

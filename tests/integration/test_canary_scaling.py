@@ -73,7 +73,7 @@ def test_an_autoscaler_owns_the_stable_count_and_the_canary_is_sized_from_it(
     minReplicas, which is what this needs)."""
     gateway = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
     serving = {"replicas": 2, "autoscaling": {"minReplicas": 3, "maxReplicas": 6}}
-    steps = {"steps": [50, 100], "stepDuration": "2s", "scaling": "Proportional"}
+    steps = {"steps": [50, 100], "stepDuration": "2s", "scaling": "Proportional", "scaleDownDelay": "2s"}
     cluster.apply(manifest(traffic=gateway, serving=serving, strategy={"canary": steps}), namespace)
     rev1 = wait_phase(cluster, namespace, "Succeeded")["status"]["stableRevision"]
     hpa = wait_until(lambda: cluster.get("hpa", "fraud", namespace), 15, what="HorizontalPodAutoscaler fraud")

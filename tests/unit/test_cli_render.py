@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,10 @@ def test_status_view_of_rollback_shows_degraded_message_and_history() -> None:
     assert "Degraded:       GateFailedErrorRate: error-rate 0.21 > max 0.01" in text
     assert "\x1b[31mRolledBack\x1b[0m" in text
     assert "Failed revs:    a1c2e3f4" in text
+    assert "Scaling down" not in text
+    obj["status"]["retiring"] = [{"revision": "a1c2e3f4", "scaleDownAt": (NOW + timedelta(seconds=12)).isoformat()}]
+    text = cli.render_status(obj, NOW, style=cli.Style(color=False))
+    assert "Scaling down:   a1c2e3f4 in 12s  (out of traffic; pods kept for scaleDownDelay)" in text
     history = text.split("History:\n", 1)[1].splitlines()
     assert history[1].split()[:2] == ["a1c2e3f4", "RolledBack"]  # newest first
     assert "3m30s" in history[1] and "AnalysisFailed" in history[1]

@@ -174,8 +174,14 @@ def test_failed_gate_rolls_back_weights_first_and_is_not_retried():
     now = T0 + timedelta(seconds=40)
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Fail", now))
     assert d.status.phase == "RolledBack" and d.status.canaryWeight == 0 and d.status.stableRevision == "r1"
-    kinds = [type(a).__name__ for a in d.actions]
-    assert kinds.index("SetRouting") < max(i for i, a in enumerate(d.actions) if a == e.EnsureRevision("r2", 0))
+    # Weights first; the canary keeps its pods for scaleDownDelay (30s) while proxies catch up.
+    assert e.EnsureRevision("r2", 0) not in d.actions
+    assert [(r.revision, r.scaleDownAt) for r in d.status.retiring] == [("r2", now + timedelta(seconds=30))]
+    assert e.next_due(spec, d.status, now) == now + timedelta(seconds=30)
+    held = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, now + timedelta(seconds=29))
+    assert not any(isinstance(a, e.EnsureRevision) and a.revision == "r2" for a in held.actions)
+    d = tick(spec, held.status, "r2", {"r1": ready(), "r2": ready()}, now + timedelta(seconds=30))
+    assert e.EnsureRevision("r2", 0) in d.actions and d.status.retiring == []
     assert "r2" in d.status.failedRevisions
     assert cond(d.status, "Degraded").status == "True" and "ErrorRate" in cond(d.status, "Degraded").reason
     later = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready(0)}, now + timedelta(minutes=5))
@@ -208,7 +214,7 @@ def test_new_spec_mid_rollout_supersedes_the_canary():
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
     d = tick(spec, d.status, "r3", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=1))
     assert d.status.canaryRevision == "r3" and d.status.canaryWeight == 0
-    assert e.EnsureRevision("r2", 0) in d.actions
+    assert [r.revision for r in d.status.retiring] == ["r2"] and e.EnsureRevision("r2", 0) not in d.actions
     assert next(h for h in d.status.history if h.revision == "r2").phase == "Superseded"
 
 
@@ -219,7 +225,9 @@ def test_spec_back_to_stable_abandons_the_canary_and_points_its_service_at_stabl
     d = tick(spec, d.status, "r2", {"r1": ready(), "r2": ready()}, T0)
     d = tick(spec, d.status, "r1", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=1))
     assert d.status.phase == "Succeeded" and d.status.canaryRevision is None and d.status.canaryWeight == 0
-    assert e.PointService("canary", "r1") in d.actions and e.EnsureRevision("r2", 0) in d.actions
+    assert e.PointService("canary", "r1") in d.actions and [r.revision for r in d.status.retiring] == ["r2"]
+    d = tick(spec, d.status, "r1", {"r1": ready(), "r2": ready()}, T0 + timedelta(seconds=31))
+    assert e.EnsureRevision("r2", 0) in d.actions and d.status.retiring == []
 
 
 def test_canary_progress_deadline_rolls_back():
@@ -266,7 +274,10 @@ def test_prune_keeps_revision_history_limit():
             d = tick(spec, d.status, rev, {"r1": ready(), rev: ready()}, now)
         st = d.status
     assert st.stableRevision == "r4"
-    assert [h.revision for h in st.history] == ["r3", "r4"]
+    # r3 still has its pods for scaleDownDelay after r4's promotion, so it is not counted yet.
+    assert [h.revision for h in st.history] == ["r2", "r3", "r4"] and [r.revision for r in st.retiring] == ["r3"]
+    d = tick(spec, st, "r4", {"r1": ready(), "r4": ready()}, now + timedelta(seconds=31))
+    assert [h.revision for h in d.status.history] == ["r3", "r4"] and e.DeleteRevision("r2") in d.actions
 
 
 def test_canary_losing_its_pods_gets_no_traffic_then_recovers_or_rolls_back():
@@ -441,8 +452,8 @@ def test_the_watch_reverts_to_the_previous_revision_once_it_is_up_when_asked():
     d = tick(spec, d.status, "r2", BOTH, now)
     assert d.status.stableRevision == "r1" and d.status.phase == "RolledBack"
     assert "r2" in d.status.failedRevisions and d.status.rollbackReason == "WatchFailedAccuracy"
-    point = d.actions.index(e.PointService("stable", "r1"))
-    assert point < d.actions.index(e.EnsureRevision("r2", 0))
+    assert e.PointService("stable", "r1") in d.actions and e.EnsureRevision("r2", 0) not in d.actions
+    assert [r.revision for r in d.status.retiring] == ["r2"]  # it had all the traffic until now
 
 
 def test_the_first_check_of_an_evidence_period_waits_one_interval():

@@ -83,7 +83,10 @@ def test_a_failure_after_the_switch_switches_back_at_once():
     d = tick(s, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=result("Fail", now, rev="r2"))
     assert d.status.phase == "RolledBack" and d.status.stableRevision == "r1"
     assert e.PointService("stable", "r1") in d.actions
-    assert d.actions.index(e.PointService("stable", "r1")) < d.actions.index(e.EnsureRevision("r2", 0))
+    # The switched-from revision keeps its pods for abortScaleDownDelay (30s) while proxies catch up.
+    assert [(r.revision, r.scaleDownAt) for r in d.status.retiring] == [("r2", now + timedelta(seconds=30))]
+    d = tick(s, d.status, "r2", {"r1": ready(), "r2": ready()}, now + timedelta(seconds=30))
+    assert e.EnsureRevision("r2", 0) in d.actions
 
 
 def test_a_failing_preview_is_rolled_back_without_any_live_request():

@@ -139,15 +139,19 @@ def test_invariants(steps, gated, no_mesh, bake, ticks):
                 if no_mesh == "proportional":
                     need = -(-4 * action.routing.canary_weight // 100)
                     assert obs.deployments[canary].available >= need, (action, obs.deployments[canary])
-        # Every rollback ends at 100 % stable and routes away before scaling the canary down.
+        # Every rollback ends at 100 % stable and routes away before scaling the canary down; with a
+        # traffic layer a canary that took traffic keeps its pods until scaleDownDelay has passed.
         if after.phase == "RolledBack" and before.phase != "RolledBack" and before.canaryRevision:
             assert after.canaryWeight == 0 and after.canaryRevision is None
             kinds = decision.actions
             weight_at = next(
                 i for i, a in enumerate(kinds) if isinstance(a, e.SetRouting) and a.routing.canary_weight == 0
             )
-            scale_at = next(i for i, a in enumerate(kinds) if a == e.EnsureRevision(before.canaryRevision, 0))
-            assert weight_at < scale_at
+            scaled = [i for i, a in enumerate(kinds) if a == e.EnsureRevision(before.canaryRevision, 0)]
+            retiring = [r.revision for r in after.retiring]
+            assert (scaled and weight_at < scaled[0]) != (before.canaryRevision in retiring)
+            if before.canaryRevision in retiring:  # only one that took traffic, behind a traffic layer
+                assert no_mesh is not True and before.currentStep is not None
         # A step is left (to the next or to promotion) only after a check that allows it: the proof
         # step (the last below 100 %) on a Pass, any other on no failure with every gate decided or
         # undecided but never waiting for samples or blind; promotion only from the last step.

@@ -807,6 +807,15 @@ class CanarySpec(_Model):
         "(enough samples, thresholds neither met nor breached). Never shorter than stepDuration.",
         "1s",
     )
+    scaleDownDelay: str = _duration_field(
+        "30s",
+        "With a traffic layer, a revision whose weight drops to 0 (a rolled-back or superseded canary, the "
+        "previous stable after a promotion without a bake, a stable reverted by the bake or the watch) keeps "
+        "its pods this long before it is scaled to 0, so proxies and gateways that still route by the old "
+        "weights find it serving. 0s scales it down in the same write. Without a traffic layer the Service's "
+        "endpoints are the weights, and the pods' drainSeconds covers the same gap.",
+    )
+
 
     @field_validator("steps")
     @classmethod
@@ -819,7 +828,7 @@ class CanarySpec(_Model):
             raise ValueError("the last canary step must be 100")
         return steps
 
-    @field_validator("stepDuration", "maxStepDuration")
+    @field_validator("stepDuration", "maxStepDuration", "scaleDownDelay")
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)
@@ -862,7 +871,14 @@ class BlueGreenSpec(_Model):
         default=False, description="As strategy.canary.allowSignatureChange, for the new revision."
     )
 
-    @field_validator("previewDuration", "maxPreviewDuration", "scaleDownDelay")
+    abortScaleDownDelay: str = _duration_field(
+        "30s",
+        "With a traffic layer, a new revision that is rolled back or superseded in preview, or switched back "
+        "from, keeps its pods this long before it is scaled to 0, so proxies that still route by the old "
+        "routes find it serving. 0s scales it down in the same write.",
+    )
+
+    @field_validator("previewDuration", "maxPreviewDuration", "scaleDownDelay", "abortScaleDownDelay")
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)
@@ -1440,6 +1456,13 @@ class HistoryEntry(_Status):
     serving: Annotated[ServingSpec, WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})]
 
 
+class RetiringRevision(_Status):
+    """A revision taken out of traffic that keeps its pods until ``scaleDownAt``."""
+
+    revision: str
+    scaleDownAt: datetime
+
+
 class ModelDeploymentStatus(_Status):
     """Everything the operator knows. State lives here only, so a restarted operator resumes exactly."""
 
@@ -1485,6 +1508,11 @@ class ModelDeploymentStatus(_Status):
     conditions: list[Condition] = Field(default_factory=list)
     lastAnalysis: AnalysisResult | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+    retiring: list[RetiringRevision] = Field(
+        default_factory=list,
+        description="Revisions whose weight went to 0 and that keep their pods until scaleDownAt (the "
+        "strategy's scaleDownDelay), so proxies still routing by the old weights find them serving.",
+    )
 
 
 class ModelDeployment(BaseModel):
