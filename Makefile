@@ -31,8 +31,12 @@ tools: ## build etcd, kube-apiserver, controller-manager, scheduler, kubectl, kw
 system-deps: ## Debian packages: prometheus, wrk, iproute2 (only what is missing)
 	bash hack/system-deps.sh
 
+.PHONY: azurite
+azurite: system-deps ## Azurite, the azure:// model tests' Blob Storage emulator (npm, cached)
+	bash hack/build-tools.sh azurite
+
 .PHONY: deps
-deps: venv tools system-deps
+deps: venv tools system-deps azurite
 
 .PHONY: client-venvs
 client-venvs: venv ## the Open Inference Protocol clients the server tests use (KServe's SDK), in their own venv

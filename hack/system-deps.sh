@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages the tests, demo and benchmarks use (prometheus, wrk, ip netns, shellcheck, and the
+# Debian packages the tests, demo and benchmarks use (prometheus, wrk, ip netns, shellcheck, npm, and the
 # real node's runtime and image builder);
 # installs only what is missing.
 set -euo pipefail
@@ -11,6 +11,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v taskset >/dev/null || missing+=(util-linux)
+command -v npm >/dev/null || missing+=(nodejs npm)  # Azurite (hack/build-tools.sh azurite)
 # The real node (MODELROLLOUT_REAL_NODE=0 leaves it out): container runtime, CNI plugins, kube-proxy's
 # iptables and conntrack, and the Docker-less image builder with debootstrap for its base image.
 if [ "${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then

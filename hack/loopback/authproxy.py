@@ -11,47 +11,38 @@ the test process and counts what it refused and forwarded.
 from __future__ import annotations
 
 import hmac
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler
 
 import requests
 
+from hack.loopback.procs import LoopbackHTTPServer, send
 
-class BearerProxy:
+
+class BearerProxy(LoopbackHTTPServer):
     """``with BearerProxy(prometheus.url, "s3cret") as proxy:`` -> queries go to ``proxy.url``."""
+
+    name = "bearer-proxy"
 
     def __init__(self, upstream: str, token: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.token = token
         self.refused = 0
         self.forwarded = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start the proxy first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def authorized(self, header: str | None) -> bool:
         scheme, _, token = (header or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.token.encode())
 
-    def start(self) -> Self:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def _relay(self) -> None:
                 if not proxy.authorized(self.headers.get("Authorization")):
                     proxy.refused += 1
-                    body = b"Unauthorized\n"
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Bearer realm="prometheus"')
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    send(
+                        self, 401, b"Unauthorized\n", "text/plain", **{"WWW-Authenticate": 'Bearer realm="prometheus"'}
+                    )
                     return
                 proxy.forwarded += 1
                 length = int(self.headers.get("Content-Length") or 0)
@@ -60,11 +51,8 @@ class BearerProxy:
                 answer = requests.request(
                     self.command, proxy.upstream + self.path, data=data, headers=forward, timeout=30
                 )
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/octet-stream"))
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
+                send(self, answer.status_code, answer.content,
+                     answer.headers.get("Content-Type", "application/octet-stream"))  # fmt: skip
 
             def do_GET(self) -> None:
                 self._relay()
@@ -75,20 +63,4 @@ class BearerProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="bearer-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler

@@ -10,7 +10,6 @@ the way a credential rotation looks to a client.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from typing import Self
 from modelserver.s3 import S3Config, object_url, signed_headers
 
 from hack.loopback.cluster import BIN
-from hack.loopback.procs import LoopbackProcess, free_port, wait_for
+from hack.loopback.procs import LoopbackProcess, find_tool, free_port, http_answers
 
 
 class ObjectStoreNotBuiltError(RuntimeError):
@@ -28,12 +27,7 @@ class ObjectStoreNotBuiltError(RuntimeError):
 
 
 def find_binary() -> Path:
-    for candidate in (os.environ.get("VERSITYGW_BINARY"), str(BIN / "versitygw")):
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    raise ObjectStoreNotBuiltError(
-        "versitygw is not built: run `make deps` (hack/build-tools.sh) or set VERSITYGW_BINARY"
-    )
+    return find_tool(BIN / "versitygw", "VERSITYGW_BINARY", ObjectStoreNotBuiltError, "run `make deps`")
 
 
 class ObjectStore(LoopbackProcess):
@@ -70,25 +64,8 @@ class ObjectStore(LoopbackProcess):
             str(self.binary), "--port", f"127.0.0.1:{self.port}", "--access", self.access_key,
             "--secret", self.secret_key, "--region", self.region, "--quiet", "posix", str(self.data),
         ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            wait_for(self._answers, 20, f"versitygw on port {self.port}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _answers(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"versitygw exited with {self.proc.returncode}:\n{self.logs()}")
-        try:
-            urllib.request.urlopen(self.url, timeout=1)
-        except urllib.error.HTTPError:
-            return True  # any S3 answer (an unsigned request is refused) means it is serving
-        except OSError:
-            return False
-        return True
+        # Any S3 answer (an unsigned request is refused) means it is serving.
+        return self.launch(command, lambda: http_answers(self.url), "versitygw")
 
     def rotate(self, access_key: str, secret_key: str) -> None:
         """New root keys on the same data: the old ones are refused from now on."""

@@ -6,11 +6,16 @@ One copy for every module here, so a fix to how a child process is stopped reach
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self, TypeVar
 
@@ -62,6 +67,26 @@ def stop_process(proc: subprocess.Popen | None, grace: float = 10.0) -> int | No
     return proc.returncode
 
 
+def find_tool(path: Path, variable: str, missing: type[RuntimeError], how: str) -> Path:
+    """The executable named by ``$variable``, else ``path``; ``missing`` saying ``how`` to get it."""
+    for candidate in (os.environ.get(variable), str(path)):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise missing(f"{path.name} is not there: {how}, or set {variable}")
+
+
+def http_answers(url: str, accept: Callable[[int], bool] = lambda code: True) -> bool:
+    """Whether ``url`` gives an HTTP answer whose status ``accept`` takes (any, by default: a refused
+    anonymous request still means the server is serving); False while nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return accept(answer.status)
+    except urllib.error.HTTPError as exc:
+        return accept(exc.code)
+    except OSError:
+        return False
+
+
 class LoopbackProcess:
     """What every process wrapper here shares: a child on ``127.0.0.1:port`` that logs to ``log_path``.
 
@@ -89,6 +114,33 @@ class LoopbackProcess:
     def start(self) -> Self:
         raise NotImplementedError
 
+    def launch(
+        self,
+        command: list[str],
+        ready: Callable[[], bool],
+        what: str,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Self:
+        """Start ``command`` logging to ``log_path`` and wait up to 20 s until ``ready()``; a child
+        that exits first fails at once with its log, and a child that never gets ready is stopped."""
+
+        def answers() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {self.proc.returncode}:\n{self.logs()}")
+            return ready()
+
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+            )
+        try:
+            wait_for(answers, 20, f"{what} on port {self.port}", interval=0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``grace``; idempotent."""
         stop_process(self.proc, grace)
@@ -109,3 +161,48 @@ def tail(path: Path, chars: int = 4000) -> str:
         return path.read_text(errors="replace")[-chars:]
     except FileNotFoundError:
         return f"(no {path.name})"
+
+
+class LoopbackHTTPServer:
+    """An in-process HTTP server on ``127.0.0.1`` for a test-bed stand-in: subclasses define
+    ``handler()`` (a request handler class closing over ``self``); ``with`` serves on threads and
+    stops on the way out. A short poll interval makes ``stop()`` return within 50 ms."""
+
+    name = "loopback-http"
+    _server: ThreadingHTTPServer | None = None
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start it first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> Self:
+        server = self._server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, args=(0.05,), name=self.name, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, kind: str, **headers: str) -> None:
+    """One complete answer from a stand-in's request handler."""
+    handler.send_response(status)
+    for name, value in {"Content-Type": kind, **headers}.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

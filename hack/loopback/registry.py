@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
 import urllib.error
 import urllib.parse
@@ -25,7 +24,7 @@ import bcrypt
 import yaml
 
 from hack.loopback.cluster import BIN
-from hack.loopback.procs import LoopbackProcess, free_port, wait_for
+from hack.loopback.procs import LoopbackProcess, find_tool, free_port, http_answers
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -38,10 +37,7 @@ class RegistryNotBuiltError(RuntimeError):
 
 
 def find_binary() -> Path:
-    for candidate in (os.environ.get("REGISTRY_BINARY"), str(BIN / "registry")):
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    raise RegistryNotBuiltError("the OCI registry is not built: run `make deps` (hack/build-tools.sh)")
+    return find_tool(BIN / "registry", "REGISTRY_BINARY", RegistryNotBuiltError, "run `make deps`")
 
 
 def docker_config(directory: Path, host: str, user: str, password: str) -> Path:
@@ -85,28 +81,9 @@ class Registry(LoopbackProcess):
             "auth": {"htpasswd": {"realm": "modelrollout-test", "path": str(htpasswd)}},
         }
         (self.workdir / "config.yml").write_text(yaml.safe_dump(config))
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(self.binary), "serve", str(self.workdir / "config.yml")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        try:
-            wait_for(self._answers, 20, f"registry on {self.host}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _answers(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"registry exited with {self.proc.returncode}:\n{self.logs()}")
-        try:
-            urllib.request.urlopen(f"{self.url}/v2/", timeout=1)
-        except urllib.error.HTTPError as exc:
-            return exc.code == 401  # serving, and asking for credentials
-        except OSError:
-            return False
-        return True
+        command = [str(self.binary), "serve", str(self.workdir / "config.yml")]
+        # Serving, and asking for credentials.
+        return self.launch(command, lambda: http_answers(f"{self.url}/v2/", lambda code: code == 401), "registry")
 
     def _request(self, method: str, url: str, body: bytes = b"", content_type: str = "") -> urllib.request.Request:
         user, password = next(iter(self.users.items()))

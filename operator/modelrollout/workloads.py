@@ -194,12 +194,21 @@ def _container(
 
 S3_SECRET_KEYS = (("AWS_ACCESS_KEY_ID", False), ("AWS_SECRET_ACCESS_KEY", False), ("AWS_SESSION_TOKEN", True))
 """The keys of ``model.storage.secretName`` the pods get, and whether each may be absent."""
+GCS_SECRET_KEYS = ("GCS_HMAC_ACCESS_KEY_ID", "GCS_HMAC_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+"""The HMAC keys a ``gs://`` model's Secret may hold (either pair; the GCS names win), all optional."""
+AZURE_SECRET_KEYS = ("AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN")
+"""The keys an ``azure://`` (``abfs[s]://``) model's Secret may hold: an account key and/or a SAS, both optional."""
 
 
 def _storage_env(model: ModelSpec) -> list[dict[str, Any]]:
-    """The environment that says how the pods reach the model (see :func:`_s3_env`, :func:`_registry`)."""
+    """The environment that says how the pods reach the model (see :func:`_s3_env`, :func:`_gcs_env`,
+    :func:`_registry`)."""
     if model.uri.startswith("oci://"):
         return _registry(model.storage)[2]
+    if model.uri.startswith("gs://"):
+        return _gcs_env(model.storage)
+    if model.uri.startswith(("azure://", "abfs://", "abfss://")):
+        return _azure_env(model.storage)
     return _s3_env(model.storage)
 
 
@@ -240,6 +249,38 @@ def _s3_env(storage: ModelStorageSpec | None) -> list[dict[str, Any]]:
             ref: dict[str, Any] = {"name": storage.secretName, "key": key}
             if optional:
                 ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def _gcs_env(storage: ModelStorageSpec | None) -> list[dict[str, Any]]:
+    """The environment of a ``gs://`` model: ``GCS_ENDPOINT`` and the Secret's HMAC keys (either pair
+    of names works). Workload Identity needs none of it: the pods' ServiceAccount
+    (``serving.serviceAccountName``) is the credential."""
+    return _endpoint_and_optional_keys(storage, "GCS_ENDPOINT", GCS_SECRET_KEYS)
+
+
+def _azure_env(storage: ModelStorageSpec | None) -> list[dict[str, Any]]:
+    """The environment of an ``azure://`` (``abfs[s]://``) model: ``AZURE_STORAGE_BLOB_ENDPOINT`` and the
+    Secret's account key and SAS token (the server signs with the key when both are there; neither
+    means a public container)."""
+    return _endpoint_and_optional_keys(storage, "AZURE_STORAGE_BLOB_ENDPOINT", AZURE_SECRET_KEYS)
+
+
+def _endpoint_and_optional_keys(
+    storage: ModelStorageSpec | None, endpoint_variable: str, keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """``storage.endpoint`` as ``endpoint_variable``, and each of ``keys`` from the Secret by
+    optional reference: the kubelet resolves them, the operator never reads the Secret, and a key
+    the Secret lacks is simply absent (the server says which credentials it used)."""
+    if storage is None:
+        return []
+    env: list[dict[str, Any]] = []
+    if storage.endpoint:
+        env.append({"name": endpoint_variable, "value": storage.endpoint})
+    if storage.secretName:
+        for key in keys:
+            ref = {"name": storage.secretName, "key": key, "optional": True}
             env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     return env
 

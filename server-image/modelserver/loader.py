@@ -1,5 +1,5 @@
-"""Fetch model artifacts from ``file://``, ``http(s)://``, ``s3://``, ``hf://`` and ``oci://`` URIs,
-bounded and verified.
+"""Fetch model artifacts from ``file://``, ``http(s)://``, ``s3://``, ``gs://``, ``azure://`` (and
+``abfs[s]://``), ``hf://`` and ``oci://`` URIs, bounded and verified.
 
 Why: a model server that silently serves the wrong bytes defeats every rollout gate. Downloads are
 retried only for transient failures (connection errors, timeouts, 408/429/5xx) with exponential
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, oci
+from . import __version__, aws_identity, azure, gcs, oci
 from .errors import LoadError
 from .s3 import S3Config, error_code, object_url, parse_s3_uri, signed_headers
 
@@ -66,12 +66,13 @@ class FetchPolicy:
 def normalise_uri(uri: str) -> str:
     """Plain paths become ``file://`` URIs so users can pass either."""
     parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("file", "http", "https", "s3", "hf", "oci"):
+    if parsed.scheme in ("file", "http", "https", "s3", "gs", "hf", "oci", *azure.SCHEMES):
         return uri
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] == ":\\"):
         return Path(uri).resolve().as_uri()
     raise LoadError(
-        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; use file://, http(s)://, s3://, hf:// or oci://"
+        f"unsupported model URI scheme {parsed.scheme!r} in {uri!r}; "
+        "use file://, http(s)://, s3://, gs://, azure:// (or abfs[s]://), hf:// or oci://"
     )
 
 
@@ -93,6 +94,10 @@ def fetch(uri: str, policy: FetchPolicy, sleep: Callable[[float], None] = time.s
         return _read_file(uri, policy.max_bytes)
     if scheme == "s3":
         return _fetch_s3(uri, policy, sleep)
+    if scheme == "gs":
+        return _fetch_gcs(uri, policy, sleep)
+    if scheme in azure.SCHEMES:
+        return _fetch_azure(uri, policy, sleep)
     if scheme == "hf":
         return _fetch_hub(uri, policy, sleep)
     if scheme == "oci":
@@ -126,14 +131,45 @@ def _fetch_hub(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) ->
 
 
 def _fetch_s3(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
-    """An object of S3 or an S3-compatible store, signed with the pod's credentials (see :mod:`.s3`)."""
+    """An object of S3 or an S3-compatible store, signed with the pod's keys, else with its
+    ServiceAccount's AWS identity (IRSA, EKS Pod Identity: :mod:`.aws_identity`), else anonymous."""
     try:
-        config = S3Config.from_env()
+        config = aws_identity.with_pod_identity(S3Config.from_env(), policy.timeout)
     except LoadError as exc:
         raise LoadError(f"{uri}: {exc}") from None
     bucket, key = parse_s3_uri(uri)
     url = object_url(config, bucket, key)
     return _fetch_http(url, policy, sleep, sign=lambda: signed_headers(config, url), shown=uri)
+
+
+def _fetch_gcs(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
+    """An object of Google Cloud Storage's XML API, with HMAC keys, a bearer token or none (see :mod:`.gcs`)."""
+    try:
+        config = gcs.GcsConfig.from_env()
+    except LoadError as exc:
+        raise LoadError(f"{uri}: {exc}") from None
+    url = gcs.object_url(config, *gcs.parse_gs_uri(uri))
+
+    def sign() -> dict[str, str]:  # per attempt: a fresh signature, or the cached (or renewed) token
+        try:
+            return config.headers(url)
+        except gcs.MetadataUnavailableError as exc:
+            raise _TransientError(str(exc)) from None
+        except LoadError as exc:
+            raise LoadError(f"{uri}: {exc}") from None
+
+    return _fetch_http(url, policy, sleep, sign=sign, shown=uri)
+
+
+def _fetch_azure(uri: str, policy: FetchPolicy, sleep: Callable[[float], None]) -> bytes:
+    """A blob of Azure Blob Storage (or Azurite), Shared Key signed, with a SAS or anonymous (see :mod:`.azure`)."""
+    try:
+        config = azure.AzureConfig.from_env()
+    except LoadError as exc:
+        raise LoadError(f"{uri}: {exc}") from None
+    blob = azure.parse(uri)
+    url = azure.request_url(config, blob)  # with the SAS, if any: never logged, ``shown`` is ``uri``
+    return _fetch_http(url, policy, sleep, sign=lambda: azure.signed_headers(config, blob, url), shown=uri)
 
 
 def _read_file(uri: str, max_bytes: int) -> bytes:
@@ -234,10 +270,12 @@ def _http_get_once(uri: str, policy: FetchPolicy, headers: dict[str, str], shown
         with urllib.request.urlopen(request, timeout=policy.timeout) as response:
             return _read_limited(response, policy.max_bytes, shown)
     except urllib.error.HTTPError as exc:
-        code = error_code(exc.read()) if shown.startswith("s3://") else ""
+        code = error_code(exc.read()) if shown.startswith(("s3://", "gs://")) else ""
+        if azure.is_azure(shown):
+            code = azure.error_code(exc.headers.get("x-ms-error-code"), exc.read())
         detail = f"HTTP {exc.code} {code or exc.reason}"
         # A store may answer 404 for an unknown access key too (versitygw: XAdminUserNotFound).
-        if exc.code in (404, 410) and code in ("", "NoSuchKey", "NoSuchBucket"):
+        if exc.code in (404, 410) and code in ("", "NoSuchKey", "NoSuchBucket", "BlobNotFound", "ContainerNotFound"):
             raise NotFoundError(f"{shown} answered {detail}") from exc
         if exc.code in _RETRY_STATUS:
             raise _TransientError(detail) from exc
@@ -252,6 +290,10 @@ def _http_get_once(uri: str, policy: FetchPolicy, headers: dict[str, str], shown
                 "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, from model.storage.secretName), the region and "
                 "the bucket policy"
             ) from exc
+        if exc.code in (401, 403, 404) and shown.startswith("gs://"):
+            raise LoadError(f"{shown}: the store refused the request ({detail}): {gcs.refusal_advice()}") from exc
+        if exc.code in (401, 403, 404) and azure.is_azure(shown):
+            raise LoadError(f"{shown}: the store refused the request ({detail}): {azure.REFUSAL_ADVICE}") from exc
         raise LoadError(f"{shown} answered {detail}") from exc
     except _NETWORK_ERRORS as exc:  # no answer at all (HTTPError, an answer, is caught above)
         raise _transient(exc) from exc

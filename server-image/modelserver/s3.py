@@ -12,7 +12,8 @@ Configuration, as every AWS SDK reads it (so ``envFrom`` a Secret written for an
 ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (then path-style addressing, what S3-compatible
 stores expect), else AWS's regional virtual-hosted endpoint; the region from ``AWS_REGION`` or
 ``AWS_DEFAULT_REGION`` (default ``us-east-1``). Without keys the request goes unsigned (a public
-bucket). Workload identity that needs a token exchange (IRSA's web-identity token) is not done here.
+bucket). The pod's ServiceAccount identity (IRSA, EKS Pod Identity) is exchanged for keys by
+:mod:`.aws_identity` before signing.
 """
 
 from __future__ import annotations

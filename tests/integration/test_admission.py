@@ -119,13 +119,23 @@ INVALID = [
      mutate("spec.analysis.prometheus", {**PROM, "authorization": {"credentials": {"name": "Prom_Token", "key": "t"}}}),
      ["spec.analysis.prometheus.authorization.credentials.name"]),
     ("storage on an https model", mutate("spec.model.storage", {"secretName": "store"}),
-     ["spec.model.storage", "storage is for s3:// and oci:// URIs"]),
+     ["spec.model.storage", "storage is for s3://, gs://, azure://, abfs[s]:// and oci:// URIs"]),
     ("plain HTTP for a bucket",
      mutate("spec.model", {"name": "fraud", "uri": "s3://m/a.onnx", "storage": {"plainHTTP": True}}),
      ["spec.model.storage.plainHTTP", "plainHTTP is for oci:// URIs"]),
     ("an endpoint for a registry",
      mutate("spec.model", {"name": "fraud", "uri": "oci://r.example.com/m:v1", "storage": {"endpoint": "http://x"}}),
-     ["spec.model.storage", "endpoint and region are for s3:// URIs"]),
+     ["spec.model.storage.endpoint", "endpoint is for s3://, gs://, azure:// and abfs[s]:// URIs"]),
+    ("a region for a GCS bucket",
+     mutate("spec.model", {"name": "fraud", "uri": "gs://m/a.onnx", "storage": {"region": "europe-west1"}}),
+     ["spec.model.storage.region", "region is for s3:// URIs"]),
+    ("gs uri without an object", mutate("spec.model.uri", "gs://bucket/"), ["spec.model.uri"]),
+    ("a region for an Azure container",
+     mutate("spec.model", {"name": "fraud", "uri": "azure://acct/models/a.onnx", "storage": {"region": "westeurope"}}),
+     ["spec.model.storage.region", "region is for s3:// URIs"]),
+    ("azure uri without a container", mutate("spec.model.uri", "azure://acct/a.onnx"), ["spec.model.uri"]),
+    ("abfss uri on the blob host", mutate("spec.model.uri", "abfss://models@acct.blob.core.windows.net/a.onnx"),
+     ["spec.model.uri"]),
     ("s3 uri without a key", mutate("spec.model.uri", "s3://bucket/"), ["spec.model.uri"]),
     ("gRPC on the HTTP port", mutate("spec.serving", {"grpcPort": 8080}), ["spec.serving.grpcPort", "must differ"]),
     ("CUDA without a GPU", mutate("spec.serving", {"executionProvider": "CUDA"}),
@@ -133,7 +143,7 @@ INVALID = [
     ("pvc uri without a path", mutate("spec.model.uri", "pvc://models/"), ["spec.model.uri"]),
     ("a volume named like the model store", mutate("spec.serving.volumes", [{"name": "model-store", "emptyDir": {}}]),
      ["spec.serving.volumes", "model-store"]),
-    ("unsupported uri scheme", mutate("spec.model.uri", "gs://bucket/model.onnx"), ["spec.model.uri"]),
+    ("unsupported uri scheme", mutate("spec.model.uri", "ftp://bucket/model.onnx"), ["spec.model.uri"]),
     ("bad sha256", mutate("spec.model.sha256", "XYZ"), ["spec.model.sha256"]),
     ("negative replicas", mutate("spec.serving.replicas", -1), ["spec.serving.replicas"]),
     ("name too long", mutate("metadata.name", "a" * 41), ["metadata.name", "at most 40 characters"]),
@@ -154,6 +164,14 @@ def test_invalid_manifest_rejected_by_api_server(cluster, namespace, case, manif
 def test_valid_manifest_accepted(cluster, namespace):
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(VALID))
     assert "created (server dry run)" in proc.stdout
+
+
+def test_azure_models_with_storage_are_accepted(cluster, namespace):
+    storage = {"secretName": "blob-creds", "endpoint": "http://azurite.storage:10000/modelstore"}
+    for uri in ("azure://modelstore/models/a.onnx", "abfss://models@modelstore.dfs.core.windows.net/a.onnx"):
+        manifest = mutate("spec.model", {"name": "fraud", "uri": uri, "storage": storage})
+        proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+        assert "created (server dry run)" in proc.stdout, uri
 
 
 def test_every_prometheus_credential_is_accepted(cluster, namespace):

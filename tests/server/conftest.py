@@ -8,6 +8,7 @@ the server's own account of what happened.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -147,3 +148,41 @@ def baseline(session_factory: ServerFactory) -> ServerProcess:
 @pytest.fixture(scope="session")
 def broken(session_factory: ServerFactory) -> ServerProcess:
     return session_factory.start(model_args("broken", "--warmup-requests", "2"))
+
+
+# ------------------------------------------------------------------- models fetched from a store
+
+STORED_MODEL = (MODELS / "baseline.onnx").read_bytes()
+"""What the storage tests put in their stores, and its sha256 (``--sha256``)."""
+STORED_DIGEST = hashlib.sha256(STORED_MODEL).hexdigest()
+
+
+def serve_uri(
+    factory: ServerFactory,
+    uri: str,
+    env: dict[str, str],
+    ready: bool = True,
+    sha256: str = STORED_DIGEST,
+    retries: int = 0,
+) -> ServerProcess:
+    """A server loading ``uri`` with ``env`` (the pod's storage environment)."""
+    args = ["--model-uri", uri, "--model-name", MODEL_NAME, "--sha256", sha256, "--download-retries", str(retries)]
+    return factory.start(args, env=env, ready=ready)
+
+
+def load_failure(server: ServerProcess) -> str:
+    """The reason a server that must fail to load gives in ``/v2/health/ready``."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = requests.get(server.url + "/v2/health/ready", timeout=5).json()
+        if body.get("state") == "failed":
+            return str(body["reason"])
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not fail: {body}")
+
+
+def assert_served_with_metadata(server: ServerProcess) -> None:
+    """Served the stored model, with the feature schema of the metadata.json fetched from beside it."""
+    meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=5).json()
+    assert meta["parameters"]["sha256"] == STORED_DIGEST
+    assert meta["parameters"]["features"], "metadata.json was fetched from beside the model with the same credentials"

@@ -19,8 +19,9 @@ from onnx.external_data_helper import set_external_data
 
 from hack.loopback.objectstore import ObjectStore
 from hack.loopback.registry import Registry, docker_config
-from tests.server.conftest import MODEL_NAME, MODELS, ServerFactory, ServerProcess
-from tests.server.test_storage import ACCESS, SECRET, failure
+from tests.server.conftest import MODEL_NAME, MODELS, ServerFactory, ServerProcess, serve_uri
+from tests.server.conftest import load_failure as failure
+from tests.server.test_storage import ACCESS, SECRET
 
 METADATA = (MODELS / "metadata.json").read_bytes()
 ROWS = [
@@ -61,8 +62,7 @@ def predictions(server: ServerProcess) -> list[dict]:
 
 
 def start(factory: ServerFactory, uri: str, sha: str, env: dict[str, str] | None = None, ready: bool = True):
-    args = ["--model-uri", uri, "--model-name", MODEL_NAME, "--sha256", sha, "--download-retries", "0"]
-    return factory.start(args, env=env, ready=ready)
+    return serve_uri(factory, uri, env or {}, ready, sha256=sha)
 
 
 # ------------------------------------------------------------------------------ reading the graph

@@ -10,10 +10,8 @@ keys is served while the old keys are refused.
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +21,20 @@ from modelserver.s3 import S3Config
 
 from hack.loopback.objectstore import ObjectStore
 from hack.loopback.registry import Registry, docker_config
-from tests.server.conftest import MODEL_NAME, MODELS, ServerFactory, ServerProcess
+from tests.server.conftest import (
+    MODEL_NAME,
+    MODELS,
+    STORED_DIGEST,
+    STORED_MODEL,
+    ServerFactory,
+    ServerProcess,
+    serve_uri,
+)
+from tests.server.conftest import load_failure as failure
 
 ACCESS, SECRET = "MODELROLLOUTTEST", "s3cr3t-" + "k" * 33
 REFUSED = "the store refused the request (HTTP 403"
-MODEL = (MODELS / "baseline.onnx").read_bytes()
-DIGEST = hashlib.sha256(MODEL).hexdigest()
+MODEL, DIGEST = STORED_MODEL, STORED_DIGEST
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +48,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
 def serve(
     factory: ServerFactory, env: dict[str, str], uri: str = "s3://models/fraud/v1/model.onnx", ready: bool = True
 ) -> ServerProcess:
-    args = ["--model-uri", uri, "--model-name", MODEL_NAME, "--sha256", DIGEST, "--download-retries", "1"]
-    return factory.start(args, env=env, ready=ready)
-
-
-def failure(server: ServerProcess) -> str:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        body = requests.get(server.url + "/v2/health/ready", timeout=5).json()
-        if body.get("state") == "failed":
-            return str(body["reason"])
-        time.sleep(0.05)
-    raise AssertionError(f"the server did not fail: {body}")
+    return serve_uri(factory, uri, env, ready, retries=1)
 
 
 def test_a_model_in_a_private_bucket_is_served_with_the_pods_credentials(

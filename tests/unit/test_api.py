@@ -52,7 +52,7 @@ GW = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
         ({"analysis": {"metrics": [{"name": "x", "max": 1}]}}, "set template"),
         ({"analysis": {"metrics": [{"name": "error-rate", "min": 0.5, "max": 0.1}]}}, "min must be <= max"),
         ({"analysis": {"metrics": [{"name": "c", "template": "custom", "max": 1}]}}, "query is required"),
-        ({"model": {"name": "fraud", "uri": "gs://bucket/x"}}, "uri"),
+        ({"model": {"name": "fraud", "uri": "ftp://bucket/x"}}, "uri"),
         ({"bogus": 1}, "bogus"),
     ],
 )

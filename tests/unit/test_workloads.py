@@ -112,6 +112,86 @@ def test_an_s3_model_gets_its_store_and_credentials_by_reference():
     assert not any(e.get("value") and "store" in str(e["value"]) for e in c["env"])
 
 
+def test_a_gs_model_gets_its_endpoint_and_hmac_keys_by_optional_reference() -> None:
+    def container(storage: dict | None) -> dict:
+        model = {"name": "fraud", "uri": "gs://models_eu/fraud/a.onnx", **({"storage": storage} if storage else {})}
+        s = ModelDeploymentSpec.model_validate(
+            {"model": model, "traffic": {"none": {}}, "serving": {"serviceAccountName": "fraud-wi"}}
+        )
+        return build_deployment(OWNER, "abc123", s.model, s.serving, "img:1", 1, 120)["spec"]["template"]["spec"]
+
+    pod = container({"secretName": "gcs-hmac", "endpoint": "https://storage.example.internal"})
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert "--model-uri=gs://models_eu/fraud/a.onnx" in pod["containers"][0]["args"]
+    assert env["GCS_ENDPOINT"]["value"] == "https://storage.example.internal"
+    for key in ("GCS_HMAC_ACCESS_KEY_ID", "GCS_HMAC_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"] == {"secretKeyRef": {"name": "gcs-hmac", "key": key, "optional": True}}
+    assert "AWS_ENDPOINT_URL_S3" not in env and "AWS_REGION" not in env and "AWS_SESSION_TOKEN" not in env
+    workload_identity = container(None)  # the ServiceAccount is the credential: no storage, no Secret
+    assert workload_identity["serviceAccountName"] == "fraud-wi"
+    assert not any(e["name"].startswith(("GCS_", "AWS_")) for e in workload_identity["containers"][0]["env"])
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"uri": "gs://models/fraud/a.onnx", "storage": {"region": "europe-west1"}}, "region is for s3:// URIs"),
+        ({"uri": "https://m/a.onnx", "storage": {"endpoint": "http://x"}}, "storage is for s3://, gs://, azure://"),
+        ({"uri": "oci://r.example.com/m:v1", "storage": {"endpoint": "http://x"}}, "endpoint is for s3://, gs://"),
+        ({"uri": "gs://models/"}, "uri"),
+        ({"uri": "gs://-models/a.onnx"}, "uri"),
+        ({"uri": "s3://models/a.onnx", "metadataUri": "gs://models"}, "metadataUri"),
+    ],
+)
+def test_gs_storage_is_validated_like_the_crd(model: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ModelDeploymentSpec.model_validate({"model": {"name": "fraud", **model}, "traffic": {"none": {}}})
+    ok = {"uri": "gs://models/fraud/a.onnx", "metadataUri": "gs://models/fraud/metadata.json",
+          "storage": {"secretName": "gcs-hmac", "endpoint": "https://storage.googleapis.com"}}  # fmt: skip
+    ModelDeploymentSpec.model_validate({"model": {"name": "fraud", **ok}, "traffic": {"none": {}}})
+
+
+def test_an_azure_model_gets_its_blob_endpoint_and_key_or_sas_by_optional_reference() -> None:
+    def container(uri: str, storage: dict | None) -> dict:
+        model = {"name": "fraud", "uri": uri, **({"storage": storage} if storage else {})}
+        s = ModelDeploymentSpec.model_validate({"model": model, "traffic": {"none": {}}})
+        return build_deployment(OWNER, "abc123", s.model, s.serving, "img:1", 1, 120)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+
+    for uri in ("azure://modelstore/models/fraud/a.onnx", "abfss://models@modelstore.dfs.core.windows.net/a.onnx"):
+        c = container(uri, {"secretName": "blob-creds", "endpoint": "http://azurite.storage:10000/modelstore"})
+        env = {e["name"]: e for e in c["env"]}
+        assert f"--model-uri={uri}" in c["args"]
+        assert env["AZURE_STORAGE_BLOB_ENDPOINT"]["value"] == "http://azurite.storage:10000/modelstore"
+        for key in ("AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN"):
+            assert env[key]["valueFrom"] == {"secretKeyRef": {"name": "blob-creds", "key": key, "optional": True}}
+        assert not any(name.startswith(("AWS_", "GCS_")) for name in env)
+    public = container("azure://modelstore/models/fraud/a.onnx", None)
+    assert not any(e["name"].startswith("AZURE_") for e in public["env"])
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"uri": "azure://modelstore/models/a.onnx", "storage": {"region": "westeurope"}}, "region is for s3:// URIs"),
+        ({"uri": "azure://modelstore/models/a.onnx", "storage": {"plainHTTP": True}}, "plainHTTP is for oci://"),
+        ({"uri": "https://m/a.onnx", "storage": {"secretName": "x"}}, "storage is for s3://, gs://, azure://, abfs"),
+        ({"uri": "azure://modelstore/models/"}, "uri"),
+        ({"uri": "azure://modelstore/a.onnx"}, "uri"),  # no container
+        ({"uri": "azure://Model_Store/models/a.onnx"}, "uri"),  # not an account name
+        ({"uri": "abfss://modelstore.dfs.core.windows.net/models/a.onnx"}, "uri"),  # no container@
+    ],
+)
+def test_azure_storage_is_validated_like_the_crd(model: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ModelDeploymentSpec.model_validate({"model": {"name": "fraud", **model}, "traffic": {"none": {}}})
+    for uri in ("azure://modelstore/models/fraud/a.onnx", "abfs://models@modelstore.dfs.core.windows.net/a.onnx"):
+        storage = {"secretName": "blob-creds", "endpoint": "https://modelstore.blob.core.windows.net"}
+        ok = {"uri": uri, "storage": storage}
+        ModelDeploymentSpec.model_validate({"model": {"name": "fraud", **ok}, "traffic": {"none": {}}})
+
+
 def test_cuda_is_asked_for_with_a_gpu_and_refused_without() -> None:
     gpu = deployment(executionProvider="CUDA", resources={"limits": {"nvidia.com/gpu": 1, "memory": "4Gi"}})
     c = gpu["spec"]["template"]["spec"]["containers"][0]
@@ -165,7 +245,7 @@ def test_an_oci_model_gets_its_registry_credentials_as_a_docker_config() -> None
         "volumeMounts"
     ]
     assert not any(e["name"].startswith("AWS_") for e in c["env"])
-    with pytest.raises(ValidationError, match="endpoint and region are for s3"):
+    with pytest.raises(ValidationError, match="region is for s3:// URIs"):
         ModelDeploymentSpec.model_validate(
             {"model": {"name": "fraud", "uri": "oci://r.example.com/m:v1", "storage": {"region": "eu-west-1"}},
              "traffic": {"none": {}}}

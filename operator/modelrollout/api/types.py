@@ -191,7 +191,8 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 
 
 class ModelStorageSpec(_Model):
-    """How the pods reach an ``s3://`` or ``oci://`` model: the store and the credentials.
+    """How the pods reach an ``s3://``, ``gs://``, ``azure://`` (``abfs[s]://``) or ``oci://`` model: the store
+    and the credentials.
 
     Not part of the revision: rotating the Secret, naming another one or moving the endpoint never
     starts a rollout (the artifact is the same bytes; ``sha256`` says so). The pods read the
@@ -204,8 +205,13 @@ class ModelStorageSpec(_Model):
         pattern=DNS_SUBDOMAIN,
         description="Secret in this namespace with the credentials. s3://: its keys AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN, if present) become the pods' environment, as every AWS SDK "
-        "reads it; without it the pods sign with what serving.env/envFrom give them, or not at all. oci://: a "
-        "kubernetes.io/dockerconfigjson Secret (as for imagePullSecrets), mounted as the pods' docker config.",
+        "reads it; without it the pods sign with what serving.env/envFrom give them, else with their ServiceAccount's "
+        "AWS identity (IRSA, EKS Pod Identity: serving.serviceAccountName), or not at all. gs://: GCS "
+        "HMAC keys under GCS_HMAC_ACCESS_KEY_ID and GCS_HMAC_SECRET (or the AWS names), each optional; without "
+        "keys the pods use Workload Identity (serving.serviceAccountName) where it is set up. oci://: a "
+        "kubernetes.io/dockerconfigjson Secret (as for imagePullSecrets), mounted as the pods' docker config. "
+        "azure:// and abfs[s]://: its keys AZURE_STORAGE_KEY (an account key) and/or AZURE_STORAGE_SAS_TOKEN, each "
+        "optional; the key wins when both are set, neither means a public container.",
     )
     plainHTTP: bool = Field(
         default=False, description="oci:// only: talk to the registry over plain HTTP (a registry without TLS)."
@@ -215,13 +221,15 @@ class ModelStorageSpec(_Model):
         max_length=2048,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="An S3-compatible store's URL (MinIO, Ceph, versitygw...), addressed path-style. Default: "
-        "AWS S3's regional endpoint, virtual-hosted.",
+        "AWS S3's regional endpoint, virtual-hosted. gs://: the XML API's URL (GCS_ENDPOINT; default "
+        "https://storage.googleapis.com). azure:// and abfs[s]://: the Blob endpoint (AZURE_STORAGE_BLOB_ENDPOINT, "
+        "path-style, e.g. Azurite's http://host:10000/<account>; default https://<account>.blob.core.windows.net).",
     )
     region: str | None = Field(
         default=None,
         max_length=64,
         pattern=r"^[a-z0-9][-a-z0-9]*$",
-        description="The region requests are signed for (default us-east-1).",
+        description="s3:// only: the region requests are signed for (default us-east-1).",
     )
 
 
@@ -232,15 +240,23 @@ class ModelSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "!has(self.storage) || self.uri.startsWith('s3://') || self.uri.startsWith('oci://')",
-                    "storage is for s3:// and oci:// URIs",
+                    "!has(self.storage) || self.uri.startsWith('s3://') || self.uri.startsWith('gs://') || "
+                    "self.uri.startsWith('oci://') || self.uri.startsWith('azure://') || self.uri.startsWith('abfs://') "
+                    "|| self.uri.startsWith('abfss://')",
+                    "storage is for s3://, gs://, azure://, abfs[s]:// and oci:// URIs",
                     ".storage",
                 ),
                 _cel(
-                    "!has(self.storage) || self.uri.startsWith('s3://') || "
-                    "(!has(self.storage.endpoint) && !has(self.storage.region))",
-                    "endpoint and region are for s3:// URIs",
-                    ".storage",
+                    "!has(self.storage) || !has(self.storage.endpoint) || self.uri.startsWith('s3://') || "
+                    "self.uri.startsWith('gs://') || self.uri.startsWith('azure://') || self.uri.startsWith('abfs://') || "
+                    "self.uri.startsWith('abfss://')",
+                    "endpoint is for s3://, gs://, azure:// and abfs[s]:// URIs",
+                    ".storage.endpoint",
+                ),
+                _cel(
+                    "!has(self.storage) || !has(self.storage.region) || self.uri.startsWith('s3://')",
+                    "region is for s3:// URIs",
+                    ".storage.region",
                 ),
                 _cel(
                     "!has(self.storage) || !self.storage.plainHTTP || self.uri.startsWith('oci://')",
@@ -258,11 +274,17 @@ class ModelSpec(_Model):
     )
     uri: str = Field(
         description="Where the model artifact is loaded from: file://, http://, https://, s3://<bucket>/<key> "
-        "(AWS S3 or an S3-compatible store, see storage), pvc://<claim>/<path> (a PersistentVolumeClaim of this "
-        "namespace, mounted read-only), hf://<owner>/<repo>[@<revision>]/<path> (a Hugging Face Hub file; "
-        "HF_TOKEN from serving.env for a private repository) or oci://<registry>/<repository>[:<tag>|@<digest>]"
-        "[#<file>] (a file of an OCI artifact, see storage). metadata.json is read from beside it.",
+        "(AWS S3 or an S3-compatible store, see storage), gs://<bucket>/<object> (Google Cloud Storage: HMAC keys "
+        "from storage, or Workload Identity through serving.serviceAccountName), pvc://<claim>/<path> (a "
+        "PersistentVolumeClaim of this namespace, mounted read-only), hf://<owner>/<repo>[@<revision>]/<path> (a Hugging Face Hub file; "
+        "HF_TOKEN from serving.env for a private repository), azure://<account>/<container>/<blob> or "
+        "abfs[s]://<container>@<account>.dfs.core.windows.net/<path> (Azure Blob Storage, see storage) or oci://<registry>/<repository>[:<tag>|@<digest>]"
+        "[#<file>] (a file of an OCI artifact, see storage). metadata.json, and the ONNX external-data files the "
+        "graph names, are read from beside it.",
         pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/]"
+        r"|gs://[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]/[^\s]*[^\s/]"
+        r"|azure://[a-z0-9]{3,24}/[a-z0-9]([-a-z0-9]{1,61}[a-z0-9])/[^\s]*[^\s/]"
+        r"|abfss?://[a-z0-9]([-a-z0-9]{1,61}[a-z0-9])@[a-z0-9]{3,24}\.dfs\.[^\s/]+/[^\s]*[^\s/]"
         r"|pvc://[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[^\s]*[^\s/]"
         r"|hf://[-\w.]+/[-\w.]+(@[^\s/@]+)?/[^\s]*[^\s/]"
         r"|oci://[^/\s]+/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
@@ -278,23 +300,30 @@ class ModelSpec(_Model):
         default=None,
         description="Where metadata.json is read from, when not beside uri: needed with a pre-signed uri, whose "
         "signature covers only the model (a pre-signed URL of the metadata works).",
-        pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/])$",
+        pattern=r"^(file://.+|https?://.+|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9]/[^\s]*[^\s/]"
+        r"|gs://[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]/[^\s]*[^\s/])$",
         max_length=2048,
     )
     format: Literal["onnx"] = Field(default="onnx", description="Artifact format. Only ONNX is served.")
     storage: ModelStorageSpec | None = Field(
-        default=None, description="The store and credentials of an s3:// URI; not part of the revision."
+        default=None,
+        description="The store and credentials of an s3://, gs://, azure://, abfs[s]:// or oci:// URI; not part of "
+        "the revision.",
     )
 
     @model_validator(mode="after")
     def _storage_fits_the_scheme(self) -> ModelSpec:
         storage, s3, registry = self.storage, self.uri.startswith("s3://"), self.uri.startswith("oci://")
+        gcs = self.uri.startswith("gs://")
+        blob = self.uri.startswith(("azure://", "abfs://", "abfss://"))
         if storage is None:
             return self
-        if not (s3 or registry):
-            raise ValueError("storage: storage is for s3:// and oci:// URIs")
-        if not s3 and (storage.endpoint is not None or storage.region is not None):
-            raise ValueError("storage: endpoint and region are for s3:// URIs")
+        if not (s3 or gcs or blob or registry):
+            raise ValueError("storage: storage is for s3://, gs://, azure://, abfs[s]:// and oci:// URIs")
+        if storage.endpoint is not None and not (s3 or gcs or blob):
+            raise ValueError("storage.endpoint: endpoint is for s3://, gs://, azure:// and abfs[s]:// URIs")
+        if storage.region is not None and not s3:
+            raise ValueError("storage.region: region is for s3:// URIs")
         if storage.plainHTTP and not registry:
             raise ValueError("storage.plainHTTP: plainHTTP is for oci:// URIs")
         return self
@@ -815,7 +844,6 @@ class CanarySpec(_Model):
         "weights find it serving. 0s scales it down in the same write. Without a traffic layer the Service's "
         "endpoints are the weights, and the pods' drainSeconds covers the same gap.",
     )
-
 
     @field_validator("steps")
     @classmethod
