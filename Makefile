@@ -36,7 +36,7 @@ azurite: system-deps ## Azurite, the azure:// model tests' Blob Storage emulator
 	bash hack/build-tools.sh azurite
 
 .PHONY: deps
-deps: venv tools system-deps azurite
+deps: venv tools system-deps
 
 .PHONY: client-venvs
 client-venvs: venv ## the Open Inference Protocol clients the server tests use (KServe's SDK), in their own venv
@@ -85,7 +85,7 @@ test: test-setup ## every test: unit, API server integration, model server, e2e
 # --output-sync: it would hold each script's whole log until it ends (tens of minutes); their log
 # lines carry timestamps and are written one line at a time.
 test-setup:
-	$(MAKE) --no-print-directory -j2 deps client-venvs app-images-for-tests
+	$(MAKE) --no-print-directory -j2 deps azurite client-venvs app-images-for-tests
 
 app-images-for-tests: system-deps
 	@if [ "$${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then bash hack/images/build.sh app; fi

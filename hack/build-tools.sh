@@ -134,7 +134,7 @@ build_prometheus() {
 
 # Azurite is JavaScript: npm installs the pinned version into its own prefix (a temporary one first,
 # so an interrupted install is never taken for a finished one) and bin/azurite-blob points into it.
-# `make deps` runs this after system-deps, which installs npm when it is missing.
+# `make azurite` (part of `make test`) runs this after system-deps, which installs npm when it is missing.
 install_azurite() {
   local v=$AZURITE_VERSION dir="$CACHE_DIR/azurite"
   stamp_ok azurite-blob "$v" && return 0

@@ -28,12 +28,12 @@ from hack.loopback.procs import LoopbackProcess, find_tool, free_port, http_answ
 
 
 class AzuriteNotInstalledError(RuntimeError):
-    """No azurite-blob: ``make deps`` (``hack/build-tools.sh azurite``) installs it."""
+    """No azurite-blob: ``make azurite`` (``hack/build-tools.sh azurite``, part of ``make test``) installs it."""
 
 
 def find_binary() -> Path:
     return find_tool(BIN / "azurite-blob", "AZURITE_BLOB_BINARY", AzuriteNotInstalledError,
-                     "run `make deps` (hack/build-tools.sh azurite)")  # fmt: skip
+                     "run `make azurite` (hack/build-tools.sh azurite)")  # fmt: skip
 
 
 def new_key(seed: str) -> str:
