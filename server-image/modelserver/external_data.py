@@ -46,11 +46,12 @@ _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
 def locations(model: bytes) -> list[str]:
     """The distinct external-data files ``model`` names, in the order it names them; [] for a model
-    with all its weights inside. A :class:`LoadError` for a malformed file or an unsafe location."""
+    with all its weights inside, and for bytes that are no protobuf at all (onnxruntime then says
+    what is wrong with them, as for any invalid model). A :class:`LoadError` for an unsafe location."""
     try:
         found = [loc for graph in _fields(memoryview(model), _MODEL_GRAPH) for loc in _graph(graph, 0)]
-    except _MalformedError as exc:
-        raise LoadError(f"the model file is not a valid ONNX protobuf: {exc}") from None
+    except _MalformedError:
+        return []
     unique = list(dict.fromkeys(found))
     for location in unique:
         check_location(location)

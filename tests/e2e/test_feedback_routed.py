@@ -35,7 +35,9 @@ def spec(model: str, prometheus: str) -> dict[str, Any]:
         "model": model_spec(model),
         "serving": serving_spec(replicas=REPLICAS),
         "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
-        "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": "5s"}},
+        # Pods go 2 s after their weight (not the default 30 s): the test is about labels that outlive
+        # their predicting pod, sent up to DELAY_SECONDS (20 s) after the prediction.
+        "strategy": {"canary": {"steps": [20, 50, 100], "stepDuration": "5s", "scaleDownDelay": "2s"}},
         "analysis": {
             "interval": "3s",
             "prometheus": {"address": prometheus, "timeoutSeconds": 2},
