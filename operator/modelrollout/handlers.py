@@ -311,7 +311,7 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     try:
         _apply(rt, obj, spec, decision, live)
     except ApiException as exc:
-        _apply_failed(rt, obj, status, exc, now, spec.traffic.provider)
+        _apply_failed(rt, obj, status, exc, now, spec.traffic.provider, workloads.grpc_routed(spec))
         return poll
     _ensure_singletons(rt, obj, spec, decision.status.stableRevision)
     if changed and not decision.record_first and not _record(rt, obj, decision, new_status, now):
@@ -455,7 +455,9 @@ def _apply(
                 svc = workloads.stable_service_name(name) if role == "stable" else workloads.canary_service_name(name)
                 current = rt.kube.read_service(namespace, svc)
                 if _may_point(current, rev, live):
-                    manifest = workloads.build_service(obj, svc, rev, role, role == "stable" and all_revisions)
+                    manifest = workloads.build_service(
+                        obj, svc, rev, role, role == "stable" and all_revisions, workloads.grpc_routed(spec)
+                    )
                     rt.kube.apply_service(manifest, current)
                 else:  # every new canary waits here for its first pod (its Service selected the stable)
                     log.log(logging.INFO if role == "stable" else logging.DEBUG,
@@ -491,7 +493,13 @@ def _starts_pods(action: engine.Action, live: dict) -> bool:
 
 
 def _apply_failed(
-    rt: Runtime, obj: dict[str, Any], status: t.ModelDeploymentStatus, exc: ApiException, now: datetime, provider: str
+    rt: Runtime,
+    obj: dict[str, Any],
+    status: t.ModelDeploymentStatus,
+    exc: ApiException,
+    now: datetime,
+    provider: str,
+    grpc: bool = False,
 ) -> None:
     """The cluster refused a write (e.g. a route CRD that is not installed, or RBAC). The decision is
     not recorded, since its actions did not all happen; the old status gets a Degraded condition and an
@@ -503,7 +511,7 @@ def _apply_failed(
         return
     reason, message = "ApplyFailed", _refusal(exc)
     # A 404 on a write is a resource the API server does not know: say which, and what to do.
-    gaps = routers.missing_apis(provider) if exc.status == 404 else []
+    gaps = routers.missing_apis(provider, grpc=grpc) if exc.status == 404 else []
     if gaps:
         reason, message = "TrafficAPIMissing", routers.explain(provider, gaps)[:1024]
     log.warning("%s/%s: %s", meta["namespace"], meta["name"], message)

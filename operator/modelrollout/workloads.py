@@ -18,6 +18,7 @@ from modelrollout.api.types import (
     AutoscalingSpec,
     DisruptionBudgetSpec,
     EnvVar,
+    ModelDeploymentSpec,
     ModelSpec,
     ModelStorageSpec,
     ServingSpec,
@@ -29,6 +30,8 @@ LABEL_ROLE = "modelrollout.io/role"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelrollout"}
 CONTAINER_NAME = "modelserver"
 SERVICE_PORT = 80
+SERVICE_GRPC_PORT = 8081
+"""The Services' gRPC port (named ``grpc``), present only where a route splits gRPC."""
 RUN_AS_USER = 10001
 PROBE_PERIOD_SECONDS = 5
 FEEDBACK_KEY_BYTES = 32
@@ -468,11 +471,33 @@ def _singleton_metadata(owner: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def grpc_routed(spec: ModelDeploymentSpec) -> bool:
+    """Whether a route splits gRPC, so the Services must carry the grpc port."""
+    return spec.traffic.gatewayAPI is not None and spec.traffic.gatewayAPI.grpc is not None
+
+
+def _service_ports(grpc: bool) -> list[dict[str, Any]]:
+    """HTTP always; gRPC only where a route splits it: a gRPC port on every Service would be sent to
+    the HTTP port by Istio's host-wide routes, which match no port. ``kubernetes.io/h2c`` tells a
+    gateway to speak cleartext HTTP/2 to the pods (Gateway API GEP-1911)."""
+    ports = [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]
+    if grpc:
+        ports.append({"name": "grpc", "port": SERVICE_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+                      "appProtocol": "kubernetes.io/h2c"})  # fmt: skip
+    return ports
+
+
 def build_service(
-    owner: dict[str, Any], service_name: str, revision: str, role: str, all_revisions: bool = False
+    owner: dict[str, Any],
+    service_name: str,
+    revision: str,
+    role: str,
+    all_revisions: bool = False,
+    grpc: bool = False,
 ) -> dict[str, Any]:
     """A Service selecting one revision's pods; ``role`` is stable or canary.
 
+    ``grpc`` adds the pods' gRPC port, for a route that splits gRPC (``traffic.gatewayAPI.grpc``).
     ``all_revisions`` makes the stable Service select every revision's pods: what the ``none``
     provider needs (kube-proxy spreads requests by pod count, so the replica ratio *is* the weight).
     Every router leaves it off, so callers a route does not govern (an Istio caller without a
@@ -492,8 +517,6 @@ def build_service(
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
-            # HTTP only: the routers split HTTP by weight, and a gRPC port here would be sent to the
-            # HTTP port by Istio's host-wide routes. gRPC is on each pod's grpc port (docs/traffic.md).
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            "ports": _service_ports(grpc),
         },
     }

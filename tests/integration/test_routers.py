@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 from modelrollout import engine
-from modelrollout.api.types import AnalysisResult, ModelDeploymentSpec, ModelDeploymentStatus
+from modelrollout.api.types import AnalysisResult, CanaryRoute, ModelDeploymentSpec, ModelDeploymentStatus
 from modelrollout.revision import revision_hash
 from modelrollout.routers import cleanup_other_providers, router_for, router_for_provider
 from modelrollout.routing import Routing
@@ -146,6 +146,38 @@ def test_gatewayapi_httproute(cluster, upstream_crds, api, namespace):
 
     router.ensure(owner, spec, Routing(5))
     delete_owner_and_wait_gone(cluster, namespace, owner, [("httproute", "fraud")])
+
+
+def test_gatewayapi_grpcroute_follows_the_weights_and_goes_when_grpc_is_turned_off(cluster, upstream_crds, api,
+                                                                                    namespace):  # fmt: skip
+    grpc = {**TRAFFIC["gatewayAPI"], "grpc": {"parentRefs": [{"name": "public-gw", "namespace": "gateways",
+                                                              "sectionName": "grpc"}]}}  # fmt: skip
+    owner, spec = create_owner(cluster, namespace, "gatewayAPI", traffic=grpc)
+    router = router_for(spec, api)
+    routes = (CanaryRoute.model_validate({"header": {"name": "x-canary", "value": "always"}}),)
+    for w in (0, 20, 100):
+        router.ensure(owner, spec, Routing(w, routes))
+        route = get(cluster, "grpcroute", "fraud-grpc", namespace)  # the CRD's schema and CEL took it
+        assert route is not None, "the GRPCRoute was not written"
+        first, weighted = route["spec"]["rules"]
+        assert first["backendRefs"] == [{"group": "", "kind": "Service", "name": "fraud-canary", "port": 8081,
+                                         "weight": 1}]  # fmt: skip
+        backends = {b["name"]: (b["port"], b["weight"]) for b in weighted["backendRefs"]}
+        assert backends == ({"fraud": (8081, 100)} if w == 0 else {"fraud": (8081, 100 - w), "fraud-canary": (8081, w)})
+        assert route["spec"]["parentRefs"][0]["sectionName"] == "grpc"
+        assert_owned_by(route, owner)
+        assert router.read_weights(owner, spec) == (100 - w, w)  # the HTTPRoute's, the same split
+    version = get(cluster, "grpcroute", "fraud-grpc", namespace)["metadata"]["resourceVersion"]
+    assert router.ensure(owner, spec, Routing(100, routes)) is False, "unchanged: neither route is written"
+    assert get(cluster, "grpcroute", "fraud-grpc", namespace)["metadata"]["resourceVersion"] == version
+
+    # grpc turned off: the next routing write deletes the GRPCRoute (seen on the HTTPRoute's annotation).
+    owner, plain = create_owner(cluster, namespace, "gatewayAPI")
+    assert router.ensure(owner, plain, Routing(100)) is True
+    wait_until(lambda: get(cluster, "grpcroute", "fraud-grpc", namespace) is None, 30, what="GRPCRoute deleted")
+    assert "modelrollout.io/grpc-route" not in get(cluster, "httproute", "fraud", namespace)["metadata"]["annotations"]
+    router.ensure(owner, spec, Routing(5))
+    delete_owner_and_wait_gone(cluster, namespace, owner, [("httproute", "fraud"), ("grpcroute", "fraud-grpc")])
 
 
 def test_gatewayapi_cel_rejects_a_path_our_schema_lets_through(cluster, upstream_crds, api, namespace):

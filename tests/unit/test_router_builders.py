@@ -497,3 +497,55 @@ def test_a_service_is_never_moved_off_serving_pods_onto_a_revision_without_any(m
     assert point("new222", live(old111=2, new222=0)) == "old111"  # held on the serving revision
     assert point("new222", live(old111=2, new222=1)) == "new222"  # once the target serves
     assert point("old111", live(old111=0, new222=0)) == "old111"  # nothing serves: no reason to hold
+
+
+# ---------------------------------------------------------------------------- Gateway API: gRPC
+
+GRPC_TRAFFIC = {**TRAFFIC["gatewayAPI"], "grpc": {"parentRefs": [{"name": "public-gw", "sectionName": "grpc"}]}}
+
+
+@pytest.mark.parametrize("w", WEIGHTS)
+def test_the_grpcroute_splits_the_inference_service_like_the_httproute(w):
+    traffic = spec("gatewayAPI", GRPC_TRAFFIC).traffic.gatewayAPI
+    assert traffic is not None and traffic.grpc is not None
+    route = gatewayapi.build_grpcroute(OWNER, traffic, traffic.grpc, Routing(w))
+    assert route["kind"] == "GRPCRoute" and route["metadata"]["name"] == "fraud-grpc"
+    assert_owned(route, "gatewayAPI")
+    (rule,) = route["spec"]["rules"]
+    assert rule["name"] == WEIGHTED_ROUTE
+    assert rule["matches"] == [{"method": {"type": "Exact", "service": "inference.GRPCInferenceService"}}]
+    assert {b["name"]: b["weight"] for b in rule["backendRefs"]} == (
+        {"fraud": 100} if w == 0 else {"fraud": 100 - w, "fraud-canary": w}
+    )
+    assert all(b["port"] == 8081 for b in rule["backendRefs"])
+    assert route["spec"]["parentRefs"] == [{"name": "public-gw", "sectionName": "grpc"}]  # its own listener
+    assert route["spec"]["hostnames"] == ["fraud.example.com"]  # the HTTPRoute's, by default
+    http = gatewayapi.build_httproute(OWNER, traffic, Routing(w))
+    assert http["metadata"]["annotations"] == {"modelrollout.io/grpc-route": "fraud-grpc"}
+
+
+def test_the_grpcroute_sends_canary_route_matches_to_the_canary_and_defaults_to_the_httproutes_parents():
+    traffic = spec("gatewayAPI", {**TRAFFIC["gatewayAPI"], "grpc": {}}).traffic.gatewayAPI
+    assert traffic is not None and traffic.grpc is not None
+    routes = (CanaryRoute.model_validate({"header": {"name": "x-canary", "value": "always"}}),)
+    route = gatewayapi.build_grpcroute(OWNER, traffic, traffic.grpc, Routing(0, routes))
+    first, weighted = route["spec"]["rules"]
+    assert first["name"] == "canary-routes" and first["backendRefs"] == [{"name": "fraud-canary", "port": 8081,
+                                                                          "weight": 1}]  # fmt: skip
+    assert first["matches"] == [{"method": {"type": "Exact", "service": "inference.GRPCInferenceService"},
+                                 "headers": [{"type": "Exact", "name": "x-canary", "value": "always"}]}]  # fmt: skip
+    assert [b["name"] for b in weighted["backendRefs"]] == ["fraud"]
+    assert route["spec"]["parentRefs"] == [{"name": "public-gw", "namespace": "gateways", "sectionName": "https"}]
+    plain = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(0))
+    assert "annotations" not in plain["metadata"]
+
+
+def test_services_carry_the_grpc_port_only_where_a_route_splits_grpc():
+    from modelrollout.workloads import build_service, grpc_routed
+
+    assert grpc_routed(spec("gatewayAPI", GRPC_TRAFFIC)) and not grpc_routed(spec("gatewayAPI"))
+    assert not grpc_routed(spec("istio"))
+    with_grpc = build_service(OWNER, "fraud", "aaa111", "stable", grpc=True)["spec"]["ports"]
+    assert with_grpc[1] == {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
+                            "appProtocol": "kubernetes.io/h2c"}  # fmt: skip
+    assert [p["name"] for p in build_service(OWNER, "fraud", "aaa111", "stable")["spec"]["ports"]] == ["http"]

@@ -110,9 +110,9 @@ No ConfigMaps, no Pods/exec, no wildcards.
   verbs: ["get"]
 {{- end }}
 {{- if .Values.rbac.routers.gatewayAPI }}
-# Gateway API router: the HTTPRoute carrying the weights.
+# Gateway API router: the HTTPRoute carrying the weights, and the GRPCRoute of traffic.gatewayAPI.grpc.
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["httproutes"]
+  resources: ["httproutes", "grpcroutes"]
   verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 {{- if .Values.rbac.routers.istio }}

@@ -487,7 +487,7 @@ class ServingSpec(_Model):
         ge=1024,
         le=65535,
         description="Container port of the model server's Open Inference Protocol gRPC API (the Services' grpc "
-        "port). Differs from port.",
+        "port targets it where traffic.gatewayAPI.grpc splits gRPC). Differs from port.",
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
     warmup: WarmupSpec = Field(default_factory=WarmupSpec, description="Warmup before readiness.")
@@ -614,12 +614,32 @@ class ParentRef(_Model):
     sectionName: str | None = Field(default=None, max_length=253, description="Listener name.")
 
 
+class GatewayGRPCTraffic(_Model):
+    """The gRPC side of the split: a GRPCRoute with the HTTPRoute's weights and canary routes."""
+
+    parentRefs: list[ParentRef] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Gateways (listeners) the GRPCRoute attaches to; default: traffic.gatewayAPI.parentRefs. "
+        "gRPC needs HTTP/2: a Gateway usually serves it on a listener of its own, named by sectionName.",
+    )
+    hostnames: list[str] = Field(
+        default_factory=list, max_length=16, description="Hostnames to match; default: traffic.gatewayAPI.hostnames."
+    )
+
+
 class GatewayAPITraffic(_Model):
     """Weights are written to an HTTPRoute (gateway.networking.k8s.io/v1) owned by the operator."""
 
     parentRefs: list[ParentRef] = Field(min_length=1, max_length=32, description="Gateways to attach to.")
     hostnames: list[str] = Field(default_factory=list, max_length=16, description="Hostnames to match.")
     path: str = Field(default="/", pattern=r"^/", max_length=1024, description="Path prefix to route.")
+    grpc: GatewayGRPCTraffic | None = Field(
+        default=None,
+        description="Split the Open Inference Protocol's gRPC API too: a GRPCRoute <name>-grpc with the same "
+        "weights and canary routes, to the Services' grpc port (serving.grpcPort, appProtocol kubernetes.io/h2c). "
+        "{} attaches it to the HTTPRoute's parentRefs and hostnames.",
+    )
 
 
 class IstioTraffic(_Model):

@@ -45,11 +45,13 @@ REQUIRED: dict[str, tuple[RouteAPI, ...]] = {
     "none": (),
 }
 """The resources each provider writes (``none`` writes nothing beyond Services and Deployments)."""
+GRPC_ROUTE = RouteAPI(gatewayapi.GROUP, gatewayapi.VERSION, gatewayapi.GRPC_KIND, gatewayapi.GRPC_PLURAL)
+"""What ``traffic.gatewayAPI.grpc`` writes besides (standard channel since Gateway API v1.1)."""
 
 INSTALL: dict[str, str] = {
     "gatewayAPI": (
-        "install the Gateway API CRDs, standard channel v1.0 or later (which serves HTTPRoute at v1), "
-        "and a Gateway implementation"
+        "install the Gateway API CRDs, standard channel v1.0 or later (which serves HTTPRoute at v1; GRPCRoute, "
+        "for traffic.gatewayAPI.grpc, from v1.1), and a Gateway implementation"
     ),
     "istio": "install Istio 1.22 or later (its base chart installs the networking.istio.io CRDs and serves v1)",
     "nginx": "Ingress networking.k8s.io/v1 is built into Kubernetes 1.19 and later: upgrade the cluster",
@@ -90,10 +92,12 @@ def _served_versions(group: str, api_client: client.ApiClient | None) -> tuple[s
     return tuple(v.version for g in groups if g.name == group for v in g.versions or [])
 
 
-def missing_apis(provider: str, api_client: client.ApiClient | None = None) -> list[Missing]:
-    """The provider's APIs this cluster does not serve (empty when all are, or discovery failed)."""
+def missing_apis(provider: str, api_client: client.ApiClient | None = None, grpc: bool = False) -> list[Missing]:
+    """The provider's APIs this cluster does not serve (empty when all are, or discovery failed);
+    ``grpc``: the GRPCRoute of ``traffic.gatewayAPI.grpc`` too."""
+    wanted = (*REQUIRED.get(provider, ()), *((GRPC_ROUTE,) if grpc and provider == "gatewayAPI" else ()))
     try:
-        return [m for api in REQUIRED.get(provider, ()) if (m := missing(api, api_client)) is not None]
+        return [m for api in wanted if (m := missing(api, api_client)) is not None]
     except Exception as exc:  # an explanation is a nicety: never let it hide the original error
         log.warning("discovery for the %s router's APIs failed: %s", provider, exc)
         return []

@@ -11,6 +11,11 @@ Canary routes are a rule before the weighted one, one match per header or cookie
 rule are ORed). Gateway API gives a match with more header matches precedence over one with fewer
 for the same path, so the rule wins wherever its rules sit; a cookie is a RegularExpression match
 on the Cookie header (Gateway API has no cookie match).
+
+With ``grpc`` set, a ``GRPCRoute`` ``<name>-grpc`` splits the Open Inference Protocol's gRPC API
+(service ``inference.GRPCInferenceService``) by the same weights and canary routes (gRPC metadata
+are HTTP/2 headers), to the Services' ``grpc`` port; a canary's gates then judge its gRPC traffic
+too. Without it, a GRPCRoute the router wrote earlier is deleted.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from kubernetes import client
 
-from modelrollout.api.types import CanaryRoute, GatewayAPITraffic, ModelDeploymentSpec
+from modelrollout.api.types import CanaryRoute, GatewayAPITraffic, GatewayGRPCTraffic, ModelDeploymentSpec
 from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
 from modelrollout.routers.base import (
     CANARY_ROUTES,
@@ -30,13 +35,19 @@ from modelrollout.routers.base import (
     percentages,
 )
 from modelrollout.routing import Routing, Weights, split
-from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
+from modelrollout.workloads import SERVICE_GRPC_PORT, SERVICE_PORT, canary_service_name, stable_service_name
 
 PROVIDER = "gatewayAPI"
 GROUP = "gateway.networking.k8s.io"
 VERSION = "v1"
 PLURAL = "httproutes"
 KIND = "HTTPRoute"
+GRPC_PLURAL = "grpcroutes"
+GRPC_KIND = "GRPCRoute"
+GRPC_SERVICE = "inference.GRPCInferenceService"
+GRPC_ANNOTATION = "modelrollout.io/grpc-route"
+"""On the HTTPRoute while a GRPCRoute goes with it: turning ``grpc`` off is then seen in the one
+read a reconcile already makes, and the GRPCRoute deleted, without a GET of it on every tick."""
 APPLY = "application/apply-patch+yaml"
 
 
@@ -44,8 +55,12 @@ def route_name(name: str) -> str:
     return name
 
 
-def _backend(service: str, weight: int) -> dict[str, Any]:
-    return {"name": service, "port": SERVICE_PORT, "weight": weight}
+def grpc_route_name(name: str) -> str:
+    return f"{name}-grpc"
+
+
+def _backend(service: str, weight: int, port: int = SERVICE_PORT) -> dict[str, Any]:
+    return {"name": service, "port": port, "weight": weight}
 
 
 def _parent_ref(ref: Any) -> dict[str, Any]:
@@ -69,16 +84,49 @@ def canary_routes_rule(name: str, path: str, routes: tuple[CanaryRoute, ...]) ->
     }
 
 
+def weighted_backends(name: str, canary_weight: int, port: int = SERVICE_PORT) -> list[dict[str, Any]]:
+    """The stable Service, and the canary's while it carries traffic, at their shares."""
+    stable_w, canary_w = split(canary_weight)
+    backends = [_backend(stable_service_name(name), stable_w, port)]
+    if canary_w > 0:
+        backends.append(_backend(canary_service_name(name), canary_w, port))
+    return backends
+
+
 def weighted_rule(name: str, path: str, canary_weight: int) -> dict[str, Any]:
     """The rule that splits traffic between the stable and canary Services."""
-    stable_w, canary_w = split(canary_weight)
-    backends = [_backend(stable_service_name(name), stable_w)]
-    if canary_w > 0:
-        backends.append(_backend(canary_service_name(name), canary_w))
     return {
         "name": WEIGHTED_ROUTE,
         "matches": [{"path": {"type": "PathPrefix", "value": path}}],
-        "backendRefs": backends,
+        "backendRefs": weighted_backends(name, canary_weight),
+    }
+
+
+def build_grpcroute(
+    owner: dict[str, Any], traffic: GatewayAPITraffic, grpc: GatewayGRPCTraffic, routing: Routing
+) -> dict[str, Any]:
+    """The GRPCRoute: the inference service's methods split like the HTTPRoute, on the grpc port."""
+    name = owner["metadata"]["name"]
+    method = {"method": {"type": "Exact", "service": GRPC_SERVICE}}
+    spec: dict[str, Any] = {"parentRefs": [_parent_ref(r) for r in grpc.parentRefs or traffic.parentRefs]}
+    hostnames = grpc.hostnames or traffic.hostnames
+    if hostnames:
+        spec["hostnames"] = list(hostnames)
+    rules = []
+    if routing.canary_routes:
+        rules.append({
+            "name": CANARY_ROUTES,
+            "matches": [{**method, "headers": [header_match(r)]} for r in routing.canary_routes],
+            "backendRefs": [_backend(canary_service_name(name), 1, SERVICE_GRPC_PORT)],
+        })  # fmt: skip
+    rules.append({"name": WEIGHTED_ROUTE, "matches": [method],
+                  "backendRefs": weighted_backends(name, routing.canary_weight, SERVICE_GRPC_PORT)})  # fmt: skip
+    spec["rules"] = rules
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": GRPC_KIND,
+        "metadata": object_meta(owner, grpc_route_name(name), PROVIDER),
+        "spec": spec,
     }
 
 
@@ -90,10 +138,11 @@ def build_httproute(owner: dict[str, Any], traffic: GatewayAPITraffic, routing: 
         spec["hostnames"] = list(traffic.hostnames)
     rules = [canary_routes_rule(name, traffic.path, routing.canary_routes)] if routing.canary_routes else []
     spec["rules"] = [*rules, weighted_rule(name, traffic.path, routing.canary_weight)]
+    grpc = {GRPC_ANNOTATION: grpc_route_name(name)} if traffic.grpc is not None else None
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": object_meta(owner, route_name(name), PROVIDER),
+        "metadata": object_meta(owner, route_name(name), PROVIDER, annotations=grpc),
         "spec": spec,
     }
 
@@ -115,25 +164,40 @@ def weights_of(route: dict[str, Any], name: str) -> Weights | None:
 
 
 class GatewayAPIRouter:
-    """Writes and reads the HTTPRoute ``<name>`` in the ModelDeployment's namespace."""
+    """Writes and reads the HTTPRoute ``<name>`` (and the GRPCRoute ``<name>-grpc``) in the
+    ModelDeployment's namespace."""
 
     provider = PROVIDER
 
     def __init__(self, api_client: client.ApiClient | None = None):
         self.custom = client.CustomObjectsApi(api_client)
 
-    # The only calls this module makes (the chart's RBAC is derived from them).
+    # The only calls this module makes (the chart's RBAC is derived from them), one set per kind.
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         return get_or_none(
             lambda: json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
         )
 
-    def _apply(self, manifest: dict[str, Any]) -> bool:
+    def _get_grpc(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return get_or_none(
+            lambda: json_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, GRPC_PLURAL, name))
+        )
+
+    def _apply(self, manifest: dict[str, Any], live: dict[str, Any] | None) -> bool:
         meta = manifest["metadata"]
         ns, name = meta["namespace"], meta["name"]
+        if manifest["kind"] == GRPC_KIND:
+            return apply_unless_unchanged(
+                manifest,
+                live,
+                lambda body: self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, ns, GRPC_PLURAL, name, body, field_manager=FIELD_MANAGER, force=True,
+                    _content_type=APPLY,
+                ),
+            )  # fmt: skip
         return apply_unless_unchanged(
             manifest,
-            self._get(ns, name),
+            live,
             lambda body: self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, ns, PLURAL, name, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
             ),
@@ -148,11 +212,30 @@ class GatewayAPIRouter:
             ),
         )
 
+    def _delete_grpc(self, namespace: str, name: str, owner_uid: str) -> bool:
+        return delete_if_controlled(
+            self._get_grpc(namespace, name),
+            owner_uid,
+            lambda opts: self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, GRPC_PLURAL, name, body=opts
+            ),
+        )
+
     def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
+        """The HTTPRoute, then the GRPCRoute (or, without ``grpc``, the removal of one written before)."""
         traffic = spec.traffic.gatewayAPI
         if traffic is None:
             raise ValueError("spec.traffic.gatewayAPI is not set")
-        return self._apply(build_httproute(owner, traffic, routing))
+        meta = owner["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        live = self._get(ns, route_name(name))
+        wrote = self._apply(build_httproute(owner, traffic, routing), live)
+        if traffic.grpc is not None:
+            grpc = build_grpcroute(owner, traffic, traffic.grpc, routing)
+            return self._apply(grpc, self._get_grpc(ns, grpc_route_name(name))) or wrote
+        if live is not None and GRPC_ANNOTATION in (live["metadata"].get("annotations") or {}):
+            self._delete_grpc(ns, grpc_route_name(name), meta["uid"])
+        return wrote
 
     def read_weights(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> Weights | None:
         meta = owner["metadata"]
@@ -162,3 +245,4 @@ class GatewayAPIRouter:
     def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
         meta = owner["metadata"]
         self._delete(meta["namespace"], route_name(meta["name"]), meta["uid"])
+        self._delete_grpc(meta["namespace"], grpc_route_name(meta["name"]), meta["uid"])
