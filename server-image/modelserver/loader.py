@@ -287,8 +287,8 @@ def _http_get_once(uri: str, policy: FetchPolicy, headers: dict[str, str], shown
         if exc.code in (401, 403, 404) and shown.startswith("s3://"):
             raise LoadError(
                 f"{shown}: the store refused the request ({detail}): check the credentials "
-                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, from model.storage.secretName), the region and "
-                "the bucket policy"
+                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, from model.storage.secretName, or the role of the "
+                "pod's ServiceAccount), the region and the bucket policy"
             ) from exc
         if exc.code in (401, 403, 404) and shown.startswith("gs://"):
             raise LoadError(f"{shown}: the store refused the request ({detail}): {gcs.refusal_advice()}") from exc
