@@ -113,10 +113,14 @@ class World:
 
     def time_to_rollback(self, revision: str) -> float:
         """Seconds from the first request routed to ``revision`` until the route sent it nothing again."""
+        return self.route_away_at(revision) - self.gateway.stats.first_seen[revision]
+
+    def route_away_at(self, revision: str) -> float:
+        """When (monotonic) the gateway first routed nothing to ``revision`` after its first request."""
         first = self.gateway.stats.first_seen[revision]
         for at, weights in self.gateway.stats.weights_log:
             if at > first and weights.get(revision, 0) == 0:
-                return at - first
+                return at
         raise AssertionError(f"the route never went back to 100 % stable: {self.gateway.stats.weights_log}")
 
     def canary_weights_seen(self, revision: str) -> list[int]:
@@ -170,6 +174,14 @@ def assert_rolled_back(world: World, stable: str, canary: str, reason_part: str,
     wait_until(lambda: (world.cluster.get("deploy", f"fraud-{canary}", world.namespace) or {})
                .get("spec", {}).get("replicas") == 0, 30, what="canary scaled to zero")  # fmt: skip
     assert canary not in {r["revision"] for r in world.status().get("retiring", [])}
+    if canary in world.gateway.stats.first_seen:
+        # Whatever the polling above saw: the first canary pod went only after the gateway had stopped
+        # routing to it, by about the delay (both times as this process saw them, so each up to a poll late).
+        prefix = f"fraud-{canary}-"
+        deleted = wait_until(lambda: [t for pod, t in world.runner.deleted_at.items() if pod.startswith(prefix)],
+                             30, what="canary pods deleted")  # fmt: skip
+        kept = min(deleted) - world.route_away_at(canary)
+        assert kept >= 1.0, f"the canary's first pod went {kept:.1f} s after its route, before scaleDownDelay (2s)"
     if record and canary in world.gateway.stats.first_seen:
         seconds = world.time_to_rollback(canary)
         ROLLBACK_TIMES.append((os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], reason_part, seconds))

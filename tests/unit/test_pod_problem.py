@@ -54,13 +54,18 @@ def test_a_long_message_is_cut() -> None:
     assert problem is not None and len(problem) == PROBLEM_CHARS and problem.endswith("...")
 
 
-def test_the_engine_says_why_it_waits_and_why_it_gave_up() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
+def first_revision() -> tuple[ModelDeploymentSpec, str, engine.DesiredRevision]:
+    """A ModelDeployment's first revision, with a 60 s progress deadline."""
     spec = ModelDeploymentSpec.model_validate(
         {"model": {"name": "fraud", "uri": "https://m/a.onnx"}, "traffic": {"none": {}}, "progressDeadlineSeconds": 60}
     )
     rev = revision_hash(spec.model, spec.serving, "img")
-    desired = engine.DesiredRevision(rev, spec.model, spec.serving)
+    return spec, rev, engine.DesiredRevision(rev, spec.model, spec.serving)
+
+
+def test_the_engine_says_why_it_waits_and_why_it_gave_up() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    spec, rev, desired = first_revision()
     stuck = engine.DeploymentState(1, 1, 0, 0, problem='pod p: CreateContainerConfigError: secret "s" not found')
     obs = engine.Observations(generation=1, desired=desired, deployments={rev: stuck})
     first = engine.decide(spec, ModelDeploymentStatus(), obs, now).status
@@ -72,11 +77,7 @@ def test_the_engine_says_why_it_waits_and_why_it_gave_up() -> None:
 def test_a_failed_first_revision_keeps_its_message_current() -> None:
     """The deadline can pass before the pods can say why (a slow start): the reason joins later."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    spec = ModelDeploymentSpec.model_validate(
-        {"model": {"name": "fraud", "uri": "https://m/a.onnx"}, "traffic": {"none": {}}, "progressDeadlineSeconds": 60}
-    )
-    rev = revision_hash(spec.model, spec.serving, "img")
-    desired = engine.DesiredRevision(rev, spec.model, spec.serving)
+    spec, rev, desired = first_revision()
     starting = engine.Observations(generation=1, desired=desired, deployments={rev: engine.DeploymentState(1, 1, 0, 0)})
     failed = engine.decide(spec, engine.decide(spec, ModelDeploymentStatus(), starting, now).status, starting,
                            now + timedelta(seconds=61)).status  # fmt: skip
