@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from modelrollout.metrics.provider import QueryResult
+from modelrollout.metrics.provider import QueryResult, VectorResult
 from modelrollout.metrics.templates import le_label
 
 _QUERY = re.compile(
@@ -156,6 +156,11 @@ class SimPrometheus:
             return QueryResult(promql)  # no series: Prometheus answers an empty vector
         before = 0 if first is None else int(first[column])
         return QueryResult(promql, value=float(int(last[column]) - before))
+
+    def query_vector(self, promql: str) -> VectorResult:
+        """The drift gate's queries: not simulated here (``make bench-drift`` judges drift)."""
+        self.queries += 1
+        return VectorResult(promql, error="the simulator answers only sum(increase(...)) queries")
 
     def _column(self, metric: str, labels: dict[str, str]) -> int | str:
         if metric == "modelserver_requests_total":

@@ -20,20 +20,26 @@ from modelrollout.api.types import (
     ANNOTATION_RETRY,
     AnalysisResult,
     Condition,
+    DriftStatus,
+    FeatureDrift,
     GateReason,
     HistoryEntry,
     HistoryPhase,
+    MetricResult,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelSpec,
     Phase,
     Reason,
     RetiringRevision,
+    RetrainingOutcome,
+    RetrainingStatus,
     ServingSpec,
     gate_reason,
 )
 from modelrollout.contract import Compatible, ContractResult, Incompatible, Unknown
 from modelrollout.durations import parse_duration
+from modelrollout.retraining import backoff, job_name
 from modelrollout.revision import unsigned_uri
 from modelrollout.routing import Routing
 from modelrollout.strategy import RolloutPlan, Strategy, plan_for
@@ -73,6 +79,14 @@ class DesiredRevision:
 
 
 @dataclass(frozen=True)
+class JobState:
+    """The current retraining run's Job as the shell read it; ``phase`` None: the Job does not exist."""
+
+    phase: RetrainingOutcome | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Observations:
     generation: int
     desired: DesiredRevision
@@ -82,6 +96,9 @@ class Observations:
     # The canary's signature against stable's, observed only while it waits for its first step;
     # None: not checked this tick (no Prometheus, or the canary has no ready pod yet).
     contract: ContractResult | None = None
+    name: str = ""  # the ModelDeployment's name (retraining Jobs are named after it)
+    # The running retraining run's Job, read only while status.retraining says one runs; None: not read.
+    retraining_job: JobState | None = None
 
 
 # ----------------------------------------------------------------------------------------- actions
@@ -138,7 +155,18 @@ class Emit:
     message: str
 
 
-Action = EnsureRevision | DeleteRevision | PointService | SetRouting | PruneRoutes | Emit
+@dataclass(frozen=True)
+class StartRetraining:
+    """Create retraining Job ``job`` for the drifted stable ``revision`` (an existing Job of that name
+    is this same run, started by a decision whose status was not written)."""
+
+    job: str
+    revision: str
+    model_uri: str
+    drift: DriftStatus
+
+
+Action = EnsureRevision | DeleteRevision | PointService | SetRouting | PruneRoutes | Emit | StartRetraining
 
 
 @dataclass(frozen=True)
@@ -241,6 +269,8 @@ def next_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: date
     elif status.phase == Phase.BAKING and status.bakeStartedAt is not None:
         candidates.append(status.bakeStartedAt + timedelta(seconds=plan.hold_seconds))
     candidates.extend(r.scaleDownAt for r in status.retiring)
+    if _retraining_waits(spec, status) and status.retraining and status.retraining.nextRunAfter:
+        candidates.append(status.retraining.nextRunAfter)
     cont = spec.analysis.continuous
     if cont is not None and watching(spec, status) and status.watchSince is not None:
         candidates.append(status.watchSince + timedelta(seconds=parse_duration(cont.window)))
@@ -459,6 +489,7 @@ def decide(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observ
 
     if not spec.paused:
         _retire_due(run)
+        _retrain(run)
     _prune(run)
     _prune_routes(run)
     _conditions(run)
@@ -592,11 +623,19 @@ def _watch(run: _Run) -> None:
         return
     result = run.obs.analysis
     if result is not None and result.revision == st.stableRevision:
+        drift_names = {m.name for m in spec.analysis.metrics if m.is_drift}
+        gates = [m for m in result.metrics if m.name not in drift_names]
+        _drift(run, [m for m in result.metrics if m.name in drift_names])
+        # Drift says the data moved, not that this revision is worse than the one before it: it sets
+        # Drifted (and may start retraining), never fails the watch or reverts.
+        verdicts = {m.verdict for m in gates}
+        verdict = "Fail" if "Fail" in verdicts else "Inconclusive" if "Inconclusive" in verdicts else "Pass"
+        result = result.model_copy(update={"verdict": verdict})
         st.lastAnalysis, st.lastCheckAt = result, result.time
         if result.verdict == "Fail":
             st.failedChecks += 1
             if st.failedChecks >= spec.analysis.failureLimit and st.watchFailure is None:
-                failing = next(m.name for m in result.metrics if m.verdict == "Fail")
+                failing = next(m.name for m in gates if m.verdict == "Fail")
                 st.watchFailure = gate_reason("WatchFailed", failing)
                 run.emit("Warning", st.watchFailure, _summary(result))
         elif result.verdict == "Pass":
@@ -610,6 +649,91 @@ def _watch(run: _Run) -> None:
         st.message = f"revision {st.stableRevision} is stable but its watch failed: {st.watchFailure}"
         if cont.revert:
             _revert_watch(run)
+
+
+def _drift(run: _Run, results: list[MetricResult]) -> None:
+    """The watch's drift gates: ``failureLimit`` drifted checks in a row set Drifted (an Event names
+    the features), a check with every feature judged and none drifted clears it; a check still
+    waiting for values (a fresh window) or blind changes nothing."""
+    st = run.status
+    if not results or st.stableRevision is None:
+        return
+    if st.drift is None or st.drift.revision != st.stableRevision:
+        st.drift = DriftStatus(revision=st.stableRevision)
+    drift = st.drift
+    drift.lastCheckAt = run.now
+    verdicts = {m.verdict for m in results}
+    if "Fail" in verdicts:
+        drift.checks += 1
+        drift.since = drift.since or run.now
+        drift.features = [f for m in results for f in m.features if f.drifted]
+        if drift.checks >= run.spec.analysis.failureLimit and not drift.drifted:
+            drift.drifted = True
+            run.emit("Warning", "Drifted", f"revision {st.stableRevision}: {drift_text(drift.features)}")
+    elif verdicts == {"Pass"}:
+        if drift.drifted:
+            run.emit("Normal", "DriftCleared", f"revision {st.stableRevision}: no feature drifts any more")
+        drift.drifted, drift.checks, drift.since, drift.features = False, 0, None, []
+
+
+def drift_text(features: list[FeatureDrift]) -> str:
+    """``amount PSI 0.41, hour PSI 0.27 drifted``: the Drifted condition's and Event's message."""
+    shown = ", ".join(f"{f.name} PSI {f.psi:.2f}" for f in features[:8])
+    more = f" and {len(features) - 8} more" if len(features) > 8 else ""
+    return f"{shown}{more} drifted from the training reference"
+
+
+def _retraining_waits(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
+    """A drifted stable waits for its next retraining run (cooldown or backoff)."""
+    drift, runs = status.drift, status.retraining
+    return (
+        spec.retraining is not None
+        and drift is not None
+        and drift.drifted
+        and drift.revision == status.stableRevision
+        and (runs is None or runs.outcome != RetrainingOutcome.RUNNING)
+    )
+
+
+def _retrain(run: _Run) -> None:
+    """spec.retraining: while the stable is Drifted, one run at a time, after the cooldown (a success)
+    or the backoff (a failure); a running run ends when the shell sees its Job finished or gone."""
+    st, spec = run.status, run.spec.retraining
+    if spec is None:
+        return
+    runs = st.retraining or RetrainingStatus()
+    if runs.outcome == RetrainingOutcome.RUNNING:
+        _retraining_ended(run, runs)
+    elif _retraining_waits(run.spec, st) and (runs.nextRunAfter is None or run.now >= runs.nextRunAfter):
+        assert st.drift is not None and st.stableRevision is not None
+        entry = _history(st, st.stableRevision)
+        runs.runs += 1
+        runs.job, runs.outcome = job_name(run.obs.name, runs.runs), RetrainingOutcome.RUNNING
+        runs.startedAt, runs.finishedAt = run.now, None
+        runs.message = f"started on drift of revision {st.stableRevision}"
+        run.actions.append(
+            StartRetraining(runs.job, st.stableRevision, entry.modelURI if entry else "", st.drift.model_copy())
+        )
+        run.emit("Normal", "RetrainingStarted", f"Job {runs.job}: {drift_text(st.drift.features)}")
+    if runs.runs:
+        st.retraining = runs
+
+
+def _retraining_ended(run: _Run, runs: RetrainingStatus) -> None:
+    job, spec = run.obs.retraining_job, run.spec.retraining
+    if job is None or job.phase == RetrainingOutcome.RUNNING or spec is None or runs.job is None:
+        return
+    runs.finishedAt = run.now
+    if job.phase == RetrainingOutcome.SUCCEEDED:
+        runs.outcome, runs.failures = RetrainingOutcome.SUCCEEDED, 0
+        runs.message = job.message or f"Job {runs.job} succeeded"
+        runs.nextRunAfter = run.now + timedelta(seconds=parse_duration(spec.cooldown))
+        run.emit("Normal", "RetrainingSucceeded", runs.message)
+        return
+    runs.outcome, runs.failures = RetrainingOutcome.FAILED, runs.failures + 1
+    runs.message = job.message or f"Job {runs.job} was deleted before it finished"
+    runs.nextRunAfter = run.now + backoff(spec, runs.failures, runs.job)
+    run.emit("Warning", "RetrainingFailed", f"{runs.message}; next run after {runs.nextRunAfter.isoformat()}")
 
 
 def _revert_watch(run: _Run) -> None:
@@ -1150,6 +1274,11 @@ def _conditions(run: _Run) -> None:
     set_condition(st, "Progressing", active, progress_reason, st.message, now, gen)
     degraded = st.phase in (Phase.ROLLED_BACK, Phase.FAILED) or st.watchFailure is not None
     set_condition(st, "Degraded", degraded, _degraded_reason(st), st.message if degraded else "", now, gen)
+    if any(m.is_drift for m in run.spec.analysis.metrics) or any(c.type == "Drifted" for c in st.conditions):
+        drift = st.drift if st.drift is not None and st.drift.revision == st.stableRevision else None
+        drifted = drift is not None and drift.drifted
+        message = f"revision {st.stableRevision}: {drift_text(drift.features)}" if drift and drifted else ""
+        set_condition(st, "Drifted", drifted, Reason.DRIFT_DETECTED if drifted else Reason.NO_DRIFT, message, now, gen)
 
 
 def _degraded_reason(st: ModelDeploymentStatus) -> str:

@@ -33,7 +33,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelrollout import contract, engine, routers, workloads
+from modelrollout import contract, engine, retraining, routers, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.config import OperatorConfig
@@ -285,6 +285,8 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
         desired=desired,
         deployments={rev: state for rev, (state, _) in live.items()},
         annotations=meta.get("annotations") or {},
+        name=name,
+        retraining_job=rt.kube.read_job(namespace, job) if (job := _retraining(status)) else None,
     )
     # The signature check waits for Prometheus to scrape the canary: no event says when, so poll.
     contract_due = has_prometheus and _contract_due(spec, status, desired, live)
@@ -321,9 +323,20 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     due = engine.next_due(spec, decision.status, now)
     # The signature check waits on a scrape, and a revision short of ready pods on pod status that
     # no watched object announces (a container restarting with its reason): both are polled.
-    if contract_due or (_waits_on_pods(decision.status, desired.revision) and _short_of_pods(live, desired.revision)):
+    # ... and so is a retraining Job's end: the operator reads its Job only while it runs, and watches no Jobs.
+    if (
+        contract_due
+        or _retraining(decision.status)
+        or (_waits_on_pods(decision.status, desired.revision) and _short_of_pods(live, desired.revision))
+    ):
         return poll if due is None else min(due, poll)
     return due
+
+
+def _retraining(status: t.ModelDeploymentStatus) -> str | None:
+    """The retraining Job that runs now, if any."""
+    runs = status.retraining
+    return runs.job if runs is not None and runs.outcome == t.RetrainingOutcome.RUNNING else None
 
 
 def _record(
@@ -468,6 +481,11 @@ def _apply(
                     router.ensure(obj, spec, routing)
             case engine.PruneRoutes():
                 routers.cleanup_other_providers(obj, spec, rt.api_client)
+            case engine.StartRetraining(job=job, revision=rev, model_uri=uri, drift=drift):
+                assert spec.retraining is not None
+                report = retraining.report(namespace, name, rev, uri, drift, datetime.now(UTC))
+                manifest = retraining.build_job(obj, spec.retraining, job, rev, uri, json.dumps(report))
+                rt.kube.create_job(manifest)
             case engine.Emit(type=kind, reason=reason, message=message):
                 rt.kube.post_event(obj, kind, reason, message)
 

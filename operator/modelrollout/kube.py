@@ -25,8 +25,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modelrollout.api import types as t
-from modelrollout.api.types import AutoscalingSpec, DisruptionBudgetSpec
-from modelrollout.engine import DeploymentState
+from modelrollout.api.types import AutoscalingSpec, DisruptionBudgetSpec, RetrainingOutcome
+from modelrollout.engine import DeploymentState, JobState
 from modelrollout.watchcache import OwnedCache, WatchCache
 from modelrollout.workloads import (
     FEEDBACK_KEY_BYTES,
@@ -207,6 +207,28 @@ def deployments_path(namespace: str, name: str = "") -> str:
 def core_path(namespace: str, plural: str, name: str = "") -> str:
     """The REST path of a namespace's core/v1 ``plural`` (a literal at the call site), or of one."""
     return f"/api/v1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+def jobs_path(namespace: str, name: str = "") -> str:
+    """The REST path of a namespace's batch/v1 Jobs, or of one (inline at the call site, as above)."""
+    return f"/apis/batch/v1/namespaces/{namespace}/jobs" + (f"/{name}" if name else "")
+
+
+def job_state(job: dict[str, Any] | None) -> JobState:
+    """A retraining Job's outcome from its status conditions (``Complete``/``Failed``, the Job
+    controller's final word); running until one of them is True."""
+    if job is None:
+        return JobState(None, "the Job was deleted before it finished")
+    name = job.get("metadata", {}).get("name", "")
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return JobState(RetrainingOutcome.SUCCEEDED, f"Job {name} succeeded")
+        if cond.get("type") == "Failed":
+            why = cond.get("message") or cond.get("reason") or "failed"
+            return JobState(RetrainingOutcome.FAILED, f"Job {name} failed: {why}")
+    return JobState(RetrainingOutcome.RUNNING)
 
 
 APPLY_QUERY = {"fieldManager": FIELD_MANAGER, "force": "true"}
@@ -546,6 +568,25 @@ class Kube:
         if answer is None:
             return None
         return {str(k): base64.b64decode(v) for k, v in (answer.get("data") or {}).items()}
+
+    # ---------------------------------------------------------------- retraining Jobs
+    def read_job(self, namespace: str, name: str) -> JobState:
+        """How a retraining run's Job is doing; read only while the status says the run is going."""
+        return job_state(get_or_none(lambda: rest(self.api_client, "GET", jobs_path(namespace, name))))
+
+    def create_job(self, manifest: dict[str, Any]) -> bool:
+        """Create a retraining Job; False when one of that name exists: the same run, created by a
+        decision whose status write did not happen (a restart, a conflict), so nothing is duplicated."""
+        meta = manifest["metadata"]
+        try:
+            rest(self.api_client, "POST", jobs_path(meta["namespace"]), body=manifest)
+        except ApiException as exc:
+            if exc.status == 409:
+                log.info("Job %s/%s exists already: the same retraining run", meta["namespace"], meta["name"])
+                return False
+            raise
+        log.info("created retraining Job %s/%s", meta["namespace"], meta["name"])
+        return True
 
     # ---------------------------------------------------------------- the feedback key
     def ensure_feedback_key(self, owner: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from modelrollout.api.types import (
     ModelDeploymentSpec,
     ModelSpec,
     ModelStorageSpec,
+    ResourcesSpec,
     ServingSpec,
 )
 
@@ -158,8 +159,7 @@ def _container(
         args.append(f"--execution-provider={serving.executionProvider.lower()}")
     if buckets:
         args.append(f"--latency-buckets={buckets}")
-    resources = serving.resources.model_dump(mode="json", exclude_defaults=False)
-    resources = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in resources.items() if v}
+    resources = container_resources(serving.resources)
     # A slow model load must not trip liveness: the startup probe waits on readiness for up to
     # startupTimeoutSeconds, and only then do liveness and readiness take over.
     startup_failures = max(1, -(-serving.startupTimeoutSeconds // PROBE_PERIOD_SECONDS))
@@ -171,7 +171,7 @@ def _container(
             {"name": "http", "containerPort": serving.port, "protocol": "TCP"},
             {"name": "grpc", "containerPort": serving.grpcPort, "protocol": "TCP"},
         ],
-        "env": [_env(e) for e in serving.env] + _storage_env(model) + [{"name": "TMPDIR", "value": TMP_DIR}],
+        "env": [env_entry(e) for e in serving.env] + _storage_env(model) + [{"name": "TMPDIR", "value": TMP_DIR}],
         **({"envFrom": serving.envFrom} if serving.envFrom else {}),
         "resources": resources,
         "startupProbe": _probe("/v2/health/ready", PROBE_PERIOD_SECONDS, startup_failures),
@@ -315,7 +315,14 @@ def _model_store(model: ModelSpec) -> tuple[list[dict[str, Any]], list[dict[str,
     return [volume], [{"name": MODEL_STORE_VOLUME, "mountPath": MODEL_STORE_DIR, "readOnly": True}]
 
 
-def _env(var: EnvVar) -> dict[str, Any]:
+def container_resources(resources: ResourcesSpec) -> dict[str, dict[str, str]]:
+    """``resources`` as a container's ``resources`` (quantities as strings, empty maps left out)."""
+    dumped = resources.model_dump(mode="json", exclude_defaults=False)
+    return {k: {rk: str(rv) for rk, rv in v.items()} for k, v in dumped.items() if v}
+
+
+def env_entry(var: EnvVar) -> dict[str, Any]:
+    """One container ``env`` entry."""
     return (
         {"name": var.name, "valueFrom": var.valueFrom}
         if var.valueFrom is not None

@@ -120,14 +120,17 @@ REST_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update",
 
 
 def _rest_permission(call: ast.Call, constants: dict[str, str], where: str) -> Perm:
-    """``rest(api, "VERB", deployments_path(ns[, name]))`` or ``core_path(ns, "plural"[, name])``:
-    a GET without a name lists; a PATCH as apply-patch also creates (yielded by the caller)."""
+    """``rest(api, "VERB", deployments_path(ns[, name]))``, ``jobs_path(ns[, name])`` or
+    ``core_path(ns, "plural"[, name])``: a GET without a name lists; a PATCH as apply-patch also
+    creates (yielded by the caller)."""
     method, path = call.args[1], call.args[2]
     assert isinstance(method, ast.Constant) and isinstance(path, ast.Call) and isinstance(path.func, ast.Name), (
         f"{where}: rest() takes a literal method and an inline deployments_path()/core_path() call"
     )
     if path.func.id == "deployments_path":
         (group, plural), named = ("apps", "deployments"), len(path.args) > 1
+    elif path.func.id == "jobs_path":
+        (group, plural), named = ("batch", "jobs"), len(path.args) > 1
     else:
         assert path.func.id == "core_path", f"{where}: unknown path helper {path.func.id}"
         (group, plural), named = ("", _resolve(path.args[1], constants, where)), len(path.args) > 2
@@ -251,6 +254,7 @@ def test_rbac_scan_sees_the_known_calls() -> None:
     assert ("apps", "deployments", "watch") in used
     assert ("apps", "deployments", "create") in used  # server-side apply of a new revision
     assert ("", "secrets", "create") in used  # the prediction-token key
+    assert ("batch", "jobs", "create") in used  # a retraining run
     assert ("coordination.k8s.io", "leases", "update") in used  # leader election
 
 

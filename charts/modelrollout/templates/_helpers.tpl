@@ -92,6 +92,11 @@ No ConfigMaps, no Pods/exec, no wildcards.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["create", "patch", "delete"]
+# Retraining runs (spec.retraining): one Job per run, created once ("already exists" is the same
+# run) and read while it runs; never listed or watched.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "create"]
 # Events for humans and Argo CD (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]

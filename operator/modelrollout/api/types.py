@@ -28,9 +28,11 @@ SINGULAR = "modeldeployment"
 SHORT_NAMES = ["mdep"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
-BUILTIN_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99")
+BUILTIN_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99", "drift")
 RATIO_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy")
 """Gates whose value is a proportion of countable events, decided by sequential tests on counts."""
+SCORE_FEATURE = "_prediction_score"
+"""The drift gate's name for the prediction score (the model server's ``feature`` label for it)."""
 PHASES = ("Initializing", "Progressing", "Baking", "Succeeded", "RolledBack", "Failed", "Paused")
 
 # Annotations humans set through the CLI; the operator reads them and never edits the spec.
@@ -70,9 +72,11 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     CONTRACT_MISMATCH = "ContractMismatch"
     CONTRACT_UNVERIFIED = "ContractUnverified"
+    DRIFT_DETECTED = "DriftDetected"
     FIRST_REVISION = "FirstRevision"
     INCONCLUSIVE_LIMIT_REACHED = "InconclusiveLimitReached"
     INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
+    NO_DRIFT = "NoDrift"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     PROMOTED = "Promoted"
     REVERTED = "Reverted"
@@ -1135,8 +1139,27 @@ class MetricSpec(_Model):
                     ".slowerThanMs",
                 ),
                 _cel(
-                    "has(self.min) || has(self.max) || has(self.maxDropVsStable) || has(self.maxRiseVsStable)",
+                    "(has(self.template) ? self.template : self.name) == 'drift'"
+                    " || has(self.min) || has(self.max) || has(self.maxDropVsStable) || has(self.maxRiseVsStable)",
                     "set at least one threshold: min, max, maxDropVsStable or maxRiseVsStable",
+                ),
+                _cel(
+                    "((has(self.template) ? self.template : self.name) == 'drift')"
+                    " == (has(self.maxPSI) || has(self.maxPSIVsStable))",
+                    "a drift gate needs maxPSI and/or maxPSIVsStable; other gates take neither",
+                    ".maxPSI",
+                ),
+                _cel(
+                    "(has(self.template) ? self.template : self.name) != 'drift'"
+                    " || !(has(self.min) || has(self.max) || has(self.maxDropVsStable) || has(self.maxRiseVsStable))",
+                    "a drift gate's thresholds are maxPSI and maxPSIVsStable, not min, max, maxDropVsStable or "
+                    "maxRiseVsStable",
+                    ".max",
+                ),
+                _cel(
+                    "!has(self.features) || (has(self.template) ? self.template : self.name) == 'drift'",
+                    "features is for drift gates only",
+                    ".features",
                 ),
                 _cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must be <= max", ".min"),
                 _cel(
@@ -1163,7 +1186,7 @@ class MetricSpec(_Model):
         max_length=63,
     )
     template: (
-        Literal["error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99", "custom"] | None
+        Literal["error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99", "drift", "custom"] | None
     ) = Field(default=None, description="Query template. Default: the name, when it is a built-in one.")
     query: str | None = Field(
         default=None,
@@ -1199,12 +1222,40 @@ class MetricSpec(_Model):
         ge=0,
         le=100_000_000,
         description="Requests (feedback labels for accuracy) the revision, and the stable for a comparison, must "
-        "have accumulated before the gate can pass. A failure needs only the evidence.",
+        "have accumulated before the gate can pass. A failure needs only the evidence. Drift gates judge a "
+        "feature only once it has at least this many values and never fewer than 20 per bin (docs/drift.md).",
+    )
+    maxPSI: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="drift only: fail when a feature's (or the score's) population stability index against the "
+        "revision's own training reference (metadata.json reference_bins) exceeds this and a chi-square test "
+        "shows the move is not noise. 0.1-0.25 is a moderate shift, above 0.25 a major one.",
+    )
+    maxPSIVsStable: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="drift only: the same against the stable revision's counts over the same period (a canary "
+        "whose inputs or scores differ from stable's on the same traffic). Not used by the continuous watch.",
+    )
+    features: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="drift only: the features to judge, by name; _prediction_score is the prediction score. "
+        "Default: every feature with reference bins, and the score.",
     )
 
     @property
     def effective_template(self) -> str:
         return self.template or self.name
+
+    @property
+    def is_drift(self) -> bool:
+        """Drift gates compare binned distributions (docs/drift.md); in the continuous watch they set
+        the Drifted condition instead of failing the watch."""
+        return self.effective_template == "drift"
 
     @property
     def is_ratio(self) -> bool:
@@ -1221,7 +1272,19 @@ class MetricSpec(_Model):
             raise ValueError(
                 f"metric {self.name!r}: slowerThanMs is required for slow-requests and not allowed otherwise"
             )
-        if self.min is None and self.max is None and self.maxDropVsStable is None and self.maxRiseVsStable is None:
+        bounds = (self.min, self.max, self.maxDropVsStable, self.maxRiseVsStable)
+        if self.is_drift != (self.maxPSI is not None or self.maxPSIVsStable is not None):
+            raise ValueError(
+                f"metric {self.name!r}: a drift gate needs maxPSI and/or maxPSIVsStable; other gates take neither"
+            )
+        if self.is_drift and any(v is not None for v in bounds):
+            raise ValueError(
+                f"metric {self.name!r}: a drift gate's thresholds are maxPSI and maxPSIVsStable, not min, max, "
+                "maxDropVsStable or maxRiseVsStable"
+            )
+        if self.features and not self.is_drift:
+            raise ValueError(f"metric {self.name!r}: features is for drift gates only")
+        if not self.is_drift and all(v is None for v in bounds):
             raise ValueError(
                 f"metric {self.name!r}: set at least one threshold: min, max, maxDropVsStable or maxRiseVsStable"
             )
@@ -1323,6 +1386,44 @@ class AnalysisSpec(_Model):
         return metrics
 
 
+class RetrainingJobSpec(_Model):
+    """The container of the retraining Job. The operator adds MODELROLLOUT_DRIFT_REPORT (JSON, docs/drift.md),
+    MODELROLLOUT_MODEL_URI, MODELROLLOUT_REVISION, MODELROLLOUT_NAME and MODELROLLOUT_NAMESPACE to its env."""
+
+    image: str = Field(min_length=1, max_length=1024, description="The retraining image.")
+    command: list[str] = Field(default_factory=list, max_length=64, description="Entrypoint (default: the image's).")
+    args: list[str] = Field(default_factory=list, max_length=256, description="Arguments.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
+    serviceAccountName: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="ServiceAccount of the Job's pod."
+    )
+    backoffLimit: int = Field(default=0, ge=0, le=10, description="Pod retries inside one run (the Job's own).")
+    activeDeadlineSeconds: int = Field(
+        default=3600, ge=10, le=7 * 86400, description="A run still going after this long fails."
+    )
+
+
+class RetrainingSpec(_Model):
+    """Start a Kubernetes Job when the Drifted condition is set: at most one run at a time, a cooldown
+    after a success, exponential backoff with jitter after a failure. The Job publishes a new model and
+    updates this manifest (a GitOps commit or kubectl apply); the operator never edits the spec."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_cel_not_shorter("maxBackoff", "backoff")]}
+    )
+
+    job: RetrainingJobSpec = Field(description="The Job's container.")
+    cooldown: str = _duration_field("24h", "After a successful run, no new run before this long.", "0s")
+    backoff: str = _duration_field("10m", "After a failed run, wait this long, doubled per failure in a row.", "1s")
+    maxBackoff: str = _duration_field("6h", "The backoff's ceiling.", "1s")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> RetrainingSpec:
+        _check_not_shorter(self, "maxBackoff", "backoff")
+        return self
+
+
 class BakeSpec(_Model):
     """After promotion, gates keep running on the new stable while the previous one stays warm."""
 
@@ -1415,6 +1516,10 @@ class ModelDeploymentSpec(_Model):
         default_factory=DisruptionBudgetSpec,
         description="The PodDisruptionBudget over every revision's pods (not part of a revision).",
     )
+    retraining: RetrainingSpec | None = Field(
+        default=None,
+        description="Start a retraining Job when the continuous watch's drift gates set Drifted (docs/drift.md).",
+    )
 
     @model_validator(mode="after")
     def _autoscaling_has_routes(self) -> ModelDeploymentSpec:
@@ -1453,6 +1558,16 @@ class Condition(_Status):
     observedGeneration: int | None = Field(default=None, ge=0)
 
 
+class FeatureDrift(_Status):
+    """One feature's (or the score's) distribution against its reference, as a drift gate judged it."""
+
+    name: str = Field(description="The feature; _prediction_score is the prediction score.")
+    psi: float = Field(description="Population stability index against the reference.")
+    pValue: float = Field(description="Chi-square test of the counts against the reference.")
+    samples: int = Field(description="Values counted in the evidence period.")
+    drifted: bool = Field(description="PSI above the bound and the test significant.")
+
+
 class MetricResult(_Status):
     """One gate's outcome at the last check, with the counts it was decided on.
 
@@ -1475,6 +1590,9 @@ class MetricResult(_Status):
     verdict: Literal["Pass", "Fail", "Inconclusive"]
     reason: GateReason | None = Field(default=None, description="Why: Passed, Failed, Undecided, ... (docs/gates.md).")
     message: str = ""
+    features: list[FeatureDrift] = Field(
+        default_factory=list, description="Drift gates: each judged feature, the most drifted first."
+    )
 
 
 class AnalysisResult(_Status):
@@ -1509,6 +1627,38 @@ class RetiringRevision(_Status):
 
     revision: str
     scaleDownAt: datetime
+
+
+class DriftStatus(_Status):
+    """What the continuous watch's drift gates say about the stable revision's inputs and scores."""
+
+    revision: str = Field(description="The revision watched.")
+    drifted: bool = Field(default=False, description="The Drifted condition: drift in failureLimit checks in a row.")
+    checks: int = Field(default=0, ge=0, description="Drifted checks in a row.")
+    since: datetime | None = Field(default=None, description="The first drifted check of this streak.")
+    features: list[FeatureDrift] = Field(default_factory=list, description="The last check's drifted features.")
+    lastCheckAt: datetime | None = None
+
+
+class RetrainingOutcome(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class RetrainingStatus(_Status):
+    """The retraining runs started by sustained drift (spec.retraining)."""
+
+    runs: int = Field(default=0, ge=0, description="Runs started so far; the next Job is <name>-retrain-<runs+1>.")
+    job: str | None = Field(default=None, description="The run in progress or the last one.")
+    outcome: RetrainingOutcome | None = Field(default=None, description="Running, Succeeded or Failed.")
+    message: str = ""
+    startedAt: datetime | None = None
+    finishedAt: datetime | None = None
+    failures: int = Field(default=0, ge=0, description="Failed runs in a row (the backoff's exponent).")
+    nextRunAfter: datetime | None = Field(
+        default=None, description="No run starts before this (cooldown after a success, backoff after a failure)."
+    )
 
 
 class ModelDeploymentStatus(_Status):
@@ -1556,6 +1706,8 @@ class ModelDeploymentStatus(_Status):
     conditions: list[Condition] = Field(default_factory=list)
     lastAnalysis: AnalysisResult | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+    drift: DriftStatus | None = Field(default=None, description="The continuous watch's drift gates (docs/drift.md).")
+    retraining: RetrainingStatus | None = Field(default=None, description="Retraining runs (spec.retraining).")
     retiring: list[RetiringRevision] = Field(
         default_factory=list,
         description="Revisions whose weight went to 0 and that keep their pods until scaleDownAt (the "

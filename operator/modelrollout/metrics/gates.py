@@ -49,7 +49,7 @@ from modelrollout.api.types import (
     ModelDeploymentStatus,
 )
 from modelrollout.durations import parse_duration
-from modelrollout.metrics import sequential, templates
+from modelrollout.metrics import drift_gate, sequential, templates
 from modelrollout.metrics.provider import MetricsProvider, QueryResult
 from modelrollout.strategy import plan_for
 
@@ -87,6 +87,10 @@ def threshold_text(metric: MetricSpec, alpha: float | None = None) -> str:
     parts = []
     if metric.slowerThanMs is not None:
         parts.append(f"share slower than {metric.slowerThanMs:g} ms")
+    if metric.maxPSI is not None:
+        parts.append(f"PSI <= {metric.maxPSI:g}")
+    if metric.maxPSIVsStable is not None:
+        parts.append(f"PSI vs stable <= {metric.maxPSIVsStable:g}")
     if metric.min is not None:
         parts.append(f">= {metric.min:g}{unit}")
     if metric.max is not None:
@@ -455,7 +459,30 @@ def evaluate_metric(metric: MetricSpec, provider: MetricsProvider, scope: Scope)
     """One gate for ``scope.revision`` (the module docstring has the rules)."""
     if metric.is_ratio:
         return _ratio_gate(metric, provider, scope)
+    if metric.is_drift:
+        return _drift_gate(metric, provider, scope)
     return _plain_gate(metric, provider, scope)
+
+
+def _drift_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:
+    """Binned inputs and scores against the reference, and against the baseline (:mod:`.drift_gate`)."""
+
+    def period(revision: str, span: tuple[datetime, datetime]) -> dict[str, str]:
+        table = scope.table(revision, span)
+        return {"range": table["range"], "offset": table["offset"]}
+
+    compare = scope.baseline is not None and not scope.absolute_only
+    return drift_gate.evaluate(
+        metric,
+        provider,
+        namespace=scope.namespace,
+        revision=scope.revision,
+        baseline=scope.baseline if compare else None,
+        period=period(scope.revision, scope.own),
+        base_period=period(scope.baseline, scope.base) if compare and scope.baseline else None,
+        alpha=scope.alpha,
+        threshold=threshold_text(metric),
+    )
 
 
 def scope_for(

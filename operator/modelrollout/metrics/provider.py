@@ -57,11 +57,26 @@ class QueryResult:
         return self.error is None and self.value is not None
 
 
+@dataclass(frozen=True)
+class VectorResult:
+    """One PromQL evaluation that may return many series (the drift gate's counts per feature and
+    bin): each series' labels and finite value, or an ``error``."""
+
+    query: str
+    series: tuple[tuple[dict[str, str], float], ...] = ()
+    error: str | None = None
+    seconds: float = 0.0
+
+
 class MetricsProvider(Protocol):
-    """Anything that turns PromQL into one number; tests use a fake, production :class:`PrometheusProvider`."""
+    """Anything that turns PromQL into numbers; tests use a fake, production :class:`PrometheusProvider`."""
 
     def query(self, promql: str) -> QueryResult:
-        """Evaluate ``promql`` at the current time; never raises."""
+        """Evaluate ``promql`` at the current time as one number; never raises."""
+        ...
+
+    def query_vector(self, promql: str) -> VectorResult:
+        """Evaluate ``promql`` at the current time as labelled series; never raises."""
         ...
 
 
@@ -107,6 +122,24 @@ def parse_result(data: Any) -> tuple[float | None, str | None]:
         return _scalar(series["value"][1]), None
     except (TypeError, ValueError, IndexError):
         return None, f"query returned a non-numeric value {series.get('value')!r}"
+
+
+def parse_vector(data: Any) -> tuple[tuple[tuple[dict[str, str], float], ...], str | None]:
+    """Turn the ``data.result`` of an instant query into labelled finite values (non-finite ones,
+    such as ``0/0``, are left out), or an error for anything but an instant vector."""
+    if not isinstance(data, list) or (data and not isinstance(data[0], dict)):
+        return (), f"expected an instant vector, got {data!r:.200}"
+    out = []
+    for series in data:
+        if "value" not in series:
+            return (), "query returned a range vector; wrap it in a function such as increase()"
+        try:
+            value = _scalar(series["value"][1])
+        except (TypeError, ValueError, IndexError):
+            return (), f"query returned a non-numeric value {series.get('value')!r}"
+        if value is not None:
+            out.append((dict(series.get("metric", {})), value))
+    return tuple(out), None
 
 
 _API_ERROR = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
@@ -187,6 +220,15 @@ class PrometheusProvider:
         value, parse_error = parse_result(data)
         return QueryResult(promql, value=value, error=parse_error, seconds=time.monotonic() - started)
 
+    def query_vector(self, promql: str) -> VectorResult:
+        """Evaluate ``promql`` now as labelled series; failures become ``error``, as in :meth:`query`."""
+        started = time.monotonic()
+        data, error = self.call(promql)
+        if error is not None:
+            return VectorResult(promql, error=error, seconds=time.monotonic() - started)
+        series, parse_error = parse_vector(data)
+        return VectorResult(promql, series, parse_error, time.monotonic() - started)
+
     def call(self, promql: str) -> tuple[Any, str | None]:
         """``(data, None)`` with the API's ``result``, or ``(None, message)``; never raises.
 
@@ -255,6 +297,9 @@ class Unavailable:
 
     def query(self, promql: str) -> QueryResult:
         return QueryResult(promql, error=self.error)
+
+    def query_vector(self, promql: str) -> VectorResult:
+        return VectorResult(promql, error=self.error)
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:
