@@ -50,6 +50,8 @@ class InferRequest:
     rows: int
     binary_outputs: frozenset[str] = _NO_BINARY
     """Outputs to return as binary tensor data (empty: a plain JSON response)."""
+    imputed: tuple[tuple[int, int], ...] = ()
+    """``(row, column)`` cells of a named-feature request's matrix that were imputed (not observed)."""
 
 
 def parse_json_object(body: bytes | memoryview, what: str = "request body") -> dict[str, Any]:

@@ -34,6 +34,8 @@ class EncodedFeatures:
     matrix: np.ndarray
     missing: Counter[str] = field(default_factory=Counter)
     imputed: Counter[str] = field(default_factory=Counter)
+    imputed_cells: list[tuple[int, int]] = field(default_factory=list)
+    """``(row, column)`` of every imputed value: not an observation, so not counted in the drift bins."""
     errors: list[str] = field(default_factory=list)
 
     def raise_for_errors(self) -> None:
@@ -90,6 +92,7 @@ class FeatureEncoder:
                 if feature.imputable:
                     out.matrix[r, i] = encode_value(feature, feature.impute_value)
                     out.imputed[feature.name] += 1
+                    out.imputed_cells.append((r, i))
                 continue
             problem = _check(feature, value)
             if problem:

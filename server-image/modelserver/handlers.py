@@ -108,10 +108,11 @@ class ModelServer:
         """An infer request from resolution to encoded answer, and its accounting, for HTTP and gRPC alike.
 
         Why one function: both protocols must refuse, run, remember (feedback by id), count
-        (``modelserver_requests_total``, latency, in-flight) and log predictions identically, or a
-        canary's gates would judge gRPC traffic differently. Only ``decode`` (wire format → validated
-        request) and ``encode`` (answer → wire format) differ. Every failure leaves as
-        :class:`ApiError` (an unexpected one as a logged 500) after it was counted.
+        (``modelserver_requests_total``, latency, in-flight, the inputs' drift bins) and log
+        predictions identically, or a canary's gates would judge gRPC traffic differently. Only
+        ``decode`` (wire format → validated request) and ``encode`` (answer → wire format) differ.
+        Every failure leaves as :class:`ApiError` (an unexpected one as a logged 500) after it was
+        counted.
         """
         started = time.perf_counter()
         runtime: Runtime | None = None
@@ -128,6 +129,7 @@ class ModelServer:
                 answer = await runtime.run(req.feeds, req.rows)
             finally:
                 gauge.dec()
+            runtime.count_inputs(req.feeds, req.imputed)
             runtime.remember(req.id, answer)
             result = encode(runtime, req, answer)
             status, answered = 200, (req, answer)

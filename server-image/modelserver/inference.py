@@ -2,7 +2,9 @@
 
 Why separate from :mod:`modelserver.codec`: this is where the two request forms meet — V2 tensors
 in ``inputs`` or named features in ``parameters.features`` (which need the model's feature schema
-and move the missing/imputed counters).
+and move the missing/imputed counters). The feature matrix of either form is counted into the drift
+bins only once the model answered (:meth:`~modelserver.runtime.Runtime.count_inputs`), so rows of a
+refused request never are.
 """
 
 from __future__ import annotations
@@ -26,20 +28,23 @@ def decode_infer(
     rid = request_id(payload)
     params = parameters(payload)
     outputs, binary_outputs = requested_outputs(payload, runtime.model, params)
+    imputed: tuple[tuple[int, int], ...] = ()
     if "features" in params:
         if data is not None:
             data.finish()  # before the feature counters move: named features have no binary form
-        feeds = _feature_feeds(payload, params["features"], runtime, max_batch)
+        feeds, imputed = _feature_feeds(payload, params["features"], runtime, max_batch)
     elif "inputs" in payload:
         feeds = decode_inputs(payload["inputs"], runtime.model, max_batch, data)
         if data is not None:
             data.finish()
     else:
         raise bad_request("inputs: required (a list of input tensors), or parameters.features with a feature schema")
-    return InferRequest(rid, feeds, outputs, batch_rows(feeds), binary_outputs)
+    return InferRequest(rid, feeds, outputs, batch_rows(feeds), binary_outputs, imputed)
 
 
-def _feature_feeds(payload: dict[str, Any], features: Any, runtime: Runtime, max_batch: int) -> dict[str, Any]:
+def _feature_feeds(
+    payload: dict[str, Any], features: Any, runtime: Runtime, max_batch: int
+) -> tuple[dict[str, Any], tuple[tuple[int, int], ...]]:
     if runtime.encoder is None or runtime.feature_input is None:
         raise bad_request("parameters.features: this model has no feature schema (metadata.json); send inputs")
     if payload.get("inputs"):
@@ -48,4 +53,4 @@ def _feature_feeds(payload: dict[str, Any], features: Any, runtime: Runtime, max
     runtime.metrics.record_features(encoded.missing, {})
     encoded.raise_for_errors()
     runtime.metrics.record_features({}, encoded.imputed)
-    return {runtime.feature_input.name: encoded.matrix}
+    return {runtime.feature_input.name: encoded.matrix}, tuple(encoded.imputed_cells)

@@ -1,16 +1,19 @@
 """Prometheus metrics for the rollout gates, every series labelled with ``model`` and ``revision``.
 
 Why: the operator compares a canary revision with the stable one using only these series (error
-rate, p99 latency, accuracy from feedback, prediction distribution, data quality). Children for the
-hot path are bound once at start-up, because ``.labels(...)`` on every request costs more than the
-increment itself. The names and their PromQL are documented in ``docs/metrics.md``.
+rate, p99 latency, accuracy from feedback, prediction distribution, data quality, drift). Children
+for the hot path are bound once at start-up, because ``.labels(...)`` on every request costs more than
+the increment itself. The names and their PromQL are documented in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -21,6 +24,7 @@ from prometheus_client import (
 )
 
 from .config import DEFAULT_LATENCY_BUCKETS as LATENCY_BUCKETS
+from .metadata import PREDICTION_SCORE_FEATURE, Feature, ReferenceBins
 
 # ``*_created`` series double the exposition size and no gate uses them.
 disable_created_metrics()
@@ -40,6 +44,12 @@ MAX_FEEDBACK_REVISIONS = 32
 recently labelled one is dropped first (its counter restarts at 0 if it comes back: a counter reset)."""
 UNMATCHED_REASONS = ("unknown", "expired", "malformed", "forged", "foreign", "replayed", "unsupported")
 BASE = ("model", "revision")
+SMALL_BIN_BATCH = 64
+"""Values (rows x counted columns) up to which bins are found with :func:`bisect.bisect_left` on
+Python floats rather than with numpy: one row of five features costs 1.6 us that way, about a
+ninth of the numpy path's fixed cost (docs/metrics.md, "Drift bins")."""
+BIN_CHUNK_CELLS = 1 << 18
+"""Bound on the value-by-edge comparisons done at once (the numpy path's temporary array)."""
 
 
 def code_class(status: int) -> str:
@@ -119,6 +129,18 @@ class ServerMetrics:
         self.ready = Gauge(
             "modelserver_ready", "1 when the model is loaded, warmed up and self-checked.", BASE, registry=r
         )
+        self.feature_bin = Counter(
+            "modelserver_feature_bin",
+            "Observed values per feature (not missing, not imputed) and prediction scores "
+            '(feature="_prediction_score") by the index of their bin in metadata.json\'s reference_bins.',
+            (*BASE, "feature", "bin"), registry=r,
+        )  # fmt: skip
+        self.feature_bin_reference = Gauge(
+            "modelserver_feature_bin_reference",
+            "Training fraction of each reference bin (metadata.json reference_bins), same labels as "
+            "modelserver_feature_bin_total.",
+            (*BASE, "feature", "bin"), registry=r,
+        )  # fmt: skip
 
     def _bind(self) -> None:
         m, rev = self.labels
@@ -136,6 +158,8 @@ class ServerMetrics:
         self._unmatched = {r: self.unmatched.labels(m, rev, r) for r in UNMATCHED_REASONS}
         self._foreign_feedback: OrderedDict[str, dict[bool, Counter]] = OrderedDict()
         self._classes: dict[str, Counter] = {}
+        self._feature_bins: BinCounter | None = None
+        self._score_bins: BinCounter | None = None
         self.load_seconds.labels(m, rev).set(0)
         self.warmup_seconds.labels(m, rev).set(0)
         self.ready.labels(m, rev).set(0)
@@ -145,6 +169,44 @@ class ServerMetrics:
         for name in names:
             self.imputed.labels(*self.labels, name)
             self.missing.labels(*self.labels, name)
+
+    def bind_reference_bins(self, features: Sequence[Feature], score: ReferenceBins | None) -> None:
+        """Series for every reference bin: the counters at 0 and the reference fractions.
+
+        ``features`` are the columns of the feature matrix in order (those without ``reference`` are
+        not counted); ``score`` is the prediction score's reference (None: no score bins).
+        """
+        columns = [BinColumn.of(i, f) for i, f in enumerate(features) if f.reference is not None]
+        if columns:
+            self._feature_bins = BinCounter(columns, len(features), self._bin_children(columns))
+        if score is not None:
+            column = BinColumn(0, PREDICTION_SCORE_FEATURE, score, score.edges, tuple(range(len(score.fractions))))
+            self._score_bins = BinCounter([column], 1, self._bin_children([column]))
+
+    def _bin_children(self, columns: Sequence[BinColumn]) -> list[Counter]:
+        children = []
+        for column in columns:
+            for index, fraction in enumerate(column.reference.fractions):
+                children.append(self.feature_bin.labels(*self.labels, column.name, str(index)))
+                self.feature_bin_reference.labels(*self.labels, column.name, str(index)).set(fraction)
+        return children
+
+    def count_feature_bins(self, matrix: np.ndarray, skip: Sequence[tuple[int, int]] = ()) -> None:
+        """Count the feature matrix's values into their reference bins, except the ``(row, column)``
+        cells in ``skip`` (imputed values); a matrix of another width (a tensor that is no feature
+        matrix) is not counted."""
+        if self._feature_bins is not None:
+            self._feature_bins.count(matrix, skip)
+
+    def count_score_bins(self, scores: np.ndarray) -> None:
+        """Count prediction scores (one per row) into the score's reference bins."""
+        bins = self._score_bins
+        if bins is None:
+            return
+        if scores.size == 1 and scores.dtype.kind == "f":  # one row: no grouping to do
+            bins.count_one(scores.item(), scores.dtype)
+        else:
+            bins.count(scores.reshape(-1, 1))
 
     def bind_classes(self, names: Iterable[str]) -> None:
         for name in names:
@@ -223,3 +285,136 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class BinColumn:
+    """How one column of a matrix is binned.
+
+    A column's *raw* bin is the number of ``edges`` strictly below the value (``np.searchsorted``
+    with ``side="left"``: a value equal to an edge is in the lower bin); ``slots[raw]`` is the
+    reference bin it counts in, or -1 for none. For numbers ``edges`` are the reference's and the
+    raw bin is the reference bin. A category is sent as its index in the feature's ``categories``:
+    the edges ``-0.5, 0.5, ..., n - 0.5`` give raw bin ``i + 1`` to index ``i`` (and 0 and ``n + 1``
+    to values out of range), and ``slots`` maps it to the category's place in the reference's order.
+    """
+
+    index: int
+    name: str
+    reference: ReferenceBins
+    edges: tuple[float, ...]
+    slots: tuple[int, ...]
+
+    @classmethod
+    def of(cls, index: int, feature: Feature) -> BinColumn:
+        reference = feature.reference
+        assert reference is not None
+        if feature.kind != "category":
+            return cls(index, feature.name, reference, reference.edges, tuple(range(len(reference.fractions))))
+        n = len(feature.categories)
+        edges = tuple(i - 0.5 for i in range(n + 1))
+        order = {name: i for i, name in enumerate(reference.categories)}
+        slots = (-1, *(order.get(name, -1) for name in feature.categories), -1)
+        return cls(index, feature.name, reference, edges, slots)
+
+
+class BinCounter:
+    """Counts the columns of a matrix into reference bins: one ``inc(n)`` per non-empty bin.
+
+    The columns' raw bins are numbered in one range (column by column) and ``remap`` takes each to
+    its counter child, or to the extra last slot that is thrown away. Edges are compared in the
+    matrix's own precision (cast once per dtype), so a value sent as exactly an edge (``32.9`` in a
+    float32 input is 32.900002) still lands in the bin below it.
+    """
+
+    def __init__(self, columns: Sequence[BinColumn], width: int, children: list[Counter]) -> None:
+        self.width = width
+        self.children = children
+        self.drop = sum(len(c.reference.fractions) for c in columns)
+        """The slot of values that count in no bin (a category outside the reference, or no category)."""
+        assert len(children) == self.drop
+        self.columns = np.asarray([c.index for c in columns], dtype=np.intp)
+        self.position = {c.index: p for p, c in enumerate(columns)}
+        self.every_column = [c.index for c in columns] == list(range(width))
+        self.widest = max(len(c.edges) for c in columns)
+        offsets: list[int] = []
+        remap: list[int] = []
+        first_child = 0
+        for c in columns:
+            offsets.append(len(remap))
+            remap.extend(self.drop if s < 0 else first_child + s for s in c.slots)
+            first_child += len(c.reference.fractions)
+        self.offsets = np.asarray(offsets, dtype=np.intp)
+        self.remap = np.asarray([*remap, self.drop], dtype=np.intp)
+        self._remap = remap
+        self._columns = columns
+        self._edges: dict[np.dtype, tuple[np.ndarray, list[tuple[int, list[float], int]]]] = {}
+
+    def _edges_for(self, dtype: np.dtype) -> tuple[np.ndarray, list[tuple[int, list[float], int]]]:
+        """The edges in ``dtype``: padded with +inf as one ``(columns, widest)`` array for numpy, and
+        as ``(column, edges as Python floats, raw offset)`` for bisect."""
+        cached = self._edges.get(dtype)
+        if cached is None:
+            limit = float(np.finfo(dtype).max)
+            padded = np.full((len(self._columns), self.widest), np.inf, dtype=dtype)
+            lists = []
+            for p, c in enumerate(self._columns):
+                edges = np.clip(np.asarray(c.edges, dtype=np.float64), -limit, limit).astype(dtype)
+                padded[p, : len(edges)] = edges
+                lists.append((c.index, edges.astype(np.float64).tolist(), int(self.offsets[p])))
+            cached = self._edges[dtype] = (padded, lists)
+        return cached
+
+    def count(self, matrix: np.ndarray, skip: Sequence[tuple[int, int]] = ()) -> None:
+        if matrix.ndim != 2 or matrix.shape[1] != self.width or matrix.dtype.kind != "f" or not matrix.size:
+            return
+        if matrix.shape[0] * len(self.columns) <= SMALL_BIN_BATCH:
+            counts = self._count_small(matrix, skip)
+        else:
+            counts = self._count_numpy(matrix, skip)
+        children = self.children
+        for slot, n in counts:
+            children[slot].inc(n)
+
+    def count_one(self, value: float, dtype: np.dtype) -> None:
+        """Count one value of the first column (a one-row score), ``value`` exact in ``dtype``."""
+        _, columns = self._edges_for(dtype)
+        _, edges, offset = columns[0]
+        slot = self._remap[offset + bisect.bisect_left(edges, value)]
+        if slot != self.drop:
+            self.children[slot].inc()
+
+    def _count_small(self, matrix: np.ndarray, skip: Sequence[tuple[int, int]]) -> Iterable[tuple[int, int]]:
+        _, columns = self._edges_for(matrix.dtype)
+        remap = self._remap
+        counts: dict[int, int] = {}
+        skipped = set(skip) if skip else None
+        for r, row in enumerate(matrix.tolist()):
+            for index, edges, offset in columns:
+                if skipped is None or (r, index) not in skipped:
+                    slot = remap[offset + bisect.bisect_left(edges, row[index])]
+                    counts[slot] = counts.get(slot, 0) + 1
+        counts.pop(self.drop, None)
+        return counts.items()
+
+    def _count_numpy(self, matrix: np.ndarray, skip: Sequence[tuple[int, int]]) -> Iterable[tuple[int, int]]:
+        padded, _ = self._edges_for(matrix.dtype)
+        values = matrix if self.every_column else matrix[:, self.columns]
+        keep = None
+        if skip:
+            keep = np.ones(values.shape, dtype=bool)
+            for r, index in skip:
+                p = self.position.get(index)
+                if p is not None:
+                    keep[r, p] = False
+        step = max(1, BIN_CHUNK_CELLS // (values.shape[1] * self.widest))
+        counts = None
+        for start in range(0, values.shape[0], step):
+            raw = (values[start : start + step, :, None] > padded).sum(axis=2)
+            raw += self.offsets
+            slots = self.remap[raw if keep is None else raw[keep[start : start + step]]]
+            part = np.bincount(slots.ravel(), minlength=self.drop + 1)
+            counts = part if counts is None else counts + part
+        assert counts is not None
+        nonzero = np.flatnonzero(counts[: self.drop])
+        return zip(nonzero.tolist(), counts[nonzero].tolist(), strict=True)

@@ -3,13 +3,16 @@
 Why one object: the infer handler should do HTTP, not bookkeeping. :meth:`Runtime.run` runs the
 session — inline on the event loop for sub-millisecond models (micro-batched when requests arrive
 together), or in a thread pool for slow ones so probes and other requests keep flowing — and
-:meth:`Runtime.score` refuses non-finite outputs, counts the predictions and signs their tokens,
-once per batch; :meth:`Runtime.remember` caches a request's classes for feedback by id.
+:meth:`Runtime.score` refuses non-finite outputs, counts the predictions (and their scores' drift
+bins) and signs their tokens, once per batch; :meth:`Runtime.count_inputs` counts an answered
+request's features into their drift bins; :meth:`Runtime.remember` caches a request's classes for
+feedback by id.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -94,6 +97,8 @@ class Runtime:
         predictions = self.reader.read(outputs)
         scores = predictions.scores
         self.metrics.record_predictions(predictions.counts(), () if scores is None else scores.tolist())
+        if scores is not None:
+            self.metrics.count_score_bins(scores)
         classes, start = [], 0
         for count in rows:
             classes.append(predictions.classes[start : start + count])
@@ -102,6 +107,17 @@ class Runtime:
             return [Answer(part, names, None) for part, names in zip(parts, classes, strict=True)]
         tokens = self.tokens.issue_many(classes)
         return [Answer(*answer) for answer in zip(parts, classes, tokens, strict=True)]
+
+    def count_inputs(self, feeds: dict[str, np.ndarray], imputed: Sequence[tuple[int, int]] = ()) -> None:
+        """Count an answered request's feature matrix into the drift bins (``modelserver_feature_bin_total``).
+
+        Named-feature requests and tensor requests alike, as long as the tensor has one column per
+        feature; ``imputed`` cells were not observed and are not counted.
+        """
+        if self.feature_input is not None:
+            matrix = feeds.get(self.feature_input.name)
+            if matrix is not None:
+                self.metrics.count_feature_bins(matrix, imputed)
 
     def remember(self, request_id: str, answer: Answer) -> None:
         """Cache the prediction's classes under the request id, for feedback that sends the id."""

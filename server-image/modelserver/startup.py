@@ -124,6 +124,8 @@ class Loader:
         reader = PredictionReader(model, metadata)
         metrics.bind_features(metadata.feature_names)
         metrics.bind_classes(metadata.classes)
+        scored = reader.score_output is not None
+        metrics.bind_reference_bins(metadata.features, metadata.score_reference if scored else None)
         metrics.set_signature(signature_series(model, metadata))
         return Runtime(
             model=model,

@@ -42,7 +42,8 @@ def test_metric_names_match_docs(baseline: ServerProcess) -> None:
         "modelserver_predictions_total", "modelserver_prediction_score", "modelserver_feedback_total",
         "modelserver_feedback_unmatched_total", "modelserver_features_imputed_total",
         "modelserver_features_missing_total", "modelserver_model_load_seconds", "modelserver_warmup_seconds",
-        "modelserver_ready", "modelserver_model_signature_info",
+        "modelserver_ready", "modelserver_model_signature_info", "modelserver_feature_bin_total",
+        "modelserver_feature_bin_reference",
     }  # fmt: skip
     assert documented == expected
 
