@@ -36,7 +36,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,16 +122,28 @@ def fraud_logit(x: np.ndarray, concept: str = "current") -> np.ndarray:
     raise ValueError(f"unknown concept {concept!r}; expected one of {CONCEPTS}")
 
 
-def generate(n: int, seed: int = 0, concept: str = "current", sharpness: float = 3.0) -> Dataset:
+def generate(
+    n: int,
+    seed: int = 0,
+    concept: str = "current",
+    sharpness: float = 3.0,
+    scale: Mapping[str, float] | None = None,
+) -> Dataset:
     """Generate ``n`` labelled rows deterministically from ``seed``.
 
     Labels are drawn from ``sigmoid(sharpness * fraud_logit)``, so a little label noise remains and
-    no model reaches 100 % accuracy (as with real delayed ground truth).
+    no model reaches 100 % accuracy (as with real delayed ground truth). ``scale`` multiplies numeric
+    features by name (``{"amount": 4.0}``: a population shift, the data drift a drift gate must see);
+    the labels follow the shifted values.
     """
     if n < 0:
         raise ValueError("n must be >= 0")
     rng = np.random.default_rng(seed)
     x = _draw_features(rng, n)
+    for feature, factor in (scale or {}).items():
+        if feature not in NUMERIC_FEATURES:
+            raise ValueError(f"cannot scale {feature!r}; numeric features are {NUMERIC_FEATURES}")
+        x[:, FEATURE_NAMES.index(feature)] *= factor
     p = 1.0 / (1.0 + np.exp(-sharpness * fraud_logit(x, concept)))
     labels = (rng.random(n) < p).astype(np.int64)
     return Dataset(features=x.astype(np.float32), labels=labels)
@@ -198,6 +210,7 @@ def labelled_requests(
     missing_rate: float = 0.0,
     id_prefix: str = "req",
     concept: str = "current",
+    scale: Mapping[str, float] | None = None,
 ) -> Iterator[LabelledRequest]:
     """Yield ``ceil(n / batch_size)`` labelled V2 infer requests covering ``n`` rows.
 
@@ -207,7 +220,7 @@ def labelled_requests(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    data = generate(n, seed=seed, concept=concept)
+    data = generate(n, seed=seed, concept=concept, scale=scale)
     names = data.label_names()
     drop_rng = np.random.default_rng(seed + 1_000_003)
     for index, start in enumerate(range(0, n, batch_size)):

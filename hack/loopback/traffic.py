@@ -157,6 +157,7 @@ class TrafficSender:
         delay_fraction: float = 0.0,
         delay_seconds: float = 0.0,
         headers: Mapping[str, str] | None = None,
+        scale: Mapping[str, float] | None = None,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
@@ -177,6 +178,7 @@ class TrafficSender:
         self.delay_fraction = delay_fraction
         self.delay_seconds = delay_seconds
         self.headers = dict(headers or {})  # on every request, e.g. a tester's canary-route header
+        self.scale = dict(scale or {})  # numeric features multiplied by name: shifted (drifted) inputs
         self.id_prefix = f"t{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -205,6 +207,7 @@ class TrafficSender:
             batch_size=self.batch_size,
             id_prefix=self.id_prefix,
             concept=self.concept,
+            scale=self.scale,
         )
         picker, cache = _SmoothWeighted(), {}
         started = time.monotonic()

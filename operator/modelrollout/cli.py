@@ -347,7 +347,7 @@ def render_status(
             c = conds.get(ctype)
             if not c:
                 continue
-            bad = (ctype == "Degraded") == (c.get("status") == "True")
+            bad = (ctype in ("Degraded", "Drifted")) == (c.get("status") == "True")
             text = f"{ctype}={c.get('status')}"
             if c.get("reason"):
                 text += f" ({c['reason']})"
@@ -356,6 +356,12 @@ def render_status(
         degraded = conds.get("Degraded") or {}
         if degraded.get("status") == "True" and degraded.get("message"):
             field("Degraded", str(degraded["message"]))
+        drifted = conds.get("Drifted") or {}
+        if drifted.get("status") == "True" and drifted.get("message"):
+            field("Drifted", f"{drifted['message']} (since {age((status.get('drift') or {}).get('since'), now)})")
+    runs = status.get("retraining")
+    if runs:
+        field("Retraining", retraining_text(runs, now))
 
     analysis = status.get("lastAnalysis")
     if analysis:
@@ -398,6 +404,22 @@ def render_status(
         lines.append("History:")
         lines.extend(table(["REVISION", "PHASE", "MODEL", "STARTED", "DURATION", "REASON"], history, "  "))
     return "\n".join(lines) + "\n"
+
+
+def retraining_text(runs: Mapping[str, Any], now: datetime) -> str:
+    """``run 2 (fraud-retrain-2) Succeeded 5m ago; next run not before 23h``."""
+    outcome = runs.get("outcome") or "-"
+    text = f"run {runs.get('runs', 0)} ({runs.get('job') or '-'}) {outcome}"
+    if outcome == "Running":
+        text += f" for {age(runs.get('startedAt'), now)}"
+    elif runs.get("finishedAt"):
+        text += f" {age(runs.get('finishedAt'), now)} ago"
+    if runs.get("failures"):
+        text += f", {runs['failures']} failed in a row"
+    after = parse_timestamp(runs.get("nextRunAfter"))
+    if outcome != "Running" and after is not None and after > now:
+        text += f"; next run not before {human_duration((after - now).total_seconds())}"
+    return text
 
 
 def _with_counts(value: Any, events: Any, samples: Any) -> str:

@@ -100,6 +100,9 @@ def build_job(
         "spec": {
             "backoffLimit": spec.job.backoffLimit,
             "activeDeadlineSeconds": spec.job.activeDeadlineSeconds,
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {
+                "metadata": {"labels": {**spec.job.podLabels, **labels}, "annotations": dict(spec.job.podAnnotations)},
+                "spec": pod,
+            },
         },
     }

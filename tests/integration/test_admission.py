@@ -147,6 +147,20 @@ INVALID = [
     ("bad sha256", mutate("spec.model.sha256", "XYZ"), ["spec.model.sha256"]),
     ("negative replicas", mutate("spec.serving.replicas", -1), ["spec.serving.replicas"]),
     ("name too long", mutate("metadata.name", "a" * 41), ["metadata.name", "at most 40 characters"]),
+    ("drift gate without a PSI bound", mutate("spec.analysis.metrics", [{"name": "drift", "max": 0.2}]),
+     ["spec.analysis.metrics[0].maxPSI", "a drift gate needs maxPSI and/or maxPSIVsStable"]),
+    ("a PSI bound on another gate", mutate("spec.analysis.metrics", [{"name": "error-rate", "max": 0.1, "maxPSI": 1}]),
+     ["spec.analysis.metrics[0].maxPSI", "other gates take neither"]),
+    ("a drift gate with a max", mutate("spec.analysis.metrics", [{"name": "drift", "maxPSI": 0.2, "max": 0.1}]),
+     ["spec.analysis.metrics[0].max", "a drift gate's thresholds are maxPSI and maxPSIVsStable"]),
+    ("features on another gate",
+     mutate("spec.analysis.metrics", [{"name": "error-rate", "max": 0.1, "features": ["amount"]}]),
+     ["spec.analysis.metrics[0].features", "features is for drift gates only"]),
+    ("retraining without an image", mutate("spec.retraining", {"job": {"args": ["x"]}}),
+     ["spec.retraining.job.image", "Required value"]),
+    ("retraining backoff above its ceiling",
+     mutate("spec.retraining", {"job": {"image": "t:1"}, "backoff": "2h", "maxBackoff": "1h"}),
+     ["spec.retraining.maxBackoff", "maxBackoff must be at least backoff"]),
 ]  # fmt: skip
 
 

@@ -330,3 +330,21 @@ def test_status_view_of_a_blue_green_preview() -> None:
             "switch by `kubectl modelrollout promote`\n") in text  # fmt: skip
     assert "Step:           preview (for 1m)\n" in text
     assert "stable 5d8f2c1a 100% (2/2 ready)   preview a1c2e3f4 0% (2/2 ready)" in text
+
+
+def test_status_view_names_drifted_features_and_the_retraining_run() -> None:
+    obj = load("rolled-back.yaml")
+    status = obj["status"]
+    status["conditions"].append({"type": "Drifted", "status": "True", "reason": "DriftDetected",
+                                 "message": "revision 5d8f2c1a: amount PSI 0.41 drifted from the training reference",
+                                 "lastTransitionTime": "2026-01-01T12:00:00Z"})  # fmt: skip
+    status["drift"] = {"revision": "5d8f2c1a", "drifted": True, "checks": 3, "since": "2026-01-01T12:01:00Z"}
+    status["retraining"] = {"runs": 2, "job": "fraud-retrain-2", "outcome": "Succeeded", "failures": 0,
+                            "finishedAt": "2026-01-01T12:03:00Z", "nextRunAfter": "2026-01-02T12:03:00Z"}  # fmt: skip
+    text = cli.render_status(obj, NOW, style=cli.Style(color=True))
+    assert "\x1b[31mDrifted=True (DriftDetected)\x1b[0m" in text
+    assert "Drifted:        revision 5d8f2c1a: amount PSI 0.41 drifted from the training reference (since 4m)" in text
+    assert "Retraining:     run 2 (fraud-retrain-2) Succeeded 2m ago; next run not before 23h58m" in text
+    status["retraining"] = {"runs": 3, "job": "fraud-retrain-3", "outcome": "Running", "failures": 1,
+                            "startedAt": "2026-01-01T12:04:30Z"}  # fmt: skip
+    assert "Retraining:     run 3 (fraud-retrain-3) Running for 30s, 1 failed in a row" in cli.render_status(obj, NOW)

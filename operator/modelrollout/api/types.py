@@ -1398,6 +1398,12 @@ class RetrainingJobSpec(_Model):
     serviceAccountName: str | None = Field(
         default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="ServiceAccount of the Job's pod."
     )
+    podLabels: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="Extra labels on the Job's pod (e.g. sidecar injection)."
+    )
+    podAnnotations: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="Extra annotations on the Job's pod."
+    )
     backoffLimit: int = Field(default=0, ge=0, le=10, description="Pod retries inside one run (the Job's own).")
     activeDeadlineSeconds: int = Field(
         default=3600, ge=10, le=7 * 86400, description="A run still going after this long fails."
