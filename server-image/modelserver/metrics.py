@@ -115,6 +115,13 @@ class ServerMetrics:
             (*BASE, "feature"),
             registry=r,
         )
+        self.imputed_rows = Counter(
+            "modelserver_imputed_rows",
+            "Answered rows with at least one feature value filled in by imputation (the missing-data gate's "
+            "events; modelserver_predictions_total counts all answered rows).",
+            BASE,
+            registry=r,
+        )
         self.missing = Counter(
             "modelserver_features_missing",
             "Feature values missing (absent or null) in named-feature requests, imputed or not.",
@@ -151,6 +158,7 @@ class ServerMetrics:
         self._duration = self.duration.labels(m, rev)
         self.inflight_child = self.inflight.labels(m, rev)
         self._score = self.score.labels(m, rev)
+        self._imputed_rows = self.imputed_rows.labels(m, rev)
         self._feedback = {
             True: self.feedback.labels(m, rev, "true"),
             False: self.feedback.labels(m, rev, "false"),
@@ -267,6 +275,11 @@ class ServerMetrics:
 
     def record_unmatched(self, reason: str) -> None:
         self._unmatched[reason].inc()
+
+    def record_imputed_rows(self, rows: int) -> None:
+        """Count answered rows that had an imputed value (once per row, however many were imputed)."""
+        if rows:
+            self._imputed_rows.inc(rows)
 
     def record_features(self, missing: dict[str, int], imputed: dict[str, int]) -> None:
         for name, count in missing.items():

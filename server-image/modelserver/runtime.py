@@ -109,7 +109,8 @@ class Runtime:
         return [Answer(*answer) for answer in zip(parts, classes, tokens, strict=True)]
 
     def count_inputs(self, feeds: dict[str, np.ndarray], imputed: Sequence[tuple[int, int]] = ()) -> None:
-        """Count an answered request's feature matrix into the drift bins (``modelserver_feature_bin_total``).
+        """Count an answered request's feature matrix into the drift bins (``modelserver_feature_bin_total``),
+        and its rows that had an imputed value (``modelserver_imputed_rows_total``, the missing-data gate).
 
         Named-feature requests and tensor requests alike, as long as the tensor has one column per
         feature; ``imputed`` cells were not observed and are not counted.
@@ -118,6 +119,7 @@ class Runtime:
             matrix = feeds.get(self.feature_input.name)
             if matrix is not None:
                 self.metrics.count_feature_bins(matrix, imputed)
+        self.metrics.record_imputed_rows(len({row for row, _ in imputed}))
 
     def remember(self, request_id: str, answer: Answer) -> None:
         """Cache the prediction's classes under the request id, for feedback that sends the id."""

@@ -342,6 +342,8 @@ def test_server_counts_accepted_observed_values_per_bin(server_factory: ServerFa
     assert _bins(text, "account_age_days") == []
     assert value(text, "modelserver_features_imputed_total", feature="hour") == 1
     assert value(text, "modelserver_features_imputed_total", feature="channel") == 1
+    # the missing-data gate: two answered rows had an imputed value, of six answered rows
+    assert value(text, "modelserver_imputed_rows_total") == 2
 
     edges = np.asarray(doc["prediction_score_reference_bins"]["edges"], dtype=np.float32)
     expected = np.bincount(np.searchsorted(edges, np.asarray(scores, np.float32), side="left"), minlength=20)

@@ -43,7 +43,7 @@ def test_metric_names_match_docs(baseline: ServerProcess) -> None:
         "modelserver_feedback_unmatched_total", "modelserver_features_imputed_total",
         "modelserver_features_missing_total", "modelserver_model_load_seconds", "modelserver_warmup_seconds",
         "modelserver_ready", "modelserver_model_signature_info", "modelserver_feature_bin_total",
-        "modelserver_feature_bin_reference",
+        "modelserver_feature_bin_reference", "modelserver_imputed_rows_total",
     }  # fmt: skip
     assert documented == expected
 

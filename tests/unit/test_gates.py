@@ -209,6 +209,8 @@ _MEASURE = {
     ("modelserver_request_duration_seconds_bucket", None): "within",
     ("modelserver_feedback_total", None): "labels",
     ("modelserver_feedback_total", "true"): "correct",
+    ("modelserver_predictions_total", None): "rows",
+    ("modelserver_imputed_rows_total", None): "imputed",
 }
 
 
@@ -338,6 +340,24 @@ def test_a_rate_just_under_max_is_not_failed_by_noise() -> None:
     spec = make_spec({"name": "error-rate", "max": 0.02})
     metric = only(analyse(spec, CountsProvider({("r2", "requests"): 500, ("r2", "5xx"): 13})))  # 2.6 % raw
     assert metric.reason == "Undecided"
+
+
+def test_missing_data_counts_answered_rows_that_needed_imputation() -> None:
+    """A canary whose client drops a field: its rows lean on imputation; the gate counts them."""
+    spec = make_spec({"name": "missing-data", "max": 0.05, "maxRiseVsStable": 0.02})
+    provider = CountsProvider(
+        {("r2", "rows"): 3000, ("r2", "imputed"): 450, ("r1", "rows"): 6000, ("r1", "imputed"): 120}
+    )
+    metric = only(analyse(spec, provider))
+    assert any("modelserver_imputed_rows_total" in q for q in provider.asked)
+    assert any("modelserver_predictions_total" in q for q in provider.asked)
+    assert (metric.events, metric.samples, metric.value) == (450, 3000, 0.15)
+    assert (metric.stableEvents, metric.stableSamples) == (120, 6000)
+    assert metric.verdict == "Fail" and "max 0.05: breached" in metric.message
+    healthy = CountsProvider(
+        {("r2", "rows"): 3000, ("r2", "imputed"): 60, ("r1", "rows"): 6000, ("r1", "imputed"): 120}
+    )
+    assert only(analyse(spec, healthy)).verdict == "Pass"
 
 
 def test_accuracy_drop_beyond_the_margin_fails_and_speaks_of_a_drop() -> None:

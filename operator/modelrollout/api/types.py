@@ -28,8 +28,10 @@ SINGULAR = "modeldeployment"
 SHORT_NAMES = ["mdep"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
-BUILTIN_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99", "drift")
-RATIO_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy")
+BUILTIN_TEMPLATES = (
+    "error-rate", "client-error-rate", "slow-requests", "accuracy", "missing-data", "latency-p99", "drift",
+)  # fmt: skip
+RATIO_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy", "missing-data")
 """Gates whose value is a proportion of countable events, decided by sequential tests on counts."""
 SCORE_FEATURE = "_prediction_score"
 """The drift gate's name for the prediction score (the model server's ``feature`` label for it)."""
@@ -1114,8 +1116,8 @@ class PrometheusSpec(_Model):
 class MetricSpec(_Model):
     """One gate. Built-in templates are scoped to one revision's pods; custom gates bring their PromQL.
 
-    Values are in the metric's natural unit: error-rate, client-error-rate, slow-requests and
-    accuracy are proportions in 0..1 (decided by sequential tests on counts, docs/gates.md);
+    Values are in the metric's natural unit: error-rate, client-error-rate, slow-requests, accuracy
+    and missing-data are proportions in 0..1 (decided by sequential tests on counts, docs/gates.md);
     latency-p99 is in milliseconds (a plain comparison, for display).
     """
 
@@ -1186,7 +1188,17 @@ class MetricSpec(_Model):
         max_length=63,
     )
     template: (
-        Literal["error-rate", "client-error-rate", "slow-requests", "accuracy", "latency-p99", "drift", "custom"] | None
+        Literal[
+            "error-rate",
+            "client-error-rate",
+            "slow-requests",
+            "accuracy",
+            "missing-data",
+            "latency-p99",
+            "drift",
+            "custom",
+        ]
+        | None
     ) = Field(default=None, description="Query template. Default: the name, when it is a built-in one.")
     query: str | None = Field(
         default=None,

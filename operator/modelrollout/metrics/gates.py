@@ -1,6 +1,6 @@
 """One gate check: every metric of ``spec.analysis`` for one revision, as an ``AnalysisResult``.
 
-Ratio gates (error-rate, client-error-rate, slow-requests, accuracy) decide on *evidence*, the
+Ratio gates (error-rate, client-error-rate, slow-requests, accuracy, missing-data) decide on *evidence*, the
 counts accumulated since the canary first took traffic (``status.evidenceSince``), through every
 step, the 100 % step and the bake:
 

@@ -4,7 +4,7 @@ The built-in queries read the model server's metrics (``docs/metrics.md``) and a
 ``namespace`` and ``revision`` labels, so the canary and the stable revision are measured separately
 even while both serve the same model name.
 
-Ratio gates (error-rate, client-error-rate, slow-requests, accuracy) are *counted*: two queries
+Ratio gates (error-rate, client-error-rate, slow-requests, accuracy, missing-data) are *counted*: two queries
 per revision, samples and events, each ``sum(increase(...[<range>]))`` over the evidence period, the
 range being the time since the canary first took traffic (``status.evidenceSince``). ``increase()``
 handles counter resets (restarted pods) and series that come and go (scaled pods), so one query
@@ -67,6 +67,12 @@ LABELS = f"sum(increase(modelserver_feedback_total{{{_SCOPE}}}{_RANGE}))"
 CORRECT_LABELS = f'sum(increase(modelserver_feedback_total{{{_SCOPE}, correct="true"}}{_RANGE}))'
 """Labels that matched the prediction."""
 
+ANSWERED_ROWS = f"sum(increase(modelserver_predictions_total{{{_SCOPE}}}{_RANGE}))"
+"""Rows the model answered (every predicted class): the samples of missing-data."""
+
+IMPUTED_ROWS = f"sum(increase(modelserver_imputed_rows_total{{{_SCOPE}}}{_RANGE}))"
+"""Answered rows with at least one feature value filled in by imputation."""
+
 LATENCY_P99 = (
     "1000 * histogram_quantile(0.99, sum by (le) (rate(modelserver_request_duration_seconds_bucket"
     f"{{{_SCOPE}}}{_RANGE})))"
@@ -93,6 +99,7 @@ COUNTS: dict[str, CountQueries] = {
     "client-error-rate": CountQueries(INFER_REQUESTS, CLIENT_ERRORS),
     "slow-requests": CountQueries(TIMED_REQUESTS, WITHIN_SLO, complement=True),
     "accuracy": CountQueries(LABELS, CORRECT_LABELS),
+    "missing-data": CountQueries(ANSWERED_ROWS, IMPUTED_ROWS),
 }
 
 BUILTIN: dict[str, tuple[str, str]] = {"latency-p99": (LATENCY_P99, TIMED_REQUESTS)}
