@@ -70,9 +70,11 @@ k8s-schemas: venv ## re-vendor the core/v1 pod-spec schemas spec.serving embeds,
 run: venv ## run the operator against $$KUBECONFIG (default .testenv/kubeconfig)
 	$(PY) -m modelrollout run --all-namespaces
 
-.PHONY: demo demo-real
+.PHONY: demo demo-real demo-drift
 demo: deps ## the main job: cluster, operator, Prometheus, model servers; a promotion and an automatic rollback (DEMO=real: on the real node)
 	$(if $(filter real,$(DEMO)),$(PY) -m hack.realnode.demo,$(PY) hack/demo.py)
+demo-drift: deps ## drift end to end: Drifted, a retraining Job, the retrained model through the canary gates
+	$(PY) hack/demo_drift.py
 demo-real: deps ## the demo's story on the real node: chart operator pod, Traefik, Prometheus via Kubernetes SD (root)
 	$(PY) -m hack.realnode.demo
 

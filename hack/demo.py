@@ -66,9 +66,9 @@ def manifest(model: str, prometheus: str) -> dict:
     }
 
 
-def status(cluster: Cluster) -> dict:
+def status(cluster: Cluster, namespace: str = NS) -> dict:
     """The status, once the operator has seen the current spec (empty before that)."""
-    obj = cluster.get("mdep", "fraud", NS) or {}
+    obj = cluster.get("mdep", "fraud", namespace) or {}
     st = obj.get("status", {})
     return st if st.get("observedGeneration") == obj.get("metadata", {}).get("generation") else {}
 
@@ -107,7 +107,8 @@ def follow(cluster: Cluster, until: set[str], timeout: float) -> dict:
     raise SystemExit(f"demo: rollout did not finish within {timeout}s")
 
 
-def main() -> int:
+def control_plane(namespace: str) -> tuple[Cluster, bool]:
+    """The local control plane with the CRDs, and a fresh ``namespace``; whether this call started it."""
     cluster = Cluster(TESTENV / "kubeconfig")
     started_cluster = not reachable(cluster.kubeconfig)
     subprocess.run(["bash", str(REPO / "hack/cluster-up.sh")], check=True)
@@ -116,8 +117,21 @@ def main() -> int:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crd_dirs.stdout.split()[0])
     cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelrollout.io",
                     "crd/httproutes.gateway.networking.k8s.io", "--timeout=60s")  # fmt: skip
-    cluster.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=60s")
-    cluster.kubectl("create", "namespace", NS)
+    cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=60s")
+    cluster.kubectl("create", "namespace", namespace)
+    return cluster, started_cluster
+
+
+def finish(cluster: Cluster, started_cluster: bool, namespace: str) -> None:
+    """With CI=true, stop a control plane this run started; otherwise leave it up to explore."""
+    if os.environ.get("CI") == "true" and started_cluster:
+        subprocess.run(["bash", str(REPO / "hack/cluster-down.sh")], check=False)
+    elif os.environ.get("CI") != "true":
+        say(f'cluster stays up: eval "$(make -s env)"; {BIN}/kubectl get mdep -n {namespace}; make cluster-down')
+
+
+def main() -> int:
+    cluster, started_cluster = control_plane(NS)
     api = config.new_client_from_config(str(cluster.kubeconfig))
     summary: list[str] = []
     with contextlib.ExitStack() as stack:
@@ -162,10 +176,7 @@ def main() -> int:
         for line in summary:
             print(f"  - {line}")
     ok = second["phase"] == "Succeeded" and third["phase"] == "RolledBack"
-    if os.environ.get("CI") == "true" and started_cluster:
-        subprocess.run(["bash", str(REPO / "hack/cluster-down.sh")], check=False)
-    elif os.environ.get("CI") != "true":
-        say(f'cluster stays up: eval "$(make -s env)"; {BIN}/kubectl get mdep -n {NS}; make cluster-down')
+    finish(cluster, started_cluster, NS)
     return 0 if ok else 1
 
 
