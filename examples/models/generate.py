@@ -303,9 +303,15 @@ def build_metadata(train: dataset.Dataset, scores: np.ndarray) -> dict:
 
 
 def _reference_bins(values: np.ndarray, edges: np.ndarray) -> dict:
-    """Fractions of ``values`` per bin (``<= edge``, cumulative-free), for drift comparisons."""
+    """Fractions of ``values`` per bin (``<= edge``, cumulative-free), for drift comparisons.
+
+    Binned in float32, as the model server bins what it serves (its input and score tensors are
+    FP32, and it compares them with the edges in that precision): a distance of 4.9 km is
+    4.900000095 in float32, the same as the edge 4.9 in float32, so both count it in the bin
+    ``<= 4.9``; compared in float64 it would land in the bin above, and the reference would differ
+    from what the server counts for every value on an edge."""
     edges = np.round(np.asarray(edges, dtype=np.float64), 4)
-    idx = np.searchsorted(edges, values, side="left")
+    idx = np.searchsorted(edges.astype(np.float32), np.asarray(values, dtype=np.float32), side="left")
     counts = np.bincount(idx, minlength=len(edges) + 1)
     return {
         "edges": [float(e) for e in edges],
