@@ -43,6 +43,7 @@ def spec(
     step: str = "5s",
     canary_routes: list[dict] | None = None,
     blue_green: dict | None = None,
+    inconclusive_limit: int = 6,
 ) -> dict:
     traffic: dict[str, Any] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
     if canary_routes:
@@ -57,7 +58,7 @@ def spec(
         "analysis": {
             "interval": "3s",
             "failureLimit": 1,
-            "inconclusiveLimit": 6,
+            "inconclusiveLimit": inconclusive_limit,
             "metrics": [
                 {"name": "error-rate", "max": 0.05, "minSamples": 10},
                 {"name": "latency", "template": "slow-requests", "slowerThanMs": 40, "max": 0.1, "minSamples": 10},
@@ -228,13 +229,13 @@ def test_bad_model_is_rolled_back_by_its_gate(world, model, reason):
 
 
 def test_canary_that_never_becomes_ready_is_rolled_back_by_the_deadline(world):
-    stable, canary = stable_then_canary(world, "better", sha256="0" * 64, deadline=15)
+    stable, canary = stable_then_canary(world, "better", sha256="0" * 64, deadline=10)
     assert_rolled_back(world, stable, canary, "ProgressDeadlineExceeded")
     assert world.gateway.stats.routed[canary] == 0, "no request may reach a canary that never became ready"
 
 
 def test_blind_analysis_holds_then_fails_safe(world):
-    stable, canary = stable_then_canary(world, "better")
+    stable, canary = stable_then_canary(world, "better", inconclusive_limit=3)
     wait_until(lambda: world.status().get("canaryWeight") == 20, 60, what="first step")
     world.prometheus.stop()
     st = assert_rolled_back(world, stable, canary, "InconclusiveLimitReached")
