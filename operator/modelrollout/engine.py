@@ -653,8 +653,10 @@ def _watch(run: _Run) -> None:
 
 def _drift(run: _Run, results: list[MetricResult]) -> None:
     """The watch's drift gates: ``failureLimit`` drifted checks in a row set Drifted (an Event names
-    the features), a check with every feature judged and none drifted clears it; a check still
-    waiting for values (a fresh window) or blind changes nothing."""
+    the features); a check that judged the drifted features again and found no drift clears it,
+    even if other features still wait for values (at low traffic a many-binned score may never
+    gather enough in a window, and would otherwise keep a recovered feature's alarm up); a check
+    still waiting for the drifted features' values (a fresh window), or blind, changes nothing."""
     st = run.status
     if not results or st.stableRevision is None:
         return
@@ -670,10 +672,16 @@ def _drift(run: _Run, results: list[MetricResult]) -> None:
         if drift.checks >= run.spec.analysis.failureLimit and not drift.drifted:
             drift.drifted = True
             run.emit("Warning", "Drifted", f"revision {st.stableRevision}: {drift_text(drift.features)}")
-    elif verdicts == {"Pass"}:
+    elif verdicts == {"Pass"} or (drift.drifted and "Inconclusive" in verdicts and _judged_again(drift, results)):
         if drift.drifted:
             run.emit("Normal", "DriftCleared", f"revision {st.stableRevision}: no feature drifts any more")
         drift.drifted, drift.checks, drift.since, drift.features = False, 0, None, []
+
+
+def _judged_again(drift: DriftStatus, results: list[MetricResult]) -> bool:
+    """Every feature the Drifted condition names was judged by this (not failed) check."""
+    judged = {f.name for m in results for f in m.features}
+    return bool(drift.features) and all(f.name in judged for f in drift.features)
 
 
 def drift_text(features: list[FeatureDrift]) -> str:

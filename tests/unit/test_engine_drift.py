@@ -206,3 +206,23 @@ def test_retraining_spec_and_job_are_checked_and_built():
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "trainer"
     assert job["spec"]["backoffLimit"] == 0 and job["metadata"]["ownerReferences"][0]["uid"] == "u1"
     assert job["metadata"]["labels"][retraining.LABEL_RETRAINING] == "fraud"
+
+
+def test_drifted_clears_once_the_drifted_features_are_judged_clean_though_others_still_wait():
+    """At low traffic a twenty-bin score may never gather its values in a window: a recovered
+    amount must not stay Drifted because of it."""
+    spec = drift_spec(failure_limit=1)
+    d, now = watched(spec)
+    now += timedelta(seconds=10)
+    d = step(spec, d, now, check(now, "Fail"))
+    assert cond(d.status, "Drifted").status == "True"
+    clean = FeatureDrift(name="amount", psi=0.01, pValue=0.4, samples=900, drifted=False)
+    waiting = check(now, "Inconclusive")
+    other = waiting.metrics[1].model_copy(update={"features": [clean.model_copy(update={"name": "hour"})]})
+    now += timedelta(seconds=10)
+    d = step(spec, d, now, waiting.model_copy(update={"time": now, "metrics": [waiting.metrics[0], other]}))
+    assert cond(d.status, "Drifted").status == "True", "amount was not judged again"
+    judged = waiting.metrics[1].model_copy(update={"features": [clean]})
+    now += timedelta(seconds=10)
+    d = step(spec, d, now, waiting.model_copy(update={"time": now, "metrics": [waiting.metrics[0], judged]}))
+    assert cond(d.status, "Drifted").status == "False" and len(events(d, "DriftCleared")) == 1
