@@ -59,10 +59,11 @@ def scoped_settings(namespaces: list[str]) -> kopf.OperatorSettings:
 
 
 def build_runtime(cfg: config.OperatorConfig) -> Runtime:
-    """The one API client, the Kube wrapper and the Lease elector, from the configuration."""
+    """The one API client, the Kube wrapper, the Lease elector and the notifier, from the configuration."""
     from modelrollout.handlers import Runtime  # importing it registers the handlers with kopf
     from modelrollout.kube import Kube, count_requests, load_config
     from modelrollout.leader import LeaderElector
+    from modelrollout.notify import Notifier
     from modelrollout.telemetry import Telemetry
 
     load_config()
@@ -77,7 +78,10 @@ def build_runtime(cfg: config.OperatorConfig) -> Runtime:
     if cfg.leader_election is not None:
         elector = LeaderElector(client.CoordinationV1Api(api_client), cfg.leader_election)
     kube = Kube(api_client, list_max_age=cfg.resync_seconds)
-    return Runtime(config=cfg, api_client=api_client, kube=kube, telemetry=metrics, elector=elector)
+    # Its worker thread starts with the scheduler (handlers.start_scheduler); it reads urlFrom Secrets
+    # through the same client, so those reads are counted and need the chart's rbac.readSecrets.
+    notifier = Notifier(metrics.registry, kube.read_secret)
+    return Runtime(config=cfg, api_client=api_client, kube=kube, telemetry=metrics, elector=elector, notifier=notifier)
 
 
 class QuietHandlerSuccess(logging.Filter):

@@ -11,8 +11,9 @@ in memory between reconciles but that schedule, and state lives only in status, 
 newly elected operator (whose caches start empty and read from the API server) continues exactly
 where the last one stopped.
 
-Everything the handlers need (configuration, API client, scheduler, leader election) is built once
-at start by ``modelrollout.__main__`` and reaches them as one :class:`Runtime` in kopf's memo.
+Everything the handlers need (configuration, API client, scheduler, leader election, the notifier)
+is built once at start by ``modelrollout.__main__`` and reaches them as one :class:`Runtime` in kopf's
+memo.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from modelrollout.kube import Kube, selected_revision
 from modelrollout.leader import LeaderElector
 from modelrollout.metrics.connection import CredentialsError, PrometheusConnection, from_spec
 from modelrollout.metrics.provider import open_provider
+from modelrollout.notify import Notifier
 from modelrollout.revision import revision_hash
 from modelrollout.scheduler import Key, Scheduler
 from modelrollout.strategy import plan_for
@@ -58,6 +60,7 @@ class Runtime:
     kube: Kube
     telemetry: Telemetry
     elector: LeaderElector | None = None
+    notifier: Notifier | None = None
     scheduler: Scheduler | None = None
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
@@ -72,6 +75,8 @@ def runtime(memo: Any) -> Runtime:
 async def start_scheduler(memo: kopf.Memo, **_: Any) -> None:
     """Start the workers (and the Lease loop) before kopf starts watching and sends events."""
     rt = runtime(memo)
+    if rt.notifier is not None:
+        rt.notifier.start()
     active = rt.elector.is_leader if rt.elector is not None else (lambda: True)
     wait = rt.telemetry.queue_wait
     rt.scheduler = scheduler = Scheduler(
@@ -104,6 +109,8 @@ async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
     for task in rt.tasks:
         task.cancel()
     await asyncio.gather(*rt.tasks, return_exceptions=True)
+    if rt.notifier is not None:
+        await asyncio.to_thread(rt.notifier.stop)
     if rt.elector is not None:
         await asyncio.to_thread(rt.elector.release)
 
@@ -308,16 +315,20 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
     changed = new_status != status.model_dump(mode="json") or not obj.get("status")
     # Recorded after its actions, so a decision whose writes did not all happen is made again; only
     # a decision the engine marks record_first (a new canary: see engine.Decision) is recorded first.
-    if decision.record_first and not _record(rt, obj, decision, new_status, now):
-        return poll
+    if decision.record_first:
+        if not _record(rt, obj, decision, new_status, now):
+            return poll
+        _notify(rt, obj, spec, decision, now)
     try:
         _apply(rt, obj, spec, decision, live)
     except ApiException as exc:
         _apply_failed(rt, obj, status, exc, now, spec.traffic.provider, workloads.grpc_routed(spec))
         return poll
     _ensure_singletons(rt, obj, spec, decision.status.stableRevision)
-    if changed and not decision.record_first and not _record(rt, obj, decision, new_status, now):
-        return poll  # someone wrote first: their change arrives as an event, this is the fallback
+    if not decision.record_first:
+        if changed and not _record(rt, obj, decision, new_status, now):
+            return poll  # someone wrote first: their change arrives as an event, this is the fallback
+        _notify(rt, obj, spec, decision, now)
     if not changed and not rt.telemetry.knows(namespace, name):
         rt.telemetry.observe_status(namespace, name, new_status, obj.get("spec"))
     due = engine.next_due(spec, decision.status, now)
@@ -350,6 +361,22 @@ def _record(
         meta["namespace"], meta["name"], decision.transition, new_status, obj.get("spec"), now=now
     )
     return True
+
+
+def _notify(
+    rt: Runtime, obj: dict[str, Any], spec: t.ModelDeploymentSpec, decision: engine.Decision, now: datetime
+) -> None:
+    """Offer the decision's Events to the object's notification targets, once its status is written:
+    a decision re-made after a conflict or a refused write (whose Kubernetes Events were posted again)
+    notifies once, and one whose status never lands notifies nothing. Only queues (``notify``)."""
+    if rt.notifier is None or not spec.notifications:
+        return
+    meta = obj["metadata"]
+    for action in decision.actions:
+        if isinstance(action, engine.Emit):
+            notify = rt.notifier.notify
+            notify(meta["namespace"], meta["name"], spec.notifications, action.type, action.reason, action.message,
+                   decision.status, now)  # fmt: skip
 
 
 def _waits_on_pods(status: t.ModelDeploymentStatus, revision: str) -> bool:

@@ -1454,6 +1454,81 @@ class BakeSpec(_Model):
         return v
 
 
+NOTIFICATION_EVENTS = (
+    "PhaseInitializing", "PhaseProgressing", "PhaseBaking", "PhaseSucceeded", "PhaseRolledBack", "PhaseFailed",
+    "PhasePaused", "RevisionCreated", "RetryRequested", "ProgressDeadlineExceeded", "StepStarted",
+    "PreviewStarted", "CanaryUnavailable", "CanaryAvailable", "SignatureChangeAllowed", "SignatureNotCompared",
+    "AnalysisBlind", "AnalysisFailed", "PromotedManually", "Promoted", "RolledBack", "Superseded",
+    "WatchFailed*", "WatchRecovered", "Drifted", "DriftCleared", "RetrainingStarted", "RetrainingSucceeded",
+    "RetrainingFailed",
+)  # fmt: skip
+"""The Event reasons the engine emits (``run.emit`` in engine.py), as ``spec.notifications[].events``
+names them; ``WatchFailed*`` stands for ``WatchFailed<Gate>`` (``WatchFailedErrorRate``, ...).
+tests/unit/test_notify.py checks the list against engine.py."""
+EVENT_PATTERN = r"^[A-Z][A-Za-z0-9]*\*?$"
+
+
+class NotificationURLSource(_Model):
+    """Where a webhook URL is read from."""
+
+    secretKeyRef: SecretKeyRef = Field(
+        description="A key of a Secret in this namespace holding the URL (surrounding whitespace is trimmed); "
+        "read at delivery, which needs the chart's rbac.readSecrets."
+    )
+
+
+class NotificationSpec(_Model):
+    """A webhook that receives the ModelDeployment's Events as JSON: a Slack-compatible text and a
+    modelrollout object (docs/api.md#notifications), POSTed with retries, never holding up a rollout."""
+
+    # ``events`` takes any CamelCase reason, not only NOTIFICATION_EVENTS: WatchFailed<Gate> carries the
+    # gate's name, and a reason a newer operator adds must not make an older manifest invalid (nor a
+    # manifest written for a newer operator invalid on an older one). A reason never emitted never matches.
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.url) != has(self.urlFrom)", "set exactly one of url and urlFrom", ".url"),
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="The target's name, unique in the list; the operator's logs name the target by it (never "
+        "by its URL).",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    url: str | None = Field(
+        default=None,
+        description="The webhook URL, https:// (http:// for a receiver inside the cluster). A URL with a token in "
+        "it (Slack, Teams) is a secret: use urlFrom.",
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+    )
+    urlFrom: NotificationURLSource | None = Field(default=None, description="Read the URL from a Secret instead.")
+    events: list[Annotated[str, Field(pattern=EVENT_PATTERN, max_length=64)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Event reasons to send, e.g. RolledBack, Promoted, Drifted, RetrainingFailed, PhaseSucceeded; "
+        "a trailing * matches a prefix (WatchFailed* for every gate's WatchFailed<Gate>). Default: every Event "
+        "the operator emits. The known reasons: " + ", ".join(NOTIFICATION_EVENTS) + ".",
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotificationSpec:
+        if (self.url is None) == (self.urlFrom is None):
+            raise ValueError("set exactly one of url and urlFrom")
+        return self
+
+    def wants(self, reason: str) -> bool:
+        """Whether an Event of this reason goes to this target."""
+        if self.events is None:
+            return True
+        return any(reason.startswith(e[:-1]) if e.endswith("*") else reason == e for e in self.events)
+
+
 PERCENT_OR_COUNT = r"^([0-9]|[1-9][0-9]|100)%$"
 
 
@@ -1538,6 +1613,25 @@ class ModelDeploymentSpec(_Model):
         default=None,
         description="Start a retraining Job when the continuous watch's drift gates set Drifted (docs/drift.md).",
     )
+    notifications: list[NotificationSpec] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Webhooks (Slack-compatible) that receive this ModelDeployment's Events: phase changes, "
+        "rollbacks, drift, retraining (docs/api.md#notifications). Best effort: never delays a rollout.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.all(n, self.filter(m, m.name == n.name).size() == 1)", "notification names must be unique")
+            ]
+        },
+    )
+
+    @field_validator("notifications")
+    @classmethod
+    def _unique_notifications(cls, targets: list[NotificationSpec]) -> list[NotificationSpec]:
+        names = [n.name for n in targets]
+        if len(set(names)) != len(names):
+            raise ValueError("notification names must be unique")
+        return targets
 
     @model_validator(mode="after")
     def _autoscaling_has_routes(self) -> ModelDeploymentSpec:
