@@ -707,11 +707,11 @@ def _retrain(run: _Run) -> None:
     """spec.retraining: while the stable is Drifted, one run at a time, after the cooldown (a success)
     or the backoff (a failure); a running run ends when the shell sees its Job finished or gone."""
     st, spec = run.status, run.spec.retraining
-    if spec is None:
+    if spec is None and st.retraining is None:
         return
     runs = st.retraining or RetrainingStatus()
     if runs.outcome == RetrainingOutcome.RUNNING:
-        _retraining_ended(run, runs)
+        _retraining_ended(run, runs)  # also after spec.retraining was removed: the run still ends
     elif _retraining_waits(run.spec, st) and (runs.nextRunAfter is None or run.now >= runs.nextRunAfter):
         assert st.drift is not None and st.stableRevision is not None
         entry = _history(st, st.stableRevision)
@@ -729,19 +729,20 @@ def _retrain(run: _Run) -> None:
 
 def _retraining_ended(run: _Run, runs: RetrainingStatus) -> None:
     job, spec = run.obs.retraining_job, run.spec.retraining
-    if job is None or job.phase == RetrainingOutcome.RUNNING or spec is None or runs.job is None:
+    if job is None or job.phase == RetrainingOutcome.RUNNING or runs.job is None:
         return
     runs.finishedAt = run.now
     if job.phase == RetrainingOutcome.SUCCEEDED:
         runs.outcome, runs.failures = RetrainingOutcome.SUCCEEDED, 0
         runs.message = job.message or f"Job {runs.job} succeeded"
-        runs.nextRunAfter = run.now + timedelta(seconds=parse_duration(spec.cooldown))
+        runs.nextRunAfter = run.now + timedelta(seconds=parse_duration(spec.cooldown)) if spec else None
         run.emit("Normal", "RetrainingSucceeded", runs.message)
         return
     runs.outcome, runs.failures = RetrainingOutcome.FAILED, runs.failures + 1
     runs.message = job.message or f"Job {runs.job} was deleted before it finished"
-    runs.nextRunAfter = run.now + backoff(spec, runs.failures, runs.job)
-    run.emit("Warning", "RetrainingFailed", f"{runs.message}; next run after {runs.nextRunAfter.isoformat()}")
+    runs.nextRunAfter = run.now + backoff(spec, runs.failures, runs.job) if spec else None
+    after = f"; next run after {runs.nextRunAfter.isoformat()}" if runs.nextRunAfter else ""
+    run.emit("Warning", "RetrainingFailed", runs.message + after)
 
 
 def _revert_watch(run: _Run) -> None:
@@ -1282,7 +1283,10 @@ def _conditions(run: _Run) -> None:
     set_condition(st, "Progressing", active, progress_reason, st.message, now, gen)
     degraded = st.phase in (Phase.ROLLED_BACK, Phase.FAILED) or st.watchFailure is not None
     set_condition(st, "Degraded", degraded, _degraded_reason(st), st.message if degraded else "", now, gen)
-    if any(m.is_drift for m in run.spec.analysis.metrics) or any(c.type == "Drifted" for c in st.conditions):
+    gated = any(m.is_drift for m in run.spec.analysis.metrics)
+    if not gated:
+        st.drift = None  # a removed drift gate takes its verdict (and any retraining it would start) along
+    if gated or any(c.type == "Drifted" for c in st.conditions):
         drift = st.drift if st.drift is not None and st.drift.revision == st.stableRevision else None
         drifted = drift is not None and drift.drifted
         message = f"revision {st.stableRevision}: {drift_text(drift.features)}" if drift and drifted else ""

@@ -226,3 +226,16 @@ def test_drifted_clears_once_the_drifted_features_are_judged_clean_though_others
     now += timedelta(seconds=10)
     d = step(spec, d, now, waiting.model_copy(update={"time": now, "metrics": [waiting.metrics[0], judged]}))
     assert cond(d.status, "Drifted").status == "False" and len(events(d, "DriftCleared")) == 1
+
+
+def test_removing_the_drift_gate_clears_drifted_and_a_running_run_still_ends():
+    spec = drift_spec(failure_limit=1, retrain=RETRAIN)
+    d, now = watched(spec)
+    now += timedelta(seconds=10)
+    d = step(spec, d, now, check(now, "Fail"))
+    assert cond(d.status, "Drifted").status == "True" and d.status.retraining.outcome == "Running"
+    plain = mkspec(analysis={**spec.analysis.model_dump(), "metrics": [GATES[0]]})
+    now += timedelta(seconds=10)
+    d = step(plain, d, now, job=e.JobState(e.RetrainingOutcome.SUCCEEDED, "Job fraud-retrain-1 succeeded"))
+    assert cond(d.status, "Drifted").status == "False" and d.status.drift is None
+    assert d.status.retraining.outcome == "Succeeded" and d.status.retraining.nextRunAfter is None
