@@ -512,7 +512,11 @@ def _apply(
                 assert spec.retraining is not None
                 report = retraining.report(namespace, name, rev, uri, drift, datetime.now(UTC))
                 manifest = retraining.build_job(obj, spec.retraining, job, rev, uri, json.dumps(report))
-                rt.kube.create_job(manifest)
+                try:
+                    rt.kube.create_job(manifest)
+                except ApiException as exc:  # a run, not the rollout: the next read finds no Job, a failed run
+                    log.warning("%s/%s: retraining Job %s refused: %s", namespace, name, job, _refusal(exc))
+                    rt.kube.post_event(obj, "Warning", "RetrainingRefused", f"Job {job}: {_refusal(exc)}")
             case engine.Emit(type=kind, reason=reason, message=message):
                 rt.kube.post_event(obj, kind, reason, message)
 

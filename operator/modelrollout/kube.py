@@ -218,7 +218,7 @@ def job_state(job: dict[str, Any] | None) -> JobState:
     """A retraining Job's outcome from its status conditions (``Complete``/``Failed``, the Job
     controller's final word); running until one of them is True."""
     if job is None:
-        return JobState(None, "the Job was deleted before it finished")
+        return JobState(None, "the Job does not exist: deleted before it finished, or its creation was refused")
     name = job.get("metadata", {}).get("name", "")
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("status") != "True":

@@ -137,3 +137,10 @@ def test_parse_vector_keeps_finite_values_and_refuses_other_shapes():
     assert parse_vector(data) == ((({"feature": "a", "bin": "0"}, 3.0),), None)
     assert parse_vector([0, "1"])[1] and parse_vector([{"metric": {}, "values": []}])[1]
     assert parse_vector([]) == ((), None)
+
+
+def test_series_beyond_the_bin_limit_or_an_empty_reference_are_ignored():
+    reference = {**REFERENCE, "junk": [0.0, 0.0]}
+    provider = BinsProvider({"r2": {**healthy(3000), "amount": [*healthy(3000)["amount"], *([1.0] * 100)]}}, reference)
+    result = judge(provider, maxPSI=0.2)
+    assert result.verdict == "Pass" and {f.name for f in result.features} == {"amount", "_prediction_score"}

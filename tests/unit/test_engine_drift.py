@@ -239,3 +239,19 @@ def test_removing_the_drift_gate_clears_drifted_and_a_running_run_still_ends():
     d = step(plain, d, now, job=e.JobState(e.RetrainingOutcome.SUCCEEDED, "Job fraud-retrain-1 succeeded"))
     assert cond(d.status, "Drifted").status == "False" and d.status.drift is None
     assert d.status.retraining.outcome == "Succeeded" and d.status.retraining.nextRunAfter is None
+
+
+def test_a_jobs_outcome_is_read_from_the_job_controllers_final_condition():
+    from modelrollout.kube import job_state
+
+    def job(*conditions: dict) -> dict:
+        return {"metadata": {"name": "fraud-retrain-1"}, "status": {"conditions": list(conditions)}}
+
+    assert job_state(job()).phase == e.RetrainingOutcome.RUNNING
+    assert job_state(job({"type": "Complete", "status": "False"})).phase == e.RetrainingOutcome.RUNNING
+    done = job_state(job({"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}))
+    assert done.phase == e.RetrainingOutcome.SUCCEEDED and "fraud-retrain-1 succeeded" in done.message
+    failed = job_state(job({"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                            "message": "Job was active longer than specified deadline"}))  # fmt: skip
+    assert failed.phase == e.RetrainingOutcome.FAILED and "longer than specified deadline" in failed.message
+    assert job_state(None).phase is None and "does not exist" in job_state(None).message

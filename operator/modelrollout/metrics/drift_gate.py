@@ -47,6 +47,8 @@ REFERENCE = (
     '{{namespace="{namespace}", revision="{revision}"}}[{range}]{offset}))'
 )
 _VERDICTS: dict[GateReason, Literal["Pass", "Fail"]] = {GateReason.PASSED: "Pass", GateReason.FAILED: "Fail"}
+MAX_BINS = 64
+"""The most bins a feature may have (the model server refuses more at load)."""
 NOISE_SHARE = 20.0
 """A feature is judged once PSI's noise under no drift, about ``(k - 1) / n``, is at most the bound
 divided by this."""
@@ -72,11 +74,13 @@ class _Asked:
 
 
 def _by_feature(series: tuple[tuple[dict[str, str], float], ...]) -> dict[str, dict[int, float]]:
-    """``{feature: {bin index: value}}``; series with a malformed bin label are ignored."""
+    """``{feature: {bin index: value}}``; series with a malformed bin label, or a bin beyond the
+    model server's limit (MAX_BINS), are ignored: whatever else exports these names cannot make the
+    operator allocate for it."""
     out: dict[str, dict[int, float]] = {}
     for labels, value in series:
         name, raw = labels.get("feature"), labels.get("bin", "")
-        if name is None or not raw.isdigit():
+        if name is None or not raw.isdigit() or int(raw) >= MAX_BINS:
             continue
         out.setdefault(name, {})[int(raw)] = value
     return out
@@ -163,6 +167,7 @@ def evaluate(
         asked.notes.append(f"revision {revision}: {error}")
         return result(GateReason.QUERY_ERROR, [])
     own, refs = _by_feature(counts.series), _by_feature(reference.series)
+    refs = {name: bins for name, bins in refs.items() if sum(bins.values()) > 0}  # an all-zero reference says nothing
     if not refs:
         asked.notes.append(
             f"revision {revision} exports no reference bins (modelserver_feature_bin_reference): its metadata.json "
