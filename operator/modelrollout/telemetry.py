@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 PREFIX = "modelrollout"
 VERDICTS = ("Pass", "Fail", "Inconclusive")
-THRESHOLD_BOUNDS = ("min", "max", "maxDropVsStable", "maxRiseVsStable")
+THRESHOLD_BOUNDS = ("min", "max", "maxDropVsStable", "maxRiseVsStable", "maxPSI", "maxPSIVsStable")
 # Phases in which a revision is on its way to becoming stable. A rollout starts when one is entered
 # from anywhere else (a resumed pause is not a new start) and ends when one is left for Succeeded,
 # RolledBack or Failed; a steady object that merely changes its phase label (e.g. Succeeded shown
@@ -159,7 +159,8 @@ class Telemetry:
         )
         self.gate_threshold = Gauge(
             f"{PREFIX}_gate_threshold",
-            "A gate's configured threshold, by bound (min, max, maxDropVsStable, maxRiseVsStable).",
+            "A gate's configured threshold, by bound (min, max, maxDropVsStable, maxRiseVsStable, maxPSI, "
+            "maxPSIVsStable).",
             [*obj, "gate", "bound"],
             registry=reg,
         )
@@ -167,6 +168,20 @@ class Telemetry:
             f"{PREFIX}_gate_verdict",
             "1 for a gate's last verdict, 0 for the others.",
             [*obj, "gate", "verdict"],
+            registry=reg,
+        )
+        self.drifted = Gauge(
+            f"{PREFIX}_drifted",
+            "1 while the stable revision's inputs or scores drift from its training reference (the Drifted "
+            "condition), 0 otherwise; present with a drift gate.",
+            obj,
+            registry=reg,
+        )
+        self.drift_psi = Gauge(
+            f"{PREFIX}_drift_psi",
+            "A drift gate's last PSI per judged feature (_prediction_score: the score), against the training "
+            "reference (or the stable, for 'feature vs stable').",
+            [*obj, "gate", "feature"],
             registry=reg,
         )
         self.time_to_rollback = Histogram(
@@ -303,10 +318,17 @@ class Telemetry:
                     value = result.get(field)
                     if value is not None:
                         put(self.gate_value, (namespace, name, gate, role), float(value))
+                for feature in result.get("features") or []:
+                    if feature.get("name") is not None and feature.get("psi") is not None:
+                        put(self.drift_psi, (namespace, name, gate, str(feature["name"])), float(feature["psi"]))
                 verdict = result.get("verdict")
                 if verdict in VERDICTS:
                     for v in VERDICTS:
                         put(self.gate_verdict, (namespace, name, gate, v), 1.0 if v == verdict else 0.0)
+
+            drifted = next((c for c in status.get("conditions") or [] if c.get("type") == "Drifted"), None)
+            if drifted is not None:
+                put(self.drifted, (namespace, name), 1.0 if drifted.get("status") == "True" else 0.0)
 
             for metric in ((spec or {}).get("analysis") or {}).get("metrics") or []:
                 gate = str(metric.get("name", ""))

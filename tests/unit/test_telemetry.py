@@ -256,3 +256,26 @@ def test_count_requests_records_every_answer_and_failure() -> None:
     with pytest.raises(ConnectionError):
         api.rest_client.request("GET", f"{base}/down")
     assert seen == [("GET", "services", "200"), ("GET", "services", "404"), ("GET", "services", "error")]
+
+
+def test_drift_gauges_follow_the_condition_and_the_judged_features(tm: Telemetry) -> None:
+    drift_result = {"name": "drift", "value": 0.41, "verdict": "Fail", "features": [
+        {"name": "amount", "psi": 0.41, "pValue": 1e-30, "samples": 5000, "drifted": True},
+        {"name": "_prediction_score", "psi": 0.02, "pValue": 0.3, "samples": 5000, "drifted": False}]}  # fmt: skip
+    drifted = {
+        "type": "Drifted",
+        "status": "True",
+        "reason": "DriftDetected",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    st = status(phase="Succeeded", conditions=[drifted], lastAnalysis={"revision": "r1", "metrics": [drift_result]})
+    tm.observe_status(NS, NAME, st)
+    assert sample(tm, "modelrollout_drifted", namespace=NS, name=NAME) == 1
+    psi = "modelrollout_drift_psi"
+    assert sample(tm, psi, namespace=NS, name=NAME, gate="drift", feature="amount") == 0.41
+    assert sample(tm, psi, namespace=NS, name=NAME, gate="drift", feature="_prediction_score") == 0.02
+    tm.observe_status(
+        NS, NAME, status(phase="Succeeded", conditions=[{**drifted, "status": "False"}], lastAnalysis=None)
+    )
+    assert sample(tm, "modelrollout_drifted", namespace=NS, name=NAME) == 0
+    assert sample(tm, psi, namespace=NS, name=NAME, gate="drift", feature="amount") is None
