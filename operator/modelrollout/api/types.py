@@ -1235,7 +1235,7 @@ class MetricSpec(_Model):
         le=100_000_000,
         description="Requests (feedback labels for accuracy) the revision, and the stable for a comparison, must "
         "have accumulated before the gate can pass. A failure needs only the evidence. Drift gates judge a "
-        "feature only once it has at least this many values and never fewer than 20 per bin (docs/drift.md).",
+        "feature only once it has at least this many values and at least 20 * (bins - 1) / bound (docs/drift.md).",
     )
     maxPSI: float | None = Field(
         default=None,
