@@ -183,11 +183,6 @@ def signature_query(namespace: str, revision: str) -> str:
     return f'max by (io, name, datatype, shape) ({METRIC}{{namespace="{namespace}", revision="{revision}"}})'
 
 
-def scraped_query(namespace: str, revision: str) -> str:
-    """Any series of a revision's request counter: whether Prometheus has scraped it at all."""
-    return f'count by (revision) (modelserver_requests_total{{namespace="{namespace}", revision="{revision}"}})'
-
-
 def check(source: SignatureSource, namespace: str, stable_revision: str, canary_revision: str) -> ContractResult:
     """Compare the canary's signature with stable's (see the module docstring for the rules)."""
     stable = source.series(signature_query(namespace, stable_revision))
@@ -195,14 +190,6 @@ def check(source: SignatureSource, namespace: str, stable_revision: str, canary_
         return Unknown(f"Prometheus did not answer the signature query: {stable.error}")
     stable_sig = signature_from_series(stable.labels)
     if stable_sig.empty:
-        # Two reasons look alike: a model server older than the metric (it answers requests, so it
-        # counts them), or a stable Prometheus has not scraped yet. Only the first may skip the check:
-        # taking the second for it let a canary with another input schema take traffic (a CI run).
-        scraped = source.series(scraped_query(namespace, stable_revision))
-        if scraped.error is not None:
-            return Unknown(f"Prometheus did not answer the signature query: {scraped.error}")
-        if not scraped.labels:
-            return Unknown(f"no metrics from stable revision {stable_revision} yet (its pods have not been scraped)")
         return Compatible(
             note=f"stable revision {stable_revision} exports no {METRIC} (a model server without it?); "
             "signatures not compared"
