@@ -61,6 +61,11 @@ def test_a_canary_with_another_input_schema_never_takes_traffic(cluster, namespa
     sender.start(max_requests=RATE * 120, max_seconds=120, rate=RATE)
     try:
         wait_until(lambda: world.gateway.stats.routed[stable] > 30, 30, what="traffic on the stable revision")
+        # The check skips a stable that exports no signature (a model server older than the metric),
+        # and a stable Prometheus has not scraped yet looks the same: a CI run on a busy machine let
+        # the canary through that way. Wait for the scrape, as a stable that has served a while has.
+        signature = f'modelserver_model_signature_info{{namespace="{namespace}", revision="{stable}"}}'
+        wait_until(lambda: world.prometheus.query(signature), 30, what="the stable's signature scraped")
         cluster.apply(manifest("narrow/narrow", world.prometheus.url), namespace)
         canary = wait_until(lambda: status(cluster, namespace).get("canaryRevision"), 30, what="canary revision")
         st = wait_until(lambda: (s := status(cluster, namespace)).get("phase") == "RolledBack" and s, 90, 0.5,
