@@ -235,7 +235,7 @@ def main() -> int:
         started_cluster = True
     cluster = Cluster(kubeconfig)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    cluster.wait_established(f"{PLURAL}.{GROUP}")
     config.load_kube_config(str(kubeconfig))
     api = client.CustomObjectsApi()
     namespaces = [f"bench-{i}" for i in range(args.namespaces)]

@@ -115,8 +115,7 @@ def control_plane(namespace: str) -> tuple[Cluster, bool]:
     crd_dirs = subprocess.run(["bash", str(REPO / "hack/fetch-crds.sh")], check=True, capture_output=True, text=True)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crd_dirs.stdout.split()[0])
-    cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelrollout.io",
-                    "crd/httproutes.gateway.networking.k8s.io", "--timeout=60s")  # fmt: skip
+    cluster.wait_established("modeldeployments.modelrollout.io", "httproutes.gateway.networking.k8s.io")
     cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=60s")
     cluster.kubectl("create", "namespace", namespace)
     return cluster, started_cluster

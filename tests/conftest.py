@@ -29,7 +29,7 @@ def cluster() -> Iterator[Cluster]:
         started = True
     c = Cluster(kubeconfig)
     c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    c.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelrollout.io", "--timeout=60s")
+    c.wait_established("modeldeployments.modelrollout.io")
     try:
         yield c
     finally:
@@ -59,7 +59,7 @@ def upstream_crds(cluster: Cluster) -> list[str]:
     assert len(dirs) == 2, proc.stdout
     for d in dirs:
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelrollout-tests", "-f", d)
-    cluster.kubectl("wait", "--for=condition=Established", *(f"crd/{c}" for c in ROUTE_CRDS), "--timeout=60s")
+    cluster.wait_established(*ROUTE_CRDS)
     return dirs
 
 

@@ -73,6 +73,16 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until each CRD's ``Established`` condition is True. Not ``kubectl wait``: right after
+        the CRD is created its status has no conditions yet, and kubectl 1.35 then fails at once
+        (".status.conditions accessor error: <nil>") instead of waiting; the ModelDeployment CRD is
+        large enough that fresh-clone CI runs met this twice."""
+        path = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+        for crd in crds:
+            wait_until(lambda crd=crd: self.kubectl("get", "crd", crd, "-o", path, check=False).stdout == "True",
+                       timeout, interval=0.5, what=f"CRD {crd} established")  # fmt: skip
+
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         proc = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
         return json.loads(proc.stdout) if proc.returncode == 0 else None

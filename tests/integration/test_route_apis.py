@@ -67,7 +67,7 @@ def without_httproutes(cluster: Cluster, upstream_crds: list[str]) -> Iterator[N
 def restore(cluster: Cluster, dirs: list[str]) -> None:
     crd = next(f"{d}/{HTTPROUTES}.yaml" for d in dirs if "gateway" in d)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=modelrollout-tests", "-f", crd)
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{HTTPROUTES}", "--timeout=60s")
+    cluster.wait_established(HTTPROUTES)
 
 
 def manifest() -> dict:
