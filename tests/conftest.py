@@ -28,9 +28,9 @@ def cluster() -> Iterator[Cluster]:
         subprocess.run(["bash", str(REPO / "hack/cluster-up.sh")], check=True, cwd=REPO)
         started = True
     c = Cluster(kubeconfig)
-    c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    c.wait_established("modeldeployments.modelrollout.io")
-    try:
+    try:  # a failure from here on must still stop the cluster this session started
+        c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+        c.wait_established("modeldeployments.modelrollout.io")
         yield c
     finally:
         if started and not os.environ.get("MODELROLLOUT_KEEP_CLUSTER"):
