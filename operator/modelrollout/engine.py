@@ -19,6 +19,7 @@ from modelrollout.api.types import (
     ANNOTATION_PROMOTE,
     ANNOTATION_RETRY,
     AnalysisResult,
+    ComparedModel,
     Condition,
     DriftStatus,
     FeatureDrift,
@@ -261,10 +262,11 @@ def next_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: date
             if status.canaryUnavailableSince is not None:
                 candidates.append(status.canaryUnavailableSince + deadline)
             if status.stepStartedAt is not None:
-                candidates.append(status.stepStartedAt + timedelta(seconds=parse_duration(plan.step_duration)))
+                step_time = parse_duration(plan.step_duration_at(status.currentStep))
+                candidates.append(status.stepStartedAt + timedelta(seconds=step_time))
                 if plan.proportional and status.canaryWeight < plan.steps[status.currentStep]:
                     candidates.append(status.stepStartedAt + deadline)  # the scale-up's deadline
-                max_step = timedelta(seconds=parse_duration(plan.max_step_duration))
+                max_step = timedelta(seconds=parse_duration(plan.max_step_duration_at(status.currentStep)))
                 candidates.append(status.stepStartedAt + max_step)
     elif status.phase == Phase.BAKING and status.bakeStartedAt is not None:
         candidates.append(status.bakeStartedAt + timedelta(seconds=plan.hold_seconds))
@@ -337,6 +339,11 @@ def _is_available(dep: DeploymentState | None, want: int) -> bool:
     return dep.available >= want and dep.updated >= want
 
 
+def _claim(uri: str) -> str | None:
+    """The PersistentVolumeClaim of a ``pvc://<claim>/<path>`` URI (None for other schemes)."""
+    return uri.removeprefix("pvc://").partition("/")[0] if uri.startswith("pvc://") else None
+
+
 def _history(status: ModelDeploymentStatus, revision: str) -> HistoryEntry | None:
     for entry in status.history:
         if entry.revision == revision:
@@ -366,7 +373,7 @@ class _Run:
         if entry is not None and (entry.phase, entry.reason) != (phase, reason):
             entry.phase, entry.reason, entry.finishedAt = phase, reason, self.now
 
-    def start_history(self, desired: DesiredRevision) -> None:
+    def start_history(self, desired: DesiredRevision, compared_with: ComparedModel | None = None) -> None:
         entry = _history(self.status, desired.revision)
         if entry is not None:
             self.status.history.remove(entry)
@@ -378,8 +385,27 @@ class _Run:
                 startedAt=self.now,
                 model=desired.model,
                 serving=desired.serving,
+                comparedWith=compared_with,
             )
         )
+
+    def comparison_for(self, desired: DesiredRevision) -> ComparedModel | None:
+        """Under a shadow strategy, the stable model the candidate's pods load beside their own; None
+        without shadow, or (with a Warning) when the candidate's pods could not read it: the stable
+        model on another PersistentVolumeClaim, or behind other storage credentials."""
+        stable = self.status.stableRevision
+        entry = None if stable is None else _history(self.status, stable)
+        if not self.plan.shadow_percent or entry is None or stable is None:
+            return None
+        theirs, ours = entry.model, desired.model
+        if theirs.storage != ours.storage or _claim(theirs.uri) not in (None, _claim(ours.uri)):
+            where = unsigned_uri(theirs.uri)
+            self.emit("Warning", "ShadowComparisonUnavailable",
+                      f"the pods of {desired.revision} cannot read stable {stable}'s model ({where}: another "
+                      "PersistentVolumeClaim or other model.storage credentials): agreement and score-difference "
+                      "gates will have no data")  # fmt: skip
+            return None
+        return ComparedModel(revision=stable, uri=theirs.uri, sha256=theirs.sha256)
 
     @property
     def replicas(self) -> int:
@@ -458,13 +484,16 @@ class _Run:
 
     def set_weight(self, weight: int, canary_routes: bool = False) -> None:
         """Route ``weight`` % to the canary; with ``canary_routes`` (only where the canary has ready
-        pods) also every request matching spec.traffic.canaryRoutes, whatever the weight."""
+        pods) also every request matching spec.traffic.canaryRoutes, whatever the weight, and in the
+        shadow step mirror ``shadow.percent`` % of inference requests to it."""
         self.status.canaryWeight = weight
         self.status.weightApproximate = self.no_mesh
         canary = self.status.canaryRevision
-        routes = tuple(self.spec.traffic.canaryRoutes) if canary_routes and canary else ()
-        routed = canary if weight or routes else None
-        self.actions.append(SetRouting(Routing(weight, routes, self.status.stableRevision, routed)))
+        ready = canary_routes and canary is not None
+        routes = tuple(self.spec.traffic.canaryRoutes) if ready else ()
+        mirror = self.plan.shadow_percent if ready and self.plan.is_shadow_step(self.status.currentStep) else 0
+        routed = canary if weight or routes or mirror else None
+        self.actions.append(SetRouting(Routing(weight, routes, self.status.stableRevision, routed, mirror)))
 
     def elapsed(self, since: datetime | None) -> float:
         return (self.now - since).total_seconds() if since else 0.0
@@ -787,7 +816,7 @@ def _start_canary(run: _Run) -> None:
     st.revisionStartedAt = run.now
     run.started_canary = True
     st.phase, st.message = Phase.PROGRESSING, f"starting canary {desired.revision}"
-    run.start_history(desired)
+    run.start_history(desired, run.comparison_for(desired))
     run.emit(
         "Normal", "RevisionCreated", f"canary revision {desired.revision} serving {unsigned_uri(desired.model.uri)}"
     )
@@ -808,7 +837,7 @@ def _canary(run: _Run) -> None:
         return
 
     if st.currentStep is None:  # waiting for the canary to be Ready before it gets any share
-        want = run.canary_replicas(steps[0])
+        want = run.canary_replicas(run.plan.pod_share(0))
         run.ensure(canary, want)
         run.actions.append(PointService("canary", canary))
         # Testers' header/cookie routes reach it as soon as one pod is ready.
@@ -830,7 +859,7 @@ def _canary(run: _Run) -> None:
         return
 
     weight = steps[st.currentStep]
-    run.ensure(canary, run.canary_replicas(weight))
+    run.ensure(canary, run.canary_replicas(run.plan.pod_share(st.currentStep)))
     run.actions.append(PointService("canary", canary))
     if not _canary_serving(run, canary):
         return
@@ -953,19 +982,25 @@ def _enter_step(run: _Run, index: int) -> None:
         st.evidenceSince = run.now
     st.failedChecks = st.inconclusiveChecks = 0
     st.phase = Phase.PROGRESSING
-    st.message = (
-        f"canary {st.canaryRevision} at {weight}%"
-        if run.plan.strategy == Strategy.CANARY
-        else f"preview of {st.canaryRevision}; live traffic stays on {st.stableRevision}"
-    )
+    shadow = run.plan.is_shadow_step(index)
+    if shadow:
+        st.message = (f"shadow of {st.canaryRevision}: {run.plan.shadow_percent}% of live inference requests "
+                      f"mirrored to it, its answers reach no client")  # fmt: skip
+    elif run.plan.strategy == Strategy.CANARY:
+        st.message = f"canary {st.canaryRevision} at {weight}%"
+    else:
+        st.message = f"preview of {st.canaryRevision}; live traffic stays on {st.stableRevision}"
     assert st.canaryRevision is not None
-    run.ensure(st.canaryRevision, run.canary_replicas(weight))
+    run.ensure(st.canaryRevision, run.canary_replicas(run.plan.pod_share(index)))
     # Entered only with the canary available at the previous step's size; a Proportional canary
     # takes the new weight once it has the pods for it (a later tick, on its Deployment's event).
     run.set_weight(run.carried_weight(weight), canary_routes=True)
     if st.canaryWeight < weight:
         st.message += f" once it has {run.canary_replicas(weight)} available pods (now at {st.canaryWeight}%)"
-    if run.plan.strategy == Strategy.CANARY:
+    if shadow:
+        run.emit("Normal", "ShadowStarted", f"{run.plan.shadow_percent}% of live inference requests mirrored to "
+                 f"{st.canaryRevision}, compared with {st.stableRevision} on the same requests")  # fmt: skip
+    elif run.plan.strategy == Strategy.CANARY:
         run.emit("Normal", "StepStarted", f"step {index + 1}/{len(run.plan.steps)}: canary weight {weight}%")
     else:
         run.emit("Normal", "PreviewStarted", f"{st.canaryRevision} at full size behind the preview Service")
@@ -1044,7 +1079,8 @@ def _ready_to_advance(result: AnalysisResult, proof: bool) -> bool:
     if proof:
         return result.verdict == "Pass"
     return result.verdict != "Fail" and all(
-        m.reason in (GateReason.PASSED, GateReason.UNDECIDED) or (m.reason is None and m.verdict == "Pass")
+        m.reason in (GateReason.PASSED, GateReason.UNDECIDED, GateReason.NOT_APPLICABLE)
+        or (m.reason is None and m.verdict == "Pass")
         for m in result.metrics
     )
 
@@ -1052,9 +1088,9 @@ def _ready_to_advance(result: AnalysisResult, proof: bool) -> bool:
 def _step_complete(run: _Run) -> bool:
     """A step is done after stepDuration, once the last check in it allows it (no gates: time alone)."""
     st, spec = run.status, run.spec
-    if run.elapsed(st.stepStartedAt) < parse_duration(run.plan.step_duration):
-        return False
     assert st.currentStep is not None
+    if run.elapsed(st.stepStartedAt) < parse_duration(run.plan.step_duration_at(st.currentStep)):
+        return False
     if st.canaryWeight < run.plan.steps[st.currentStep]:  # a Proportional canary still scaling up
         return False
     if not spec.analysis.metrics:
@@ -1071,14 +1107,18 @@ def _wait_for_evidence(run: _Run) -> None:
     st, plan = run.status, run.plan
     elapsed = run.elapsed(st.stepStartedAt)
     last = st.lastAnalysis
-    if elapsed < parse_duration(plan.step_duration) or last is None or last.revision != st.canaryRevision:
-        return
     assert st.currentStep is not None
+    longest = plan.max_step_duration_at(st.currentStep)
+    short_of_time = elapsed < parse_duration(plan.step_duration_at(st.currentStep))
+    if short_of_time or last is None or last.revision != st.canaryRevision:
+        return
     proof = st.currentStep == proof_step(list(plan.steps))
     pending = [
         m
         for m in last.metrics
-        if m.reason != GateReason.PASSED and (proof or m.reason != GateReason.UNDECIDED) and m.verdict != "Fail"
+        if m.reason not in (GateReason.PASSED, GateReason.NOT_APPLICABLE)
+        and (proof or m.reason != GateReason.UNDECIDED)
+        and m.verdict != "Fail"
     ]
     if not pending:
         return
@@ -1086,17 +1126,18 @@ def _wait_for_evidence(run: _Run) -> None:
     run.waiting = Reason.INSUFFICIENT_TRAFFIC if short else Reason.WAITING_FOR_EVIDENCE
     detail = "; ".join(f"{m.name} {m.reason or m.verdict}: {_wait_note(m.message)}" for m in pending)
     weight = plan.steps[st.currentStep]
-    where, limit = (
-        (f"step {st.currentStep + 1}/{len(plan.steps)} at {weight}%", "maxStepDuration")
-        if plan.strategy == Strategy.CANARY
-        else ("preview", "maxPreviewDuration")
-    )
-    st.message = f"{where} waiting for evidence ({_minutes(elapsed)} of {limit} {plan.max_step_duration}): {detail}"
-    if elapsed < parse_duration(plan.max_step_duration):
+    if plan.is_shadow_step(st.currentStep):
+        where, limit = "shadow", "shadow.maxDuration"
+    elif plan.strategy == Strategy.CANARY:
+        where, limit = f"step {st.currentStep + 1}/{len(plan.steps)} at {weight}%", "maxStepDuration"
+    else:
+        where, limit = "preview", "maxPreviewDuration"
+    st.message = f"{where} waiting for evidence ({_minutes(elapsed)} of {limit} {longest}): {detail}"
+    if elapsed < parse_duration(longest):
         return
     reason = Reason.INSUFFICIENT_TRAFFIC if short else Reason.UNDECIDED
     what = "too few samples" if short else "thresholds neither met nor breached"
-    _rollback(run, reason, f"{where} not decided within {plan.max_step_duration} ({what}): {detail}")
+    _rollback(run, reason, f"{where} not decided within {longest} ({what}): {detail}")
 
 
 def _wait_note(message: str) -> str:

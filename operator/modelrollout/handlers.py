@@ -487,6 +487,7 @@ def _apply(
                     replicas,
                     spec.progressDeadlineSeconds,
                     [m.slowerThanMs for m in spec.analysis.metrics if m.slowerThanMs is not None],
+                    snap.comparedWith,
                 )
                 rt.kube.apply_deployment(manifest, live[rev][1] if rev in live else None)
             case engine.DeleteRevision(revision=rev):

@@ -28,7 +28,7 @@ def split(canary_weight: int) -> Weights:
 class Routing:
     """Where one ModelDeployment's requests should go: the one value every router renders.
 
-    ``canary_routes`` are on only while the canary has ready pods (the engine decides): a match
+    ``canary_routes`` and the mirror are on only while the canary has ready pods (the engine decides): a match
     must never send a request to a Service with no endpoints. Outside a rollout both the weight and
     the routes are empty, and the routers write a route to the stable Service alone.
     ``stable_revision`` / ``canary_revision`` are for providers that would select pods by revision
@@ -40,11 +40,16 @@ class Routing:
     canary_routes: tuple[CanaryRoute, ...] = ()
     stable_revision: str | None = None
     canary_revision: str | None = None
+    mirror_percent: int = 0
+    """Share of inference requests (``/v2/models/<model>/infer``) copied to the canary Service, whose
+    answers are dropped (the shadow step; on only while the canary has ready pods). Only inference:
+    a mirrored feedback label would be counted twice."""
 
     def __post_init__(self) -> None:
         split(self.canary_weight)  # a wrong weight must never reach a route
+        split(self.mirror_percent)
 
     @property
     def uses_canary(self) -> bool:
         """Whether anything is routed to the canary Service (which must then exist)."""
-        return self.canary_weight > 0 or bool(self.canary_routes)
+        return self.canary_weight > 0 or bool(self.canary_routes) or self.mirror_percent > 0

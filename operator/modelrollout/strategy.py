@@ -15,6 +15,10 @@ the previous revision is warm); what differs is the plan:
   every route move to the new revision in one write); the previous revision stays at full size for
   ``scaleDownDelay`` (or ``bake.duration`` if longer), gates or not, and a failing gate switches back.
   Without a traffic layer ``<name>`` selects only the stable revision, as with one.
+- **canary with shadow**: the canary's steps after one more step at weight 0, the shadow step:
+  ``shadow.percent`` % of live inference requests are mirrored to the candidate (its answers go
+  nowhere), for at least ``shadow.duration`` and until its gates pass (at most
+  ``shadow.maxDuration``); then the steps as written, the mirror off.
 """
 
 from __future__ import annotations
@@ -51,6 +55,25 @@ class RolloutPlan:
     """Keep the previous revision for ``hold`` even with no gate to watch with (blue-green's promise)."""
     retire_delay: str
     """How long a revision taken out of traffic keeps its pods (with a traffic layer)."""
+    shadow_percent: int = 0
+    """Share of live inference requests mirrored to the candidate during the shadow step (0: no shadow)."""
+    shadow_duration: str = "0s"
+    shadow_max_duration: str = "0s"
+
+    def is_shadow_step(self, index: int | None) -> bool:
+        """The first step of a rollout with ``shadow``: weight 0, requests mirrored to the candidate."""
+        return self.shadow_percent > 0 and index == 0
+
+    def pod_share(self, index: int) -> int:
+        """The share of full size a step's canary pods are sized for: the step's weight, or during the
+        shadow step the mirrored share (the candidate serves those requests, though no client sees it)."""
+        return self.shadow_percent if self.is_shadow_step(index) else self.steps[index]
+
+    def step_duration_at(self, index: int) -> str:
+        return self.shadow_duration if self.is_shadow_step(index) else self.step_duration
+
+    def max_step_duration_at(self, index: int) -> str:
+        return self.shadow_max_duration if self.is_shadow_step(index) else self.max_step_duration
 
     @property
     def hold_seconds(self) -> float:
@@ -79,9 +102,10 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
             retire_delay=blue_green.abortScaleDownDelay,
         )
     canary = spec.strategy.canary
+    shadow = canary.shadow
     return RolloutPlan(
         strategy=Strategy.CANARY,
-        steps=tuple(canary.steps),
+        steps=((0,) if shadow else ()) + tuple(canary.steps),
         step_duration=canary.stepDuration,
         max_step_duration=canary.maxStepDuration,
         allow_signature_change=canary.allowSignatureChange,
@@ -91,4 +115,7 @@ def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
         hold=spec.bake.duration,
         hold_without_gates=False,
         retire_delay=canary.scaleDownDelay,
+        shadow_percent=shadow.percent if shadow else 0,
+        shadow_duration=shadow.duration if shadow else "0s",
+        shadow_max_duration=shadow.maxDuration if shadow else "0s",
     )

@@ -16,6 +16,7 @@ from modelrollout.api.types import (
     RESERVED_MOUNT_PATHS,
     RESERVED_VOLUMES,
     AutoscalingSpec,
+    ComparedModel,
     DisruptionBudgetSpec,
     EnvVar,
     ModelDeploymentSpec,
@@ -129,8 +130,24 @@ def latency_buckets(slos_ms: Iterable[float]) -> str | None:
     return ",".join(repr(edge) for edge in sorted(set(DEFAULT_LATENCY_BUCKETS) | extra))
 
 
+def _compare_args(compared: ComparedModel | None) -> list[str]:
+    """The model server's flags to load the stable model beside the candidate's (the shadow step)."""
+    if compared is None:
+        return []
+    args = [f"--compare-model-uri={served_uri(compared.uri)}", f"--compare-revision={compared.revision}"]
+    if compared.sha256:
+        args.append(f"--compare-sha256={compared.sha256}")
+    return args
+
+
 def _container(
-    model: ModelSpec, serving: ServingSpec, image: str, revision: str, deployment: str, buckets: str | None
+    model: ModelSpec,
+    serving: ServingSpec,
+    image: str,
+    revision: str,
+    deployment: str,
+    buckets: str | None,
+    compared: ComparedModel | None = None,
 ) -> dict[str, Any]:
     args = [
         f"--model-uri={served_uri(model.uri)}",
@@ -159,6 +176,7 @@ def _container(
         args.append(f"--execution-provider={serving.executionProvider.lower()}")
     if buckets:
         args.append(f"--latency-buckets={buckets}")
+    args.extend(_compare_args(compared))
     resources = container_resources(serving.resources)
     # A slow model load must not trip liveness: the startup probe waits on readiness for up to
     # startupTimeoutSeconds, and only then do liveness and readiness take over.
@@ -354,11 +372,14 @@ def build_deployment(
     replicas: int,
     progress_deadline_seconds: int,
     latency_slos_ms: Iterable[float] = (),
+    compared_with: ComparedModel | None = None,
 ) -> dict[str, Any]:
     """The Deployment serving one revision; ``replicas`` is decided by the engine, not the spec.
 
     ``latency_slos_ms`` are the slow-requests gates' SLOs: every revision exports those bucket
-    edges, the stable as well as the canary, since the gates compare the two."""
+    edges, the stable as well as the canary, since the gates compare the two. ``compared_with`` is
+    the stable model a shadow candidate scores every request with too (its history entry keeps it,
+    so the revision's Deployment never changes when the rollout moves on)."""
     name = owner["metadata"]["name"]
     selector = selector_labels(name, revision)
     pod_labels = {**serving.podLabels, **common_labels(name), **selector}
@@ -404,6 +425,7 @@ def build_deployment(
                             revision,
                             f"{owner['metadata']['namespace']}/{name}",
                             latency_buckets(latency_slos_ms),
+                            compared_with,
                         )
                     ],
                     "volumes": [

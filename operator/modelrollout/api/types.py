@@ -30,9 +30,20 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 BUILTIN_TEMPLATES = (
     "error-rate", "client-error-rate", "slow-requests", "accuracy", "missing-data", "latency-p99", "drift",
+    "agreement", "score-difference",
 )  # fmt: skip
-RATIO_TEMPLATES = ("error-rate", "client-error-rate", "slow-requests", "accuracy", "missing-data")
+RATIO_TEMPLATES = (
+    "error-rate", "client-error-rate", "slow-requests", "accuracy", "missing-data", "agreement", "score-difference",
+)  # fmt: skip
 """Gates whose value is a proportion of countable events, decided by sequential tests on counts."""
+SHADOW_TEMPLATES = ("agreement", "score-difference")
+"""Gates on the candidate's comparison with the stable model on the same requests (strategy.canary.shadow)."""
+FEEDBACK_TEMPLATES = ("accuracy",)
+"""Gates on ground-truth labels: a label names the prediction its client saw, so a shadow candidate
+(whose answers no client sees) gets none."""
+SCORE_DIFFERENCE_EDGES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+"""The model server's ``modelserver_shadow_score_difference`` bucket edges: the values
+``scoreDifferenceAbove`` may take (a share of rows above an edge is exact, between edges it is not)."""
 SCORE_FEATURE = "_prediction_score"
 """The drift gate's name for the prediction score (the model server's ``feature`` label for it)."""
 PHASES = ("Initializing", "Progressing", "Baking", "Succeeded", "RolledBack", "Failed", "Paused")
@@ -103,6 +114,7 @@ class GateReason(StrEnum):
     INSUFFICIENT_SAMPLES = "InsufficientSamples"  # fewer than minSamples (canary or baseline)
     NO_DATA = "NoData"  # a plain gate's query returned nothing: the gate is blind
     QUERY_ERROR = "QueryError"  # Prometheus unreachable, timed out or refused the query: blind
+    NOT_APPLICABLE = "NotApplicable"  # nothing to judge here: accuracy while shadowing, a shadow gate outside it
 
     @property
     def blind(self) -> bool:
@@ -811,6 +823,43 @@ class CanaryScaling(StrEnum):
     PROPORTIONAL = "Proportional"
 
 
+class ShadowSpec(_Model):
+    """A shadow phase before the canary's first step: live requests are mirrored to the candidate, its
+    answers go nowhere, and its pods score every request with the stable model too (docs/strategies.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_cel_not_shorter("maxDuration", "duration")]}
+    )
+
+    percent: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Share of live inference requests mirrored to the candidate, in percent. NGINX mirrors "
+        "every request (100 only).",
+    )
+    duration: str = _duration_field(
+        "10m", "Least time in shadow; the gates must also have passed on the mirrored requests."
+    )
+    maxDuration: str = _duration_field(
+        "2h",
+        "Longest the shadow phase waits for its gates' evidence; still undecided then, the candidate is rolled "
+        "back (InsufficientTraffic or Undecided) without having answered a client.",
+        "1s",
+    )
+
+    @field_validator("duration", "maxDuration")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _max_after_min(self) -> ShadowSpec:
+        _check_not_shorter(self, "maxDuration", "duration")
+        return self
+
+
 class CanarySpec(_Model):
     """Step-wise traffic shifting."""
 
@@ -841,6 +890,12 @@ class CanarySpec(_Model):
         },
     )
     stepDuration: str = _duration_field("60s", "Minimum time at each step before the next one.")
+    shadow: ShadowSpec | None = Field(
+        default=None,
+        description="Begin with a shadow phase: mirror live requests to the candidate, whose answers reach no "
+        "client, and compare its predictions with the stable model's on the same requests (gates agreement and "
+        "score-difference). Needs a traffic layer and no traffic.canaryRoutes.",
+    )
     allowSignatureChange: bool = Field(
         default=False,
         description="The canary's input/output signature or feature schema is meant to differ from the "
@@ -1159,6 +1214,19 @@ class MetricSpec(_Model):
                     ".max",
                 ),
                 _cel(
+                    "((has(self.template) ? self.template : self.name) == 'score-difference')"
+                    " == has(self.scoreDifferenceAbove)",
+                    "scoreDifferenceAbove is required for score-difference and not allowed otherwise",
+                    ".scoreDifferenceAbove",
+                ),
+                _cel(
+                    "!((has(self.template) ? self.template : self.name) in " + _cel_list(SHADOW_TEMPLATES) + ")"
+                    " || !(has(self.maxDropVsStable) || has(self.maxRiseVsStable))",
+                    "agreement and score-difference already compare with the stable model (on the same requests): "
+                    "use min or max, not maxDropVsStable or maxRiseVsStable",
+                    ".maxDropVsStable",
+                ),
+                _cel(
                     "!has(self.features) || (has(self.template) ? self.template : self.name) == 'drift'",
                     "features is for drift gates only",
                     ".features",
@@ -1196,6 +1264,8 @@ class MetricSpec(_Model):
             "missing-data",
             "latency-p99",
             "drift",
+            "agreement",
+            "score-difference",
             "custom",
         ]
         | None
@@ -1212,6 +1282,22 @@ class MetricSpec(_Model):
         le=3_600_000,
         description="slow-requests only: the latency SLO in milliseconds. The gate's value is the share of "
         "requests slower than this; the operator adds it as a histogram bucket edge on the model servers.",
+    )
+    scoreDifferenceAbove: float | None = Field(
+        default=None,
+        description="score-difference only: the gate's value is the share of compared rows whose score differs "
+        "from the stable model's by more than this; one of the model server's bucket edges "
+        + ", ".join(f"{e:g}" for e in SCORE_DIFFERENCE_EDGES)
+        + ".",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self in [" + ", ".join(repr(e) for e in SCORE_DIFFERENCE_EDGES) + "]",
+                    "scoreDifferenceAbove must be one of the model server's bucket edges "
+                    + ", ".join(f"{e:g}" for e in SCORE_DIFFERENCE_EDGES),
+                )
+            ]
+        },
     )
     min: float | None = Field(
         default=None, description="Fail when the evidence shows the value below this; pass when it shows it above."
@@ -1270,6 +1356,17 @@ class MetricSpec(_Model):
         return self.effective_template == "drift"
 
     @property
+    def is_shadow(self) -> bool:
+        """Judged on the candidate's comparison with the stable model, which exists only under a shadow
+        strategy and only for the revision that was compared (docs/strategies.md#shadow)."""
+        return self.effective_template in SHADOW_TEMPLATES
+
+    @property
+    def needs_feedback(self) -> bool:
+        """Judged on ground-truth labels, which name the prediction a client saw."""
+        return self.effective_template in FEEDBACK_TEMPLATES
+
+    @property
     def is_ratio(self) -> bool:
         """Proportion gates are decided by sequential tests on counts; the others by plain comparison."""
         return self.effective_template in RATIO_TEMPLATES
@@ -1293,6 +1390,20 @@ class MetricSpec(_Model):
             raise ValueError(
                 f"metric {self.name!r}: a drift gate's thresholds are maxPSI and maxPSIVsStable, not min, max, "
                 "maxDropVsStable or maxRiseVsStable"
+            )
+        if (self.effective_template == "score-difference") != (self.scoreDifferenceAbove is not None):
+            raise ValueError(
+                f"metric {self.name!r}: scoreDifferenceAbove is required for score-difference and not allowed otherwise"
+            )
+        if self.scoreDifferenceAbove is not None and self.scoreDifferenceAbove not in SCORE_DIFFERENCE_EDGES:
+            raise ValueError(
+                f"metric {self.name!r}: scoreDifferenceAbove must be one of the model server's bucket edges "
+                + ", ".join(f"{e:g}" for e in SCORE_DIFFERENCE_EDGES)
+            )
+        if self.is_shadow and (self.maxDropVsStable is not None or self.maxRiseVsStable is not None):
+            raise ValueError(
+                f"metric {self.name!r}: agreement and score-difference already compare with the stable model (on the "
+                "same requests): use min or max, not maxDropVsStable or maxRiseVsStable"
             )
         if self.features and not self.is_drift:
             raise ValueError(f"metric {self.name!r}: features is for drift gates only")
@@ -1457,7 +1568,8 @@ class BakeSpec(_Model):
 NOTIFICATION_EVENTS = (
     "PhaseInitializing", "PhaseProgressing", "PhaseBaking", "PhaseSucceeded", "PhaseRolledBack", "PhaseFailed",
     "PhasePaused", "RevisionCreated", "RetryRequested", "ProgressDeadlineExceeded", "StepStarted",
-    "PreviewStarted", "CanaryUnavailable", "CanaryAvailable", "SignatureChangeAllowed", "SignatureNotCompared",
+    "PreviewStarted", "ShadowStarted", "ShadowComparisonUnavailable", "CanaryUnavailable", "CanaryAvailable",
+    "SignatureChangeAllowed", "SignatureNotCompared",
     "AnalysisBlind", "AnalysisFailed", "PromotedManually", "Promoted", "RolledBack", "Superseded",
     "WatchFailed*", "WatchRecovered", "Drifted", "DriftCleared", "RetrainingStarted", "RetrainingSucceeded",
     "RetrainingFailed",
@@ -1568,6 +1680,19 @@ AUTOSCALING_NEEDS_ROUTES = (
 )
 
 
+SHADOW_NEEDS_ROUTES = (
+    "a shadow phase mirrors requests through a traffic layer (gatewayAPI, istio or nginx); traffic.none cannot mirror"
+)
+SHADOW_WITHOUT_CANARY_ROUTES = (
+    "a shadow candidate answers no client, so traffic.canaryRoutes (which send testers' requests to it) cannot "
+    "be set with it"
+)
+SHADOW_NGINX_PERCENT = "ingress-nginx mirrors every request: strategy.canary.shadow.percent must be 100 with nginx"
+SHADOW_GATES_NEED_SHADOW = (
+    "agreement and score-difference gates judge a shadow comparison: set strategy.canary.shadow, or remove them"
+)
+
+
 class ModelDeploymentSpec(_Model):
     """A model served by revision, rolled out step by step, gated by Prometheus."""
 
@@ -1581,6 +1706,32 @@ class ModelDeploymentSpec(_Model):
                     "a first canary step of 0 (a dark step) needs traffic.canaryRoutes: without them no request "
                     "would reach the canary",
                     ".strategy.canary.steps",
+                ),
+                _cel(
+                    "!has(self.strategy) || !has(self.strategy.canary) || !has(self.strategy.canary.shadow)"
+                    " || !has(self.traffic.none)",
+                    SHADOW_NEEDS_ROUTES,
+                    ".strategy.canary.shadow",
+                ),
+                _cel(
+                    "!has(self.strategy) || !has(self.strategy.canary) || !has(self.strategy.canary.shadow)"
+                    " || !has(self.traffic.canaryRoutes) || size(self.traffic.canaryRoutes) == 0",
+                    SHADOW_WITHOUT_CANARY_ROUTES,
+                    ".strategy.canary.shadow",
+                ),
+                _cel(
+                    "!has(self.strategy) || !has(self.strategy.canary) || !has(self.strategy.canary.shadow)"
+                    " || !has(self.traffic.nginx) || !has(self.strategy.canary.shadow.percent)"
+                    " || self.strategy.canary.shadow.percent == 100",
+                    SHADOW_NGINX_PERCENT,
+                    ".strategy.canary.shadow.percent",
+                ),
+                _cel(
+                    "(has(self.strategy) && has(self.strategy.canary) && has(self.strategy.canary.shadow))"
+                    " || !has(self.analysis) || !has(self.analysis.metrics) || !self.analysis.metrics.exists(m, "
+                    "(has(m.template) ? m.template : m.name) in " + _cel_list(SHADOW_TEMPLATES) + ")",
+                    SHADOW_GATES_NEED_SHADOW,
+                    ".analysis.metrics",
                 ),
                 _cel(
                     "!has(self.serving) || !has(self.serving.autoscaling) || !has(self.traffic.none)"
@@ -1637,6 +1788,19 @@ class ModelDeploymentSpec(_Model):
     def _autoscaling_has_routes(self) -> ModelDeploymentSpec:
         if self.serving.autoscaling and self.traffic.none is not None and self.strategy.blueGreen is None:
             raise ValueError(f"serving.autoscaling: {AUTOSCALING_NEEDS_ROUTES}")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_fits(self) -> ModelDeploymentSpec:
+        shadow = None if self.strategy.blueGreen is not None else self.strategy.canary.shadow
+        if shadow is not None and self.traffic.none is not None:
+            raise ValueError(f"strategy.canary.shadow: {SHADOW_NEEDS_ROUTES}")
+        if shadow is not None and self.traffic.canaryRoutes:
+            raise ValueError(f"strategy.canary.shadow: {SHADOW_WITHOUT_CANARY_ROUTES}")
+        if shadow is not None and self.traffic.nginx is not None and shadow.percent != 100:
+            raise ValueError(f"strategy.canary.shadow.percent: {SHADOW_NGINX_PERCENT}")
+        if shadow is None and any(m.is_shadow for m in self.analysis.metrics):
+            raise ValueError(f"analysis.metrics: {SHADOW_GATES_NEED_SHADOW}")
         return self
 
     @model_validator(mode="after")
@@ -1718,6 +1882,14 @@ class AnalysisResult(_Status):
     metrics: list[MetricResult] = Field(default_factory=list)
 
 
+class ComparedModel(_Status):
+    """The model a shadow candidate's pods score every request with, beside their own."""
+
+    revision: str = Field(description="The stable revision it is (the compared_with label of the shadow metrics).")
+    uri: str = Field(description="Its model URI.")
+    sha256: str | None = Field(default=None, description="Its sha256, verified on load.")
+
+
 class HistoryEntry(_Status):
     """A revision's life; the model and serving snapshot lets the operator re-render its Deployment."""
 
@@ -1732,6 +1904,11 @@ class HistoryEntry(_Status):
     # object without repeating ServingSpec's schema (which embeds core/v1 Volume, Affinity, ...), so
     # the CRD stays small enough for a client-side `kubectl apply`.
     serving: Annotated[ServingSpec, WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})]
+    comparedWith: ComparedModel | None = Field(
+        default=None,
+        description="Under a shadow strategy: the stable model this revision's pods also load, to score every "
+        "request with both (set when the rollout starts; it stays with the revision's Deployment).",
+    )
 
 
 class RetiringRevision(_Status):

@@ -87,6 +87,8 @@ def threshold_text(metric: MetricSpec, alpha: float | None = None) -> str:
     parts = []
     if metric.slowerThanMs is not None:
         parts.append(f"share slower than {metric.slowerThanMs:g} ms")
+    if metric.scoreDifferenceAbove is not None:
+        parts.append(f"share of scores more than {metric.scoreDifferenceAbove:g} from stable's")
     if metric.maxPSI is not None:
         parts.append(f"PSI <= {metric.maxPSI:g}")
     if metric.maxPSIVsStable is not None:
@@ -189,7 +191,11 @@ def _count(
 ) -> Counts | str:
     """One revision's counts over ``period``, or an error text."""
     metric = gate.metric
-    le = templates.le_label(metric.slowerThanMs) if metric.slowerThanMs is not None else ""
+    le = ""
+    if metric.slowerThanMs is not None:
+        le = templates.le_label(metric.slowerThanMs)
+    elif metric.scoreDifferenceAbove is not None:
+        le = templates.edge_label(metric.scoreDifferenceAbove)
     queries = templates.count_queries(metric.effective_template, scope.table(revision, period, le))
     samples = gate.ask(provider, queries.samples)
     if samples.error:
@@ -200,6 +206,8 @@ def _count(
     events = gate.ask(provider, queries.events)
     if events.error:
         return f"revision {revision}: {events.error}"
+    if events.value is None and queries.complement and metric.scoreDifferenceAbove is not None:
+        return f"revision {revision}: no modelserver_shadow_score_difference bucket at le={le!r}"
     if events.value is None and queries.complement:
         return (
             f"revision {revision}: no histogram bucket at {metric.slowerThanMs:g} ms (le={le!r}); its pods export "
@@ -572,7 +580,11 @@ def run_analysis(
         ]
         return checked("Inconclusive", results)
     started = time.monotonic()
-    results = [_guarded(m, provider, scope) for m in analysis.metrics]
+    skip = _not_applicable(spec, status, revision, scope)
+    results = [
+        _not_judged(m, skip[m.name], scope) if m.name in skip else _guarded(m, provider, scope)
+        for m in analysis.metrics
+    ]
     verdict = aggregate(r.verdict for r in results)
     log.info(
         "analysis %s/%s revision %s: %s in %.2fs (%s)",
@@ -584,6 +596,43 @@ def run_analysis(
         ", ".join(f"{r.name}={r.reason}" for r in results),
     )
     return checked(verdict, results)
+
+
+def _not_applicable(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, revision: str, scope: Scope
+) -> dict[str, str]:
+    """Gates with nothing to judge for ``revision`` now (name -> why), reported NotApplicable:
+
+    * feedback gates (accuracy) during the shadow step: a label names the prediction its client saw,
+      and no client sees a shadow candidate's, so it gets none until its first canary step;
+    * shadow gates (agreement, score-difference) for a revision that was not started with a
+      comparison (a first revision, an unreadable stable model), and in the continuous watch, where
+      the model it was compared with is long gone.
+    """
+    shadowing = revision == status.canaryRevision and plan_for(spec).is_shadow_step(status.currentStep)
+    entry = next((h for h in status.history if h.revision == revision), None)
+    compared = entry is not None and entry.comparedWith is not None and not scope.absolute_only
+    skip = {}
+    for m in spec.analysis.metrics:
+        if m.needs_feedback and shadowing:
+            skip[m.name] = ("labels name the predictions clients saw, and no client sees a shadow candidate's: "
+                            "judged from the first canary step")  # fmt: skip
+        elif m.is_shadow and not compared:
+            skip[m.name] = (
+                "the continuous watch does not compare with an older model" if scope.absolute_only
+                else f"revision {revision} was not started with a comparison model"
+            )  # fmt: skip
+    return skip
+
+
+def _not_judged(metric: MetricSpec, why: str, scope: Scope) -> MetricResult:
+    return MetricResult(
+        name=metric.name,
+        threshold=threshold_text(metric, scope.alpha),
+        verdict="Pass",
+        reason=GateReason.NOT_APPLICABLE,
+        message=f"not judged: {why}",
+    )
 
 
 def _guarded(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:

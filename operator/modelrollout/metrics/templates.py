@@ -4,7 +4,8 @@ The built-in queries read the model server's metrics (``docs/metrics.md``) and a
 ``namespace`` and ``revision`` labels, so the canary and the stable revision are measured separately
 even while both serve the same model name.
 
-Ratio gates (error-rate, client-error-rate, slow-requests, accuracy, missing-data) are *counted*: two queries
+Ratio gates (error-rate, client-error-rate, slow-requests, accuracy, missing-data, and the shadow
+comparison's agreement and score-difference) are *counted*: two queries
 per revision, samples and events, each ``sum(increase(...[<range>]))`` over the evidence period, the
 range being the time since the canary first took traffic (``status.evidenceSince``). ``increase()``
 handles counter resets (restarted pods) and series that come and go (scaled pods), so one query
@@ -73,6 +74,17 @@ ANSWERED_ROWS = f"sum(increase(modelserver_predictions_total{{{_SCOPE}}}{_RANGE}
 IMPUTED_ROWS = f"sum(increase(modelserver_imputed_rows_total{{{_SCOPE}}}{_RANGE}))"
 """Answered rows with at least one feature value filled in by imputation."""
 
+SHADOW_ROWS = f"sum(increase(modelserver_shadow_rows_total{{{_SCOPE}}}{_RANGE}))"
+"""Rows a shadow candidate's pods scored with the stable model too: the samples of agreement and
+score-difference."""
+
+AGREED_ROWS = f"sum(increase(modelserver_shadow_agreed_rows_total{{{_SCOPE}}}{_RANGE}))"
+"""Compared rows where the candidate predicted the stable model's class."""
+
+CLOSE_SCORES = f'sum(increase(modelserver_shadow_score_difference_bucket{{{_SCOPE}, le="{{{{le}}}}"}}{_RANGE}))'
+"""Compared rows whose score differs from the stable model's by at most the edge (the complement
+of score-difference's events)."""
+
 LATENCY_P99 = (
     "1000 * histogram_quantile(0.99, sum by (le) (rate(modelserver_request_duration_seconds_bucket"
     f"{{{_SCOPE}}}{_RANGE})))"
@@ -100,6 +112,8 @@ COUNTS: dict[str, CountQueries] = {
     "slow-requests": CountQueries(TIMED_REQUESTS, WITHIN_SLO, complement=True),
     "accuracy": CountQueries(LABELS, CORRECT_LABELS),
     "missing-data": CountQueries(ANSWERED_ROWS, IMPUTED_ROWS),
+    "agreement": CountQueries(SHADOW_ROWS, AGREED_ROWS),
+    "score-difference": CountQueries(SHADOW_ROWS, CLOSE_SCORES, complement=True),
 }
 
 BUILTIN: dict[str, tuple[str, str]] = {"latency-p99": (LATENCY_P99, TIMED_REQUESTS)}
@@ -173,6 +187,11 @@ def le_label(milliseconds: float) -> str:
     operator passes the same number to the server (``workloads.latency_buckets``), so they agree.
     """
     return floatToGoString(milliseconds / 1000.0)
+
+
+def edge_label(value: float) -> str:
+    """The ``le`` label value of a histogram edge exported as ``value`` (score-difference's edges)."""
+    return floatToGoString(value)
 
 
 def range_seconds(seconds: float, min_seconds: float | None = None) -> str:

@@ -3,8 +3,8 @@
 A router turns one :class:`Routing` value ("the canary gets N % of the traffic, and every request
 matching these headers or cookies") into the objects one traffic layer reads (an HTTPRoute, a
 VirtualService, a canary Ingress, or nothing at all). One value rather than positional arguments,
-so a new kind of route (a mirror, for the shadow strategy) is one more field that each provider
-renders or refuses, and the engine states the whole desired routing in one action. Each provider
+so a new kind of route (the shadow step's mirror) is one more field that each provider renders or
+refuses, and the engine states the whole desired routing in one action. Each provider
 module keeps two halves apart on purpose:
 
 - pure ``build_*`` functions from (owner, spec, routing) to manifest dicts, unit-tested without a
@@ -17,8 +17,9 @@ removes it with the owner) and is written by server-side apply under the operato
 so the operator owns exactly the fields it writes and nothing else.
 
 The weighted route is one named rule/route (:data:`WEIGHTED_ROUTE`); the canary routes (header and
-cookie matches) are one more named rule placed before it (:data:`CANARY_ROUTES`). Readers find the
-weights by name, not by position.
+cookie matches) are one more named rule placed before it (:data:`CANARY_ROUTES`), and so is the
+shadow step's mirror of the inference path (:data:`SHADOW_ROUTE`). Readers find the weights by
+name, not by position.
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ WEIGHTED_ROUTE = "weighted"
 
 # The rule (HTTPRoute) or http route (VirtualService) that sends header/cookie matches to the canary.
 CANARY_ROUTES = "canary-routes"
+
+# The rule (HTTPRoute) or http route (VirtualService) that mirrors inference requests to the canary
+# during the shadow step: the weighted split for the inference path alone, plus the mirror.
+SHADOW_ROUTE = "shadow"
+
+
+def infer_path(spec: ModelDeploymentSpec) -> str:
+    """The Open Inference Protocol inference path of the model: the only requests a shadow mirrors.
+
+    Feedback goes to ``.../feedback`` on the same route; a mirrored label would be counted by both
+    revisions (tokens name the stable's prediction), so mirrors match this path exactly.
+    """
+    return f"/v2/models/{spec.model.name}/infer"
 
 
 @runtime_checkable

@@ -12,6 +12,11 @@ rule are ORed). Gateway API gives a match with more header matches precedence ov
 for the same path, so the rule wins wherever its rules sit; a cookie is a RegularExpression match
 on the Cookie header (Gateway API has no cookie match).
 
+The shadow step's mirror is a rule for the model's inference path alone (Exact
+``/v2/models/<model>/infer``, which outranks the route's PathPrefix), with the same backends and a
+``RequestMirror`` filter to the canary Service at ``percent``; feedback and metadata requests keep
+the weighted rule, so no label is mirrored. gRPC requests are not mirrored.
+
 With ``grpc`` set, a ``GRPCRoute`` ``<name>-grpc`` splits the Open Inference Protocol's gRPC API
 (service ``inference.GRPCInferenceService``) by the same weights and canary routes (gRPC metadata
 are HTTP/2 headers), to the Services' ``grpc`` port; a canary's gates then judge its gRPC traffic
@@ -28,9 +33,11 @@ from modelrollout.api.types import CanaryRoute, GatewayAPITraffic, GatewayGRPCTr
 from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
 from modelrollout.routers.base import (
     CANARY_ROUTES,
+    SHADOW_ROUTE,
     WEIGHTED_ROUTE,
     cookie_regex,
     delete_if_controlled,
+    infer_path,
     object_meta,
     percentages,
 )
@@ -102,6 +109,18 @@ def weighted_rule(name: str, path: str, canary_weight: int) -> dict[str, Any]:
     }
 
 
+def shadow_rule(name: str, path: str, canary_weight: int, percent: int) -> dict[str, Any]:
+    """The inference path's rule during the shadow step: the weighted backends, plus a mirror of
+    ``percent`` % of its requests to the canary Service (whose answers the gateway drops)."""
+    mirror = {"backendRef": {"name": canary_service_name(name), "port": SERVICE_PORT}, "percent": percent}
+    return {
+        "name": SHADOW_ROUTE,
+        "matches": [{"path": {"type": "Exact", "value": path}}],
+        "filters": [{"type": "RequestMirror", "requestMirror": mirror}],
+        "backendRefs": weighted_backends(name, canary_weight),
+    }
+
+
 def build_grpcroute(
     owner: dict[str, Any], traffic: GatewayAPITraffic, grpc: GatewayGRPCTraffic, routing: Routing
 ) -> dict[str, Any]:
@@ -130,13 +149,20 @@ def build_grpcroute(
     }
 
 
-def build_httproute(owner: dict[str, Any], traffic: GatewayAPITraffic, routing: Routing) -> dict[str, Any]:
-    """The whole HTTPRoute for one routing: parentRefs, hostnames and path prefix from the spec."""
+def build_httproute(
+    owner: dict[str, Any], traffic: GatewayAPITraffic, routing: Routing, inference_path: str | None = None
+) -> dict[str, Any]:
+    """The whole HTTPRoute for one routing: parentRefs, hostnames and path prefix from the spec;
+    ``inference_path`` is the one the shadow step mirrors."""
     name = owner["metadata"]["name"]
     spec: dict[str, Any] = {"parentRefs": [_parent_ref(r) for r in traffic.parentRefs]}
     if traffic.hostnames:
         spec["hostnames"] = list(traffic.hostnames)
     rules = [canary_routes_rule(name, traffic.path, routing.canary_routes)] if routing.canary_routes else []
+    if routing.mirror_percent:
+        if inference_path is None:
+            raise ValueError("a mirror needs the model's inference path")
+        rules.append(shadow_rule(name, inference_path, routing.canary_weight, routing.mirror_percent))
     spec["rules"] = [*rules, weighted_rule(name, traffic.path, routing.canary_weight)]
     grpc = {GRPC_ANNOTATION: grpc_route_name(name)} if traffic.grpc is not None else None
     return {
@@ -229,7 +255,7 @@ class GatewayAPIRouter:
         meta = owner["metadata"]
         ns, name = meta["namespace"], meta["name"]
         live = self._get(ns, route_name(name))
-        wrote = self._apply(build_httproute(owner, traffic, routing), live)
+        wrote = self._apply(build_httproute(owner, traffic, routing, infer_path(spec)), live)
         if traffic.grpc is not None:
             grpc = build_grpcroute(owner, traffic, traffic.grpc, routing)
             return self._apply(grpc, self._get_grpc(ns, grpc_route_name(name))) or wrote

@@ -16,6 +16,10 @@ Services instead lets ``<name>`` select the stable revision alone, exactly as wi
 NGINX: an ungoverned caller reaches the stable revision and nothing else. A promotion is then the
 operator re-pointing the ``<name>`` Service, as for the other providers.
 
+The shadow step's mirror is an http route before the weighted one, for the model's inference path
+alone (``uri: {exact: /v2/models/<model>/infer}``, so feedback labels are never mirrored), split
+like the weighted route, with ``mirror`` (the canary Service) and ``mirrorPercentage``.
+
 No DestinationRule is written. One that an earlier version of the operator wrote (subsets
 ``stable``/``canary`` for ``<name>``) is deleted once the VirtualService no longer names its
 subsets, and by :meth:`IstioRouter.cleanup`.
@@ -31,9 +35,11 @@ from modelrollout.api.types import CanaryRoute, IstioTraffic, ModelDeploymentSpe
 from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
 from modelrollout.routers.base import (
     CANARY_ROUTES,
+    SHADOW_ROUTE,
     WEIGHTED_ROUTE,
     cookie_regex,
     delete_if_controlled,
+    infer_path,
     object_meta,
     percentages,
     service_fqdn,
@@ -95,26 +101,50 @@ def canary_routes_route(owner: dict[str, Any], routes: tuple[CanaryRoute, ...]) 
     }
 
 
-def weighted_route(owner: dict[str, Any], canary_weight: int) -> dict[str, Any]:
-    """The http route that splits traffic between the stable and canary Services.
-
-    The canary destination is present only while it carries traffic: ``<name>-canary`` exists only
-    during a rollout. A mirror (the shadow strategy) would go on it (``mirror`` + ``mirrorPercentage``).
-    """
+def _weighted_destinations(owner: dict[str, Any], canary_weight: int) -> list[dict[str, Any]]:
     stable_w, canary_w = split(canary_weight)
     route = [_destination(stable_host(owner), stable_w)]
     if canary_w > 0:
         route.append(_destination(canary_host(owner), canary_w))
-    return {"name": WEIGHTED_ROUTE, "route": route}
+    return route
 
 
-def build_virtualservice(owner: dict[str, Any], traffic: IstioTraffic, routing: Routing) -> dict[str, Any]:
-    """hosts and gateways from the spec (no gateways: Istio's default, the mesh)."""
+def weighted_route(owner: dict[str, Any], canary_weight: int) -> dict[str, Any]:
+    """The http route that splits traffic between the stable and canary Services.
+
+    The canary destination is present only while it carries traffic: ``<name>-canary`` exists only
+    during a rollout.
+    """
+    return {"name": WEIGHTED_ROUTE, "route": _weighted_destinations(owner, canary_weight)}
+
+
+def shadow_route(owner: dict[str, Any], path: str, canary_weight: int, percent: int) -> dict[str, Any]:
+    """The shadow step's http route, before the weighted one: the model's inference path alone
+    (exact ``uri`` match, so feedback is never mirrored), split like the weighted route, with
+    ``mirror`` to the canary Service for ``mirrorPercentage`` of it (Envoy drops the answers)."""
+    return {
+        "name": SHADOW_ROUTE,
+        "match": [{"uri": {"exact": path}}],
+        "route": _weighted_destinations(owner, canary_weight),
+        "mirror": {"host": canary_host(owner), "port": {"number": SERVICE_PORT}},
+        "mirrorPercentage": {"value": float(percent)},
+    }
+
+
+def build_virtualservice(
+    owner: dict[str, Any], traffic: IstioTraffic, routing: Routing, inference_path: str | None = None
+) -> dict[str, Any]:
+    """hosts and gateways from the spec (no gateways: Istio's default, the mesh); ``inference_path``
+    is the one the shadow step mirrors."""
     name = owner["metadata"]["name"]
     spec: dict[str, Any] = {"hosts": list(traffic.hosts)}
     if traffic.gateways:
         spec["gateways"] = list(traffic.gateways)
     routes = [canary_routes_route(owner, routing.canary_routes)] if routing.canary_routes else []
+    if routing.mirror_percent:
+        if inference_path is None:
+            raise ValueError("a mirror needs the model's inference path")
+        routes.append(shadow_route(owner, inference_path, routing.canary_weight, routing.mirror_percent))
     spec["http"] = [*routes, weighted_route(owner, routing.canary_weight)]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -207,7 +237,7 @@ class IstioRouter:
         if traffic is None:
             raise ValueError("spec.traffic.istio is not set")
         meta = owner["metadata"]
-        vs = build_virtualservice(owner, traffic, routing)
+        vs = build_virtualservice(owner, traffic, routing, infer_path(spec))
         live = self._get_vs(meta["namespace"], virtualservice_name(meta["name"]))
         changed = self._apply_vs(vs, live)
         if names_subsets(live):  # the route no longer names the old subsets: their rule can go

@@ -6,6 +6,12 @@ the same (host, path, pathType, ingressClassName) and only differ in backend and
 ``canary-weight-total`` of 100). With no canary traffic the canary Ingress is deleted rather than
 left at weight 0: it would name a canary Service that the operator deletes after a rollout, and
 ingress-nginx complains about (and some versions mis-handle) backends without endpoints.
+
+During the shadow step a third Ingress, ``<name>-shadow``, takes the model's inference path alone
+(``pathType: Exact``, which ingress-nginx ranks before the main Ingress's prefix), sends it to the
+stable Service and copies every request to the canary Service with ``mirror-target`` (nginx's
+``mirror`` module: every request, no percentage, answers dropped). Feedback keeps the main
+Ingress, so no label is mirrored. It is deleted when the shadow step ends.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from kubernetes import client
 
 from modelrollout.api.types import CanaryRoute, ModelDeploymentSpec, NginxTraffic
 from modelrollout.kube import FIELD_MANAGER, apply_unless_unchanged, get_or_none, json_object
-from modelrollout.routers.base import delete_if_controlled, object_meta, percentages
+from modelrollout.routers.base import delete_if_controlled, infer_path, object_meta, percentages, service_fqdn
 from modelrollout.routing import Routing, Weights
 from modelrollout.workloads import SERVICE_PORT, canary_service_name, stable_service_name
 
@@ -32,6 +38,8 @@ ANNOTATION_BY_HEADER = "nginx.ingress.kubernetes.io/canary-by-header"
 ANNOTATION_BY_HEADER_VALUE = "nginx.ingress.kubernetes.io/canary-by-header-value"
 ANNOTATION_BY_HEADER_PATTERN = "nginx.ingress.kubernetes.io/canary-by-header-pattern"
 ANNOTATION_BY_COOKIE = "nginx.ingress.kubernetes.io/canary-by-cookie"
+ANNOTATION_MIRROR_TARGET = "nginx.ingress.kubernetes.io/mirror-target"
+ANNOTATION_MIRROR_BODY = "nginx.ingress.kubernetes.io/mirror-request-body"
 
 
 def main_ingress_name(name: str) -> str:
@@ -42,17 +50,22 @@ def canary_ingress_name(name: str) -> str:
     return f"{name}-canary"
 
 
+def shadow_ingress_name(name: str) -> str:
+    return f"{name}-shadow"
+
+
 def _ingress(
     owner: dict[str, Any],
     ingress_name: str,
     service: str,
     traffic: NginxTraffic,
     annotations: dict[str, str] | None = None,
+    exact_path: str | None = None,
 ) -> dict[str, Any]:
-    """One Ingress routing traffic.host + traffic.path to ``service`` port 80."""
+    """One Ingress routing traffic.host + traffic.path (or ``exact_path``) to ``service`` port 80."""
     path = {
-        "path": traffic.path,
-        "pathType": traffic.pathType,
+        "path": exact_path or traffic.path,
+        "pathType": "Exact" if exact_path else traffic.pathType,
         "backend": {"service": {"name": service, "port": {"number": SERVICE_PORT}}},
     }
     return {
@@ -92,12 +105,28 @@ def route_annotations(routes: tuple[CanaryRoute, ...]) -> dict[str, str]:
 
 def build_canary_ingress(owner: dict[str, Any], traffic: NginxTraffic, routing: Routing) -> dict[str, Any] | None:
     """The canary Ingress for this routing, or None when nothing goes to the canary (delete it)."""
-    if not routing.uses_canary:
+    if not (routing.canary_weight or routing.canary_routes):  # a mirror alone is the shadow Ingress's
         return None
     name = owner["metadata"]["name"]
     annotations = {ANNOTATION_CANARY: "true", ANNOTATION_CANARY_WEIGHT: str(routing.canary_weight),
                    **route_annotations(routing.canary_routes)}  # fmt: skip
     return _ingress(owner, canary_ingress_name(name), canary_service_name(name), traffic, annotations)
+
+
+def build_shadow_ingress(
+    owner: dict[str, Any], traffic: NginxTraffic, routing: Routing, inference_path: str
+) -> dict[str, Any] | None:
+    """The shadow step's Ingress for the inference path (to stable, mirrored to the canary), or None
+    (delete it). ingress-nginx mirrors every request: the API allows only ``percent: 100``."""
+    if not routing.mirror_percent:
+        return None
+    if routing.mirror_percent != 100:
+        raise ValueError("ingress-nginx mirrors every request: strategy.canary.shadow.percent must be 100")
+    meta = owner["metadata"]
+    target = f"http://{service_fqdn(canary_service_name(meta['name']), meta['namespace'])}:{SERVICE_PORT}$request_uri"
+    annotations = {ANNOTATION_MIRROR_TARGET: target, ANNOTATION_MIRROR_BODY: "on"}
+    return _ingress(owner, shadow_ingress_name(meta["name"]), stable_service_name(meta["name"]), traffic,
+                    annotations, exact_path=inference_path)  # fmt: skip
 
 
 def weights_of(main: dict[str, Any] | None, canary: dict[str, Any] | None) -> Weights | None:
@@ -123,7 +152,7 @@ def weights_of(main: dict[str, Any] | None, canary: dict[str, Any] | None) -> We
 
 
 class NginxRouter:
-    """Writes and reads the Ingresses ``<name>`` and ``<name>-canary``."""
+    """Writes and reads the Ingresses ``<name>``, ``<name>-canary`` and ``<name>-shadow``."""
 
     provider = PROVIDER
 
@@ -162,7 +191,12 @@ class NginxRouter:
             raise ValueError("spec.traffic.nginx is not set")
         meta = owner["metadata"]
         canary = build_canary_ingress(owner, traffic, routing)
+        shadow = build_shadow_ingress(owner, traffic, routing, infer_path(spec))
         changed = self._apply(build_main_ingress(owner, traffic))
+        if shadow is not None:
+            changed = self._apply(shadow) | changed
+        else:
+            changed = self._delete(meta["namespace"], shadow_ingress_name(meta["name"]), meta["uid"]) | changed
         if canary is not None:
             return self._apply(canary) | changed
         return self._delete(meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"]) | changed
@@ -176,5 +210,6 @@ class NginxRouter:
     def cleanup(self, owner: dict[str, Any], spec: ModelDeploymentSpec) -> None:
         meta = owner["metadata"]
         # The canary first, so the pair is never left as a canary without the Ingress it modifies.
+        self._delete(meta["namespace"], shadow_ingress_name(meta["name"]), meta["uid"])
         self._delete(meta["namespace"], canary_ingress_name(meta["name"]), meta["uid"])
         self._delete(meta["namespace"], main_ingress_name(meta["name"]), meta["uid"])

@@ -50,10 +50,12 @@ class NoneRouter:
     def ensure(self, owner: dict[str, Any], spec: ModelDeploymentSpec, routing: Routing) -> bool:
         """Nothing to write: the engine already sized the Deployments for this weight.
 
-        Header and cookie routes need a traffic layer; the API refuses them with ``traffic.none``.
+        Header and cookie routes and mirrors need a traffic layer; the API refuses them with ``traffic.none``.
         """
         if routing.canary_routes:
             raise ValueError("traffic.none cannot route by header or cookie (spec.traffic.canaryRoutes)")
+        if routing.mirror_percent:
+            raise ValueError("traffic.none cannot mirror requests (spec.strategy.canary.shadow)")
         return False
 
     def _service_revision(self, namespace: str, service: str) -> str | None:
