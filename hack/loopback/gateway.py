@@ -2,8 +2,10 @@
 
 Every request is routed the way a Gateway API implementation would: read the ModelDeployment's
 HTTPRoute (refreshed every ``refresh`` seconds); a request whose headers satisfy a rule with header
-matches (the operator's canary routes) takes that rule, any other the route's last rule (the
-weighted one); pick a backendRef of the rule by its weight, resolve the
+matches (the operator's canary routes) takes that rule, one whose path is an exact-path rule's (the
+shadow step's inference rule) takes that one, and is copied in the background to its
+``RequestMirror`` target's ready pods for the filter's share (the answer dropped, as a gateway
+does), any other the route's last rule (the weighted one); pick a backendRef of the rule by its weight, resolve the
 Service to the revision it selects, and forward to one of that revision's *ready* pods (from the
 :class:`~hack.loopback.pods.PodRunner`), chosen at random. Feedback is routed exactly like
 predictions — by the route's weights, to a random ready pod — because a real route does the same:
@@ -59,15 +61,30 @@ def _header_holds(match: dict[str, str], headers: Mapping[str, str]) -> bool:
 
 
 @dataclass
+class PathRule:
+    """A rule for one exact path (the shadow step's inference rule): its backends, and the revision
+    a ``RequestMirror`` filter copies ``mirror_percent`` % of its requests to."""
+
+    path: str
+    backends: Backends
+    mirror: str | None = None
+    mirror_percent: float = 0.0
+
+
+@dataclass
 class RouteView:
-    """The route as it says right now: the weighted rule's backends and the header rules before it."""
+    """The route as it says right now: the weighted rule's backends, the header rules and exact-path
+    rules before it."""
 
     backends: Backends = field(default_factory=list)
     header_rules: list[HeaderRule] = field(default_factory=list)
     read_at: float = 0.0
+    path_rules: list[PathRule] = field(default_factory=list)
 
 
 ANSWERED_BY_LIMIT = 200_000
+MIRROR_IN_FLIGHT = 32
+"""Mirrored copies under way at once; more are dropped (a real gateway sheds mirrors under load too)."""
 
 
 @dataclass
@@ -78,6 +95,9 @@ class GatewayStats:
     unready: Counter = field(default_factory=Counter)  # revision -> requests with no ready pod
     first_seen: dict[str, float] = field(default_factory=dict)  # revision -> monotonic time of first prediction
     weights_log: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # every change of weights
+    mirrored: Counter = field(default_factory=Counter)  # revision -> requests copied to it by a RequestMirror
+    mirror_answers: Counter = field(default_factory=Counter)  # (revision, status) -> mirrored answers (dropped)
+    mirror_dropped: int = 0  # copies not sent because MIRROR_IN_FLIGHT were still under way
     answered_by: OrderedDict[str, str] = field(default_factory=OrderedDict)  # request id -> pod (bounded)
 
 
@@ -91,6 +111,7 @@ class Gateway:
         self.core = client.CoreV1Api(api_client)
         self.namespace, self.name, self.runner, self.refresh = namespace, name, runner, refresh
         self.stats = GatewayStats()
+        self._mirror_slots = threading.BoundedSemaphore(MIRROR_IN_FLIGHT)
         self._view = RouteView()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -147,13 +168,33 @@ class Gateway:
             return RouteView(read_at=now)
         if not route["spec"].get("rules"):
             return RouteView(read_at=now)
-        *header_rules, weighted = route["spec"]["rules"]
+        *before, weighted = route["spec"]["rules"]
+        header_rules = [r for r in before if any(m.get("headers") for m in r.get("matches") or [])]
         return RouteView(
             self._backends(weighted),
             [HeaderRule([m.get("headers") or [] for m in rule.get("matches") or []], self._backends(rule))
              for rule in header_rules],
             now,
+            [self._path_rule(rule) for rule in before if rule not in header_rules],
         )  # fmt: skip
+
+    def _path_rule(self, rule: dict[str, Any]) -> PathRule:
+        """An exact-path rule and its RequestMirror filter (percent, or fraction; absent: every request)."""
+        path = next(m["path"]["value"] for m in rule.get("matches") or [] if "path" in m)
+        out = PathRule(path, self._backends(rule))
+        for filt in rule.get("filters") or []:
+            if filt.get("type") != "RequestMirror":
+                continue
+            mirror = filt["requestMirror"]
+            out.mirror = self._revision_of(mirror["backendRef"]["name"])
+            fraction = mirror.get("fraction")
+            if "percent" in mirror:
+                out.mirror_percent = float(mirror["percent"])
+            elif fraction:
+                out.mirror_percent = 100.0 * fraction["numerator"] / fraction.get("denominator", 100)
+            else:
+                out.mirror_percent = 100.0
+        return out
 
     def _backends(self, rule: dict[str, Any]) -> Backends:
         out = []
@@ -170,19 +211,32 @@ class Gateway:
             return None
         return (svc.spec.selector or {}).get(REVISION_LABEL)
 
-    def pick(self, headers: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
-        """(revision, whether a header rule chose it) for a request with these headers."""
-        view = self._route()
-        rule = next((r for r in view.header_rules if r.holds(headers or {})), None)
-        weights = {rev: w for rev, w in (rule.backends if rule else view.backends) if w > 0}
+    def pick(self, headers: Mapping[str, str] | None = None, path: str = "") -> tuple[str | None, bool]:
+        """(revision, whether a header rule chose it) for a request with these headers and path."""
+        revision, by_header, _ = self._choose(self._route(), headers or {}, path)
+        return revision, by_header
+
+    @staticmethod
+    def _choose(
+        view: RouteView, headers: Mapping[str, str], path: str
+    ) -> tuple[str | None, bool, PathRule | None]:
+        """A header rule first, then an exact-path rule, then the weighted rule (the precedence the
+        operator's rules need: it never writes header and exact-path rules together)."""
+        rule = next((r for r in view.header_rules if r.holds(headers)), None)
+        exact = None if rule else next((r for r in view.path_rules if r.path == path.split("?")[0]), None)
+        backends = rule.backends if rule else exact.backends if exact else view.backends
+        weights = {rev: w for rev, w in backends if w > 0}
         if not weights:
-            return None, False
-        return random.choices(list(weights), weights=list(weights.values()))[0], rule is not None
+            return None, False, exact
+        return random.choices(list(weights), weights=list(weights.values()))[0], rule is not None, exact
 
     def forward(self, path: str, body: bytes, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
-        """Route one request like the HTTPRoute says: its header rule or the weights, then a ready pod."""
+        """Route one request like the HTTPRoute says: its header rule, its exact-path rule (copied to
+        the mirror, if the rule has one) or the weights, then a ready pod."""
         feedback = path.endswith("/feedback")
-        revision, by_header = self.pick(headers)
+        revision, by_header, exact = self._choose(self._route(), headers or {}, path)
+        if exact is not None and exact.mirror and random.random() * 100 < exact.mirror_percent:
+            self._mirror(exact.mirror, path, body)
         if revision is None:
             return 503, b'{"error": "gateway: no route"}'
         pods = self.runner.by_revision().get(revision, [])
@@ -200,6 +254,29 @@ class Gateway:
         if not feedback and status == 200:
             self._note_answer(body, pod.pod)
         return status, answer
+
+    def _mirror(self, revision: str, path: str, body: bytes) -> None:
+        """Copy a request to a ready pod of ``revision`` in the background and drop the answer, as a
+        gateway's RequestMirror does; bounded (copies beyond MIRROR_IN_FLIGHT are dropped)."""
+        pods = self.runner.by_revision().get(revision, [])
+        if not pods or not self._mirror_slots.acquire(blocking=False):
+            with self._lock:
+                self.stats.mirror_dropped += 1
+            return
+        pod = random.choice(pods)
+
+        def send() -> None:
+            try:
+                status, _ = _post(pod.url, path, body)
+            except OSError:
+                status = 502
+            finally:
+                self._mirror_slots.release()
+            with self._lock:
+                self.stats.mirrored[revision] += 1
+                self.stats.mirror_answers[(revision, status)] += 1
+
+        threading.Thread(target=send, name="gateway-mirror", daemon=True).start()
 
     def _note_answer(self, body: bytes, pod: str) -> None:
         """Which pod answered a prediction (for tests that check where its label landed)."""

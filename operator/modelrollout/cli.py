@@ -180,12 +180,24 @@ def blue_green(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return (spec.get("strategy") or {}).get("blueGreen")
 
 
+def shadow(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """strategy.canary.shadow, when the rollout begins with a shadow step."""
+    if blue_green(spec) is not None:
+        return None
+    return ((spec.get("strategy") or {}).get("canary") or {}).get("shadow")
+
+
+def in_shadow(spec: Mapping[str, Any], step: int | None) -> bool:
+    return shadow(spec) is not None and step == 0
+
+
 def canary_steps(spec: Mapping[str, Any]) -> list[int]:
-    """The spec's canary steps, or the API default when the spec leaves them out (blue-green: the
-    preview, one step at 0 %)."""
+    """The steps the rollout runs: the spec's canary steps (or the API default when the spec leaves
+    them out) after the shadow step at 0 % when there is one (blue-green: the preview, one step at 0 %)."""
     if blue_green(spec) is not None:
         return [0]
-    return list(((spec.get("strategy") or {}).get("canary") or {}).get("steps") or DEFAULT_CANARY.steps)
+    steps = list(((spec.get("strategy") or {}).get("canary") or {}).get("steps") or DEFAULT_CANARY.steps)
+    return ([0] if shadow(spec) is not None else []) + steps
 
 
 def strategy_text(spec: Mapping[str, Any], current: int | None, style: Style = PLAIN) -> str:
@@ -195,7 +207,11 @@ def strategy_text(spec: Mapping[str, Any], current: int | None, style: Style = P
                 f"previous kept {hold_text(spec)}")  # fmt: skip
         return text + ("; switch by `kubectl modelrollout promote`" if bg.get("autoPromote") is False else "")
     canary = (spec.get("strategy") or {}).get("canary") or {}
-    return f"canary {steps_text(spec, current, style)}, {canary.get('stepDuration', '60s')} each"
+    each = f"{canary.get('stepDuration', '60s')} each"
+    sh = shadow(spec)
+    if sh is not None:
+        each = f"shadow at least {sh.get('duration', '10m')}, then {each}"
+    return f"canary {steps_text(spec, current, style)}, {each}"
 
 
 def hold_text(spec: Mapping[str, Any]) -> str:
@@ -215,9 +231,11 @@ def hold_text(spec: Mapping[str, Any]) -> str:
 def steps_text(spec: Mapping[str, Any], current: int | None, style: Style = PLAIN) -> str:
     """5 → 10 → [25] → 50 → 100, the current step bracketed."""
     steps = canary_steps(spec)
+    sh = shadow(spec)
     parts = []
     for i, s in enumerate(steps):
-        parts.append(style(f"[{s}%]", "bold") if i == current else f"{s}%")
+        label = f"shadow {sh.get('percent', 100)}%" if sh is not None and i == 0 else f"{s}%"
+        parts.append(style(f"[{label}]", "bold") if i == current else label)
     return " → ".join(parts)
 
 
@@ -295,7 +313,7 @@ def render_status(
     if step is not None:
         n = len(canary_steps(spec))
         since = age(status.get("stepStartedAt"), now)
-        where = "preview" if blue_green(spec) is not None else f"{step + 1}/{n}"
+        where = "preview" if blue_green(spec) is not None else "shadow" if in_shadow(spec, step) else f"{step + 1}/{n}"
         field("Step", where + (f" (for {since})" if since != "-" else ""))
 
     ready = deployment_readiness(deployments)
@@ -314,7 +332,10 @@ def render_status(
     revs = []
     if stable:
         revs.append(rev("stable", stable, 100 - weight if canary else 100))
-    if canary:
+    if canary and in_shadow(spec, step):
+        mirrored = (shadow(spec) or {}).get("percent", 100)
+        revs.append(rev("shadow", canary, weight) + f"  (mirrored {mirrored}% of inference requests, answers dropped)")
+    elif canary:
         revs.append(rev("preview" if blue_green(spec) is not None else "canary", canary, weight))
     previous = status.get("previousStableRevision")
     if previous and phase == "Baking":

@@ -32,6 +32,13 @@ def mutate(path: str, value):
     return obj
 
 
+def shadow_with(traffic: dict, percent: int = 100) -> dict:
+    """VALID with a shadow phase on ``traffic``."""
+    obj = mutate("spec.traffic", traffic)
+    obj["spec"]["strategy"] = {"canary": {"shadow": {"percent": percent}}}
+    return obj
+
+
 PROM = {"address": "http://prom:9090"}
 TLS_PROM = {"address": "https://prom:9090"}
 REF = {"name": "prom", "key": "token"}
@@ -156,6 +163,19 @@ INVALID = [
     ("features on another gate",
      mutate("spec.analysis.metrics", [{"name": "error-rate", "max": 0.1, "features": ["amount"]}]),
      ["spec.analysis.metrics[0].features", "features is for drift gates only"]),
+    ("shadow without a traffic layer", mutate("spec.strategy", {"canary": {"shadow": {}}}),
+     ["spec.strategy.canary.shadow", "traffic.none cannot mirror"]),
+    ("shadow with canary routes", shadow_with({**GW, "canaryRoutes": [{"header": {"name": "x", "value": "1"}}]}),
+     ["spec.strategy.canary.shadow", "answers no client"]),
+    ("nginx shadow below 100 %", shadow_with({"nginx": {"host": "m.example.com", "path": "/v2"}}, percent=50),
+     ["spec.strategy.canary.shadow.percent", "mirrors every request"]),
+    ("agreement without a shadow", mutate("spec.analysis.metrics", [{"name": "agreement", "min": 0.9}]),
+     ["spec.analysis.metrics", "set strategy.canary.shadow"]),
+    ("score difference off the server's edges",
+     mutate("spec.analysis.metrics", [{"name": "score-difference", "scoreDifferenceAbove": 0.15, "max": 0.1}]),
+     ["spec.analysis.metrics[0].scoreDifferenceAbove", "bucket edges"]),
+    ("agreement against stable", mutate("spec.analysis.metrics", [{"name": "agreement", "maxDropVsStable": 0.1}]),
+     ["spec.analysis.metrics[0].maxDropVsStable", "already compare with the stable model"]),
     ("retraining without an image", mutate("spec.retraining", {"job": {"args": ["x"]}}),
      ["spec.retraining.job.image", "Required value"]),
     ("retraining backoff above its ceiling",
@@ -215,5 +235,17 @@ def test_a_dark_step_with_header_and_cookie_routes_is_accepted(cluster, namespac
 
 def test_a_blue_green_rollout_without_a_traffic_layer_is_accepted(cluster, namespace):
     manifest = mutate("spec.strategy", {"blueGreen": {"previewDuration": "1m", "scaleDownDelay": "5m"}})
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "created (server dry run)" in proc.stdout
+
+
+def test_a_shadow_with_its_gates_is_accepted(cluster, namespace):
+    manifest = mutate("spec.traffic", GW)
+    manifest["spec"]["strategy"] = {"canary": {"steps": [20, 100], "shadow": {"percent": 25, "duration": "5m"}}}
+    manifest["spec"]["analysis"]["metrics"] = [
+        {"name": "agreement", "min": 0.97},
+        {"name": "score-difference", "scoreDifferenceAbove": 0.1, "max": 0.05},
+        {"name": "accuracy", "min": 0.8},
+    ]
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
     assert "created (server dry run)" in proc.stdout

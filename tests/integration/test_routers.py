@@ -557,3 +557,62 @@ def test_canary_routes_are_accepted_by_the_upstream_schemas_and_removed_with_the
     assert router.ensure(owner, spec, Routing(0)) is True  # the canary is gone: so are its routes
     assert canary_rule(cluster, provider, namespace) is None
     assert router.read_weights(owner, spec) == (100, 0)
+
+
+# ------------------------------------------------------------------------------ the shadow mirror
+
+
+def mirror_of(cluster: Cluster, provider: str, namespace: str) -> Any:
+    """The shadow rule (HTTPRoute), http route (VirtualService) or shadow Ingress; None when absent."""
+    if provider == "gatewayAPI":
+        rules = get(cluster, "httproute", "fraud", namespace)["spec"]["rules"]
+        return next((r for r in rules if r.get("name") == "shadow"), None)
+    if provider == "istio":
+        http = get(cluster, "virtualservice", "fraud", namespace)["spec"]["http"]
+        return next((h for h in http if h.get("name") == "shadow"), None)
+    return get(cluster, "ingress", "fraud-shadow", namespace)
+
+
+@pytest.mark.parametrize("provider", ["gatewayAPI", "istio", "nginx"])
+def test_the_shadow_mirror_is_accepted_by_the_upstream_schemas_and_goes_with_the_shadow_step(
+    cluster, upstream_crds, api, namespace, provider
+):
+    """The mirror of the inference path alone, written for every provider while the shadow step
+    lasts, judged by the upstream CRDs (and the ModelDeployment's own CEL for the shadow spec)."""
+    percent = 100 if provider == "nginx" else 25
+    manifest = md_manifest(provider)
+    manifest["spec"]["strategy"] = {"canary": {"shadow": {"percent": percent, "duration": "1m"}}}
+    manifest["spec"]["analysis"] = {"metrics": [{"name": "agreement", "min": 0.95}]}
+    cluster.apply(manifest, namespace)
+    owner = cluster.get("mdep", "fraud", namespace)
+    spec = ModelDeploymentSpec.model_validate(owner["spec"])
+    router = router_for(spec, api)
+
+    assert router.ensure(owner, spec, Routing(0, (), "aaa111", "bbb222", percent)) is True
+    assert router.read_weights(owner, spec) == (100, 0), "a mirror is no weight"
+    mirror = mirror_of(cluster, provider, namespace)
+    assert mirror is not None
+    canary_host = f"fraud-canary.{namespace}.svc.cluster.local"
+    if provider == "gatewayAPI":
+        assert mirror["matches"] == [{"path": {"type": "Exact", "value": "/v2/models/fraud/infer"}}]
+        (filt,) = mirror["filters"]
+        assert filt["type"] == "RequestMirror" and filt["requestMirror"]["percent"] == 25
+        assert filt["requestMirror"]["backendRef"]["name"] == "fraud-canary"
+        assert [b["name"] for b in mirror["backendRefs"]] == ["fraud"]
+    elif provider == "istio":
+        assert mirror["match"] == [{"uri": {"exact": "/v2/models/fraud/infer"}}]
+        assert mirror["mirror"] == {"host": canary_host, "port": {"number": 80}}
+        assert mirror["mirrorPercentage"] == {"value": 25.0}
+        assert [d["destination"]["host"] for d in mirror["route"]] == [f"fraud.{namespace}.svc.cluster.local"]
+    else:
+        (path,) = mirror["spec"]["rules"][0]["http"]["paths"]
+        assert (path["path"], path["pathType"]) == ("/v2/models/fraud/infer", "Exact")
+        assert path["backend"]["service"]["name"] == "fraud"
+        ann = mirror["metadata"]["annotations"]
+        assert ann["nginx.ingress.kubernetes.io/mirror-target"] == f"http://{canary_host}:80$request_uri"
+        assert get(cluster, "ingress", "fraud-canary", namespace) is None, "no canary Ingress at weight 0"
+    assert router.ensure(owner, spec, Routing(0, (), "aaa111", "bbb222", percent)) is False, "unchanged"
+
+    assert router.ensure(owner, spec, Routing(10, (), "aaa111", "bbb222")) is True  # the first canary step
+    assert mirror_of(cluster, provider, namespace) is None
+    assert router.read_weights(owner, spec) == (90, 10)

@@ -348,3 +348,11 @@ def test_status_view_names_drifted_features_and_the_retraining_run() -> None:
     status["retraining"] = {"runs": 3, "job": "fraud-retrain-3", "outcome": "Running", "failures": 1,
                             "startedAt": "2026-01-01T12:04:30Z"}  # fmt: skip
     assert "Retraining:     run 3 (fraud-retrain-3) Running for 30s, 1 failed in a row" in cli.render_status(obj, NOW)
+
+
+def test_a_shadow_step_is_shown_as_such_before_the_canary_steps():
+    spec = {"strategy": {"canary": {"steps": [20, 100], "stepDuration": "1m", "shadow": {"percent": 50}}}}
+    assert cli.strategy_text(spec, 0) == "canary [shadow 50%] → 20% → 100%, shadow at least 10m, then 1m each"
+    assert cli.strategy_text(spec, 1) == "canary shadow 50% → [20%] → 100%, shadow at least 10m, then 1m each"
+    assert cli.canary_steps(spec) == [0, 20, 100] and cli.in_shadow(spec, 0) and not cli.in_shadow(spec, 1)
+    assert cli.canary_steps({"strategy": {"canary": {"steps": [20, 100]}}}) == [20, 100]

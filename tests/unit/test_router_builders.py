@@ -458,6 +458,33 @@ def test_routing_without_traffic_layer_refuses_canary_routes():
         router.ensure(OWNER, spec("none"), Routing(0, ROUTES))
 
 
+def test_routing_without_traffic_layer_refuses_a_mirror():
+    router = none.NoneRouter.__new__(none.NoneRouter)
+    with pytest.raises(ValueError, match="cannot mirror"):
+        router.ensure(OWNER, spec("none"), Routing(0, (), None, "r2", 50))
+
+
+@pytest.mark.parametrize("weight", [0, 20])
+def test_the_mirror_rule_comes_before_the_weighted_one_and_splits_the_same(weight):
+    route = gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(weight, (), "a", "b", 30),
+                                       "/v2/models/fraud/infer")  # fmt: skip
+    shadow, weighted = route["spec"]["rules"]
+    assert (shadow["name"], weighted["name"]) == ("shadow", "weighted")
+    assert shadow["backendRefs"] == weighted["backendRefs"], "the mirror changes nothing about who answers"
+    vs = istio.build_virtualservice(OWNER, spec("istio").traffic.istio, Routing(weight, (), "a", "b", 30), "/p")
+    assert [h["name"] for h in vs["spec"]["http"]] == ["shadow", "weighted"]
+    assert vs["spec"]["http"][0]["route"] == vs["spec"]["http"][1]["route"]
+
+
+def test_a_mirror_needs_the_inference_path_and_nginx_mirrors_everything():
+    with pytest.raises(ValueError, match="inference path"):
+        gatewayapi.build_httproute(OWNER, spec("gatewayAPI").traffic.gatewayAPI, Routing(0, (), "a", "b", 30))
+    with pytest.raises(ValueError, match="percent must be 100"):
+        nginx.build_shadow_ingress(OWNER, spec("nginx").traffic.nginx, Routing(0, (), "a", "b", 30), "/p")
+    assert nginx.build_shadow_ingress(OWNER, spec("nginx").traffic.nginx, Routing(20), "/p") is None
+    assert nginx.build_canary_ingress(OWNER, spec("nginx").traffic.nginx, Routing(0, (), "a", "b", 100)) is None
+
+
 @pytest.mark.parametrize(
     ("cookie_header", "matches"),
     [("canary=always", True), ("a=1; canary=always", True), ("a=1;canary=always; b=2", True),
