@@ -35,6 +35,9 @@ class Settings:
     revision: str | None = None
     sha256: str | None = None
     metadata_uri: str | None = None
+    compare_model_uri: str | None = None
+    compare_sha256: str | None = None
+    compare_revision: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     grpc_port: int = 8081
@@ -188,6 +191,13 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "revision": (str, "revision label for every metric and model_version (default: sha256[:12])"),
     "sha256": (_sha256, "expected sha256 of the model file; a mismatch keeps the server unready"),
     "metadata_uri": (str, "metadata.json location (default: metadata.json beside the model, optional)"),
+    "compare_model_uri": (
+        str,
+        "a second model (the stable revision's) run on every answered request to count how often it agrees "
+        "(modelserver_shadow_*; unset: off)",
+    ),
+    "compare_sha256": (_sha256, "expected sha256 of the --compare-model-uri file; a mismatch keeps the server unready"),
+    "compare_revision": (str, "compared_with label of the modelserver_shadow_* metrics (default: its sha256[:12])"),
     "host": (str, "address to bind"),
     "port": (_port, "port to bind"),
     "grpc_port": (_port, "port of the Open Inference Protocol gRPC API, on the same address (0: no gRPC)"),
@@ -273,4 +283,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error("missing " + ", ".join(f"--{n.replace('_', '-')} (or {env_name(n)})" for n in missing))
     if values.get("feedback_key_file") and not values.get("deployment"):
         parser.error("--feedback-key-file needs --deployment NAMESPACE/NAME (the identity bound into tokens)")
+    for name in ("compare_sha256", "compare_revision"):
+        if values.get(name) and not values.get("compare_model_uri"):
+            parser.error(f"--{name.replace('_', '-')} needs --compare-model-uri (the model it describes)")
     return Settings(**values)

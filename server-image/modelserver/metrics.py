@@ -9,8 +9,10 @@ the increment itself. The names and their PromQL are documented in ``docs/metric
 from __future__ import annotations
 
 import bisect
+import itertools
+import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .config import DEFAULT_LATENCY_BUCKETS as LATENCY_BUCKETS
 from .metadata import PREDICTION_SCORE_FEATURE, Feature, ReferenceBins
@@ -50,6 +55,16 @@ Python floats rather than with numpy: one row of five features costs 1.6 us that
 ninth of the numpy path's fixed cost (docs/metrics.md, "Drift bins")."""
 BIN_CHUNK_CELLS = 1 << 18
 """Bound on the value-by-edge comparisons done at once (the numpy path's temporary array)."""
+SHADOW_DIFFERENCE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+"""Upper edges (``le``) of ``modelserver_shadow_score_difference``, the |score difference| per row between
+the served model and the comparison model (``+Inf`` follows the last); docs/model-server.md."""
+SHADOW_LABELS = (*BASE, "compared_with")
+_SHADOW_COUNTERS = {
+    "rows": "Rows of answered requests scored by both the served and the comparison model.",
+    "agreed_rows": "Of modelserver_shadow_rows_total, the rows whose predicted class was the same.",
+    "errors": "Rows of answered requests the comparison model could not score (it failed, or gave a non-finite "
+    "score); their answers were not affected.",
+}
 
 
 def code_class(status: int) -> str:
@@ -216,6 +231,15 @@ class ServerMetrics:
         else:
             bins.count(scores.reshape(-1, 1))
 
+    def bind_shadow(self, compared_with: str) -> ShadowMetrics:
+        """Register the ``modelserver_shadow_*`` families, at 0, for the comparison model ``compared_with``.
+
+        Only called when ``--compare-model-uri`` is set: without it the families do not exist at all.
+        """
+        shadow = ShadowMetrics((*self.labels, compared_with))
+        self.registry.register(shadow)
+        return shadow
+
     def bind_classes(self, names: Iterable[str]) -> None:
         for name in names:
             self._class_child(name)
@@ -298,6 +322,80 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ShadowMetrics(Collector):
+    """The comparison ("shadow") series: rows scored by both models, rows whose class agreed, the
+    |score difference| per row, and rows the comparison model failed on.
+
+    Why a collector of its own rather than Counter and Histogram children: a batch's differences are
+    binned in one numpy pass and added under one lock instead of one ``observe`` per row, and a
+    scrape reads all four families from the same moment, so ``agreed / rows`` never mixes batches.
+    """
+
+    def __init__(self, labels: tuple[str, str, str], buckets: Sequence[float] = SHADOW_DIFFERENCE_BUCKETS) -> None:
+        self.labels = labels
+        self._edges = np.asarray(buckets, dtype=np.float64)
+        self._edge_list = [float(b) for b in buckets]
+        self._names = [*(floatToGoString(b) for b in buckets), "+Inf"]
+        self._lock = threading.Lock()
+        self._rows = 0
+        self._agreed = 0
+        self._errors = 0
+        self._buckets = [0] * (len(buckets) + 1)
+        """Non-cumulative: ``_buckets[i]`` counts differences in ``(edge[i - 1], edge[i]]``."""
+        self._sum = 0.0
+
+    def record(self, rows: int, agreed: int, differences: np.ndarray | None) -> None:
+        """Count ``rows`` compared rows, ``agreed`` of them with the same class, and their score
+        ``differences`` (float64, >= 0, one per row; None when the models have no score)."""
+        counts: Sequence[int] = ()
+        total = 0.0
+        if differences is not None and differences.size:
+            slots = np.searchsorted(self._edges, differences, side="left")
+            counts = np.bincount(slots, minlength=len(self._buckets)).tolist()
+            total = float(differences.sum())
+        with self._lock:
+            self._rows += rows
+            self._agreed += agreed
+            for i, n in enumerate(counts):
+                self._buckets[i] += n
+            self._sum += total
+
+    def record_one(self, same: bool, difference: float) -> None:
+        """:meth:`record` for one row, without numpy (``bisect`` finds its bucket: ``le`` is inclusive)."""
+        slot = bisect.bisect_left(self._edge_list, difference)
+        with self._lock:
+            self._rows += 1
+            self._agreed += same
+            self._buckets[slot] += 1
+            self._sum += difference
+
+    def record_errors(self, rows: int) -> None:
+        """Count rows of answered requests that the comparison model could not score."""
+        with self._lock:
+            self._errors += rows
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts = {"rows": self._rows, "agreed_rows": self._agreed, "errors": self._errors}
+            buckets, total = list(self._buckets), self._sum
+        for name, text in _SHADOW_COUNTERS.items():
+            counter = CounterMetricFamily(f"modelserver_shadow_{name}", text, labels=SHADOW_LABELS)
+            counter.add_metric(self.labels, counts[name])
+            yield counter
+        histogram = HistogramMetricFamily(
+            "modelserver_shadow_score_difference",
+            "|score of the served model - score of the comparison model| per compared row (the score of "
+            "modelserver_prediction_score).",
+            labels=SHADOW_LABELS,
+        )
+        cumulative = itertools.accumulate(buckets)
+        histogram.add_metric(self.labels, [(n, float(c)) for n, c in zip(self._names, cumulative, strict=True)], total)
+        yield histogram
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
 
 
 @dataclass(frozen=True)

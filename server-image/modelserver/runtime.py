@@ -6,7 +6,9 @@ together), or in a thread pool for slow ones so probes and other requests keep f
 :meth:`Runtime.score` refuses non-finite outputs, counts the predictions (and their scores' drift
 bins) and signs their tokens, once per batch; :meth:`Runtime.count_inputs` counts an answered
 request's features into their drift bins; :meth:`Runtime.remember` caches a request's classes for
-feedback by id.
+feedback by id. With a comparison model (``--compare-model-uri``, :mod:`modelserver.compare`), every
+``session.run`` of the served model is followed by one of the comparison model on the same feeds, in
+the same place (inline, or the same executor call), and :meth:`Runtime.score` counts their agreement.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from .batching import MicroBatcher, split_rows
 from .codec import find_non_finite
+from .compare import Shadow, ShadowRun
 from .errors import ApiError
 from .features import FeatureEncoder
 from .feedback import PredictionCache
@@ -62,6 +65,8 @@ class Runtime:
     """Nonces of tokens this process has counted (replays to this pod are not counted twice)."""
     executor: ThreadPoolExecutor | None = None
     batcher: MicroBatcher[Answer] | None = None
+    shadow: Shadow | None = None
+    """The comparison model (``--compare-model-uri``); None when off."""
 
     async def run(self, feeds: dict[str, np.ndarray], rows: int) -> Answer:
         """Run the session and score the request; invalid-argument errors from onnxruntime are 400s."""
@@ -71,19 +76,27 @@ class Runtime:
             if self.executor is None:
                 return self.infer_batch(feeds, [rows])[0]
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self.executor, self.model.run, feeds)
+            outputs, compared = await loop.run_in_executor(self.executor, self.run_models, feeds)
         except ApiError:
             raise
         except Exception as exc:
             raise _classify_runtime_error(exc) from None
-        return self.score(outputs, [rows])[0]
+        return self.score(outputs, [rows], compared)[0]
 
     def infer_batch(self, feeds: dict[str, np.ndarray], rows: list[int]) -> list[Answer]:
         """One ``session.run`` for requests of ``rows`` rows each (the micro-batcher's batch function)."""
-        return self.score(self.model.run(feeds), rows)
+        outputs, compared = self.run_models(feeds)
+        return self.score(outputs, rows, compared)
 
-    def score(self, outputs: dict[str, np.ndarray], rows: list[int]) -> list[Answer]:
-        """Refuse non-finite outputs, count the predicted classes and scores, sign each request's token.
+    def run_models(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ShadowRun | None]:
+        """The served model's outputs (its errors propagate), then the comparison model's run on the same
+        feeds when there is one (its errors are returned, never raised: they are not the client's)."""
+        outputs = self.model.run(feeds)
+        return outputs, None if self.shadow is None else self.shadow.run(feeds)
+
+    def score(self, outputs: dict[str, np.ndarray], rows: list[int], compared: ShadowRun | None = None) -> list[Answer]:
+        """Refuse non-finite outputs, count the predicted classes and scores, sign each request's token,
+        and count the comparison model's agreement (``compared``) with the answered rows.
 
         Done once per batch: one vectorised read of the classes, one metrics update, and the tokens
         signed back to back (``MicroBatcher``'s docstring says why that matters).
@@ -99,6 +112,8 @@ class Runtime:
         self.metrics.record_predictions(predictions.counts(), () if scores is None else scores.tolist())
         if scores is not None:
             self.metrics.count_score_bins(scores)
+        if compared is not None and self.shadow is not None:
+            self.shadow.record(compared, predictions)
         classes, start = [], 0
         for count in rows:
             classes.append(predictions.classes[start : start + count])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import external_data
 from .batching import MicroBatcher, supports_batching
+from .compare import Shadow, check_compatible
 from .config import Settings
 from .errors import LoadError
 from .features import FeatureEncoder
@@ -33,10 +34,11 @@ from .predlog import PredictionLogger
 from .runtime import Answer, Runtime
 from .state import Phase, ServerState
 from .tokens import ReplayGuard, TokenCodec, load_key
-from .warmup import feature_input, reference_feeds, run_warmup
+from .warmup import WarmupResult, feature_input, reference_feeds, run_warmup
 
 log = logging.getLogger("modelserver.startup")
 METADATA_MAX_BYTES = 4 * 1024 * 1024
+COMPARE_FLAG = "--compare-model-uri"
 
 
 class Loader:
@@ -85,6 +87,7 @@ class Loader:
         with external_data.directory(s.model_uri, weights, policy) as folder:
             model = OnnxModel(data, s.intra_op_threads, s.execution_provider, external_data=folder)
         runtime = self._runtime(model, metadata, revision, digest, metrics)
+        runtime.shadow = self._shadow(policy, runtime)
         load_seconds = time.perf_counter() - started
         metrics.set_load_seconds(load_seconds)
         log.info(
@@ -95,6 +98,61 @@ class Loader:
         )  # fmt: skip
         self.state.runtime = runtime
         self._warm(runtime)
+
+    def _shadow(self, policy: FetchPolicy, served: Runtime) -> Shadow | None:
+        """Fetch, verify, load and check the comparison model (``--compare-model-uri``); None when off.
+
+        Why refuse to get ready rather than serve without it: the operator's shadow gates read its
+        series, and a pod that is ready but compares nothing would leave them without evidence while
+        looking healthy. Fetched with the served model's limits, run with its execution settings.
+        """
+        s = self.settings
+        uri = s.compare_model_uri
+        if not uri:
+            return None
+        started = time.perf_counter()
+        fix = "check the URI and its access (it is fetched like --model-uri)"
+        try:
+            data = fetch(uri, policy)
+        except LoadError as exc:
+            raise compare_error(f"the comparison model could not be fetched: {exc}", fix) from None
+        try:
+            digest = verify_sha256(data, s.compare_sha256, uri)
+        except LoadError as exc:
+            fix = "give the comparison model's digest in --compare-sha256, or correct the URI"
+            raise compare_error(str(exc), fix) from None
+        try:
+            metadata = self._compare_metadata(uri, policy, served.metadata)
+            weights = external_data.locations(data)
+            with external_data.directory(uri, weights, policy) as folder:
+                model = OnnxModel(data, s.intra_op_threads, s.execution_provider, external_data=folder)
+        except LoadError as exc:
+            raise compare_error(f"the comparison model could not be loaded: {exc}", fix) from None
+        reader = PredictionReader(model, metadata)
+        try:
+            check_compatible(served.model, served.reader, served.metadata, model, reader, metadata)
+        except LoadError as exc:
+            fix = "compare with a revision of the same model (same inputs, classes and outputs)"
+            raise compare_error(str(exc), fix) from None
+        compared_with = s.compare_revision or digest[:12]
+        shadow = Shadow(model, reader, compared_with, served.metrics.bind_shadow(compared_with))
+        log.info(
+            "comparison model loaded",
+            extra={"compared_with": compared_with, "sha256": digest, "bytes": len(data),
+                   "load_seconds": round(time.perf_counter() - started, 4)},
+        )  # fmt: skip
+        return shadow
+
+    def _compare_metadata(self, uri: str, policy: FetchPolicy, served: ModelMetadata) -> ModelMetadata:
+        """``metadata.json`` beside the comparison model (its classes and output names), else the served
+        model's: a comparison model is an earlier revision of the same model."""
+        meta_uri = sibling_uri(uri, "metadata.json")
+        small = FetchPolicy(METADATA_MAX_BYTES, policy.timeout, policy.retries, policy.backoff_base)
+        try:
+            return parse_metadata(fetch(meta_uri, small), meta_uri)
+        except NotFoundError:
+            log.info("no metadata.json beside the comparison model; reading it with the served model's")
+            return served
 
     def _metadata(self, policy: FetchPolicy) -> ModelMetadata:
         s = self.settings
@@ -161,9 +219,11 @@ class Loader:
             self.state.reason = f"warming up ({done}/{s.warmup_requests})"
 
         result = run_warmup(runtime.model, runtime.metadata, s.warmup_requests, progress)
-        runtime.executor = self._executor(result.mean_latency_s)
+        shadow = self._warm_shadow(runtime)
+        mean_latency_s = result.mean_latency_s + shadow.mean_latency_s
+        runtime.executor = self._executor(mean_latency_s)
         runtime.batcher = self._batcher(runtime)
-        runtime.metrics.set_warmup_seconds(result.seconds)
+        runtime.metrics.set_warmup_seconds(result.seconds + shadow.seconds)
         # Everything allocated so far (modules, the session, metrics) lives for the whole process:
         # move it out of the cyclic GC's generations so collections only scan per-request garbage.
         gc.collect()
@@ -173,17 +233,36 @@ class Loader:
         runtime.metrics.set_ready(True)
         log.info(
             "model ready",
-            extra={"warmup_requests": result.runs, "warmup_seconds": round(result.seconds, 4),
-                   "mean_inference_ms": round(result.mean_latency_s * 1000, 3),
+            extra={"warmup_requests": result.runs, "warmup_seconds": round(result.seconds + shadow.seconds, 4),
+                   "mean_inference_ms": round(mean_latency_s * 1000, 3),
                    "executor": "inline" if runtime.executor is None else "thread",
                    "batching": runtime.batcher is not None},
         )  # fmt: skip
 
+    def _warm_shadow(self, runtime: Runtime) -> WarmupResult:
+        """Warm the comparison model like the served one, so the first compared request is not slow;
+        its mean latency adds to the served model's (every request runs both)."""
+        shadow = runtime.shadow
+        if shadow is None:
+            return WarmupResult(0.0, 0.0, 0)
+        n = self.settings.warmup_requests
+
+        def progress(done: int) -> None:
+            self.state.reason = f"warming up the comparison model ({done}/{n})"
+
+        try:
+            return run_warmup(shadow.model, runtime.metadata, n, progress)
+        except LoadError as exc:
+            problem = f"the comparison model failed its warmup: {exc}"
+            raise compare_error(problem, "compare with a model that answers the served model's inputs") from None
+
     def _batcher(self, runtime: Runtime) -> MicroBatcher[Answer] | None:
-        """Micro-batch only inline models whose batched outputs equal their row-by-row outputs."""
+        """Micro-batch only inline models whose batched outputs equal their row-by-row outputs (and the
+        comparison model's too: a batch's rows are compared together)."""
         if self.settings.batching == "off" or runtime.executor is not None:
             return None
-        if not supports_batching(runtime.model, reference_feeds(runtime.model, runtime.metadata)):
+        models = [runtime.model] if runtime.shadow is None else [runtime.model, runtime.shadow.model]
+        if not all(supports_batching(m, reference_feeds(m, runtime.metadata)) for m in models):
             log.info("model outputs do not batch row-wise; micro-batching disabled")
             return None
         return MicroBatcher(runtime.infer_batch, self.settings.max_batch_size)
@@ -211,6 +290,11 @@ def exit_with_reason(reason: str, path: str) -> None:
         Path(path).write_text(reason[:4000])  # the kubelet keeps at most 4096 bytes
     logging.shutdown()
     os._exit(1)
+
+
+def compare_error(problem: str, fix: str) -> LoadError:
+    """A load error of the comparison model: names the flag, what is wrong and what to do."""
+    return LoadError(f"{COMPARE_FLAG}: {problem}; fix: {fix}, or unset {COMPARE_FLAG} to serve without a comparison")
 
 
 def signature_series(model: OnnxModel, metadata: ModelMetadata) -> list[tuple[str, str, str, str]]:
