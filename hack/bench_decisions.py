@@ -8,7 +8,10 @@ operator calls them, against simulated Prometheus counters (hack/decisions/sim.p
 
 * healthy: the canary is exactly as good as the stable (1 % 5xx, 90 % accuracy, lognormal latency);
 * (a) error rate 1 % -> 3 %;  (b) accuracy 90 % -> 87 % (every request labelled);
-* (c) the slowest 2 % of requests take twice as long.
+* (c) the slowest 2 % of requests take twice as long;
+* for the shadow example (examples/fraud-shadow.yaml: a shadow phase mirroring every request before
+  its canary steps): the candidate agreeing with the stable model's class on 86 % of rows (healthy:
+  better.onnx against baseline.onnx) or 75 % (against its ``agreement`` gate's ``min: 0.8``).
 
 Reported per row: the share rolled back (healthy: the false-rollback rate over the whole rollout
 including bake, with its Monte Carlo standard error; bad: the power), before promotion and in
@@ -43,7 +46,11 @@ from decisions.sim import Behaviour, lognormal_slow_share  # noqa: E402
 from modelrollout.api.types import ModelDeploymentSpec  # noqa: E402
 
 EXAMPLE = REPO / "examples/fraud-gateway-api.yaml"
-OTHER_EXAMPLES = {"istio example": "fraud-istio.yaml", "nginx example": "fraud-nginx.yaml"}
+OTHER_EXAMPLES = {
+    "istio example": "fraud-istio.yaml",
+    "nginx example": "fraud-nginx.yaml",
+    "shadow example": "fraud-shadow.yaml",
+}
 SECTION = "## Decisions"
 RATES = {
     "example": (5.0, 50.0, 500.0),
@@ -69,8 +76,10 @@ def configurations() -> dict[str, ModelDeploymentSpec]:
     }
     for name, file in OTHER_EXAMPLES.items():
         other = yaml.safe_load((REPO / "examples" / file).read_text())["spec"]
-        # Custom PromQL has no model in the simulator (it would read as blind): left out, and said so.
-        gates = [m for m in other["analysis"]["metrics"] if m.get("template") != "custom"]
+        # Custom PromQL and the score-difference histogram have no model in the simulator (they
+        # would read as blind): left out, and said so.
+        gates = [m for m in other["analysis"]["metrics"] if m.get("template") != "custom"
+                 and m.get("name") != "score-difference"]  # fmt: skip
         analysis = {**other["analysis"], "metrics": gates}
         configs[name] = ModelDeploymentSpec.model_validate({**other, "analysis": analysis})
     return configs
@@ -89,6 +98,9 @@ def scenarios(spec: ModelDeploymentSpec) -> dict[str, Behaviour]:
             slow={ms: lognormal_slow_share(ms, median_ms=ms / 5, doubled_top=0.02) for ms in slos}
         ),
     }
+    if "agreement" in gated:  # the shadow example: better.onnx agrees with baseline.onnx on 86 % of rows
+        found["healthy"] = Behaviour(agreement=0.86, slow=slow)
+        found["agreement 86%->75%"] = Behaviour(agreement=0.75, slow=slow)
     if "accuracy" not in gated:
         del found["accuracy 90%->87%"]
     if "slow-requests" not in gated:
@@ -188,7 +200,10 @@ def render(rows: list[Row], fixed: dict[tuple[str, float], fixed_rule.FixedRuleR
         "(± its Monte Carlo standard error, or the 95 % upper bound when none was rolled back); for the "
         "others it is the power. Time and requests to detect are "
         "medians over the rollouts that were rolled back, counted from the canary's creation; "
-        "`promoted after` is the median time to promotion.",
+        "`promoted after` is the median time to promotion. The shadow example mirrors every request to the "
+        "candidate for its shadow phase (no labels reach it then) and its pods compare each row with the stable "
+        "model: healthy agrees on 86 % of rows (better.onnx against baseline.onnx); its score-difference gate (and the Istio and NGINX examples' "
+        "custom PromQL) has no model in the simulator and is left out.",
         "",
         "| config | req/s | scenario | n | rolled back before promotion | rolled back incl. bake "
         "| time to detect (s) | canary requests to detect | promoted after (s) | why not promoted |",

@@ -17,6 +17,7 @@ from modelrollout import engine
 from modelrollout.api.types import ModelDeploymentSpec, ModelDeploymentStatus
 from modelrollout.durations import parse_duration
 from modelrollout.metrics.gates import run_analysis
+from modelrollout.strategy import plan_for
 
 from .sim import Behaviour, Fleet, SimPrometheus
 
@@ -100,7 +101,7 @@ def simulate(
             return Outcome(ended, status.rollbackReason or "", t, promoted_at, _served(fleet))
         weights = _weights(status)
         t += interval
-        fleet.serve(warmup + t, rate, weights, behaviours)
+        fleet.serve(warmup + t, rate, weights, behaviours, _mirror(spec, status), _compared(status))
     return Outcome("running", "horizon", horizon, promoted_at, _served(fleet))
 
 
@@ -109,6 +110,20 @@ def _weights(status: ModelDeploymentStatus) -> dict[str, float]:
     if status.canaryRevision and status.canaryWeight:
         return {stable: 100.0 - status.canaryWeight, status.canaryRevision: float(status.canaryWeight)}
     return {stable: 100.0}
+
+
+def _mirror(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> tuple[str, float] | None:
+    """(canary, percent) while the shadow step mirrors to it (the engine mirrors once it is ready,
+    which it is at once here)."""
+    plan = plan_for(spec)
+    if status.canaryRevision and plan.is_shadow_step(status.currentStep):
+        return status.canaryRevision, float(plan.shadow_percent)
+    return None
+
+
+def _compared(status: ModelDeploymentStatus) -> frozenset[str]:
+    """Revisions whose pods score every request with the stable model too (started under shadow)."""
+    return frozenset(h.revision for h in status.history if h.comparedWith is not None)
 
 
 def _served(fleet: Fleet) -> int:

@@ -36,6 +36,7 @@ class Behaviour:
     accuracy: float = 0.90
     slow: dict[float, float] = field(default_factory=dict)  # SLO in ms -> share of requests slower
     labelled: float = 1.0  # share of requests that get a ground-truth label
+    agreement: float = 0.99  # share of rows predicted as the stable model does (when its pods compare)
 
 
 def lognormal_slow_share(slo_ms: float, median_ms: float = 20.0, sigma: float = 0.5, doubled_top: float = 0.0) -> float:
@@ -64,7 +65,9 @@ def _normal_quantile(p: float) -> float:
     return (lo + hi) / 2
 
 
-_FIELDS = ("requests", "server_errors", "client_errors", "labels", "correct")
+_FIELDS = ("requests", "server_errors", "client_errors", "labels", "correct", "shadow_rows", "agreed")
+_SLO_COLUMN = len(_FIELDS)
+"""The first latency-SLO column: one per SLO follows."""
 
 
 class Fleet:
@@ -78,41 +81,72 @@ class Fleet:
         self.totals: dict[str, np.ndarray] = {}
         self.scrapes: dict[str, list[tuple[float, np.ndarray]]] = {}
         self.served: dict[str, int] = {}
+        self.mirrored: dict[str, int] = {}
 
     def _width(self) -> int:
         return len(_FIELDS) + len(self.slos)
 
-    def serve(self, until: float, rate: float, weights: dict[str, float], behaviours: dict[str, Behaviour]) -> None:
-        """Advance time to ``until`` scrape by scrape, sending Poisson traffic split by ``weights``."""
+    def serve(
+        self,
+        until: float,
+        rate: float,
+        weights: dict[str, float],
+        behaviours: dict[str, Behaviour],
+        mirror: tuple[str, float] | None = None,
+        compared: frozenset[str] = frozenset(),
+    ) -> None:
+        """Advance time to ``until`` scrape by scrape, sending Poisson traffic split by ``weights``;
+        ``mirror`` (revision, percent) copies that share of the others' requests to a revision (no
+        labels: no client saw its answers); ``compared`` revisions count every row they serve as
+        compared with the stable model, agreeing with its ``agreement``."""
         while self.now + 1e-9 < until:
             step = min(self.scrape - (self.now % self.scrape), until - self.now)
-            self._serve(step, rate, weights, behaviours)
+            self._serve(step, rate, weights, behaviours, mirror, compared)
             self.now += step
             if abs(self.now % self.scrape) < 1e-6 or abs(self.now % self.scrape - self.scrape) < 1e-6:
                 for rev, total in self.totals.items():
                     self.scrapes[rev].append((self.now, total.copy()))
 
-    def _serve(self, seconds: float, rate: float, weights: dict[str, float], behaviours: dict[str, Behaviour]) -> None:
+    def _serve(
+        self,
+        seconds: float,
+        rate: float,
+        weights: dict[str, float],
+        behaviours: dict[str, Behaviour],
+        mirror: tuple[str, float] | None,
+        compared: frozenset[str],
+    ) -> None:
         revisions = [r for r, w in weights.items() if w > 0]
         if not revisions:
             return
         shares = np.array([weights[r] for r in revisions], dtype=float)
         counts = self.rng.multinomial(self.rng.poisson(rate * seconds), shares / shares.sum())
+        copies = 0
         for rev, n in zip(revisions, counts, strict=True):
-            b = behaviours[rev]
-            row = self.totals.setdefault(rev, np.zeros(self._width(), dtype=np.int64))
-            self.scrapes.setdefault(rev, [(0.0, np.zeros(self._width(), dtype=np.int64))])
             self.served[rev] = self.served.get(rev, 0) + int(n)
-            if n == 0:
-                continue
-            labels = self.rng.binomial(n, b.labelled)
-            row[0] += n
-            row[1] += self.rng.binomial(n, b.server_error)
-            row[2] += self.rng.binomial(n, b.client_error)
-            row[3] += labels
-            row[4] += self.rng.binomial(labels, b.accuracy)
-            for i, ms in enumerate(self.slos):
-                row[5 + i] += n - self.rng.binomial(n, b.slow.get(ms, 0.0))  # within the SLO
+            self._count(rev, int(n), behaviours[rev], rev in compared, labelled=True)
+            if mirror is not None and rev != mirror[0]:
+                copies += int(self.rng.binomial(n, mirror[1] / 100.0))
+        if mirror is not None:
+            self.mirrored[mirror[0]] = self.mirrored.get(mirror[0], 0) + copies
+            self._count(mirror[0], copies, behaviours[mirror[0]], mirror[0] in compared, labelled=False)
+
+    def _count(self, rev: str, n: int, b: Behaviour, compared: bool, labelled: bool) -> None:
+        row = self.totals.setdefault(rev, np.zeros(self._width(), dtype=np.int64))
+        self.scrapes.setdefault(rev, [(0.0, np.zeros(self._width(), dtype=np.int64))])
+        if n == 0:
+            return
+        labels = self.rng.binomial(n, b.labelled) if labelled else 0
+        row[0] += n
+        row[1] += self.rng.binomial(n, b.server_error)
+        row[2] += self.rng.binomial(n, b.client_error)
+        row[3] += labels
+        row[4] += self.rng.binomial(labels, b.accuracy)
+        if compared:
+            row[5] += n
+            row[6] += self.rng.binomial(n, b.agreement)
+        for i, ms in enumerate(self.slos):
+            row[_SLO_COLUMN + i] += n - self.rng.binomial(n, b.slow.get(ms, 0.0))  # within the SLO
 
     def at(self, revision: str, t: float) -> np.ndarray | None:
         """The counters Prometheus holds for ``revision`` at time ``t`` (its last scrape)."""
@@ -172,5 +206,9 @@ class SimPrometheus:
             return 0
         if metric == "modelserver_request_duration_seconds_bucket":
             ms = self.fleet.le.get(labels.get("le", ""))
-            return 5 + self.fleet.slos.index(ms) if ms is not None else f"no bucket le={labels.get('le')}"
+            return _SLO_COLUMN + self.fleet.slos.index(ms) if ms is not None else f"no bucket le={labels.get('le')}"
+        if metric == "modelserver_shadow_rows_total":
+            return 5
+        if metric == "modelserver_shadow_agreed_rows_total":
+            return 6
         return f"unknown metric {metric}"

@@ -1075,6 +1075,12 @@ def proof_step(steps: list[int]) -> int:
     return partial[-1] if partial else len(steps) - 1
 
 
+def _is_proof(plan: RolloutPlan, step: int) -> bool:
+    """Whether ``step`` needs every gate shown within its thresholds: the proof step, and the shadow
+    step (the candidate must have shown it is fit before any client is answered by it)."""
+    return step == proof_step(list(plan.steps)) or plan.is_shadow_step(step)
+
+
 def _ready_to_advance(result: AnalysisResult, proof: bool) -> bool:
     if proof:
         return result.verdict == "Pass"
@@ -1099,7 +1105,7 @@ def _step_complete(run: _Run) -> bool:
     if not checked_in_step or st.lastAnalysis is None:
         return False
     assert st.currentStep is not None
-    return _ready_to_advance(st.lastAnalysis, st.currentStep == proof_step(list(run.plan.steps)))
+    return _ready_to_advance(st.lastAnalysis, _is_proof(run.plan, st.currentStep))
 
 
 def _wait_for_evidence(run: _Run) -> None:
@@ -1112,7 +1118,7 @@ def _wait_for_evidence(run: _Run) -> None:
     short_of_time = elapsed < parse_duration(plan.step_duration_at(st.currentStep))
     if short_of_time or last is None or last.revision != st.canaryRevision:
         return
-    proof = st.currentStep == proof_step(list(plan.steps))
+    proof = _is_proof(plan, st.currentStep)
     pending = [
         m
         for m in last.metrics

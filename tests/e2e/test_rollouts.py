@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,17 +46,20 @@ def spec(
     canary_routes: list[dict] | None = None,
     blue_green: dict | None = None,
     inconclusive_limit: int = 6,
+    shadow: dict | None = None,
+    extra_gates: tuple[dict, ...] = (),
 ) -> dict:
     traffic: dict[str, Any] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+    canary: dict[str, Any] = {"steps": list(steps), "stepDuration": step, "scaleDownDelay": "2s"}
+    if shadow:
+        canary["shadow"] = shadow
     if canary_routes:
         traffic["canaryRoutes"] = canary_routes
     return {
         "model": model_spec(model, sha256),
         "serving": serving_spec(warmup),
         "traffic": traffic,
-        "strategy": {"blueGreen": {"abortScaleDownDelay": "2s", **blue_green}}
-        if blue_green
-        else {"canary": {"steps": list(steps), "stepDuration": step, "scaleDownDelay": "2s"}},
+        "strategy": {"blueGreen": {"abortScaleDownDelay": "2s", **blue_green}} if blue_green else {"canary": canary},
         "analysis": {
             "interval": "3s",
             "failureLimit": 1,
@@ -63,6 +68,7 @@ def spec(
                 {"name": "error-rate", "max": 0.05, "minSamples": 10},
                 {"name": "latency", "template": "slow-requests", "slowerThanMs": 40, "max": 0.1, "minSamples": 10},
                 {"name": "accuracy", "min": 0.7, "maxDropVsStable": 0.08, "minSamples": 15},
+                *extra_gates,
             ],
         },
         "bake": {"duration": bake},
@@ -92,6 +98,13 @@ class World:
     def wait_phase(self, *phases: str, timeout: float = 120) -> dict:
         return wait_until(lambda: (s := self.status()).get("phase") in phases and s, timeout, interval=0.5,
                           what=f"phase in {phases}")  # fmt: skip
+
+    def status_view(self) -> str:
+        """What ``kubectl modelrollout status`` prints for the ModelDeployment now."""
+        env = {**self.cluster.env, "KUBECONFIG": str(self.cluster.kubeconfig), "NO_COLOR": "1"}
+        proc = subprocess.run([sys.executable, "-m", "modelrollout.cli", "status", "fraud", "-n", self.namespace],
+                              capture_output=True, text=True, env=env, timeout=60, check=True)  # fmt: skip
+        return proc.stdout
 
     def predict(self, headers: dict[str, str]) -> str | None:
         """One prediction through the gateway with these headers: the revision that answered it."""
@@ -284,3 +297,52 @@ def test_blue_green_previews_without_live_traffic_switches_at_once_and_reverts_a
     assert st["stableRevision"] == stable
     wait_until(lambda: world.gateway.weights() == {stable: 100}, 10, what="route back on the previous revision")
     assert not stats.unready, "the previous revision was still ready when the traffic came back"
+
+
+AGREEMENT = {"name": "agreement", "min": 0.8, "minSamples": 30}
+
+
+def test_shadow_rejects_a_disagreeing_candidate_unseen_and_an_agreeing_one_proceeds(world):
+    """Shadow first: every inference request is mirrored to the candidate, whose pods score it with
+    the stable model too; its answers reach no client. coinflip agrees with baseline on about half
+    the rows and is rolled back by the agreement gate without one client request routed to it; better
+    agrees on 86 % and, once shown above 0.8 on the mirrored requests alone, takes its first canary
+    step, where accuracy is judged on labels again."""
+    shadow = {"percent": 100, "duration": "5s", "maxDuration": "60s"}
+    stable, bad = stable_then_canary(world, "coinflip", shadow=shadow, extra_gates=(AGREEMENT,))
+    st = assert_rolled_back(world, stable, bad, "Agreement", record=False)
+    stats = world.gateway.stats
+    assert stats.routed[bad] == 0 and stats.feedback_routed[bad] == 0, (
+        f"a client request reached the shadow: {stats.weights_log} {st['history']}"
+    )
+    assert stats.mirrored[bad] > 30, stats.mirrored
+    agreement = next(m for m in st["lastAnalysis"]["metrics"] if m["name"] == "agreement")
+    assert agreement["verdict"] == "Fail" and agreement["value"] < 0.8, agreement
+    accuracy = next(m for m in st["lastAnalysis"]["metrics"] if m["name"] == "accuracy")
+    assert accuracy["reason"] == "NotApplicable", accuracy
+    entry = next(h for h in st["history"] if h["revision"] == bad)
+    assert entry["comparedWith"]["revision"] == stable, entry
+
+    world.apply("better", shadow=shadow, extra_gates=(AGREEMENT,))
+    good = wait_until(lambda: (c := world.status().get("canaryRevision")) not in (None, bad) and c, 30,
+                      what="the second candidate")  # fmt: skip
+    wait_until(lambda: world.status().get("currentStep") == 0, 60, what="the shadow step")
+    wait_until(lambda: stats.mirrored[good] > 30, 30, what="mirrored requests on the agreeing candidate")
+    route = world.cluster.get("httproute", "fraud", world.namespace)
+    assert [r["name"] for r in route["spec"]["rules"]] == ["shadow", "weighted"], route["spec"]["rules"]
+    # The view once a check has judged the shadow (it may already be past it on a busy machine).
+    wait_until(lambda: (world.status().get("lastAnalysis") or {}).get("revision") == good or
+               world.status().get("currentStep") != 0, 30, what="a check of the shadow")  # fmt: skip
+    view = world.status_view()
+    print(f"\n$ kubectl modelrollout status fraud -n {world.namespace}\n{view}")
+    if world.status().get("currentStep") == 0:
+        assert "Step:           shadow" in view and f"shadow {good} 0%" in view, view
+    assert stats.routed[good] == 0, "a client request reached the shadow"
+    # Shown fit on the mirrored requests alone: its first canary step, without the mirror.
+    st = wait_until(lambda: (s := world.status()).get("canaryWeight") == 20 and s, 60, what="the first canary step")
+    shown = {m["name"]: m["reason"] for m in st["lastAnalysis"]["metrics"]}
+    assert shown["agreement"] == "Passed", st["lastAnalysis"]
+    wait_until(lambda: [r["name"] for r in world.cluster.get("httproute", "fraud", world.namespace)["spec"]["rules"]]
+               == ["weighted"], 10, what="the mirror gone with the shadow step")  # fmt: skip
+    wait_until(lambda: stats.routed[good] > 0, 20, what="live requests on the canary")
+    assert stats.mirror_answers[(good, 200)] == stats.mirrored[good], stats.mirror_answers

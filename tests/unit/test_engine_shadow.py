@@ -265,3 +265,17 @@ def test_shadow_gates_need_a_shadow():
     body = {**BASE, "analysis": {"metrics": [{"name": "agreement", "min": 0.9}]}}
     with pytest.raises(ValidationError, match=r"set strategy\.canary\.shadow"):
         ModelDeploymentSpec.model_validate(body)
+
+
+def test_the_shadow_step_needs_every_gate_shown_met_not_only_nothing_failed():
+    """Undecided lets an early canary step advance; the shadow step must prove its gates first, or
+    a candidate could take live traffic on evidence that never showed it fit."""
+    s = spec()
+    d = shadowing(s)
+    now = T0 + timedelta(seconds=40)
+    undecided = AnalysisResult(time=now, revision="r2", verdict="Inconclusive", metrics=[
+        MetricResult(name="agreement", verdict="Inconclusive", reason=GateReason.UNDECIDED, value=0.9),
+        MetricResult(name="accuracy", verdict="Pass", reason=GateReason.NOT_APPLICABLE)])  # fmt: skip
+    d = tick(s, d.status, "r2", {"r1": ready(), "r2": ready()}, now, analysis=undecided)
+    assert d.status.currentStep == 0 and mirrors(d)[-1] == (0, 50, "r2")
+    assert "agreement Undecided" in d.status.message
