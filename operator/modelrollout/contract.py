@@ -22,7 +22,11 @@ e.g. ``input 'input': FP32 [-1,5] on stable, FP32 [-1,4] on canary``) or :class:
 canary's pods have not been scraped yet, or Prometheus did not answer): the engine then waits, up
 to ``progressDeadlineSeconds``. A stable revision that exports no signature at all (a model server
 older than the metric, or a custom one) cannot be compared with: that is :class:`Compatible` with
-a ``note`` saying the check was skipped, so upgrading the server never blocks the next rollout.
+a ``note`` saying the check was skipped, so upgrading the server never blocks the next rollout. A
+stable revision Prometheus has not scraped yet also has no signature; it is told apart by the
+absence of ``modelserver_ready`` and is Unknown while the canary's signature is there (Prometheus
+does scrape model servers, so stable's will come), :class:`Compatible` with a note when neither
+revision is scraped (a Prometheus that does not scrape model servers).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from modelrollout.metrics.connection import CredentialsError, PrometheusConnecti
 from modelrollout.metrics.provider import PrometheusProvider
 
 METRIC = "modelserver_model_signature_info"
+READY_METRIC = "modelserver_ready"
 KINDS = ("input", "output", "feature")
 
 
@@ -189,21 +194,51 @@ def check(source: SignatureSource, namespace: str, stable_revision: str, canary_
     if stable.error is not None:
         return Unknown(f"Prometheus did not answer the signature query: {stable.error}")
     stable_sig = signature_from_series(stable.labels)
-    if stable_sig.empty:
-        return Compatible(
-            note=f"stable revision {stable_revision} exports no {METRIC} (a model server without it?); "
-            "signatures not compared"
-        )
     canary = source.series(signature_query(namespace, canary_revision))
     if canary.error is not None:
         return Unknown(f"Prometheus did not answer the signature query: {canary.error}")
     canary_sig = signature_from_series(canary.labels)
+    if stable_sig.empty:
+        return _without_stable_signature(source, namespace, stable_revision, canary_sig)
     if canary_sig.empty:
         return Unknown(f"no {METRIC} from canary {canary_revision} yet (its pods have not been scraped)")
     if stable_sig.conflicts or canary_sig.conflicts:
         return Unknown("conflicting signatures reported: " + "; ".join(stable_sig.conflicts + canary_sig.conflicts))
     differences = compare(stable_sig, canary_sig)
     return Incompatible(tuple(differences)) if differences else Compatible()
+
+
+def scraped_query(namespace: str, revision: str) -> str:
+    """Any sign that Prometheus scrapes the revision's model servers (a metric every version has)."""
+    return f'max by (revision) ({READY_METRIC}{{namespace="{namespace}", revision="{revision}"}})'
+
+
+def _without_stable_signature(
+    source: SignatureSource, namespace: str, stable_revision: str, canary_sig: Signature
+) -> ContractResult:
+    """Stable exports no signature: a server older than the metric (skip the check, say so), or a
+    stable Prometheus has not scraped yet, which must not read as the former.
+
+    Told apart by ``modelserver_ready``: a scraped stable has it. Not scraped while the canary's
+    signature is there means Prometheus does scrape model servers and has not reached stable's
+    pods yet (restarted pods, a new target): Unknown, and the engine waits (bounded by
+    ``progressDeadlineSeconds``). Neither scraped: this Prometheus does not scrape model servers at
+    all (gates on other metrics only), and nothing can be compared.
+    """
+    ready = source.series(scraped_query(namespace, stable_revision))
+    if ready.error is not None:
+        return Unknown(f"Prometheus did not answer the signature query: {ready.error}")
+    if ready.labels:
+        return Compatible(
+            note=f"stable revision {stable_revision} exports no {METRIC} (a model server without it?); "
+            "signatures not compared"
+        )
+    if not canary_sig.empty:
+        return Unknown(f"stable revision {stable_revision} not scraped by Prometheus yet ({READY_METRIC} absent)")
+    return Compatible(
+        note=f"neither revision's model servers are scraped by this Prometheus ({METRIC} and {READY_METRIC} "
+        "absent); signatures not compared"
+    )
 
 
 class PrometheusSignatures(PrometheusProvider):

@@ -29,8 +29,8 @@ def series(entries: Iterable[tuple[str, str, str, str]], revision: str) -> list[
 class FakeSignatures:
     """A MetricsProvider whose Prometheus holds the given series; answers the check's exact PromQL."""
 
-    def __init__(self, by_revision: dict[str, list], error: str | None = None) -> None:
-        self.by_revision, self.error = by_revision, error
+    def __init__(self, by_revision: dict[str, list], error: str | None = None, scraped: tuple = ()) -> None:
+        self.by_revision, self.error, self.scraped = by_revision, error, set(scraped)
         self.queries: list[str] = []
 
     def series(self, promql: str) -> c.SeriesResult:
@@ -40,6 +40,8 @@ class FakeSignatures:
         for rev, entries in self.by_revision.items():
             if promql == c.signature_query(NS, rev):
                 return c.SeriesResult(tuple(series(entries, rev)))
+            if promql == c.scraped_query(NS, rev) and rev in self.scraped:
+                return c.SeriesResult(({"revision": rev},))
         return c.SeriesResult()
 
 
@@ -111,8 +113,20 @@ def test_a_canary_not_scraped_yet_is_unknown() -> None:
 
 
 def test_a_stable_without_the_metric_skips_the_check_and_says_so() -> None:
-    result = check([], BASELINE)
+    result = c.check(FakeSignatures({"s1": [], "c1": BASELINE}, scraped=("s1", "c1")), NS, "s1", "c1")
     assert isinstance(result, c.Compatible) and "stable revision s1 exports no" in result.note
+
+
+def test_a_stable_not_scraped_yet_is_unknown_not_a_server_without_the_metric() -> None:
+    """The race a fresh-clone CI run hit: the canary's pods scraped, the stable's not yet. Skipping the
+    check then let a canary with another input schema take traffic."""
+    result = c.check(FakeSignatures({"s1": [], "c1": BASELINE}, scraped=("c1",)), NS, "s1", "c1")
+    assert isinstance(result, c.Unknown) and "stable revision s1 not scraped by Prometheus yet" in result.reason
+
+
+def test_a_prometheus_that_scrapes_no_model_server_skips_the_check_and_says_so() -> None:
+    result = check([], [])
+    assert isinstance(result, c.Compatible) and "neither revision's model servers are scraped" in result.note
 
 
 def test_prometheus_errors_are_unknown_never_a_verdict() -> None:
