@@ -61,9 +61,11 @@ def test_a_canary_with_another_input_schema_never_takes_traffic(cluster, namespa
     sender.start(max_requests=RATE * 120, max_seconds=120, rate=RATE)
     try:
         wait_until(lambda: world.gateway.stats.routed[stable] > 30, 30, what="traffic on the stable revision")
-        # The check skips a stable that exports no signature (a model server older than the metric),
-        # and a stable Prometheus has not scraped yet looks the same: a CI run on a busy machine let
-        # the canary through that way. Wait for the scrape, as a stable that has served a while has.
+        # The check skips a stable that exports no signature (a model server older than the metric).
+        # A stable not scraped yet is held as Unknown when the canary's signature is there
+        # (tests/unit/test_contract.py), but proceeds when neither is scraped (a Prometheus that
+        # scrapes no model server), which a busy machine could also produce here: wait for the
+        # scrape, as a stable that has served a while has been.
         signature = f'modelserver_model_signature_info{{namespace="{namespace}", revision="{stable}"}}'
         wait_until(lambda: world.prometheus.query(signature), 30, what="the stable's signature scraped")
         cluster.apply(manifest("narrow/narrow", world.prometheus.url), namespace)

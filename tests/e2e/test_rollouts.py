@@ -227,11 +227,13 @@ def test_better_model_is_promoted_through_every_step_and_a_failure_in_the_bake_r
 
 # coinflip (accuracy 0.50) rather than worse (0.61) for the accuracy gate: both fail, but the coin is told
 # from the 0.7 bound with a few dozen labels (rolled back 11-15 s after its first request on 2 cores),
-# worse only with several times as many (28-70 s).
+# worse only with several times as many (28-70 s). The error-rate gate's rollback of the broken model
+# runs on the real node (tests/real_node/test_real_node_scenarios.py) and against a real Prometheus in
+# tests/e2e/test_gates_prometheus.py; not again here (make test's time budget).
 @pytest.mark.parametrize(
     ("model", "reason"),
-    [("coinflip", "Accuracy"), ("broken", "ErrorRate"), ("slow", "Latency")],
-    ids=["accuracy-gate", "error-rate-gate", "latency-gate"],
+    [("coinflip", "Accuracy"), ("slow", "Latency")],
+    ids=["accuracy-gate", "latency-gate"],
 )
 def test_bad_model_is_rolled_back_by_its_gate(world, model, reason):
     stable, canary = stable_then_canary(world, model)
@@ -239,12 +241,6 @@ def test_bad_model_is_rolled_back_by_its_gate(world, model, reason):
     failing = [m["name"] for m in st["lastAnalysis"]["metrics"] if m["verdict"] == "Fail"]
     assert failing, st["lastAnalysis"]
     assert max(world.canary_weights_seen(canary) or [0]) <= 50, "a bad canary must not reach the last step"
-
-
-def test_canary_that_never_becomes_ready_is_rolled_back_by_the_deadline(world):
-    stable, canary = stable_then_canary(world, "better", sha256="0" * 64, deadline=10)
-    assert_rolled_back(world, stable, canary, "ProgressDeadlineExceeded")
-    assert world.gateway.stats.routed[canary] == 0, "no request may reach a canary that never became ready"
 
 
 def test_blind_analysis_holds_then_fails_safe(world):
