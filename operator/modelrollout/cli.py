@@ -180,6 +180,26 @@ def blue_green(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return (spec.get("strategy") or {}).get("blueGreen")
 
 
+def ab_test(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return (spec.get("strategy") or {}).get("abTest")
+
+
+def experiment_text(exp: Mapping[str, Any]) -> str:
+    """``CandidateWon: B - A = +0.0950, 95 % interval [+0.0412, +0.1488] (B 463/500 0.926, A 415/500 0.830)``."""
+
+    def side(label: str, arm: Mapping[str, Any]) -> str:
+        value = arm.get("value")
+        shown = "-" if value is None else f"{value:.4g}"
+        return f"{label} {arm.get('revision', '?')} {arm.get('successes', 0)}/{arm.get('trials', 0)} {shown}"
+
+    text = f"{exp.get('outcome', '?')} on {exp.get('metric', '?')}"
+    if exp.get("effect") is not None and exp.get("lower") is not None and exp.get("upper") is not None:
+        confidence = 100 * float(exp.get("confidence") or 0.95)
+        text += (f": B - A = {exp['effect']:+.4f}, {confidence:g} % interval "
+                 f"[{exp['lower']:+.4f}, {exp['upper']:+.4f}]")  # fmt: skip
+    return f"{text}  ({side('B', exp.get('candidate') or {})}; {side('A', exp.get('stable') or {})})"
+
+
 def shadow(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """strategy.canary.shadow, when the rollout begins with a shadow step."""
     if blue_green(spec) is not None:
@@ -196,6 +216,9 @@ def canary_steps(spec: Mapping[str, Any]) -> list[int]:
     them out) after the shadow step at 0 % when there is one (blue-green: the preview, one step at 0 %)."""
     if blue_green(spec) is not None:
         return [0]
+    ab = ab_test(spec)
+    if ab is not None:
+        return [int(ab.get("split", 50))]
     steps = list(((spec.get("strategy") or {}).get("canary") or {}).get("steps") or DEFAULT_CANARY.steps)
     return ([0] if shadow(spec) is not None else []) + steps
 
@@ -206,6 +229,11 @@ def strategy_text(spec: Mapping[str, Any], current: int | None, style: Style = P
         text = (f"blueGreen: preview at least {bg.get('previewDuration', '5m')}, then one switch; "
                 f"previous kept {hold_text(spec)}")  # fmt: skip
         return text + ("; switch by `kubectl modelrollout promote`" if bg.get("autoPromote") is False else "")
+    ab = ab_test(spec)
+    if ab is not None:
+        metric = (ab.get("metric") or {}).get("name", "accuracy")
+        return (f"abTest: {ab.get('split', 50)}% to the candidate (B) on {metric}, at least "
+                f"{ab.get('minDuration', '1h')}, at most {ab.get('maxDuration', '7d')}")  # fmt: skip
     canary = (spec.get("strategy") or {}).get("canary") or {}
     each = f"{canary.get('stepDuration', '60s')} each"
     sh = shadow(spec)
@@ -313,7 +341,12 @@ def render_status(
     if step is not None:
         n = len(canary_steps(spec))
         since = age(status.get("stepStartedAt"), now)
-        where = "preview" if blue_green(spec) is not None else "shadow" if in_shadow(spec, step) else f"{step + 1}/{n}"
+        if blue_green(spec) is not None:
+            where = "preview"
+        elif ab_test(spec) is not None:
+            where = "experiment"
+        else:
+            where = "shadow" if in_shadow(spec, step) else f"{step + 1}/{n}"
         field("Step", where + (f" (for {since})" if since != "-" else ""))
 
     ready = deployment_readiness(deployments)
@@ -355,6 +388,8 @@ def render_status(
         field("Scaling down", ", ".join(retiring) + "  (out of traffic; pods kept for scaleDownDelay)")
     if phase == "Baking" and status.get("bakeStartedAt"):
         field("Bake", f"for {age(status.get('bakeStartedAt'), now)} of {hold_text(spec)}")
+    if status.get("experiment"):
+        field("Experiment", experiment_text(status["experiment"]))
 
     conds = _conditions(status)
     if conds:

@@ -19,9 +19,12 @@ from modelrollout.api.types import (
     ANNOTATION_PROMOTE,
     ANNOTATION_RETRY,
     AnalysisResult,
+    ArmCounts,
     ComparedModel,
     Condition,
     DriftStatus,
+    ExperimentOutcome,
+    ExperimentResult,
     FeatureDrift,
     GateReason,
     HistoryEntry,
@@ -887,6 +890,9 @@ def _canary(run: _Run) -> None:
         run.emit("Normal", "PromotedManually", f"canary {canary} promoted by the promote annotation")
         _promote(run)
         return
+    if run.plan.strategy == Strategy.AB_TEST:
+        _experiment(run)
+        return
     if _step_complete(run):
         if st.currentStep + 1 < len(steps):
             _enter_step(run, st.currentStep + 1)
@@ -896,6 +902,48 @@ def _canary(run: _Run) -> None:
             st.message = f"preview of {canary} passed; waiting for `kubectl modelrollout promote` to switch"
     else:
         _wait_for_evidence(run)
+
+
+def _experiment(run: _Run) -> None:
+    """The A/B test's step: keep the split until the primary metric's sequential test ends it
+    (metrics/experiment.py), no earlier than minDuration and no later than maxDuration."""
+    st, ab = run.status, run.spec.strategy.abTest
+    assert ab is not None and st.canaryRevision is not None and st.stableRevision is not None
+    last = st.lastAnalysis
+    found = last.experiment if last is not None and last.revision == st.canaryRevision else None
+    if found is not None:
+        st.experiment = found.model_copy(update={"since": st.stepStartedAt})
+    elapsed = run.elapsed(st.stepStartedAt)
+    shown = found.message if found is not None else "no check yet"
+    split = f"A/B test {st.canaryRevision} (B, {st.canaryWeight}%) vs {st.stableRevision} (A) on {ab.metric.name}"
+    if elapsed < parse_duration(ab.minDuration):
+        st.message = f"{split}: {_minutes(elapsed)} of minDuration {ab.minDuration}; {shown}"
+        return
+    outcome = found.outcome if found is not None else ExperimentOutcome.RUNNING
+    if outcome == ExperimentOutcome.RUNNING:
+        if elapsed < parse_duration(ab.maxDuration):
+            st.message = f"{split}: {shown}"
+            return
+        outcome = ExperimentOutcome.TIMEOUT
+    if st.experiment is None:  # a timeout without a single check
+        st.experiment = ExperimentResult(
+            metric=ab.metric.name, outcome=outcome, confidence=1.0 - ab.significance, since=st.stepStartedAt,
+            candidate=ArmCounts(revision=st.canaryRevision, successes=0, trials=0),
+            stable=ArmCounts(revision=st.stableRevision, successes=0, trials=0),
+        )  # fmt: skip
+    st.experiment = st.experiment.model_copy(update={"outcome": outcome, "decidedAt": run.now})
+    summary = f"{ab.metric.name}: {shown}" if outcome != ExperimentOutcome.TIMEOUT else (
+        f"undecided after maxDuration {ab.maxDuration}: {shown}")  # fmt: skip
+    run.emit("Normal", "ExperimentEnded", f"{outcome} ({st.canaryRevision} vs {st.stableRevision}) {summary}")
+    if outcome == ExperimentOutcome.CANDIDATE_WON:
+        _promote(run)
+        return
+    reason = {
+        ExperimentOutcome.STABLE_WON: Reason.EXPERIMENT_LOST,
+        ExperimentOutcome.TIE: Reason.EXPERIMENT_TIE,
+        ExperimentOutcome.TIMEOUT: Reason.EXPERIMENT_TIMEOUT,
+    }[outcome]
+    _rollback(run, reason, f"A/B test kept {st.stableRevision}: {summary}")
 
 
 def _contract_refused(run: _Run, canary: str, stable: str) -> bool:
@@ -988,6 +1036,9 @@ def _enter_step(run: _Run, index: int) -> None:
                       f"mirrored to it, its answers reach no client")  # fmt: skip
     elif run.plan.strategy == Strategy.CANARY:
         st.message = f"canary {st.canaryRevision} at {weight}%"
+    elif run.plan.strategy == Strategy.AB_TEST:
+        st.message = f"A/B test {st.canaryRevision} (B, {weight}%) vs {st.stableRevision} (A)"
+        st.experiment = None
     else:
         st.message = f"preview of {st.canaryRevision}; live traffic stays on {st.stableRevision}"
     assert st.canaryRevision is not None
@@ -1002,6 +1053,9 @@ def _enter_step(run: _Run, index: int) -> None:
                  f"{st.canaryRevision}, compared with {st.stableRevision} on the same requests")  # fmt: skip
     elif run.plan.strategy == Strategy.CANARY:
         run.emit("Normal", "StepStarted", f"step {index + 1}/{len(run.plan.steps)}: canary weight {weight}%")
+    elif run.plan.strategy == Strategy.AB_TEST:
+        run.emit("Normal", "ExperimentStarted", f"{weight}% of requests to {st.canaryRevision} (B), the rest to "
+                 f"{st.stableRevision} (A)")  # fmt: skip
     else:
         run.emit("Normal", "PreviewStarted", f"{st.canaryRevision} at full size behind the preview Service")
 

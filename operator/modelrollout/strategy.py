@@ -15,6 +15,11 @@ the previous revision is warm); what differs is the plan:
   every route move to the new revision in one write); the previous revision stays at full size for
   ``scaleDownDelay`` (or ``bake.duration`` if longer), gates or not, and a failing gate switches back.
   Without a traffic layer ``<name>`` selects only the stable revision, as with one.
+- **abTest**: one step at the split, for at least ``minDuration``: the experiment. Its gates guard it
+  (a failure rolls the candidate back as in a canary); the end is the sequential test on the
+  primary metric (:mod:`modelrollout.metrics.experiment`): a winning candidate is promoted, a
+  winning stable revision, a tie or ``maxDuration`` keep the stable one (the candidate is rolled
+  back with ExperimentLost, ExperimentTie or ExperimentTimeout).
 - **canary with shadow**: the canary's steps after one more step at weight 0, the shadow step:
   ``shadow.percent`` % of live inference requests are mirrored to the candidate (its answers go
   nowhere), for at least ``shadow.duration`` and until its gates pass (at most
@@ -35,6 +40,7 @@ class Strategy(StrEnum):
 
     CANARY = "canary"
     BLUE_GREEN = "blueGreen"
+    AB_TEST = "abTest"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,21 @@ class RolloutPlan:
 
 def plan_for(spec: ModelDeploymentSpec) -> RolloutPlan:
     """The plan of ``spec.strategy`` (see the module docstring)."""
+    ab_test = spec.strategy.abTest
+    if ab_test is not None:
+        return RolloutPlan(
+            strategy=Strategy.AB_TEST,
+            steps=(ab_test.split,),
+            step_duration=ab_test.minDuration,
+            max_step_duration=ab_test.maxDuration,
+            allow_signature_change=False,
+            auto_promote=True,
+            replica_weights=spec.traffic.none is not None,
+            proportional=False,
+            hold=spec.bake.duration,
+            hold_without_gates=False,
+            retire_delay=spec.strategy.canary.scaleDownDelay,
+        )
     blue_green = spec.strategy.blueGreen
     if blue_green is not None:
         hold = max(blue_green.scaleDownDelay, spec.bake.duration, key=parse_duration)

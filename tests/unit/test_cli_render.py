@@ -356,3 +356,16 @@ def test_a_shadow_step_is_shown_as_such_before_the_canary_steps():
     assert cli.strategy_text(spec, 1) == "canary shadow 50% → [20%] → 100%, shadow at least 10m, then 1m each"
     assert cli.canary_steps(spec) == [0, 20, 100] and cli.in_shadow(spec, 0) and not cli.in_shadow(spec, 1)
     assert cli.canary_steps({"strategy": {"canary": {"steps": [20, 100]}}}) == [20, 100]
+
+
+def test_an_ab_test_shows_its_split_and_its_result():
+    spec = {"strategy": {"abTest": {"split": 30, "minDuration": "1h"}}}
+    assert cli.canary_steps(spec) == [30]
+    assert cli.strategy_text(spec, 0) == "abTest: 30% to the candidate (B) on accuracy, at least 1h, at most 7d"
+    exp = {"outcome": "CandidateWon", "metric": "accuracy", "effect": 0.095, "lower": 0.04, "upper": 0.15,
+           "confidence": 0.95, "candidate": {"revision": "b1", "successes": 463, "trials": 500, "value": 0.926},
+           "stable": {"revision": "a1", "successes": 415, "trials": 500, "value": 0.83}}  # fmt: skip
+    assert cli.experiment_text(exp) == (
+        "CandidateWon on accuracy: B - A = +0.0950, 95 % interval [+0.0400, +0.1500]  "
+        "(B b1 463/500 0.926; A a1 415/500 0.83)"
+    )

@@ -86,6 +86,10 @@ class Reason(StrEnum):
     CONTRACT_MISMATCH = "ContractMismatch"
     CONTRACT_UNVERIFIED = "ContractUnverified"
     DRIFT_DETECTED = "DriftDetected"
+    EXPERIMENT_LOST = "ExperimentLost"
+    EXPERIMENT_TIE = "ExperimentTie"
+    EXPERIMENT_TIMEOUT = "ExperimentTimeout"
+    EXPERIMENT_WON = "ExperimentWon"
     FIRST_REVISION = "FirstRevision"
     INCONCLUSIVE_LIMIT_REACHED = "InconclusiveLimitReached"
     INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
@@ -999,24 +1003,134 @@ class BlueGreenSpec(_Model):
         return self
 
 
-class StrategySpec(_Model):
-    """How a new revision takes traffic: canary (the default) or blueGreen."""
+class ExperimentMetric(_Model):
+    """The A/B test's primary metric, a proportion per revision: accuracy from feedback labels, or
+    any pair of PromQL counts (e.g. conversions out of sessions)."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel("!(has(self.canary) && has(self.blueGreen))", "set one strategy: canary or blueGreen")
+                _cel(
+                    "has(self.successes) == has(self.trials)",
+                    "set successes and trials together (or neither, for accuracy)",
+                    ".successes",
+                ),
+                _cel(
+                    "!(self.name == 'accuracy' && has(self.successes))",
+                    "name accuracy reads the feedback labels; give another name to a successes/trials pair",
+                    ".name",
+                ),
+                _cel(
+                    "self.name == 'accuracy' || has(self.successes)",
+                    "a metric other than accuracy needs successes and trials (PromQL counts)",
+                    ".successes",
+                ),
+            ]
+        }
+    )
+
+    name: str = Field(
+        default="accuracy",
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="accuracy (correct feedback labels out of all labels, per revision), or the name of a "
+        "successes/trials pair.",
+    )
+    successes: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL counting one revision's successes over the experiment: {{namespace}}, {{name}}, "
+        "{{revision}} and {{range}} (the time since the experiment began, e.g. 3600s) are substituted, e.g. "
+        'sum(increase(checkout_conversions_total{namespace="{{namespace}}", revision="{{revision}}"}[{{range}}])).',
+    )
+    trials: str | None = Field(
+        default=None, max_length=4096, description="PromQL counting the same revision's trials (same placeholders)."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> ExperimentMetric:
+        if (self.successes is None) != (self.trials is None):
+            raise ValueError("set successes and trials together (or neither, for accuracy)")
+        if self.name == "accuracy" and self.successes is not None:
+            raise ValueError("name accuracy reads the feedback labels; give another name to a successes/trials pair")
+        if self.name != "accuracy" and self.successes is None:
+            raise ValueError("a metric other than accuracy needs successes and trials (PromQL counts)")
+        return self
+
+
+class ABTestSpec(_Model):
+    """A fixed split between the stable revision (A) and the candidate (B) until a sequential test on
+    the primary metric names a winner, shows a tie, or runs out of time (docs/strategies.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_cel_not_shorter("maxDuration", "minDuration")]}
+    )
+
+    split: int = Field(default=50, ge=1, le=99, description="Percent of requests to the candidate (B).")
+    metric: ExperimentMetric = Field(
+        default_factory=ExperimentMetric, description="The primary metric, higher is better."
+    )
+    minDuration: str = _duration_field(
+        "1h", "Least time before any decision (cover the cycles of your traffic: hours of the day, weekdays)."
+    )
+    maxDuration: str = _duration_field(
+        "7d", "Still undecided then: the experiment ends as a timeout and the stable revision is kept.", "1s"
+    )
+    minSamples: int = Field(
+        default=200, ge=1, le=100_000_000, description="Trials each revision needs before any decision."
+    )
+    tieMargin: float = Field(
+        default=0.01,
+        gt=0,
+        le=0.5,
+        description="A difference smaller than this (in the metric's units) is a tie: shown when the whole "
+        "confidence interval of B - A lies within +-tieMargin. The stable revision is kept.",
+    )
+    significance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="Probability of declaring a winner (or a tie) that is not, over the whole experiment, "
+        "however often it is checked (always-valid sequential tests; docs/gates.md).",
+    )
+
+    @field_validator("minDuration", "maxDuration")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _max_after_min(self) -> ABTestSpec:
+        _check_not_shorter(self, "maxDuration", "minDuration")
+        return self
+
+
+class StrategySpec(_Model):
+    """How a new revision takes traffic: canary (the default), blueGreen or abTest."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "[has(self.canary), has(self.blueGreen), has(self.abTest)].filter(x, x).size() <= 1",
+                    "set one strategy: canary, blueGreen or abTest",
+                )
             ]
         }
     )
 
     canary: CanarySpec = Field(default_factory=CanarySpec, description="Canary steps (the default strategy).")
     blueGreen: BlueGreenSpec | None = Field(default=None, description="Preview, then one switch.")
+    abTest: ABTestSpec | None = Field(
+        default=None, description="A fixed split until a sequential test names a winner, a tie or a timeout."
+    )
 
     @model_validator(mode="after")
     def _one(self) -> StrategySpec:
-        if self.blueGreen is not None and "canary" in self.model_fields_set:
-            raise ValueError("set one strategy: canary or blueGreen")
+        chosen = [self.blueGreen is not None, self.abTest is not None, "canary" in self.model_fields_set]
+        if sum(chosen) > 1:
+            raise ValueError("set one strategy: canary, blueGreen or abTest")
         return self
 
 
@@ -1568,8 +1682,8 @@ class BakeSpec(_Model):
 NOTIFICATION_EVENTS = (
     "PhaseInitializing", "PhaseProgressing", "PhaseBaking", "PhaseSucceeded", "PhaseRolledBack", "PhaseFailed",
     "PhasePaused", "RevisionCreated", "RetryRequested", "ProgressDeadlineExceeded", "StepStarted",
-    "PreviewStarted", "ShadowStarted", "ShadowComparisonUnavailable", "CanaryUnavailable", "CanaryAvailable",
-    "SignatureChangeAllowed", "SignatureNotCompared",
+    "PreviewStarted", "ShadowStarted", "ShadowComparisonUnavailable", "ExperimentStarted", "ExperimentEnded",
+    "CanaryUnavailable", "CanaryAvailable", "SignatureChangeAllowed", "SignatureNotCompared",
     "AnalysisBlind", "AnalysisFailed", "PromotedManually", "Promoted", "RolledBack", "Superseded",
     "WatchFailed*", "WatchRecovered", "Drifted", "DriftCleared", "RetrainingStarted", "RetrainingSucceeded",
     "RetrainingFailed",
@@ -1687,6 +1801,10 @@ SHADOW_WITHOUT_CANARY_ROUTES = (
     "a shadow candidate answers no client, so traffic.canaryRoutes (which send testers' requests to it) cannot "
     "be set with it"
 )
+AB_TEST_WITHOUT_CANARY_ROUTES = (
+    "an A/B test compares the split's two groups, and traffic.canaryRoutes would add requests chosen by "
+    "header or cookie to one of them: remove them for the experiment"
+)
 SHADOW_NGINX_PERCENT = "ingress-nginx mirrors every request: strategy.canary.shadow.percent must be 100 with nginx"
 SHADOW_GATES_NEED_SHADOW = (
     "agreement and score-difference gates judge a shadow comparison: set strategy.canary.shadow, or remove them"
@@ -1732,6 +1850,12 @@ class ModelDeploymentSpec(_Model):
                     "(has(m.template) ? m.template : m.name) in " + _cel_list(SHADOW_TEMPLATES) + ")",
                     SHADOW_GATES_NEED_SHADOW,
                     ".analysis.metrics",
+                ),
+                _cel(
+                    "!has(self.strategy) || !has(self.strategy.abTest)"
+                    " || !has(self.traffic.canaryRoutes) || size(self.traffic.canaryRoutes) == 0",
+                    AB_TEST_WITHOUT_CANARY_ROUTES,
+                    ".strategy.abTest",
                 ),
                 _cel(
                     "!has(self.serving) || !has(self.serving.autoscaling) || !has(self.traffic.none)"
@@ -1792,20 +1916,24 @@ class ModelDeploymentSpec(_Model):
 
     @model_validator(mode="after")
     def _shadow_fits(self) -> ModelDeploymentSpec:
-        shadow = None if self.strategy.blueGreen is not None else self.strategy.canary.shadow
+        blue_green, ab_test = self.strategy.blueGreen, self.strategy.abTest
+        shadow = None if blue_green is not None or ab_test is not None else self.strategy.canary.shadow
         if shadow is not None and self.traffic.none is not None:
             raise ValueError(f"strategy.canary.shadow: {SHADOW_NEEDS_ROUTES}")
         if shadow is not None and self.traffic.canaryRoutes:
             raise ValueError(f"strategy.canary.shadow: {SHADOW_WITHOUT_CANARY_ROUTES}")
         if shadow is not None and self.traffic.nginx is not None and shadow.percent != 100:
             raise ValueError(f"strategy.canary.shadow.percent: {SHADOW_NGINX_PERCENT}")
+        if self.strategy.abTest is not None and self.traffic.canaryRoutes:
+            raise ValueError(f"strategy.abTest: {AB_TEST_WITHOUT_CANARY_ROUTES}")
         if shadow is None and any(m.is_shadow for m in self.analysis.metrics):
             raise ValueError(f"analysis.metrics: {SHADOW_GATES_NEED_SHADOW}")
         return self
 
     @model_validator(mode="after")
     def _dark_step_has_routes(self) -> ModelDeploymentSpec:
-        if self.strategy.blueGreen is None and self.strategy.canary.steps[0] == 0 and not self.traffic.canaryRoutes:
+        chosen_canary = self.strategy.blueGreen is None and self.strategy.abTest is None
+        if chosen_canary and self.strategy.canary.steps[0] == 0 and not self.traffic.canaryRoutes:
             raise ValueError(
                 "strategy.canary.steps: a first step of 0 (a dark step) needs traffic.canaryRoutes: without them "
                 "no request would reach the canary"
@@ -1871,6 +1999,42 @@ class MetricResult(_Status):
     )
 
 
+class ExperimentOutcome(StrEnum):
+    """Where an A/B test stands: running, or how it ended."""
+
+    RUNNING = "Running"
+    CANDIDATE_WON = "CandidateWon"
+    STABLE_WON = "StableWon"
+    TIE = "Tie"
+    TIMEOUT = "Timeout"
+
+
+class ArmCounts(_Status):
+    """One side of an A/B test: the primary metric's successes out of trials over the experiment."""
+
+    revision: str
+    successes: int = Field(description="Successes (correct labels for accuracy).")
+    trials: int = Field(description="Trials (labels for accuracy).")
+    value: float | None = Field(default=None, description="successes / trials; null without trials.")
+
+
+class ExperimentResult(_Status):
+    """An A/B test's evidence and outcome: the effect of the candidate (B) over the stable revision (A)
+    with an always-valid confidence interval (docs/strategies.md#ab-test-strategyabtest)."""
+
+    metric: str = Field(description="The primary metric's name.")
+    outcome: ExperimentOutcome = Field(description="Running, CandidateWon, StableWon, Tie or Timeout.")
+    candidate: ArmCounts
+    stable: ArmCounts
+    effect: float | None = Field(default=None, description="B - A, in the metric's units.")
+    lower: float | None = Field(default=None, description="Lower end of the confidence interval of B - A.")
+    upper: float | None = Field(default=None, description="Upper end of the confidence interval of B - A.")
+    confidence: float = Field(description="The interval's coverage, 1 - significance, valid at every look.")
+    since: datetime | None = Field(default=None, description="When the experiment began (its first split).")
+    decidedAt: datetime | None = Field(default=None, description="When it ended.")
+    message: str = ""
+
+
 class AnalysisResult(_Status):
     """The last gate check."""
 
@@ -1880,6 +2044,9 @@ class AnalysisResult(_Status):
     since: datetime | None = Field(default=None, description="Start of the evidence period the counts cover.")
     verdict: Literal["Pass", "Fail", "Inconclusive"]
     metrics: list[MetricResult] = Field(default_factory=list)
+    experiment: ExperimentResult | None = Field(
+        default=None, description="An A/B test's evidence at this check (strategy.abTest)."
+    )
 
 
 class ComparedModel(_Status):
@@ -1997,6 +2164,9 @@ class ModelDeploymentStatus(_Status):
     history: list[HistoryEntry] = Field(default_factory=list)
     drift: DriftStatus | None = Field(default=None, description="The continuous watch's drift gates (docs/drift.md).")
     retraining: RetrainingStatus | None = Field(default=None, description="Retraining runs (spec.retraining).")
+    experiment: ExperimentResult | None = Field(
+        default=None, description="The last A/B test (strategy.abTest): its evidence, and how it ended."
+    )
     retiring: list[RetiringRevision] = Field(
         default_factory=list,
         description="Revisions whose weight went to 0 and that keep their pods until scaleDownAt (the "

@@ -42,6 +42,7 @@ from typing import Literal
 
 from modelrollout.api.types import (
     AnalysisResult,
+    ExperimentResult,
     GateReason,
     MetricResult,
     MetricSpec,
@@ -49,7 +50,7 @@ from modelrollout.api.types import (
     ModelDeploymentStatus,
 )
 from modelrollout.durations import parse_duration
-from modelrollout.metrics import drift_gate, sequential, templates
+from modelrollout.metrics import drift_gate, experiment, sequential, templates
 from modelrollout.metrics.provider import MetricsProvider, QueryResult
 from modelrollout.strategy import plan_for
 
@@ -563,6 +564,7 @@ def run_analysis(
             since=scope.since,
             verdict=verdict,
             metrics=results,
+            experiment=_experiment(spec, status, scope, provider),
         )
 
     if not analysis.metrics:
@@ -596,6 +598,21 @@ def run_analysis(
         ", ".join(f"{r.name}={r.reason}" for r in results),
     )
     return checked(verdict, results)
+
+
+def _experiment(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, scope: Scope, provider: MetricsProvider | None
+) -> ExperimentResult | None:
+    """An A/B test's evidence when ``scope`` checks its candidate: both revisions over the same period."""
+    stable = status.stableRevision
+    if spec.strategy.abTest is None or provider is None or scope.revision != status.canaryRevision or not stable:
+        return None
+    tables = {rev: scope.table(rev, scope.own) for rev in (scope.revision, stable)}
+    try:
+        return experiment.evaluate(spec, scope.revision, stable, tables, provider)
+    except templates.TemplateError as exc:
+        log.warning("A/B test of %s/%s: %s", scope.namespace, scope.name, exc)
+        return None
 
 
 def _not_applicable(
