@@ -233,7 +233,7 @@ def strategy_text(spec: Mapping[str, Any], current: int | None, style: Style = P
     if ab is not None:
         metric = (ab.get("metric") or {}).get("name", "accuracy")
         return (f"abTest: {ab.get('split', 50)}% to the candidate (B) on {metric}, at least "
-                f"{ab.get('minDuration', '1h')}, at most {ab.get('maxDuration', '7d')}")  # fmt: skip
+                f"{ab.get('minDuration', '1h')}, at most {ab.get('maxDuration', '168h')}")  # fmt: skip
     canary = (spec.get("strategy") or {}).get("canary") or {}
     each = f"{canary.get('stepDuration', '60s')} each"
     sh = shadow(spec)

@@ -32,6 +32,13 @@ def mutate(path: str, value):
     return obj
 
 
+def ab_with(traffic: dict) -> dict:
+    """VALID as an A/B test on ``traffic``."""
+    obj = mutate("spec.traffic", traffic)
+    obj["spec"]["strategy"] = {"abTest": {"split": 50}}
+    return obj
+
+
 def shadow_with(traffic: dict, percent: int = 100) -> dict:
     """VALID with a shadow phase on ``traffic``."""
     obj = mutate("spec.traffic", traffic)
@@ -54,7 +61,16 @@ INVALID = [
     ("dark step without canary routes", mutate("spec.strategy", {"canary": {"steps": [0, 100]}}),
      ["spec.strategy.canary.steps", "needs traffic.canaryRoutes"]),
     ("two strategies", mutate("spec.strategy", {"canary": {"steps": [100]}, "blueGreen": {}}),
-     ["spec.strategy", "set one strategy: canary or blueGreen"]),
+     ["spec.strategy", "set one strategy: canary, blueGreen or abTest"]),
+    ("an A/B test and a canary", mutate("spec.strategy", {"canary": {"steps": [100]}, "abTest": {}}),
+     ["spec.strategy", "set one strategy: canary, blueGreen or abTest"]),
+    ("an A/B test with canary routes",
+     ab_with({**GW, "canaryRoutes": [{"header": {"name": "x", "value": "1"}}]}),
+     ["spec.strategy.abTest", "remove them for the experiment"]),
+    ("an A/B metric with half a pair", mutate("spec.strategy", {"abTest": {"metric": {"name": "cv", "trials": "x"}}}),
+     ["spec.strategy.abTest.metric.successes", "set successes and trials together"]),
+    ("an A/B split of 100", mutate("spec.strategy", {"abTest": {"split": 100}}),
+     ["spec.strategy.abTest.split", "99"]),
     ("preview longer than its maximum",
      mutate("spec.strategy", {"blueGreen": {"previewDuration": "10m", "maxPreviewDuration": "5m"}}),
      ["spec.strategy.blueGreen.maxPreviewDuration", "at least previewDuration"]),
@@ -247,5 +263,16 @@ def test_a_shadow_with_its_gates_is_accepted(cluster, namespace):
         {"name": "score-difference", "scoreDifferenceAbove": 0.1, "max": 0.05},
         {"name": "accuracy", "min": 0.8},
     ]
+    proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "created (server dry run)" in proc.stdout
+
+
+def test_an_ab_test_on_a_custom_metric_is_accepted(cluster, namespace):
+    manifest = mutate("spec.traffic", GW)
+    manifest["spec"]["strategy"] = {"abTest": {"split": 20, "minDuration": "2h", "maxDuration": "168h", "metric": {
+        "name": "conversion",
+        "successes": 'sum(increase(conversions_total{revision="{{revision}}"}[{{range}}]))',
+        "trials": 'sum(increase(sessions_total{revision="{{revision}}"}[{{range}}]))',
+    }}}  # fmt: skip
     proc = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
     assert "created (server dry run)" in proc.stdout

@@ -361,7 +361,7 @@ def test_a_shadow_step_is_shown_as_such_before_the_canary_steps():
 def test_an_ab_test_shows_its_split_and_its_result():
     spec = {"strategy": {"abTest": {"split": 30, "minDuration": "1h"}}}
     assert cli.canary_steps(spec) == [30]
-    assert cli.strategy_text(spec, 0) == "abTest: 30% to the candidate (B) on accuracy, at least 1h, at most 7d"
+    assert cli.strategy_text(spec, 0) == "abTest: 30% to the candidate (B) on accuracy, at least 1h, at most 168h"
     exp = {"outcome": "CandidateWon", "metric": "accuracy", "effect": 0.095, "lower": 0.04, "upper": 0.15,
            "confidence": 0.95, "candidate": {"revision": "b1", "successes": 463, "trials": 500, "value": 0.926},
            "stable": {"revision": "a1", "successes": 415, "trials": 500, "value": 0.83}}  # fmt: skip

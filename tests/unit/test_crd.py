@@ -32,6 +32,24 @@ def test_schema_is_structural():
         assert node.get("additionalProperties") is not False, path
 
 
+def test_every_default_satisfies_its_own_schema():
+    """The API server refuses a CRD whose defaults break its patterns or bounds (a "7d" default under
+    a pattern without days once made every cluster test fail): check them here, in a second."""
+    import re
+
+    schema = yaml.safe_load(crd.render())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        if "default" not in node or node["default"] is None:
+            continue
+        value = node["default"]
+        if "pattern" in node and isinstance(value, str):
+            assert re.fullmatch(node["pattern"], value), f"{path}: default {value!r} does not match {node['pattern']}"
+        if "enum" in node:
+            assert value in node["enum"], f"{path}: default {value!r} not in {node['enum']}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert value >= node.get("minimum", value) and value <= node.get("maximum", value), path
+
+
 def test_printer_columns_and_status_subresource():
     version = yaml.safe_load(crd.render())["spec"]["versions"][0]
     names = [c["name"] for c in version["additionalPrinterColumns"]]

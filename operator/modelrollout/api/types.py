@@ -1074,7 +1074,9 @@ class ABTestSpec(_Model):
         "1h", "Least time before any decision (cover the cycles of your traffic: hours of the day, weekdays)."
     )
     maxDuration: str = _duration_field(
-        "7d", "Still undecided then: the experiment ends as a timeout and the stable revision is kept.", "1s"
+        "168h",
+        "Still undecided then (default a week): the experiment ends as a timeout and the stable revision is kept.",
+        "1s",
     )
     minSamples: int = Field(
         default=200, ge=1, le=100_000_000, description="Trials each revision needs before any decision."
