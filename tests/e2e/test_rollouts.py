@@ -48,6 +48,7 @@ def spec(
     inconclusive_limit: int = 6,
     shadow: dict | None = None,
     extra_gates: tuple[dict, ...] = (),
+    ab_test: dict | None = None,
 ) -> dict:
     traffic: dict[str, Any] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
     canary: dict[str, Any] = {"steps": list(steps), "stepDuration": step, "scaleDownDelay": "2s"}
@@ -55,11 +56,16 @@ def spec(
         canary["shadow"] = shadow
     if canary_routes:
         traffic["canaryRoutes"] = canary_routes
+    strategy: dict[str, Any] = {"canary": canary}
+    if blue_green:
+        strategy = {"blueGreen": {"abortScaleDownDelay": "2s", **blue_green}}
+    elif ab_test:
+        strategy = {"abTest": ab_test}
     return {
         "model": model_spec(model, sha256),
         "serving": serving_spec(warmup),
         "traffic": traffic,
-        "strategy": {"blueGreen": {"abortScaleDownDelay": "2s", **blue_green}} if blue_green else {"canary": canary},
+        "strategy": strategy,
         "analysis": {
             "interval": "3s",
             "failureLimit": 1,
@@ -114,10 +120,12 @@ class World:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read()).get("model_version")
 
-    def traffic(self, concept: str = "current", headers: dict[str, str] | None = None) -> TrafficSender:
-        sender = TrafficSender({"gw": self.gateway.url}, seed=len(self.senders) + 1, concept=concept, concurrency=2,
-                               headers=headers)  # fmt: skip
-        sender.start(max_requests=RATE * 240, max_seconds=240, rate=RATE)
+    def traffic(
+        self, concept: str = "current", headers: dict[str, str] | None = None, rate: int = RATE
+    ) -> TrafficSender:
+        sender = TrafficSender({"gw": self.gateway.url}, seed=len(self.senders) + 1, concept=concept,
+                               concurrency=max(2, rate // 20), headers=headers)  # fmt: skip
+        sender.start(max_requests=rate * 240, max_seconds=240, rate=rate)
         self.senders.append(sender)
         return sender
 
@@ -160,11 +168,11 @@ def world(cluster, operator, upstream_crds, api, namespace, tmp_path) -> Iterato
         )
 
 
-def stable_then_canary(world: World, canary: str, **kw: Any) -> tuple[str, str]:
+def stable_then_canary(world: World, canary: str, rate: int = RATE, **kw: Any) -> tuple[str, str]:
     """Bring up baseline as stable with traffic flowing, then apply ``canary``; return both revisions."""
     world.apply("baseline")
     stable = world.wait_phase("Succeeded")["stableRevision"]
-    world.traffic()
+    world.traffic(rate=rate)
     wait_until(lambda: world.gateway.stats.routed[stable] > 50, 30, what="traffic on the stable revision")
     world.apply(canary, **kw)
     rev = wait_until(lambda: world.status().get("canaryRevision"), 30, what="canary revision")
@@ -305,7 +313,7 @@ def test_shadow_rejects_a_disagreeing_candidate_unseen_and_an_agreeing_one_proce
     agrees on 86 % and, once shown above 0.8 on the mirrored requests alone, takes its first canary
     step, where accuracy is judged on labels again."""
     shadow = {"percent": 100, "duration": "5s", "maxDuration": "60s"}
-    stable, bad = stable_then_canary(world, "coinflip", shadow=shadow, extra_gates=(AGREEMENT,))
+    stable, bad = stable_then_canary(world, "coinflip", rate=2 * RATE, shadow=shadow, extra_gates=(AGREEMENT,))
     st = assert_rolled_back(world, stable, bad, "Agreement", record=False)
     stats = world.gateway.stats
     assert stats.routed[bad] == 0 and stats.feedback_routed[bad] == 0, (
@@ -342,3 +350,34 @@ def test_shadow_rejects_a_disagreeing_candidate_unseen_and_an_agreeing_one_proce
                == ["weighted"], 10, what="the mirror gone with the shadow step")  # fmt: skip
     wait_until(lambda: stats.routed[good] > 0, 20, what="live requests on the canary")
     assert stats.mirror_answers[(good, 200)] == stats.mirrored[good], stats.mirror_answers
+
+
+def test_an_ab_test_names_the_better_model_the_winner_and_two_equal_ones_do_not_replace_stable(world):
+    """A 50/50 split on accuracy from the labels: better (0.93) against baseline (0.83) is declared
+    the winner with an interval above 0 and promoted; then two equal models (better against itself,
+    a new revision by its serving settings) end in a tie (within +-0.15, a margin this short test can
+    show) or a timeout, and the stable one stays."""
+    ab = {"split": 50, "minDuration": "3s", "maxDuration": "40s", "minSamples": 100, "tieMargin": 0.15}
+    _, better = stable_then_canary(world, "better", rate=2 * RATE, ab_test=ab)  # labels faster: a shorter test
+    wait_until(lambda: world.status().get("currentStep") == 0, 60, what="the experiment")
+    wait_until(lambda: ((world.status().get("experiment") or {}).get("candidate") or {}).get("trials", 0) > 0, 30,
+               what="labels counted on both sides")  # fmt: skip
+    view = world.status_view()
+    print(f"\n$ kubectl modelrollout status fraud -n {world.namespace}\n{view}")
+    st = world.wait_phase("Baking", "Succeeded", timeout=120)
+    exp = st["experiment"]
+    print(f"\nexperiment: {exp}")
+    assert st["stableRevision"] == better and exp["outcome"] == "CandidateWon", exp
+    assert exp["lower"] > 0 and exp["lower"] < exp["effect"] < exp["upper"], exp
+    assert min(exp["candidate"]["trials"], exp["stable"]["trials"]) >= 100, exp
+    assert world.canary_weights_seen(better)[:2] == [50, 100], world.gateway.stats.weights_log
+
+    world.apply("better", ab_test=ab, warmup=6)  # the same model: a new revision, equal accuracy
+    twin = wait_until(lambda: (c := world.status().get("canaryRevision")) not in (None, better) and c, 30,
+                      what="the equal candidate")  # fmt: skip
+    st = world.wait_phase("RolledBack", timeout=120)
+    exp = st["experiment"]
+    print(f"\nexperiment: {exp}")
+    assert st["stableRevision"] == better and twin in st["failedRevisions"], st
+    assert st["rollbackReason"] in ("ExperimentTie", "ExperimentTimeout") and exp["outcome"] in ("Tie", "Timeout"), exp
+    assert exp["lower"] < 0 < exp["upper"] or exp["outcome"] == "Tie", exp
