@@ -202,8 +202,8 @@ def render(rows: list[Row], fixed: dict[tuple[str, float], fixed_rule.FixedRuleR
         "medians over the rollouts that were rolled back, counted from the canary's creation; "
         "`promoted after` is the median time to promotion. The shadow example mirrors every request to the "
         "candidate for its shadow phase (no labels reach it then) and its pods compare each row with the stable "
-        "model: healthy agrees on 86 % of rows (better.onnx against baseline.onnx); its score-difference gate (and the Istio and NGINX examples' "
-        "custom PromQL) has no model in the simulator and is left out.",
+        "model: healthy agrees on 86 % of rows (better.onnx against baseline.onnx); its score-difference gate "
+        "(and the Istio and NGINX examples' custom PromQL) has no model in the simulator and is left out.",
         "",
         "| config | req/s | scenario | n | rolled back before promotion | rolled back incl. bake "
         "| time to detect (s) | canary requests to detect | promoted after (s) | why not promoted |",

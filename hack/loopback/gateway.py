@@ -217,13 +217,12 @@ class Gateway:
         return revision, by_header
 
     @staticmethod
-    def _choose(
-        view: RouteView, headers: Mapping[str, str], path: str
-    ) -> tuple[str | None, bool, PathRule | None]:
+    def _choose(view: RouteView, headers: Mapping[str, str], path: str) -> tuple[str | None, bool, PathRule | None]:
         """A header rule first, then an exact-path rule, then the weighted rule (the precedence the
         operator's rules need: it never writes header and exact-path rules together)."""
         rule = next((r for r in view.header_rules if r.holds(headers)), None)
-        exact = None if rule else next((r for r in view.path_rules if r.path == path.split("?")[0]), None)
+        bare = path.partition("?")[0]
+        exact = None if rule else next((r for r in view.path_rules if r.path == bare), None)
         backends = rule.backends if rule else exact.backends if exact else view.backends
         weights = {rev: w for rev, w in backends if w > 0}
         if not weights:
