@@ -93,7 +93,7 @@ app-images-for-tests: system-deps
 	@if [ "$${MODELROLLOUT_REAL_NODE:-1}" != 0 ]; then bash hack/images/build.sh app; fi
 
 .PHONY: bench
-bench: bench-decisions bench-drift bench-rollback bench-server bench-operator ## every benchmark; figures go to docs/benchmarks.md
+bench: bench-decisions bench-abtest bench-drift bench-rollback bench-server bench-operator ## every benchmark; figures go to docs/benchmarks.md
 
 .PHONY: bench-rollback
 bench-rollback: deps ## time-to-rollback per gate at a 10 s analysis interval (~5 min)
@@ -110,6 +110,10 @@ bench-operator: deps ## the operator at 1,000 ModelDeployments on kwok nodes: RS
 .PHONY: bench-decisions
 bench-decisions: venv ## false rollbacks, power and time to detect of the gates, real engine on simulated counters (~5 min)
 	$(PY) hack/bench_decisions.py
+
+.PHONY: bench-abtest
+bench-abtest: venv ## how often an A/B test names the right winner, a tie or a timeout, real engine on simulated counters (~3 min)
+	$(PY) hack/bench_abtest.py
 
 .PHONY: bench-drift
 bench-drift: venv ## false drift alarms per day and time to detect a shift in the continuous watch, real engine and gate (~3 min)
