@@ -44,13 +44,16 @@ OUTCOMES = ("CandidateWon", "StableWon", "Tie", "Timeout", "other")
 REASONS = {"ExperimentLost": "StableWon", "ExperimentTie": "Tie", "ExperimentTimeout": "Timeout"}
 
 
+AB_TEST = {"split": 50, "minDuration": "30m", "maxDuration": "12h", "minSamples": 1000, "tieMargin": 0.01,
+           "significance": 0.05}  # fmt: skip
+
+
 def config() -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate(
         {
             "model": {"name": "fraud", "uri": "https://models.example.com/fraud/better.onnx"},
             "traffic": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
-            "strategy": {"abTest": {"split": 50, "minDuration": "30m", "maxDuration": "12h", "minSamples": 1000,
-                                    "tieMargin": 0.01, "significance": 0.05}},  # fmt: skip
+            "strategy": {"abTest": AB_TEST},
             "analysis": {
                 "interval": "1m",
                 "prometheus": {"address": "http://prometheus.invalid:9090"},
