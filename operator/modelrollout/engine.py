@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from modelrollout import hooks
 from modelrollout.api.types import (
     ANNOTATION_ABORT,
     ANNOTATION_PROMOTE,
@@ -29,6 +30,8 @@ from modelrollout.api.types import (
     GateReason,
     HistoryEntry,
     HistoryPhase,
+    HookResult,
+    HookType,
     MetricResult,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -103,6 +106,8 @@ class Observations:
     name: str = ""  # the ModelDeployment's name (retraining Jobs are named after it)
     # The running retraining run's Job, read only while status.retraining says one runs; None: not read.
     retraining_job: JobState | None = None
+    # Rollout hooks the shell called this tick because hooks.due() said so.
+    hooks: tuple[HookResult, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------- actions
@@ -276,6 +281,9 @@ def next_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: date
     candidates.extend(r.scaleDownAt for r in status.retiring)
     if _retraining_waits(spec, status) and status.retraining and status.retraining.nextRunAfter:
         candidates.append(status.retraining.nextRunAfter)
+    call = hooks.next_call(spec, status, now)
+    if call is not None:
+        candidates.append(max(call, now + _AFTER))
     cont = spec.analysis.continuous
     if cont is not None and watching(spec, status) and status.watchSince is not None:
         candidates.append(status.watchSince + timedelta(seconds=parse_duration(cont.window)))
@@ -510,6 +518,7 @@ def decide(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observ
     run = _Run(spec, status, obs, now)
     st = run.status
     st.observedGeneration = obs.generation
+    hooks.record(st, obs.hooks)
     _handle_retry(run)
 
     if spec.paused:
@@ -816,6 +825,7 @@ def _start_canary(run: _Run) -> None:
     st.failedChecks = st.inconclusiveChecks = 0
     st.lastCheckAt, st.stepStartedAt, st.lastAnalysis, st.evidenceSince = None, None, None, None
     st.watchSince, st.watchFailure = None, None
+    st.hooks, st.awaitingConfirmation = [], False
     st.revisionStartedAt = run.now
     run.started_canary = True
     st.phase, st.message = Phase.PROGRESSING, f"starting canary {desired.revision}"
@@ -845,11 +855,11 @@ def _canary(run: _Run) -> None:
         run.actions.append(PointService("canary", canary))
         # Testers' header/cookie routes reach it as soon as one pod is ready.
         run.set_weight(0, canary_routes=_has_ready_pod(run, canary))
-        if _contract_refused(run, canary, stable):
+        if _contract_refused(run, canary, stable) or _hook_failed(run, HookType.PRE_ROLLOUT, None):
             return
         dep = run.obs.deployments.get(canary)
         if _is_available(dep, want):
-            if not _contract_holds(run, canary, stable):
+            if not _contract_holds(run, canary, stable) and not _hooks_hold(run, HookType.PRE_ROLLOUT):
                 _enter_step(run, 0)
         elif run.elapsed(st.revisionStartedAt) >= spec.progressDeadlineSeconds:
             _rollback(
@@ -866,7 +876,7 @@ def _canary(run: _Run) -> None:
     run.actions.append(PointService("canary", canary))
     if not _canary_serving(run, canary):
         return
-    if not _record_analysis(run):
+    if not _record_analysis(run) or _hook_failed(run, HookType.STEP, st.currentStep):
         return
     # After a failed check the weight may hold but never rise, until a check in this step passes.
     last = st.lastAnalysis
@@ -897,7 +907,8 @@ def _canary(run: _Run) -> None:
         if st.currentStep + 1 < len(steps):
             _enter_step(run, st.currentStep + 1)
         elif run.plan.auto_promote:
-            _promote(run)
+            if _confirmed(run):
+                _promote(run)
         else:
             st.message = f"preview of {canary} passed; waiting for `kubectl modelrollout promote` to switch"
     else:
@@ -920,6 +931,8 @@ def _experiment(run: _Run) -> None:
         st.message = f"{split}: {_minutes(elapsed)} of minDuration {ab.minDuration}; {shown}"
         return
     outcome = found.outcome if found is not None else ExperimentOutcome.RUNNING
+    if outcome == ExperimentOutcome.CANDIDATE_WON and not _confirmed(run):
+        return
     if outcome == ExperimentOutcome.RUNNING:
         if elapsed < parse_duration(ab.maxDuration):
             st.message = f"{split}: {shown}"
@@ -944,6 +957,43 @@ def _experiment(run: _Run) -> None:
         ExperimentOutcome.TIMEOUT: Reason.EXPERIMENT_TIMEOUT,
     }[outcome]
     _rollback(run, reason, f"A/B test kept {st.stableRevision}: {summary}")
+
+
+def _hook_failed(run: _Run, kind: HookType, step: int | None) -> bool:
+    """A PreRollout or Step hook that failed failureLimit calls in a row rolls the candidate back (True)."""
+    st = run.status
+    assert st.canaryRevision is not None
+    failed = hooks.exhausted(run.spec, st, kind, st.canaryRevision, step)
+    if failed is None:
+        return False
+    run.emit("Warning", "HookFailed", f"{kind} hook {failed.name} failed {failed.failures} times: {failed.message}")
+    _rollback(run, gate_reason("HookFailed", failed.name),
+              f"{kind} hook {failed.name} failed {failed.failures} calls in a row: {failed.message}")  # fmt: skip
+    return True
+
+
+def _hooks_hold(run: _Run, kind: HookType, step: int | None = None) -> bool:
+    """Hooks of ``kind`` that have not passed yet hold the rollout where it is (True), saying which."""
+    st = run.status
+    assert st.canaryRevision is not None
+    pending = hooks.waiting(run.spec, st, kind, st.canaryRevision, step)
+    if pending:
+        st.message = f"canary {st.canaryRevision} waits for {kind} hooks: {hooks.describe(run.spec, st, pending)}"
+    return bool(pending)
+
+
+def _confirmed(run: _Run) -> bool:
+    """The candidate is through; its ConfirmPromotion hooks must pass before the promotion (an
+    approval: waiting for one never rolls back)."""
+    st = run.status
+    if not any(HookType(h.type) == HookType.CONFIRM_PROMOTION for h in run.spec.hooks):
+        return True
+    st.awaitingConfirmation = True
+    if _hooks_hold(run, HookType.CONFIRM_PROMOTION, st.currentStep):
+        return False
+    st.awaitingConfirmation = False
+    run.emit("Normal", "PromotionConfirmed", f"the ConfirmPromotion hooks passed for {st.canaryRevision}")
+    return True
 
 
 def _contract_refused(run: _Run, canary: str, stable: str) -> bool:
@@ -1152,6 +1202,8 @@ def _step_complete(run: _Run) -> bool:
     if run.elapsed(st.stepStartedAt) < parse_duration(run.plan.step_duration_at(st.currentStep)):
         return False
     if st.canaryWeight < run.plan.steps[st.currentStep]:  # a Proportional canary still scaling up
+        return False
+    if hooks.waiting(spec, st, HookType.STEP, st.canaryRevision or "", st.currentStep):
         return False
     if not spec.analysis.metrics:
         return True

@@ -34,7 +34,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelrollout import contract, engine, retraining, routers, workloads
+from modelrollout import contract, engine, hook_calls, hooks, retraining, routers, workloads
 from modelrollout.analysis import run_analysis
 from modelrollout.api import types as t
 from modelrollout.config import OperatorConfig
@@ -309,6 +309,12 @@ def _reconcile(rt: Runtime, obj: dict[str, Any], now: datetime) -> datetime | No
             result = run_analysis(spec, status, target, namespace, name, now, provider=provider)
         rt.telemetry.observe_analysis(namespace, name, time.monotonic() - started, result.verdict)
         obs = dataclasses.replace(obs, analysis=result)
+
+    calls = hooks.due(spec, status, now)
+    if calls:
+        weight = status.canaryWeight
+        results = tuple(hook_calls.call(rt.notifier, c, namespace, name, spec, weight, now) for c in calls)
+        obs = dataclasses.replace(obs, hooks=results)
 
     decision = engine.decide(spec, status, obs, now)
     new_status = decision.status.model_dump(mode="json")

@@ -248,6 +248,16 @@ class Notifier:
         log.warning("%s failed after %d tries: %s", delivery.label, tries, detail)
         return False
 
+    def call_once(self, delivery: Delivery, timeout: float) -> tuple[bool, str]:
+        """One POST without retries, for rollout hooks (the engine's interval is their retry): whether
+        the receiver answered 2xx, and what happened (HTTP status and the start of a refusal, never
+        the URL)."""
+        url = self._url(delivery)
+        if url is None:
+            return False, "no URL: its Secret could not be read (the operator's log says why)"
+        code, _, detail = self._post(url, delivery.body, timeout)
+        return 200 <= code < 300, detail
+
     def _wait(self, attempt: int) -> float:
         """Before try ``attempt + 1``: backoff doubled per retry, capped, +-20% jitter."""
         return min(self.backoff * 2 ** (attempt - 1), self.max_backoff) * random.uniform(0.8, 1.2)

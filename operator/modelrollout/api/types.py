@@ -1685,6 +1685,7 @@ NOTIFICATION_EVENTS = (
     "PhaseInitializing", "PhaseProgressing", "PhaseBaking", "PhaseSucceeded", "PhaseRolledBack", "PhaseFailed",
     "PhasePaused", "RevisionCreated", "RetryRequested", "ProgressDeadlineExceeded", "StepStarted",
     "PreviewStarted", "ShadowStarted", "ShadowComparisonUnavailable", "ExperimentStarted", "ExperimentEnded",
+    "HookFailed", "PromotionConfirmed",
     "CanaryUnavailable", "CanaryAvailable", "SignatureChangeAllowed", "SignatureNotCompared",
     "AnalysisBlind", "AnalysisFailed", "PromotedManually", "Promoted", "RolledBack", "Superseded",
     "WatchFailed*", "WatchRecovered", "Drifted", "DriftCleared", "RetrainingStarted", "RetrainingSucceeded",
@@ -1755,6 +1756,64 @@ class NotificationSpec(_Model):
         if self.events is None:
             return True
         return any(reason.startswith(e[:-1]) if e.endswith("*") else reason == e for e in self.events)
+
+
+class HookType(StrEnum):
+    """When a rollout hook is called (docs/strategies.md#rollout-hooks)."""
+
+    PRE_ROLLOUT = "PreRollout"
+    STEP = "Step"
+    CONFIRM_PROMOTION = "ConfirmPromotion"
+    POST_ROLLOUT = "PostRollout"
+
+
+class HookSpec(_Model):
+    """A webhook the rollout waits on: before the candidate takes traffic, at each step, to confirm the
+    promotion, or after it. 2xx is a pass; anything else, or no answer within timeoutSeconds, a fail."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.url) != has(self.urlFrom)", "set exactly one of url and urlFrom", ".url"),
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="The hook's name, unique in the list; a failure's reason is HookFailed<Name>.",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    type: Literal["PreRollout", "Step", "ConfirmPromotion", "PostRollout"] = Field(
+        description="PreRollout: must pass before the candidate takes any traffic (e.g. an offline evaluation); "
+        "Step: must pass in each step before the next (e.g. a load test); ConfirmPromotion: the promotion waits "
+        "until it passes (an approval; it never rolls back); PostRollout: told once the new revision is stable.",
+    )
+    url: str | None = Field(
+        default=None,
+        description="The webhook URL, https:// (http:// inside the cluster). It receives a JSON POST "
+        "(docs/strategies.md#rollout-hooks).",
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+    )
+    urlFrom: NotificationURLSource | None = Field(default=None, description="Read the URL from a Secret instead.")
+    timeoutSeconds: int = Field(default=10, ge=1, le=60, description="How long one call may take.")
+    failureLimit: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="PreRollout and Step: failed calls in a row (one per analysis interval) that roll the "
+        "candidate back with reason HookFailed<Name>; PostRollout: calls before giving up.",
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, max_length=16, description="Sent as is in every call's body."
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> HookSpec:
+        if (self.url is None) == (self.urlFrom is None):
+            raise ValueError("set exactly one of url and urlFrom")
+        return self
 
 
 PERCENT_OR_COUNT = r"^([0-9]|[1-9][0-9]|100)%$"
@@ -1890,6 +1949,17 @@ class ModelDeploymentSpec(_Model):
         default=None,
         description="Start a retraining Job when the continuous watch's drift gates set Drifted (docs/drift.md).",
     )
+    hooks: list[HookSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Webhooks the rollout waits on: PreRollout, Step, ConfirmPromotion, PostRollout "
+        "(docs/strategies.md#rollout-hooks).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.all(h, self.filter(g, g.name == h.name).size() == 1)", "hook names must be unique")
+            ]
+        },
+    )
     notifications: list[NotificationSpec] = Field(
         default_factory=list,
         max_length=8,
@@ -1901,6 +1971,14 @@ class ModelDeploymentSpec(_Model):
             ]
         },
     )
+
+    @field_validator("hooks")
+    @classmethod
+    def _unique_hooks(cls, hooks: list[HookSpec]) -> list[HookSpec]:
+        names = [h.name for h in hooks]
+        if len(set(names)) != len(names):
+            raise ValueError("hook names must be unique")
+        return hooks
 
     @field_validator("notifications")
     @classmethod
@@ -1999,6 +2077,19 @@ class MetricResult(_Status):
     features: list[FeatureDrift] = Field(
         default_factory=list, description="Drift gates: each judged feature, the most drifted first."
     )
+
+
+class HookResult(_Status):
+    """A rollout hook's last call for the current revision."""
+
+    name: str
+    type: HookType
+    revision: str = Field(description="The revision the call was about.")
+    step: int | None = Field(default=None, description="Step hooks: the step (index in the plan) it was called in.")
+    passed: bool = Field(description="The webhook answered 2xx.")
+    message: str = Field(default="", description="HTTP status and the start of the answer, or why no answer.")
+    calledAt: datetime
+    failures: int = Field(default=0, description="Failed calls in a row (for this revision and step).")
 
 
 class ExperimentOutcome(StrEnum):
@@ -2168,6 +2259,12 @@ class ModelDeploymentStatus(_Status):
     retraining: RetrainingStatus | None = Field(default=None, description="Retraining runs (spec.retraining).")
     experiment: ExperimentResult | None = Field(
         default=None, description="The last A/B test (strategy.abTest): its evidence, and how it ended."
+    )
+    hooks: list[HookResult] = Field(
+        default_factory=list, description="spec.hooks' last calls for the current rollout, one per hook."
+    )
+    awaitingConfirmation: bool = Field(
+        default=False, description="The candidate passed its last step and waits for its ConfirmPromotion hooks."
     )
     retiring: list[RetiringRevision] = Field(
         default_factory=list,
