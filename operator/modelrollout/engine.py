@@ -1264,6 +1264,7 @@ def _minutes(seconds: float) -> str:
 
 def _promote(run: _Run) -> None:
     st = run.status
+    st.awaitingConfirmation = False
     canary, old = st.canaryRevision, st.stableRevision
     assert canary is not None and old is not None
     # The stable Service moves first, then the route drops the canary share: no request lands nowhere.
@@ -1341,6 +1342,7 @@ def _rollback(run: _Run, reason: str, message: str) -> None:
     if st.stableRevision is not None:
         run.ensure(st.stableRevision, run.replicas)
     st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
+    st.awaitingConfirmation = False
     _mark_failed(run, canary, reason, message)
 
 
@@ -1371,6 +1373,7 @@ def _abandon_canary(run: _Run, phase: HistoryPhase, reason: str) -> None:
         run.actions.append(PointService("canary", st.stableRevision))
     run.retire(old, served=st.currentStep is not None)
     st.canaryRevision, st.currentStep, st.canaryUnavailableSince = None, None, None
+    st.awaitingConfirmation = False
     run.finish_history(old, phase, reason)
     run.emit("Normal", phase, f"canary {old}: {reason}")
 
