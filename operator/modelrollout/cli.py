@@ -200,6 +200,16 @@ def experiment_text(exp: Mapping[str, Any]) -> str:
     return f"{text}  ({side('B', exp.get('candidate') or {})}; {side('A', exp.get('stable') or {})})"
 
 
+def hooks_text(results: Iterable[Mapping[str, Any]], awaiting: bool) -> str:
+    """``offline-eval PreRollout passed; approval ConfirmPromotion failed x3 (HTTP 403: not yet)``."""
+    parts = []
+    for h in results:
+        state = "passed" if h.get("passed") else f"failed x{h.get('failures', 0)} ({h.get('message', '')})"
+        step = "" if h.get("step") is None else f" step {int(h['step']) + 1}"
+        parts.append(f"{h.get('name')} {h.get('type')}{step} {state}")
+    return "; ".join(parts) + ("  (promotion waits for its ConfirmPromotion hooks)" if awaiting else "")
+
+
 def shadow(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """strategy.canary.shadow, when the rollout begins with a shadow step."""
     if blue_green(spec) is not None:
@@ -390,6 +400,8 @@ def render_status(
         field("Bake", f"for {age(status.get('bakeStartedAt'), now)} of {hold_text(spec)}")
     if status.get("experiment"):
         field("Experiment", experiment_text(status["experiment"]))
+    if status.get("hooks"):
+        field("Hooks", hooks_text(status["hooks"], bool(status.get("awaitingConfirmation"))))
 
     conds = _conditions(status)
     if conds:

@@ -369,3 +369,15 @@ def test_an_ab_test_shows_its_split_and_its_result():
         "CandidateWon on accuracy: B - A = +0.0950, 95 % interval [+0.0400, +0.1500]  "
         "(B b1 463/500 0.926; A a1 415/500 0.83)"
     )
+
+
+def test_hook_results_are_listed_with_what_the_promotion_waits_for():
+    results = [
+        {"name": "offline-eval", "type": "PreRollout", "passed": True, "failures": 0},
+        {"name": "approval", "type": "ConfirmPromotion", "step": 1, "passed": False, "failures": 3,
+         "message": "HTTP 403: not yet"},
+    ]  # fmt: skip
+    assert cli.hooks_text(results, True) == (
+        "offline-eval PreRollout passed; approval ConfirmPromotion step 2 failed x3 (HTTP 403: not yet)"
+        "  (promotion waits for its ConfirmPromotion hooks)"
+    )
