@@ -31,19 +31,30 @@ def _exposed_names(text: str) -> set[str]:
     return names
 
 
-def test_metric_names_match_docs(baseline: ServerProcess) -> None:
+SHADOW = {
+    "modelserver_shadow_rows_total", "modelserver_shadow_agreed_rows_total", "modelserver_shadow_score_difference",
+    "modelserver_shadow_errors_total",
+}  # fmt: skip
+"""Exported only with --compare-model-uri (a shadow candidate's pods)."""
+
+
+def test_metric_names_match_docs(baseline: ServerProcess, server_factory: ServerFactory) -> None:
     requests.post(baseline.url + INFER, json=dataset.tensor_body(dataset.generate(1, seed=1).features), timeout=5)
     exposed = _exposed_names(baseline.metrics())
     documented = _documented_metrics()
     assert documented, "docs/metrics.md lists no metrics in its table"
-    assert exposed == documented, f"undocumented: {exposed - documented}; not exported: {documented - exposed}"
+    plain = documented - SHADOW
+    assert exposed == plain, f"undocumented: {exposed - plain}; not exported: {plain - exposed}"
+    model = str(REPO / "examples" / "models" / "baseline.onnx")
+    shadow = server_factory.start(model_args("baseline", "--warmup-requests", "1", "--compare-model-uri", model))
+    assert _exposed_names(shadow.metrics()) == documented, "with a comparison model: the shadow families too"
     expected = {
         "modelserver_requests_total", "modelserver_request_duration_seconds", "modelserver_inflight_requests",
         "modelserver_predictions_total", "modelserver_prediction_score", "modelserver_feedback_total",
         "modelserver_feedback_unmatched_total", "modelserver_features_imputed_total",
         "modelserver_features_missing_total", "modelserver_model_load_seconds", "modelserver_warmup_seconds",
         "modelserver_ready", "modelserver_model_signature_info", "modelserver_feature_bin_total",
-        "modelserver_feature_bin_reference", "modelserver_imputed_rows_total",
+        "modelserver_feature_bin_reference", "modelserver_imputed_rows_total", *SHADOW,
     }  # fmt: skip
     assert documented == expected
 
