@@ -41,13 +41,6 @@ def promote(story: Story) -> None:
     story.then_the_split_follows_the_weights()
 
 
-def accuracy(story: Story) -> None:
-    story.given_a_stable_model("baseline")
-    story.when_the_user_rolls_out("worse")
-    story.then_it_is_rolled_back("Accuracy")
-    story.then_the_split_follows_the_weights()
-
-
 def errors(story: Story) -> None:
     story.given_a_stable_model("baseline")
     story.when_the_user_rolls_out("broken")
@@ -73,8 +66,10 @@ def resume(story: Story) -> None:
 
 
 # The longest first, so the two lanes finish close together; the leading operator's pod is deleted last.
-CONCURRENT: dict[str, Callable[[Story], None]] = {"warmup": warmup, "promote": promote, "accuracy": accuracy,
-                                                  "errors": errors, "resume": resume}  # fmt: skip
+# The accuracy gate's rollback of a worse model runs with two replicas in tests/e2e/test_feedback_routed.py
+# (make test's time budget); on the real node the better model's accuracy is judged and passes.
+CONCURRENT: dict[str, Callable[[Story], None]] = {"warmup": warmup, "promote": promote, "errors": errors,
+                                                  "resume": resume}  # fmt: skip
 
 
 @dataclass
@@ -130,10 +125,6 @@ def test_operator_runs_as_a_pod_on_the_real_node_with_its_service_account(testbe
 
 def test_a_better_model_is_promoted_and_the_split_follows_the_weights(stories, figures):
     record(figures, stories["promote"].result())
-
-
-def test_a_worse_model_is_rolled_back_by_the_accuracy_gate(stories, figures):
-    record(figures, stories["accuracy"].result())
 
 
 def test_a_broken_model_is_rolled_back_by_the_error_rate_gate(stories, figures):

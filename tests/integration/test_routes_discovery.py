@@ -4,7 +4,11 @@ Against the real API server: discovery answers for groups that do not exist, ver
 not serve and resources a group/version lacks; and the operator, with the HTTPRoute CRD deleted
 from this (test-owned) cluster, reports the missing API instead of ``404 page not found``, then
 recovers by itself once the CRD is back. The CRD is re-installed whatever happens.
-"""
+
+
+The module's name sorts it after test_routers.py on purpose: it deletes and re-creates the HTTPRoute
+CRD, and the garbage collector then needs its next discovery (every 30 s) before it collects
+HTTPRoutes again, which test_routers.py waits for after every owner it deletes."""
 
 from __future__ import annotations
 
