@@ -14,6 +14,7 @@ imports ``tests/``. The fixtures in ``tests/conftest.py`` are thin wrappers arou
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -114,8 +115,14 @@ def reachable(kubeconfig: Path) -> bool:
     return proc.returncode == 0
 
 
+_OPERATOR_LOGS = itertools.count(1)
+"""Numbers the operator logs of this test process across every OperatorProcess: a per-instance count
+made a test's second operator overwrite the session operator's log, losing what a failure needed."""
+
+
 class OperatorProcess:
-    """The real operator (``python -m modelrollout run``) as a child process, stoppable by PID."""
+    """The real operator (``python -m modelrollout run``) as a child process, stoppable by PID; each
+    start logs to its own ``operator-<pid>-<n>.log`` in the test environment."""
 
     def __init__(
         self,
@@ -131,11 +138,13 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
+        self.log_path = TESTENV / "operator-not-started.log"
 
     def start(self) -> None:
         self.port = free_port()
         self.starts += 1
-        log = open(TESTENV / f"operator-{os.getpid()}-{self.starts}.log", "w")  # noqa: SIM115 - child owns it
+        self.log_path = TESTENV / f"operator-{os.getpid()}-{next(_OPERATOR_LOGS)}.log"
+        log = open(self.log_path, "w")  # noqa: SIM115 - child owns it
         env = {
             **self.cluster.env,
             "MODELROLLOUT_TICK_SECONDS": str(self.tick),
@@ -153,7 +162,7 @@ class OperatorProcess:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"operator exited with {self.proc.returncode}; see {TESTENV}/operator-*.log")
+            raise AssertionError(f"operator exited with {self.proc.returncode}; see {self.log_path}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
             return True
         return False
