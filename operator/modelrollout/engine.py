@@ -413,8 +413,8 @@ class _Run:
             where = unsigned_uri(theirs.uri)
             self.emit("Warning", "ShadowComparisonUnavailable",
                       f"the pods of {desired.revision} cannot read stable {stable}'s model ({where}: another "
-                      "PersistentVolumeClaim or other model.storage credentials): agreement and score-difference "
-                      "gates will have no data")  # fmt: skip
+                      "PersistentVolumeClaim or other model.storage credentials): its agreement and "
+                      "score-difference gates are blind")  # fmt: skip
             return None
         return ComparedModel(revision=stable, uri=theirs.uri, sha256=theirs.sha256)
 

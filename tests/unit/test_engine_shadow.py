@@ -201,10 +201,19 @@ def test_after_the_shadow_step_both_are_judged():
     assert got["accuracy"] != GateReason.NOT_APPLICABLE and got["agreement"] != GateReason.NOT_APPLICABLE
 
 
-def test_agreement_is_not_judged_without_a_comparison_or_in_the_watch():
-    assert reasons(_status(1, compared=False))["agreement"] == GateReason.NOT_APPLICABLE
+def test_agreement_is_blind_for_a_candidate_without_a_comparison_and_not_judged_in_the_watch():
+    """A gate the user asked for must not pass unseen: a shadow candidate whose pods could not load
+    the stable model is blind on it (inconclusiveLimit ends the rollout); the watch never compares."""
+    blind = run_analysis(spec(), _status(0, compared=False), "r2", "ns", "fraud", T0 + timedelta(minutes=5),
+                         provider=Counts())  # fmt: skip
+    agreement = next(m for m in blind.metrics if m.name == "agreement")
+    assert (agreement.reason, agreement.verdict) == (GateReason.NO_DATA, "Inconclusive")
+    assert "have no comparison model" in agreement.message and blind.verdict == "Inconclusive"
     watch = _status(None, phase="Succeeded").model_copy(update={"stableRevision": "r2", "canaryRevision": None})
     assert reasons(watch)["agreement"] == GateReason.NOT_APPLICABLE
+    baking = _status(None, compared=False, phase="Baking").model_copy(
+        update={"stableRevision": "r2", "canaryRevision": None})  # fmt: skip
+    assert reasons(baking)["agreement"] == GateReason.NOT_APPLICABLE, "not a shadow candidate: nothing to judge"
 
 
 def test_agreement_counts_compared_and_agreed_rows_of_the_revision():

@@ -584,7 +584,7 @@ def run_analysis(
     started = time.monotonic()
     skip = _not_applicable(spec, status, revision, scope)
     results = [
-        _not_judged(m, skip[m.name], scope) if m.name in skip else _guarded(m, provider, scope)
+        _not_judged(m, *skip[m.name], scope) if m.name in skip else _guarded(m, provider, scope)
         for m in analysis.metrics
     ]
     verdict = aggregate(r.verdict for r in results)
@@ -617,38 +617,46 @@ def _experiment(
 
 def _not_applicable(
     spec: ModelDeploymentSpec, status: ModelDeploymentStatus, revision: str, scope: Scope
-) -> dict[str, str]:
-    """Gates with nothing to judge for ``revision`` now (name -> why), reported NotApplicable:
+) -> dict[str, tuple[GateReason, str]]:
+    """Gates not evaluated for ``revision`` now (name -> (reason, why)):
 
-    * feedback gates (accuracy) during the shadow step: a label names the prediction its client saw,
-      and no client sees a shadow candidate's, so it gets none until its first canary step;
-    * shadow gates (agreement, score-difference) for a revision that was not started with a
-      comparison (a first revision, an unreadable stable model), and in the continuous watch, where
-      the model it was compared with is long gone.
+    * feedback gates (accuracy) during the shadow step are NotApplicable: a label names the
+      prediction its client saw, and no client sees a shadow candidate's, so it gets none until its
+      first canary step;
+    * shadow gates (agreement, score-difference) are NotApplicable in the continuous watch (the
+      model compared with is long gone) and for a revision outside a rollout that was not started
+      with a comparison (a first revision);
+    * but a candidate under a shadow strategy whose pods have no comparison model (the stable model
+      was unreadable for them, or the shadow came after the candidate) is blind on them, NoData: a
+      gate the user asked for must not pass unseen (inconclusiveLimit ends it).
     """
     shadowing = revision == status.canaryRevision and plan_for(spec).is_shadow_step(status.currentStep)
     entry = next((h for h in status.history if h.revision == revision), None)
-    compared = entry is not None and entry.comparedWith is not None and not scope.absolute_only
+    compared = entry is not None and entry.comparedWith is not None
+    candidate = revision == status.canaryRevision and plan_for(spec).shadow_percent > 0
     skip = {}
     for m in spec.analysis.metrics:
         if m.needs_feedback and shadowing:
-            skip[m.name] = ("labels name the predictions clients saw, and no client sees a shadow candidate's: "
-                            "judged from the first canary step")  # fmt: skip
+            skip[m.name] = (GateReason.NOT_APPLICABLE, "labels name the predictions clients saw, and no client sees "
+                            "a shadow candidate's: judged from the first canary step")  # fmt: skip
+        elif m.is_shadow and scope.absolute_only:
+            skip[m.name] = (GateReason.NOT_APPLICABLE, "the continuous watch does not compare with an older model")
+        elif m.is_shadow and not compared and candidate:
+            skip[m.name] = (GateReason.NO_DATA, f"the pods of {revision} have no comparison model (see the "
+                            "ShadowComparisonUnavailable Event): the comparison cannot be judged")  # fmt: skip
         elif m.is_shadow and not compared:
-            skip[m.name] = (
-                "the continuous watch does not compare with an older model" if scope.absolute_only
-                else f"revision {revision} was not started with a comparison model"
-            )  # fmt: skip
+            skip[m.name] = (GateReason.NOT_APPLICABLE, f"revision {revision} was not started with a comparison model")
     return skip
 
 
-def _not_judged(metric: MetricSpec, why: str, scope: Scope) -> MetricResult:
+def _not_judged(metric: MetricSpec, reason: GateReason, why: str, scope: Scope) -> MetricResult:
+    blind = reason.blind
     return MetricResult(
         name=metric.name,
         threshold=threshold_text(metric, scope.alpha),
-        verdict="Pass",
-        reason=GateReason.NOT_APPLICABLE,
-        message=f"not judged: {why}",
+        verdict="Inconclusive" if blind else "Pass",
+        reason=reason,
+        message=why if blind else f"not judged: {why}",
     )
 
 
