@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hack.loopback.cluster import TESTENV, Cluster, wait_until
+from hack.loopback.cluster import Cluster, wait_until
 from hack.loopback.procs import LoopbackHTTPServer, send
 
 pytestmark = pytest.mark.cluster
@@ -105,7 +104,7 @@ def test_a_first_revision_is_announced_to_its_webhooks(cluster: Cluster, operato
             }  # fmt: skip
         created = hook.body("/hook", "RevisionCreated")["modelrollout"]
         assert created["message"] == f"revision {rev} serving https://models.example.com/a.onnx"
-        log = (TESTENV / f"operator-{os.getpid()}-{operator.starts}.log").read_text()
+        log = operator.log_path.read_text()
         assert f"{namespace}/fraud notification 's' (PhaseSucceeded) sent" in log
         assert hook.url not in log, "webhook URLs are secrets: logs name the target"
 
