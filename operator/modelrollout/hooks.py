@@ -70,33 +70,34 @@ def _for(result: HookResult | None, revision: str, step: int | None) -> HookResu
     return result if result is not None and result.revision == revision and result.step == step else None
 
 
+def _unfinished(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+) -> Iterator[tuple[HookSpec, str, int | None, HookResult | None]]:
+    """Applicable hooks that still want a call, with their last call for this revision and step
+    (a pass is final; a PostRollout hook gives up after ``failureLimit`` calls)."""
+    for hook, revision, step in _applicable(spec, status):
+        prev = _for(last(status, hook.name), revision, step)
+        given_up = (
+            prev is not None and HookType(hook.type) == HookType.POST_ROLLOUT and prev.failures >= hook.failureLimit
+        )
+        if prev is None or not (prev.passed or given_up):
+            yield hook, revision, step, prev
+
+
 def due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> list[HookCall]:
     """The calls to make now (the module docstring says when)."""
     interval = timedelta(seconds=parse_duration(spec.analysis.interval))
-    calls = []
-    for hook, revision, step in _applicable(spec, status):
-        prev = _for(last(status, hook.name), revision, step)
-        if prev is not None:
-            if prev.passed or (HookType(hook.type) == HookType.POST_ROLLOUT and prev.failures >= hook.failureLimit):
-                continue
-            if now < prev.calledAt + interval:
-                continue
-        calls.append(HookCall(hook, revision, step, status.stableRevision))
-    return calls
+    return [
+        HookCall(hook, revision, step, status.stableRevision)
+        for hook, revision, step, prev in _unfinished(spec, status)
+        if prev is None or now >= prev.calledAt + interval
+    ]
 
 
 def next_call(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> datetime | None:
     """When the next call falls due (``now`` for one due already); None when no hook waits."""
     interval = timedelta(seconds=parse_duration(spec.analysis.interval))
-    times = []
-    for hook, revision, step in _applicable(spec, status):
-        prev = _for(last(status, hook.name), revision, step)
-        if prev is None:
-            times.append(now)
-        elif not prev.passed and not (
-            HookType(hook.type) == HookType.POST_ROLLOUT and prev.failures >= hook.failureLimit
-        ):
-            times.append(max(now, prev.calledAt + interval))
+    times = [now if prev is None else max(now, prev.calledAt + interval) for _, _, _, prev in _unfinished(spec, status)]
     return min(times, default=None)
 
 

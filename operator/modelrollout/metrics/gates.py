@@ -630,10 +630,11 @@ def _not_applicable(
       was unreadable for them, or the shadow came after the candidate) is blind on them, NoData: a
       gate the user asked for must not pass unseen (inconclusiveLimit ends it).
     """
-    shadowing = revision == status.canaryRevision and plan_for(spec).is_shadow_step(status.currentStep)
+    plan = plan_for(spec)
+    candidate = revision == status.canaryRevision and plan.shadow_percent > 0
+    shadowing = candidate and plan.is_shadow_step(status.currentStep)
     entry = next((h for h in status.history if h.revision == revision), None)
     compared = entry is not None and entry.comparedWith is not None
-    candidate = revision == status.canaryRevision and plan_for(spec).shadow_percent > 0
     skip = {}
     for m in spec.analysis.metrics:
         if m.needs_feedback and shadowing:
