@@ -3,9 +3,10 @@ when its next decision falls due, by a bounded pool of worker threads.
 
 The queue works like client-go's delaying work queue: a key waits at most once (the earliest time
 asked for wins), a key is never reconciled by two workers at once (asked for while running, it runs
-again right after), and a failing key retries with exponential backoff while the others keep their
-own clocks. A reconcile blocked on a slow Prometheus holds one worker; with ``workers`` of them, up
-to ``workers - 1`` such objects delay nobody else.
+again right after, a user's change still before merely due work), and a failing key retries with
+exponential backoff while the others keep their own clocks. A reconcile blocked on a slow
+Prometheus holds one worker; with ``workers`` of them, up to ``workers - 1`` such objects delay
+nobody else.
 
 The reconcile itself (``work``) is synchronous, runs in the pool, and returns how many seconds
 until its object should be looked at again (None: forget it, e.g. it was deleted).
@@ -55,7 +56,8 @@ class Scheduler:
         self._urgent: dict[Key, float] = {}  # key -> since when; first in, first out, before any due key
         self._heap: list[tuple[float, Key]] = []
         self._running: set[Key] = set()
-        self._again: set[Key] = set()
+        # Asked for while running: runs right after; the value is since when it is urgent (None: due).
+        self._again: dict[Key, float | None] = {}
         self._failures: dict[Key, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="reconcile")
@@ -91,7 +93,7 @@ class Scheduler:
         self._known.discard(key)
         self._due.pop(key, None)
         self._urgent.pop(key, None)
-        self._again.discard(key)
+        self._again.pop(key, None)
         self._failures.pop(key, None)
 
     @property
@@ -104,11 +106,13 @@ class Scheduler:
         try:
             while True:
                 await self._free.acquire()
-                key = await self._next_due()
-                if key in self._running:  # asked for again while running: runs right after
-                    self._again.add(key)
+                key, since, urgent = await self._next_due()
+                if key in self._running:  # asked for again while running: runs right after, as urgent as asked
+                    if urgent or key not in self._again:
+                        self._again[key] = since if urgent else None
                     self._free.release()
                     continue
+                self._observe_wait(self._clock() - since, urgent)
                 self._running.add(key)
                 task = asyncio.create_task(self._reconcile(key), name=f"reconcile {key[0]}/{key[1]}")
                 self._tasks.add(task)
@@ -118,22 +122,21 @@ class Scheduler:
                 task.cancel()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _next_due(self) -> Key:
+    async def _next_due(self) -> tuple[Key, float, bool]:
+        """The next key to run, since when it has waited, and whether it is urgent."""
         while True:
             if self._urgent:
                 key = next(iter(self._urgent))
                 since = self._urgent.pop(key)
                 self._due.pop(key, None)  # its due reconcile happens now
-                self._observe_wait(self._clock() - since, True)
-                return key
+                return key, since, True
             while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
                 heapq.heappop(self._heap)  # superseded by an earlier time, or forgotten
             now = self._clock()
             if self._heap and self._heap[0][0] <= now:
                 at, key = heapq.heappop(self._heap)
                 del self._due[key]
-                self._observe_wait(now - at, False)
-                return key
+                return key, at, False
             timeout = self._heap[0][0] - now if self._heap else None
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -142,7 +145,7 @@ class Scheduler:
     async def _reconcile(self, key: Key) -> None:
         if not self._active():  # a standby: the leader reconciles; enqueue_all() brings the key back
             self._running.discard(key)
-            self._again.discard(key)
+            self._again.pop(key, None)
             self._free.release()
             return
         delay: float | None = None
@@ -160,9 +163,14 @@ class Scheduler:
             self._running.discard(key)
             self._free.release()
         if key in self._again:
-            self._again.discard(key)
-            self.enqueue(key)
+            since = self._again.pop(key)
+            if since is None:
+                self.enqueue(key)
+            else:  # a user's change that came during the run keeps its place before due work
+                self._urgent.setdefault(key, since)
+                self._wake.set()
         elif delay is None:
-            self.forget(key)
+            if key not in self._urgent:  # gone, and not created again since the run began
+                self.forget(key)
         elif key in self._known:
             self.enqueue(key, delay)

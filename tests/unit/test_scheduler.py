@@ -222,3 +222,66 @@ def test_a_users_change_goes_before_work_that_is_merely_due() -> None:
     # ten reconciles before it (20 ms each).
     assert [urgent for _, urgent in waits] == [True] + [False] * 10
     assert waits[-1][0] >= 0.15 > waits[0][0]
+
+
+def test_a_users_change_during_its_objects_run_keeps_its_place_before_due_work() -> None:
+    """Two workers: A runs (0.2 s), five keys fall due (0.1 s each), then A's spec changes. The free
+    worker finds A running; A runs again as soon as its run ends, before the due keys still waiting
+    (as a plain due key it would queue behind all of them)."""
+    order: list[Key] = []
+
+    def work(key: Key) -> float | None:
+        order.append(key)
+        time.sleep(0.2 if key == A else 0.1)
+        return 3600.0
+
+    async def main() -> None:
+        s = Scheduler(work, workers=2)
+
+        async def events() -> None:
+            s.enqueue(A)
+            await asyncio.sleep(0.05)  # A is running
+            for i in range(5):
+                s.enqueue(("ns", f"due-{i}"))
+            await asyncio.sleep(0.01)
+            s.enqueue(A, urgent=True)
+
+        task = asyncio.create_task(s.run())
+        await events()
+        await asyncio.sleep(0.8)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert order.count(A) == 2 and len(order) == 7, order
+    assert order.index(A, 1) < order.index(("ns", "due-3")), order
+
+
+def test_an_object_recreated_during_the_run_that_found_it_gone_is_not_forgotten() -> None:
+    """A's reconcile finds it deleted (answers None) while a new A is created: the creation's
+    urgent reconcile still runs."""
+    calls: list[Key] = []
+
+    def work(key: Key) -> float | None:
+        calls.append(key)
+        time.sleep(0.1 if len(calls) == 1 else 0.0)
+        return None
+
+    async def main() -> None:
+        s = Scheduler(work, workers=1)
+
+        async def events() -> None:
+            s.enqueue(A)
+            await asyncio.sleep(0.05)
+            s.enqueue(A, urgent=True)  # ADDED while the first run is in progress
+
+        task = asyncio.create_task(s.run())
+        await events()
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert calls == [A, A], calls
