@@ -19,6 +19,7 @@ returned (kopf may deliver it later) never replaces it, and neither does one old
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,14 +39,37 @@ def _version(obj: dict[str, Any] | None) -> int | None:
         return None
 
 
+SHARED_STRING_MAX = 48
+"""Strings up to this length are shared between cached objects (:func:`_compact`): field names, and
+values such as image names, label values, reasons and timestamps; longer ones are mostly unique."""
+
+
+def _compact(value: Any) -> Any:
+    """A deep copy of a decoded JSON value whose dict keys and short strings are shared
+    (``sys.intern``) with every other cached object. ``json.loads`` makes new string objects for
+    each object it decodes, so a thousand Deployments held a thousand copies of
+    ``terminationMessagePath`` and ``IfNotPresent``: measured on the Deployments, Services and
+    ModelDeployments of ``make bench-operator``, sharing more than halves a cached object's memory
+    (a Deployment from 21.3 to 9.9 KB of Python objects, a ModelDeployment 12.5 to 5.7 KB, a Service
+    6.2 to 2.3 KB) for 16-67 µs of copying per watch event."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_STRING_MAX:
+        return sys.intern(value)
+    return value
+
+
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` without ``metadata.managedFields``, which no reconcile reads and which is half of a
-    Deployment's memory (42 KB of Python objects per Deployment, 20 KB without; a thousand
-    ModelDeployments keep three to four thousand of these objects)."""
+    """A compact copy of ``obj`` (:func:`_compact`) without ``metadata.managedFields``, which no
+    reconcile reads and which was half of a Deployment's memory (42 KB of Python objects per
+    Deployment, 20 KB without; a thousand ModelDeployments keep three to four thousand of these
+    objects). The copy also means the cache never shares containers with its caller."""
     meta = obj.get("metadata")
-    if not isinstance(meta, dict) or "managedFields" not in meta:
-        return obj
-    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    if isinstance(meta, dict) and "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return _compact(obj)
 
 
 class WatchCache:

@@ -175,3 +175,31 @@ def test_entries_leave_out_managed_fields() -> None:
     assert known and entry is not None and "managedFields" not in entry["metadata"]
     assert entry["spec"] == obj["spec"] and entry["metadata"]["resourceVersion"] == "4"
     assert "managedFields" in obj["metadata"], "the caller's object is left as it was"
+
+
+def test_entries_share_field_names_and_short_values_with_other_entries() -> None:
+    """Each decoded watch event brings its own copies of every string; the cache keeps one of each
+    short string for all its objects (half of a cached Deployment's memory), and long ones as they are."""
+    import json
+
+    cache = WatchCache()
+    long_value = "x" * 200
+    for rv, name in ((4, "a"), (5, "b")):
+        obj = json.loads(json.dumps({**svc(rv), "note": long_value}))  # as a watch event arrives: fresh strings
+        obj["metadata"]["name"] = name
+        cache.observed(("ns", name), obj)
+    (_, a), (_, b) = cache.lookup(("ns", "a")), cache.lookup(("ns", "b"))
+    assert a is not None and b is not None
+    key_a = next(k for k in a["metadata"] if k == "resourceVersion")
+    key_b = next(k for k in b["metadata"] if k == "resourceVersion")
+    assert key_a is key_b
+    assert a["spec"] == b["spec"] and all(x is y for x, y in zip(_strings(a["spec"]), _strings(b["spec"]), strict=True))
+    assert a["note"] == long_value and a["note"] is not b["note"]
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []

