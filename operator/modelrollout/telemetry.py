@@ -28,6 +28,7 @@ ModelDeployment is deleted so dashboards do not show ghosts.
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -222,6 +223,14 @@ class Telemetry:
             registry=reg,
         )
         self.leader = Gauge(f"{PREFIX}_leader", "1 while this replica holds the leader Lease.", registry=reg)
+        self.gc_pause = Histogram(
+            f"{PREFIX}_gc_pause_seconds",
+            "Seconds one collection of CPython's cyclic garbage collector stopped every thread of the "
+            "operator, by generation (2: a full collection); see watch_gc_pauses.",
+            ["generation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=reg,
+        )
         self._lock = threading.Lock()
         # Label tuples this process has set per object, so that vanished gates and deleted objects
         # can be removed precisely (prometheus-client has no "remove by partial labels").
@@ -385,6 +394,23 @@ class Telemetry:
             yield out
         finally:
             self.observe_analysis(namespace, name, perf_counter() - t0, out.get("verdict"))
+
+    def watch_gc_pauses(self) -> None:
+        """Time every garbage collection into ``gc_pause`` (called once, by the operator's main:
+        ``gc.callbacks`` is process-wide). At scale the full collections were where the operator's
+        latency went (``make bench-operator``); this keeps that visible on a live cluster."""
+        # Children made now: the callback runs inside whatever allocation set the collector off, and
+        # labels() allocates under the metric's lock; an observe only adds floats under its values'.
+        generations = [self.gc_pause.labels(str(g)) for g in range(3)]
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = perf_counter()
+            else:
+                generations[info["generation"]].observe(perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
 
     def observe_request(self, method: str, resource: str, code: str, seconds: float) -> None:
         """One request of the operator's API client (``kube.count_requests`` calls this)."""

@@ -279,3 +279,21 @@ def test_drift_gauges_follow_the_condition_and_the_judged_features(tm: Telemetry
     )
     assert sample(tm, "modelrollout_drifted", namespace=NS, name=NAME) == 0
     assert sample(tm, psi, namespace=NS, name=NAME, gate="drift", feature="amount") is None
+
+
+def test_garbage_collections_are_timed_by_generation() -> None:
+    import gc
+
+    from prometheus_client import CollectorRegistry
+
+    metrics = Telemetry(CollectorRegistry(), process_metrics=False)
+    metrics.watch_gc_pauses()
+    try:
+        gc.collect()
+        gc.collect(0)
+    finally:
+        gc.callbacks.pop()
+    count = metrics.registry.get_sample_value
+    assert count("modelrollout_gc_pause_seconds_count", {"generation": "2"}) >= 1
+    assert count("modelrollout_gc_pause_seconds_count", {"generation": "0"}) >= 1
+    assert 0 < count("modelrollout_gc_pause_seconds_sum", {"generation": "2"}) < 5
