@@ -13,7 +13,11 @@ Figures, sampled once a second from ``/proc`` and every 15 s from the operator's
   while all objects roll out;
 - first write: from a spec change (the patch sent) to the operator's first write for it (the
   status with the new ``observedGeneration``, seen by a watch), p50/p99/max;
-- time until all objects were created stable and until all had rolled out.
+- time until all objects were created stable and until all had rolled out;
+- where a slow first write came from: per 10 s of changes, how late a watch showed the change
+  itself (the API server's watch delivery, which the operator waits on too), the operator's own
+  queue, reconcile, status-write and garbage-collection histograms, and the API server's busiest
+  requests from every client while the changes were sent.
 
 The simulated cluster's controller-manager gets ``--kube-api-qps=300`` so that the kube side keeps
 up; every figure above is the operator's. The section "## Operator at scale" of
@@ -155,6 +159,34 @@ def histogram_quantiles(metrics_port: int, name: str, qs: tuple[float, ...], **l
     return [next((le for le, count in buckets if count >= q * total), float("inf")) for q in qs]
 
 
+def apiserver_requests(cluster: Cluster) -> dict[tuple[str, str], float]:
+    """(verb, resource[/subresource]) -> requests the API server has answered, from its own /metrics
+    (every client's: the operator, the controller-manager, the scheduler, kwok and this benchmark)."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":  # the parser strips the counter's _total
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total") or sample.labels.get("verb") in ("WATCH", "CONNECT"):
+                continue
+            labels = sample.labels
+            resource = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            key = (labels["verb"], resource)
+            out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def apiserver_table(before: dict, after: dict, seconds: float, top: int = 8) -> str:
+    """The API server's busiest requests between two scrapes, per second: whose load the
+    operator's writes queue behind."""
+    deltas = sorted(((after[k] - before.get(k, 0.0), k) for k in after), reverse=True)
+    total = sum(d for d, _ in deltas)
+    rows = [f"| {verb} {resource} | {d / seconds:.1f} |" for d, (verb, resource) in deltas[:top] if d >= 1]
+    rows.append(f"| all (WATCH aside) | {total / seconds:.1f} |")
+    return "\n".join(["| request | per second |", "| --- | ---: |", *rows])
+
+
 def breakdown_table(before: dict, after: dict, objects: int) -> str:
     """Where the rollout phase's requests went: per object, and the mean latency the operator saw."""
     rows = []
@@ -172,6 +204,7 @@ class FirstWrites:
     def __init__(self, api: client.CustomObjectsApi) -> None:
         self.api = api
         self.seen: dict[tuple[str, str, int], float] = {}
+        self.generations: dict[tuple[str, str, int], float] = {}  # when a watch first showed the generation
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -180,10 +213,11 @@ class FirstWrites:
             try:
                 for event in w.stream(self.api.list_cluster_custom_object, GROUP, VERSION, PLURAL, timeout_seconds=30):
                     obj = event["object"]
+                    now, meta = time.time(), obj["metadata"]
+                    self.generations.setdefault((meta["namespace"], meta["name"], meta.get("generation")), now)
                     gen = (obj.get("status") or {}).get("observedGeneration")
                     if gen:
-                        key = (obj["metadata"]["namespace"], obj["metadata"]["name"], gen)
-                        self.seen.setdefault(key, time.time())
+                        self.seen.setdefault((meta["namespace"], meta["name"], gen), now)
                     if self.stop.is_set():
                         break
             except Exception as exc:  # a dropped watch (API server busy or stopping): watch again
@@ -276,6 +310,7 @@ def main() -> int:
         t_roll_mark = sampler.mark()
         t_roll = t_roll_mark[0]
         requests_before = request_totals(metrics_port)
+        server_before = apiserver_requests(cluster)
         for i, (ns, name) in enumerate(names):
             pause = t_roll + i / args.rate - time.monotonic()
             if pause > 0:
@@ -285,11 +320,18 @@ def main() -> int:
             obj = api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, change)
             sent[(ns, name, obj["metadata"]["generation"])] = at
             accepted[(ns, name, obj["metadata"]["generation"])] = time.time()
+        changes_s = time.monotonic() - t_roll
+        server_load = apiserver_table(server_before, apiserver_requests(cluster), changes_s)
         rolled_s = wait_all(cluster, args.objects, V2, 3600)
         rollout = sampler.between(t_roll_mark, sampler.mark())
         breakdown = breakdown_table(requests_before, request_totals(metrics_port), args.objects)
         waits = histogram_quantiles(metrics_port, "modelrollout_queue_wait_seconds", (0.5, 0.99), urgent="true")
         durations = histogram_quantiles(metrics_port, "modelrollout_reconcile_duration_seconds", (0.5, 0.99))
+        full_gcs = histogram_quantiles(metrics_port, "modelrollout_gc_pause_seconds", (0.5, 1.0), generation="2")
+        status_writes = histogram_quantiles(
+            metrics_port, "modelrollout_api_request_duration_seconds", (0.5, 0.99),
+            method="PATCH", resource="modeldeployments/status",
+        )  # fmt: skip
         wait_until(lambda: all(k in writes.seen for k in sent), 60, what="every first write seen by the watch")
         latencies = [writes.seen[k] - at for k, at in sent.items()]
         after_accept = [writes.seen[k] - at for k, at in accepted.items()]
@@ -302,6 +344,23 @@ def main() -> int:
             subprocess.run(["bash", str(REPO / "hack/cluster-down.sh")], check=False, cwd=REPO)
 
     p50, p99, worst = percentile(latencies, 0.5), percentile(latencies, 0.99), max(latencies)
+    first_sent = min(sent.values())
+    window_rows = []
+    for window in range(0, int(max(sent.values()) - first_sent) + 1, 10):
+        keys = [k for k, at in sent.items() if window <= at - first_sent < window + 10]
+        part = [writes.seen[k] - sent[k] for k in keys]
+        shown = [writes.generations[k] - accepted[k] for k in keys if k in writes.generations]
+        watch = f"{percentile(shown, 0.5):.2f} | {max(shown):.2f}" if shown else "- | -"
+        if part:
+            window_rows.append(
+                f"| {window}-{window + 10} | {len(part)} | {percentile(part, 0.5):.2f} | {percentile(part, 0.99):.2f} "
+                f"| {watch} |"
+            )
+    windows = "\n".join([
+        "| changes sent (s in) | changes | first write p50 (s) | p99 (s) | watch showed the change p50 (s) | max (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *window_rows,
+    ])  # fmt: skip
     peak_rss = max(s[1] for s in sampler.samples)
     rows = [
         ("create all, until all stable", f"{created_s:.0f} s", create_fig),
@@ -329,8 +388,21 @@ watch), over all {len(latencies)} changes at {args.rate:g}/s: p50 {p50:.2f} s, p
 From the API server's answer to the change instead of its sending: p50
 {percentile(after_accept, 0.5):.2f} s, p99 {percentile(after_accept, 0.99):.2f} s. In the operator
 (its histograms, to their bucket edges): a changed object waited for a worker p50 <= {waits[0]:g} s,
-p99 <= {waits[1]:g} s; a reconcile took p50 <= {durations[0]:g} s, p99 <= {durations[1]:g} s.
+p99 <= {waits[1]:g} s; a reconcile took p50 <= {durations[0]:g} s, p99 <= {durations[1]:g} s; a status write took
+p50 <= {status_writes[0]:g} s, p99 <= {status_writes[1]:g} s (over the whole run); a full garbage collection
+stopped the operator for p50 <= {full_gcs[0]:g} s, at most <= {full_gcs[1]:g} s (`modelrollout_gc_pause_seconds`).
 Peak RSS over the run: {peak_rss:.0f} MB.
+
+By when the change was sent; "watch showed the change": from the API server's answer to the change
+until this benchmark's own watch of ModelDeployments delivered it (the operator's watch waits on the
+same API server):
+
+{windows}
+
+The API server's busiest requests while the changes were sent ({changes_s:.0f} s; every client's,
+from its own `apiserver_request_total`):
+
+{server_load}
 
 The operator's API requests in the rollout phase (`modelrollout_api_request_duration_seconds`):
 
