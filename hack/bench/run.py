@@ -921,12 +921,14 @@ def render(results: list[Result], args: argparse.Namespace, costs: list[float] |
         "--lifespan off --no-proxy-headers` (so not even uvicorn's proxy-headers middleware runs), and the "
         "minimal FastAPI handler `hack/bench/minimal_app.py`, which shows what FastAPI itself costs. Ours and "
         f"the FastAPI handler run uvicorn with `loop` and `http` on `auto`, which picked {stack} here"
-        f"{same_stack}, and with uvicorn's proxy-headers middleware on (its default). KServe "
+        f"{same_stack}, and with uvicorn's proxy-headers middleware on (its default; ours places it behind its "
+        "infer fast path, so infer requests skip it and every other route has it). KServe "
         "`ModelServer` with a custom `kserve.Model` and `--enable_latency_logging false`, gRPC on (its default); "
         "MLServer with a custom `MLModel` runtime, `parallel_workers: 0`, metrics and gRPC on (its defaults).",
         "- Ablation rows run ours with its two optimisations switched off: `--batching off` (adaptive micro-batching "
         "of requests that arrive in the same event-loop iteration) and `--fast-path false` (serve `POST .../infer` "
-        "through FastAPI's router instead of the thin ASGI layer in front of it).",
+        "through FastAPI's router, and the proxy-headers middleware, instead of the thin ASGI layer in front of "
+        "them).",
         "- The prediction-token row runs ours as the operator does, with `--feedback-key-file` and `--deployment`: "
         "every answer carries a signed `parameters.prediction_token` (keyed BLAKE2s; `docs/model-server.md`). Its "
         f"cost is measured apart: {args.token_rounds} times, a server with and one without tokens are started "

@@ -2,7 +2,8 @@
 
 Why uvicorn is configured here and not by the operator: access logs are off (Prometheus counts
 requests; per-request log lines would cost more than the inference) and the fastest available event
-loop and HTTP parser are picked explicitly.
+loop and HTTP parser are picked explicitly. uvicorn's proxy-headers middleware is placed by
+:func:`~modelserver.fastpath.serving_app` (behind the infer fast path), not around the whole app.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import uvicorn
 from . import __version__, logsetup
 from .app import create_app
 from .config import parse_settings
-from .fastpath import InferFastPath
+from .fastpath import serving_app
 from .grpc_server import GrpcFrontend
 from .shutdown import DrainingServer
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )  # fmt: skip
     app = create_app(settings)
     config = uvicorn.Config(
-        InferFastPath(app, app.state.server) if settings.fast_path else app,
+        app,
         host=settings.host,
         port=settings.port,
         loop="auto",
@@ -41,12 +42,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,
         log_level=settings.log_level,
         server_header=False,
+        proxy_headers=False,  # serving_app places the middleware, with the proxies uvicorn trusts
         timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout)),
     )
+    config.app = serving_app(app, app.state.server, settings.fast_path, config.forwarded_allow_ips)
     grpc = None
     if settings.grpc_port:
         grpc = GrpcFrontend(app.state.server, settings.host, settings.grpc_port, settings.max_body_bytes)
     server = DrainingServer(config, app.state.server.state, settings.drain_seconds, grpc)
+    tasks = server.server_state.tasks  # uvicorn's request tasks (what its --limit-concurrency counts)
+    app.state.server.state.http_requests = lambda: len(tasks)
     server.run()
     sys.exit(0 if server.started else 1)
 

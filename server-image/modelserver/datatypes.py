@@ -39,6 +39,8 @@ _TABLE = [
 
 BY_V2: dict[str, DataType] = {t.v2: t for t in _TABLE}
 BY_ONNX: dict[str, DataType] = {t.onnx: t for t in _TABLE}
+_BY_DTYPE: dict[np.dtype, DataType] = {t.dtype: t for t in reversed(_TABLE)}
+"""The table by numpy dtype (the first entry wins, as in the scan of :func:`from_numpy`)."""
 
 
 def from_onnx(onnx_type: str) -> DataType:
@@ -50,7 +52,13 @@ def from_onnx(onnx_type: str) -> DataType:
 
 
 def from_numpy(dtype: np.dtype) -> DataType:
-    """The V2 datatype for a numpy array produced by onnxruntime (strings come back as object)."""
+    """The V2 datatype for a numpy array produced by onnxruntime (strings come back as object).
+
+    A dict lookup first: every output of every answer passes here, and the scan compares dtypes
+    one by one (~0.8 us for FP32)."""
+    found = _BY_DTYPE.get(dtype)
+    if found is not None:
+        return found
     for t in _TABLE:
         if t.dtype == dtype:
             return t

@@ -10,6 +10,7 @@ requests that ask for binary outputs, JSON followed by tensor bytes (:mod:`model
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,10 @@ EXTENSIONS = ["binary_tensor_data", "feedback", "named_features"]
 R = TypeVar("R")
 InferReply = tuple[int, bytes, int | None]
 """``(status, body, JSON length)``: the length is set when the body is JSON followed by binary tensors."""
+
+
+def _counted() -> None:
+    """The count of a refused request: done already, before the refusal was raised."""
 
 
 class ModelServer:
@@ -79,23 +84,27 @@ class ModelServer:
 
     # -- infer --------------------------------------------------------------------------------
     async def infer(self, request: Request, name: str, version: str | None) -> Response:
-        status, content, json_length = await self.infer_raw(request.scope, request.receive, name, version)
+        (status, content, json_length), count = await self.infer_raw(request.scope, request.receive, name, version)
+        count()
         if json_length is None:
             return Response(content, status_code=status, media_type=JSON)
         return Response(content, status_code=status, media_type=OCTET_STREAM, headers={HEADER: str(json_length)})
 
-    async def infer_raw(self, scope: Scope, receive: Receive, name: str, version: str | None) -> InferReply:
-        """The whole infer request → :data:`InferReply`; used by the fast path and the FastAPI route."""
+    async def infer_raw(
+        self, scope: Scope, receive: Receive, name: str, version: str | None
+    ) -> tuple[InferReply, Callable[[], None]]:
+        """The whole infer request → :data:`InferReply`, and the function that counts it once it is sent
+        (:meth:`answer_infer`); used by the fast path and the FastAPI route."""
 
         async def decode(runtime: Runtime) -> InferRequest:
             body = await read_body(scope, receive, self.settings.max_body_bytes)
             return self.decode(scope, body, runtime)
 
         try:
-            content, json_length = await self.run_infer(name, version, decode, self._encode_http)
+            (content, json_length), count = await self.answer_infer(name, version, decode, self._encode_http)
         except ApiError as exc:
-            return exc.status, bytes(error_response(exc).body), None  # Response.body may be a memoryview
-        return 200, content, json_length
+            return (exc.status, bytes(error_response(exc).body), None), _counted  # Response.body may be a memoryview
+        return (200, content, json_length), count
 
     async def run_infer(
         self,
@@ -114,10 +123,32 @@ class ModelServer:
         Every failure leaves as :class:`ApiError` (an unexpected one as a logged 500) after it was
         counted.
         """
+        result, count = await self.answer_infer(name, version, decode, encode, protocol)
+        count()
+        return result
+
+    async def answer_infer(
+        self,
+        name: str,
+        version: str | None,
+        decode: Callable[[Runtime], Awaitable[InferRequest]],
+        encode: Callable[[Runtime, InferRequest, Answer], R],
+        protocol: str = "http",
+    ) -> tuple[R, Callable[[], None]]:
+        """:meth:`run_infer`, except that an answered request is counted when the caller calls the
+        returned function: right after sending the answer, with nothing awaited in between but the
+        send itself.
+
+        Why: the client waits for its answer, not for the accounting of it (the inputs' drift bins,
+        ``modelserver_requests_total``, the latency, the prediction log: ~5 us of a one-row request
+        at concurrency 1). Nothing else runs on the event loop between the send and the count, so no
+        scrape or feedback request sees an answer sent but not counted (unless the send itself had to
+        wait for a slow reader). A refused request is counted before its :class:`ApiError` is raised.
+        The latency is measured, as before, up to the encoded answer.
+        """
         started = time.perf_counter()
         runtime: Runtime | None = None
-        reached_model = False
-        answered: tuple[InferRequest, Answer] | None = None  # for the prediction log
+        reached_model = answered = False
         status = 500
         try:
             runtime = self.resolve(name, version, need_ready=True)
@@ -126,14 +157,12 @@ class ModelServer:
             gauge = runtime.metrics.inflight_child
             gauge.inc()
             try:
-                answer = await runtime.run(req.feeds, req.rows)
+                answer = await runtime.run(req.feeds, req.rows, protocol == "http" and self._only_http_request())
             finally:
                 gauge.dec()
-            runtime.count_inputs(req.feeds, req.imputed)
             runtime.remember(req.id, answer)
             result = encode(runtime, req, answer)
-            status, answered = 200, (req, answer)
-            return result
+            answered = True
         except ApiError as exc:
             status = exc.status
             raise
@@ -141,7 +170,33 @@ class ModelServer:
             log.exception("unhandled error", extra={"endpoint": "infer", "protocol": protocol})
             raise ApiError(500, "internal server error") from None
         finally:
-            self._account_infer(runtime, protocol, status, time.perf_counter() - started, reached_model, answered)
+            if not answered:  # refused, failed or cancelled: counted now
+                self._account_infer(runtime, protocol, status, time.perf_counter() - started, reached_model, None)
+        elapsed = time.perf_counter() - started
+        return result, functools.partial(self._account_answered, runtime, req, answer, protocol, elapsed)
+
+    def _account_answered(
+        self, runtime: Runtime, req: InferRequest, answer: Answer, protocol: str, elapsed: float
+    ) -> None:
+        """Count an answered request: its inputs into the drift bins, then as :meth:`_account_infer`.
+
+        An error here is logged, not raised: the answer is sent (or about to be) and stays a 200.
+        """
+        try:
+            runtime.count_inputs(req.feeds, req.imputed)
+        except Exception:
+            log.exception("unhandled error counting an answered request", extra={"endpoint": "infer"})
+        try:
+            self._account_infer(runtime, protocol, 200, elapsed, True, (req, answer))
+        except Exception:
+            log.exception("unhandled error counting an answered request", extra={"endpoint": "infer"})
+
+    def _only_http_request(self) -> bool:
+        """No other HTTP request is in progress (uvicorn's count; the caller is 1), so nothing can join
+        this one's micro-batch. gRPC calls are not counted: one that starts now misses this request's
+        batch and runs in its own, as it would a moment later."""
+        count = self.state.http_requests
+        return count is not None and count() == 1
 
     def _account_infer(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .binary import BinaryData
-from .codec import InferRequest, batch_rows, decode_inputs, parameters, request_id, requested_outputs
+from .codec import InferRequest, batch_rows, decode_inputs, decode_plain, parameters, request_id, requested_outputs
 from .errors import bad_request
 from .runtime import Runtime
 
@@ -23,8 +23,13 @@ def decode_infer(
     """Validate the whole request; raises a 400 :class:`~modelserver.errors.ApiError` naming the field.
 
     ``data`` is the tensor bytes after the JSON part of a binary request (None for plain JSON); all
-    of it must belong to inputs.
+    of it must belong to inputs. The most common request is checked in one pass
+    (:func:`~modelserver.codec.decode_plain`), any other field by field.
     """
+    if data is None:
+        plain = decode_plain(payload, runtime.model, max_batch)
+        if plain is not None:
+            return plain
     rid = request_id(payload)
     params = parameters(payload)
     outputs, binary_outputs = requested_outputs(payload, runtime.model, params)

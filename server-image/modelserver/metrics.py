@@ -3,28 +3,32 @@
 Why: the operator compares a canary revision with the stable one using only these series (error
 rate, p99 latency, accuracy from feedback, prediction distribution, data quality, drift). Children
 for the hot path are bound once at start-up, because ``.labels(...)`` on every request costs more than
-the increment itself. The names and their PromQL are documented in ``docs/metrics.md``.
+the increment itself; and the families an infer request moves (about 14 increments for one row of
+the example model) are :class:`LoopCounter`, :class:`LoopGauge` and :class:`LoopHistogram`, whose
+increments are one Python addition instead of prometheus_client's call chain and lock. The names
+and their PromQL are documented in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -88,20 +92,20 @@ class ServerMetrics:
         self._bind()
 
     def _define(self, r: CollectorRegistry, latency_buckets: tuple[float, ...]) -> None:
-        self.requests = Counter(
+        self.requests = LoopCounter(
             "modelserver_requests", "Requests by endpoint, status class and protocol (http or grpc).",
             (*BASE, "endpoint", "code", "protocol"), registry=r,
         )  # fmt: skip
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "modelserver_request_duration_seconds",
             "Time to answer infer requests that reached the model (2xx and 5xx), in seconds.",
             BASE, buckets=latency_buckets, registry=r,
         )  # fmt: skip
-        self.inflight = Gauge("modelserver_inflight_requests", "Infer requests in progress.", BASE, registry=r)
-        self.predictions = Counter(
+        self.inflight = LoopGauge("modelserver_inflight_requests", "Infer requests in progress.", BASE, registry=r)
+        self.predictions = LoopCounter(
             "modelserver_predictions", "Predicted rows by predicted class.", (*BASE, "class"), registry=r
         )
-        self.score = Histogram(
+        self.score = LoopHistogram(
             "modelserver_prediction_score",
             "Score of each predicted row: probability of the positive class (binary with positive_class) "
             "or of the predicted class.",
@@ -130,7 +134,7 @@ class ServerMetrics:
             (*BASE, "feature"),
             registry=r,
         )
-        self.imputed_rows = Counter(
+        self.imputed_rows = LoopCounter(
             "modelserver_imputed_rows",
             "Answered rows with at least one feature value filled in by imputation (the missing-data gate's "
             "events; modelserver_predictions_total counts all answered rows).",
@@ -151,7 +155,7 @@ class ServerMetrics:
         self.ready = Gauge(
             "modelserver_ready", "1 when the model is loaded, warmed up and self-checked.", BASE, registry=r
         )
-        self.feature_bin = Counter(
+        self.feature_bin = LoopCounter(
             "modelserver_feature_bin",
             "Observed values per feature (not missing, not imputed) and prediction scores "
             '(feature="_prediction_score") by the index of their bin in metadata.json\'s reference_bins.',
@@ -180,7 +184,7 @@ class ServerMetrics:
         }
         self._unmatched = {r: self.unmatched.labels(m, rev, r) for r in UNMATCHED_REASONS}
         self._foreign_feedback: OrderedDict[str, dict[bool, Counter]] = OrderedDict()
-        self._classes: dict[str, Counter] = {}
+        self._classes: dict[str, LoopValue] = {}
         self._feature_bins: BinCounter | None = None
         self._score_bins: BinCounter | None = None
         self.load_seconds.labels(m, rev).set(0)
@@ -206,7 +210,7 @@ class ServerMetrics:
             column = BinColumn(0, PREDICTION_SCORE_FEATURE, score, score.edges, tuple(range(len(score.fractions))))
             self._score_bins = BinCounter([column], 1, self._bin_children([column]))
 
-    def _bin_children(self, columns: Sequence[BinColumn]) -> list[Counter]:
+    def _bin_children(self, columns: Sequence[BinColumn]) -> list[LoopValue]:
         children = []
         for column in columns:
             for index, fraction in enumerate(column.reference.fractions):
@@ -258,7 +262,7 @@ class ServerMetrics:
         for score in scores:
             self._score.observe(score)
 
-    def _class_child(self, name: str) -> Counter:
+    def _class_child(self, name: str) -> LoopValue:
         child = self._classes.get(name)
         if child is None:
             if len(self._classes) >= MAX_CLASS_LABELS:
@@ -398,6 +402,159 @@ class ShadowMetrics(Collector):
         return self.collect()
 
 
+class LoopValue:
+    """The value of one series of a :class:`LoopCounter` or :class:`LoopGauge`.
+
+    No lock: every increment of these families happens on the event loop's thread (request handling,
+    micro-batches, the gRPC API: all one ``asyncio`` loop; executor threads only run the session),
+    so plain ``+=`` cannot interleave. An increment costs ~60 ns instead of a prometheus_client
+    child's ~400 ns (checks, call chain, lock), an observation of the score ~0.2 us instead of ~1.2 us
+    (a linear scan of 20 buckets); the ~14 updates of a one-row infer request cost ~10 us before.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+
+class LoopHistogramValue:
+    """One series of a :class:`LoopHistogram`: per-bucket counts (not cumulative) and the sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: list[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        """Count ``amount`` in the first bucket whose upper bound is >= it (``le`` is inclusive), as
+        prometheus_client does; NaN adds to the sum but to no bucket, as there."""
+        self.sum += amount
+        if not math.isnan(amount):
+            self.counts[bisect.bisect_left(self.bounds, amount)] += 1
+
+
+_V = TypeVar("_V", LoopValue, LoopHistogramValue)
+
+
+class _LoopFamily(Collector, Generic[_V]):
+    """A labelled family whose series are created once (``labels``) and then moved without a lock.
+
+    Why not prometheus_client's Counter/Gauge/Histogram: see :class:`LoopValue`. Creating a series
+    and reading the family take a lock (the loader thread binds series while scrapes may run); the
+    exposition is the same text prometheus_client's own families give (same names, HELP, TYPE,
+    series order, float values).
+    """
+
+    kind = ""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], _V] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, *values: str) -> _V:
+        """The series with these label values, created at 0 (in exposition order) if new."""
+        key = tuple(str(v) for v in values)
+        series = self._series.get(key)
+        if series is None:
+            if len(key) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {key}")
+            with self._lock:
+                series = self._series.setdefault(key, self._new())
+        return series
+
+    def _new(self) -> _V:
+        raise NotImplementedError
+
+    def _family(self) -> Metric:
+        raise NotImplementedError
+
+    def _add(self, family: Metric, labels: tuple[str, ...], series: _V) -> None:
+        raise NotImplementedError
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        with self._lock:
+            series = list(self._series.items())
+        for labels, value in series:
+            self._add(family, labels, value)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+
+class LoopCounter(_LoopFamily[LoopValue]):
+    """A counter family of :class:`LoopValue` series (``name`` without ``_total``, as prometheus_client's)."""
+
+    def _new(self) -> LoopValue:
+        return LoopValue()
+
+    def _family(self) -> Metric:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def _add(self, family: Metric, labels: tuple[str, ...], series: LoopValue) -> None:
+        assert isinstance(family, CounterMetricFamily)
+        family.add_metric(labels, series.value)
+
+
+class LoopGauge(_LoopFamily[LoopValue]):
+    """A gauge family of :class:`LoopValue` series."""
+
+    def _new(self) -> LoopValue:
+        return LoopValue()
+
+    def _family(self) -> Metric:
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def _add(self, family: Metric, labels: tuple[str, ...], series: LoopValue) -> None:
+        assert isinstance(family, GaugeMetricFamily)
+        family.add_metric(labels, series.value)
+
+
+class LoopHistogram(_LoopFamily[LoopHistogramValue]):
+    """A histogram family of :class:`LoopHistogramValue` series; ``buckets`` are the finite upper
+    bounds (``+Inf`` is added), as given to prometheus_client's Histogram."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+    ) -> None:
+        self.bounds = [float(b) for b in buckets]
+        if self.bounds[-1] != math.inf:
+            self.bounds.append(math.inf)
+        self._names = [floatToGoString(b) for b in self.bounds]
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _new(self) -> LoopHistogramValue:
+        return LoopHistogramValue(self.bounds)
+
+    def _family(self) -> Metric:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def _add(self, family: Metric, labels: tuple[str, ...], series: LoopHistogramValue) -> None:
+        assert isinstance(family, HistogramMetricFamily)
+        cumulative = itertools.accumulate(series.counts, initial=0.0)
+        next(cumulative)
+        family.add_metric(labels, list(zip(self._names, cumulative, strict=True)), series.sum)
+
+
 @dataclass(frozen=True)
 class BinColumn:
     """How one column of a matrix is binned.
@@ -438,7 +595,7 @@ class BinCounter:
     float32 input is 32.900002) still lands in the bin below it.
     """
 
-    def __init__(self, columns: Sequence[BinColumn], width: int, children: list[Counter]) -> None:
+    def __init__(self, columns: Sequence[BinColumn], width: int, children: list[LoopValue]) -> None:
         self.width = width
         self.children = children
         self.drop = sum(len(c.reference.fractions) for c in columns)
@@ -479,6 +636,9 @@ class BinCounter:
     def count(self, matrix: np.ndarray, skip: Sequence[tuple[int, int]] = ()) -> None:
         if matrix.ndim != 2 or matrix.shape[1] != self.width or matrix.dtype.kind != "f" or not matrix.size:
             return
+        if matrix.shape[0] == 1 and not skip:
+            self._count_row(matrix)
+            return
         if matrix.shape[0] * len(self.columns) <= SMALL_BIN_BATCH:
             counts = self._count_small(matrix, skip)
         else:
@@ -494,6 +654,17 @@ class BinCounter:
         slot = self._remap[offset + bisect.bisect_left(edges, value)]
         if slot != self.drop:
             self.children[slot].inc()
+
+    def _count_row(self, matrix: np.ndarray) -> None:
+        """:meth:`_count_small` for one row with nothing skipped (most requests): each value is counted
+        as its bin is found, without grouping first (a :class:`LoopValue` increment costs less)."""
+        _, columns = self._edges_for(matrix.dtype)
+        row = matrix.tolist()[0]
+        remap, children, drop = self._remap, self.children, self.drop
+        for index, edges, offset in columns:
+            slot = remap[offset + bisect.bisect_left(edges, row[index])]
+            if slot != drop:
+                children[slot].inc()
 
     def _count_small(self, matrix: np.ndarray, skip: Sequence[tuple[int, int]]) -> Iterable[tuple[int, int]]:
         _, columns = self._edges_for(matrix.dtype)

@@ -8,7 +8,6 @@ of rank 1 is the label and the first float output of rank 2 holds per-class scor
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,15 +17,26 @@ from .metadata import ModelMetadata
 from .model import OnnxModel, TensorSpec
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Predictions:
-    """Per-row predicted class names and scores (empty when the model is not a classifier)."""
+    """Per-row predicted class names and scores (empty when the model is not a classifier).
+
+    Not ``frozen``, though never changed: one is built per batch, and a frozen dataclass costs 4x
+    as much to build.
+    """
 
     classes: list[str]
     scores: np.ndarray | None
 
     def counts(self) -> list[tuple[str, int]]:
-        return list(Counter(self.classes).items())
+        """``(class, rows)`` in order of first appearance (what ``Counter`` gives, without building one)."""
+        classes = self.classes
+        if len(classes) == 1:
+            return [(classes[0], 1)]
+        counts: dict[str, int] = {}
+        for name in classes:
+            counts[name] = counts.get(name, 0) + 1
+        return list(counts.items())
 
 
 class PredictionReader:

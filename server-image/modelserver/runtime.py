@@ -34,9 +34,13 @@ from .predlog import PredictionLogger
 from .tokens import ReplayGuard, TokenCodec
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
-    """One request's outputs, its predicted class per row, and its prediction token."""
+    """One request's outputs, its predicted class per row, and its prediction token.
+
+    Never changed once built; not ``frozen`` because a frozen dataclass costs 4x as much to build,
+    and one is built per request.
+    """
 
     outputs: dict[str, np.ndarray]
     classes: list[str]
@@ -68,11 +72,14 @@ class Runtime:
     shadow: Shadow | None = None
     """The comparison model (``--compare-model-uri``); None when off."""
 
-    async def run(self, feeds: dict[str, np.ndarray], rows: int) -> Answer:
-        """Run the session and score the request; invalid-argument errors from onnxruntime are 400s."""
+    async def run(self, feeds: dict[str, np.ndarray], rows: int, alone: bool = False) -> Answer:
+        """Run the session and score the request; invalid-argument errors from onnxruntime are 400s.
+
+        ``alone``: no other request is in progress, so the micro-batcher need not wait for company
+        (:meth:`MicroBatcher.run`)."""
         try:
             if self.batcher is not None:
-                return await self.batcher.run(feeds, rows)
+                return await self.batcher.run(feeds, rows, alone)
             if self.executor is None:
                 return self.infer_batch(feeds, [rows])[0]
             loop = asyncio.get_running_loop()
@@ -104,9 +111,8 @@ class Runtime:
         bad = find_non_finite(outputs)
         if bad is not None:
             raise ApiError(500, f"model produced non-finite values in output {bad!r}")
-        parts = split_rows(outputs, rows)
         if not self.reader.is_classifier:
-            return [Answer(part, [], None) for part in parts]
+            return [Answer(part, [], None) for part in split_rows(outputs, rows)]
         predictions = self.reader.read(outputs)
         scores = predictions.scores
         self.metrics.record_predictions(predictions.counts(), () if scores is None else scores.tolist())
@@ -114,14 +120,15 @@ class Runtime:
             self.metrics.count_score_bins(scores)
         if compared is not None and self.shadow is not None:
             self.shadow.record(compared, predictions)
-        classes, start = [], 0
-        for count in rows:
-            classes.append(predictions.classes[start : start + count])
-            start += count
+        if len(rows) == 1:  # one request: its answer is the whole batch's, nothing to cut
+            classes = predictions.classes
+            token = self.tokens.issue(classes) if self.tokens is not None and classes else None
+            return [Answer(outputs, classes, token)]
+        parts, per_request = split_rows(outputs, rows), _split_classes(predictions.classes, rows)
         if self.tokens is None or not predictions.classes:
-            return [Answer(part, names, None) for part, names in zip(parts, classes, strict=True)]
-        tokens = self.tokens.issue_many(classes)
-        return [Answer(*answer) for answer in zip(parts, classes, tokens, strict=True)]
+            return [Answer(part, names, None) for part, names in zip(parts, per_request, strict=True)]
+        tokens = self.tokens.issue_many(per_request)
+        return [Answer(*answer) for answer in zip(parts, per_request, tokens, strict=True)]
 
     def count_inputs(self, feeds: dict[str, np.ndarray], imputed: Sequence[tuple[int, int]] = ()) -> None:
         """Count an answered request's feature matrix into the drift bins (``modelserver_feature_bin_total``),
@@ -134,12 +141,22 @@ class Runtime:
             matrix = feeds.get(self.feature_input.name)
             if matrix is not None:
                 self.metrics.count_feature_bins(matrix, imputed)
-        self.metrics.record_imputed_rows(len({row for row, _ in imputed}))
+        if imputed:
+            self.metrics.record_imputed_rows(len({row for row, _ in imputed}))
 
     def remember(self, request_id: str, answer: Answer) -> None:
         """Cache the prediction's classes under the request id, for feedback that sends the id."""
         if answer.classes:
             self.cache.put(request_id, tuple(answer.classes))
+
+
+def _split_classes(classes: list[str], rows: list[int]) -> list[list[str]]:
+    """Each request's classes, cut from the batch's by row counts."""
+    parts, start = [], 0
+    for count in rows:
+        parts.append(classes[start : start + count])
+        start += count
+    return parts
 
 
 def _classify_runtime_error(exc: Exception) -> ApiError:

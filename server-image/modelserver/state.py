@@ -8,6 +8,7 @@ Only the loader thread writes; request handlers read single attributes (atomic u
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,11 @@ class ServerState:
     """Set as soon as the revision label is known (at once when ``--revision`` is given)."""
     draining: bool = False
     """Set at SIGTERM (``shutdown.DrainingServer``): still serving, no longer ready."""
+    http_requests: Callable[[], int] | None = None
+    """HTTP requests received and not yet answered, the caller's own included: the size of uvicorn's
+    set of request tasks (set by ``__main__``; None when no uvicorn server runs the app). A task
+    joins it when the request arrives, before it first runs, so an infer request that finds 1 here
+    knows no other request could still join its micro-batch (:meth:`ModelServer.answer_infer`)."""
 
     @property
     def ready(self) -> bool:

@@ -261,3 +261,14 @@ def test_oversized_body_is_a_readable_413_for_urllib(baseline: ServerProcess) ->
         assert exc.code == 413 and b"exceeds" in exc.read()
     else:
         raise AssertionError("a 9 MiB body was accepted")
+
+
+def test_forwarded_headers_of_a_trusted_proxy_still_reach_the_routes(baseline: ServerProcess) -> None:
+    """uvicorn's proxy-headers middleware sits behind the infer fast path (fastpath.serving_app), not
+    around the whole app: the routes behind it still see the scheme a local proxy forwards."""
+    url = f"{baseline.url}/v2/health/live/"  # FastAPI redirects to the path without the slash
+    forwarded = requests.get(url, headers={"X-Forwarded-Proto": "https"}, allow_redirects=False, timeout=5)
+    plain = requests.get(url, allow_redirects=False, timeout=5)
+    assert forwarded.status_code == plain.status_code == 307
+    assert forwarded.headers["location"] == plain.headers["location"].replace("http://", "https://", 1)
+    assert forwarded.headers["location"].startswith("https://")

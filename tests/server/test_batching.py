@@ -106,3 +106,35 @@ def test_batching_refused_when_rows_interact() -> None:
     proto.ir_version = 8
     model = OnnxModel(proto.SerializeToString())
     assert not supports_batching(model, {"x": np.array([[1.0, 2.0]], dtype=np.float32)})
+
+
+def test_a_request_alone_runs_inline() -> None:
+    """``alone`` (no other request in progress): the result is there on the first step of the
+    coroutine, with no future and no pass through the event loop."""
+    model = FakeModel()
+    step = batcher_for(model, max_rows=100).run({"x": np.ones((1, 2), np.float32)}, 1, alone=True)
+    with pytest.raises(StopIteration) as finished:
+        step.send(None)
+    assert model.calls == [1]
+    np.testing.assert_array_equal(finished.value.value["y"], np.full((1, 2), 2, np.float32))
+
+
+def test_a_request_alone_still_joins_a_queued_batch() -> None:
+    model = FakeModel()
+    batcher = batcher_for(model, max_rows=100)
+
+    async def main() -> list[object]:
+        queued = asyncio.ensure_future(batcher.run({"x": np.ones((2, 2), np.float32)}, 2))
+        await asyncio.sleep(0)  # queued, its flush scheduled but not run yet
+        mine = await batcher.run({"x": np.ones((1, 2), np.float32)}, 1, alone=True)
+        return [await queued, mine]
+
+    results = asyncio.run(main())
+    assert model.calls == [3]
+    assert [r["y"].shape for r in results] == [(2, 2), (1, 2)]
+
+
+def test_an_inline_run_raises_its_own_error() -> None:
+    batcher = batcher_for(FakeModel(), max_rows=100)
+    with pytest.raises(ValueError, match="negative input"):
+        asyncio.run(batcher.run({"x": -np.ones((1, 2), np.float32)}, 1, alone=True))

@@ -241,6 +241,21 @@ def test_both_counting_paths_agree_with_searchsorted(monkeypatch: pytest.MonkeyP
         assert small == vectorised == expected, rows
 
 
+def test_rows_counted_one_by_one_add_up_to_the_matrix_counted_at_once() -> None:
+    """The one-row path (most requests) agrees with the small-batch path it shortcuts."""
+    meta = parse_metadata((MODELS / "metadata.json").read_bytes())
+    matrix = dataset.generate(40, seed=3).features.astype(np.float32)
+    matrix[:5, 0] = np.float32(32.9)  # on an edge
+    one_by_one, at_once = _metrics(list(meta.features)), _metrics(list(meta.features))
+    for row in matrix:
+        one_by_one.count_feature_bins(row.reshape(1, -1))
+    for start in range(0, 40, 8):
+        at_once.count_feature_bins(matrix[start : start + 8])
+    for feature in meta.features:
+        assert _counts(one_by_one, feature.name) == _counts(at_once, feature.name), feature.name
+    assert sum(_counts(one_by_one, meta.features[0].name)) == 40
+
+
 def test_reference_gauges_and_zero_counters_exist_from_load() -> None:
     meta = parse_metadata((MODELS / "metadata.json").read_bytes())
     m = _metrics(list(meta.features), meta.score_reference)
