@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from modelrollout.telemetry import Telemetry
-from modelserver.metrics import ServerMetrics
+from modelserver.metrics import LoopCounter, LoopGauge, LoopHistogram, ServerMetrics
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -27,12 +27,15 @@ def exported_series() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for owner in (Telemetry(process_metrics=False), ServerMetrics("m", "r")):
         for metric in vars(owner).values():
-            if not isinstance(metric, MetricWrapperBase):
+            if isinstance(metric, LoopCounter | LoopGauge | LoopHistogram):  # the model server's lock-free families
+                name, labels = metric.name, set(metric.labelnames)
+            elif isinstance(metric, MetricWrapperBase):
+                name, labels = metric._name, set(metric._labelnames)
+            else:
                 continue
-            name, labels = metric._name, set(metric._labelnames)
-            if isinstance(metric, Counter):
+            if isinstance(metric, Counter | LoopCounter):
                 out[f"{name}_total"] = labels
-            elif isinstance(metric, Histogram):
+            elif isinstance(metric, Histogram | LoopHistogram):
                 out[f"{name}_bucket"] = labels | {"le"}
                 out[f"{name}_sum"] = out[f"{name}_count"] = labels
             else:
