@@ -156,6 +156,8 @@ def histogram_quantiles(metrics_port: int, name: str, qs: tuple[float, ...], **l
                 buckets.append((float(sample.labels["le"]), sample.value))
     buckets.sort()
     total = buckets[-1][1] if buckets else 0.0
+    if not total:  # nothing observed: no quantile (the first bucket's edge would read as a measurement)
+        return [float("nan")] * len(qs)
     return [next((le for le, count in buckets if count >= q * total), float("inf")) for q in qs]
 
 
