@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -196,8 +197,14 @@ def test_sampled_prediction_log(server_factory: ServerFactory) -> None:
     )
     body = dataset.tensor_body(dataset.generate(1, seed=1).features, "logged-1")
     requests.post(server.url + INFER, json=body, timeout=5)
-    lines = [json.loads(x) for x in server.stdout().splitlines() if x.startswith("{")]
-    record = next(x for x in lines if x["id"] == "logged-1")
+    # The line is written right after the answer is sent (the accounting follows the send), so the
+    # client can hold the answer a moment before the server's stdout holds the line.
+    deadline, record = time.monotonic() + 5, None
+    while record is None and time.monotonic() < deadline:
+        lines = [json.loads(x) for x in server.stdout().splitlines() if x.startswith("{")]
+        record = next((x for x in lines if x.get("id") == "logged-1"), None)
+        time.sleep(0.05)
+    assert record is not None, "no prediction log line for logged-1 within 5 s"
     assert record["model"] == MODEL_NAME and record["revision"] == REVISION and record["latency_ms"] > 0
     assert set(record["outputs"]) == {"label", "probabilities"} and "input" in record["inputs"]
     assert isinstance(record["time"], float)
