@@ -359,6 +359,9 @@ def test_an_ab_test_names_the_better_model_the_winner_and_two_equal_ones_do_not_
     assert st["stableRevision"] == better and exp["outcome"] == "CandidateWon", exp
     assert exp["lower"] > 0 and exp["lower"] < exp["effect"] < exp["upper"], exp
     assert min(exp["candidate"]["trials"], exp["stable"]["trials"]) >= 100, exp
+    # The win moves the route from 50 straight to 100 in the same reconcile that writes the status;
+    # the gateway reads the route every `refresh` s, so it may see the 100 just after the status.
+    wait_until(lambda: len(world.canary_weights_seen(better)) >= 2, 10, what="the gateway to see the promotion")
     assert world.canary_weights_seen(better)[:2] == [50, 100], world.gateway.stats.weights_log
 
     # The same model as a new revision: equal accuracy. A tie within +-0.2 is what this short test can show.
