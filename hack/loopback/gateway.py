@@ -38,6 +38,15 @@ Backends = list[tuple[str, int]]
 """[(revision, weight)] of one rule."""
 
 
+def by_revision(backends: Backends) -> dict[str, int]:
+    """revision -> its share of the weights. Two Services may select the same revision (a promoted
+    canary's Service and the stable one, until the operator moves it): their weights add up."""
+    out: dict[str, int] = {}
+    for revision, weight in backends:
+        out[revision] = out.get(revision, 0) + weight
+    return out
+
+
 @dataclass
 class HeaderRule:
     """A rule with header matches: a request satisfying any one of ``matches`` takes ``backends``."""
@@ -144,7 +153,7 @@ class Gateway:
     # ------------------------------------------------------------------ routing
     def weights(self) -> dict[str, int]:
         """revision -> weight as currently written by the operator (refreshed at most every ``refresh`` s)."""
-        return dict(self._route().backends)
+        return by_revision(self._route().backends)
 
     def _route(self) -> RouteView:
         now = time.monotonic()
@@ -154,7 +163,7 @@ class Gateway:
         view = self._read_route(now)
         with self._lock:
             self._view = view
-            current = dict(view.backends)
+            current = by_revision(view.backends)
             if not self.stats.weights_log or self.stats.weights_log[-1][1] != current:
                 self.stats.weights_log.append((now, current))
         return view
@@ -224,7 +233,7 @@ class Gateway:
         bare = path.partition("?")[0]
         exact = None if rule else next((r for r in view.path_rules if r.path == bare), None)
         backends = rule.backends if rule else exact.backends if exact else view.backends
-        weights = {rev: w for rev, w in backends if w > 0}
+        weights = {rev: w for rev, w in by_revision(backends).items() if w > 0}
         if not weights:
             return None, False, exact
         return random.choices(list(weights), weights=list(weights.values()))[0], rule is not None, exact
