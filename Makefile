@@ -104,7 +104,7 @@ bench-real: deps ## real node: time-to-rollback per gate and the traffic split p
 	$(PY) -m hack.realnode.bench
 
 .PHONY: bench-operator
-bench-operator: deps ## the operator at 1,000 ModelDeployments on kwok nodes: RSS, CPU, API requests/s, first-write latency (~15 min)
+bench-operator: deps ## the operator at 1,000 ModelDeployments on kwok nodes: RSS, CPU, API requests/s, first-write latency, checks while a Prometheus hangs (~20 min)
 	$(PY) hack/bench_operator.py
 
 .PHONY: bench-decisions

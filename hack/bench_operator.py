@@ -1,11 +1,14 @@
-"""`make bench-operator`: the operator at scale on kwok nodes (~15 min on 2 cores).
+"""`make bench-operator`: the operator at scale on kwok nodes (~20 min on 2 cores).
 
 A cluster of its own (``.testenv-bench``: etcd, kube-apiserver, controller-manager, scheduler and
 kwok with 4 simulated nodes of 1,000 pods each, whose pods become Ready at once) and the real operator process. The
 benchmark creates ``--objects`` ModelDeployments in ``--namespaces`` namespaces (one replica each,
 ``traffic.none``, the default canary steps and analysis interval, no gates), waits until all are
 stable, measures the idle operator for a minute, then changes the model of every one of them at
-``--rate`` changes per second and waits until every new revision is stable.
+``--rate`` changes per second and waits until every new revision is stable. Last, every object gets
+a continuous watch checked every ``--check-interval`` seconds, ``--hanging`` of them through a
+Prometheus that never answers, and the spacing of the others' checks is measured for
+``--hang-seconds`` (``hack/bench_hang.py``).
 
 Figures, sampled once a second from ``/proc`` and every 15 s from the operator's ``/metrics``:
 - RSS (peak, and at idle) and CPU (% of one core) of the operator process;
@@ -17,11 +20,14 @@ Figures, sampled once a second from ``/proc`` and every 15 s from the operator's
 - where a slow first write came from: per 10 s of changes, how late a watch showed the change
   itself (the API server's watch delivery, which the operator waits on too), the operator's own
   queue, reconcile, status-write and garbage-collection histograms, and the API server's busiest
-  requests from every client while the changes were sent.
+  requests from every client while the changes were sent;
+- while some objects' Prometheus hangs: the gaps between the other objects' checks, and how many
+  of them had a check delayed by more than one interval.
 
 The simulated cluster's controller-manager gets ``--kube-api-qps=300`` so that the kube side keeps
 up; every figure above is the operator's. The section "## Operator at scale" of
-docs/benchmarks.md is rewritten; the last line reads ``objects=<n> rss_mb=<n> first_write_p99_s=<n>``.
+docs/benchmarks.md is rewritten; the last line reads
+``objects=<n> rss_mb=<n> first_write_p99_s=<n> analysis_late_objects=<n>``.
 """
 
 from __future__ import annotations
@@ -44,9 +50,11 @@ BENCH_ENV = REPO / ".testenv-bench"
 os.environ.setdefault("MODELROLLOUT_TESTENV", str(BENCH_ENV))  # read by hack.loopback.cluster at import
 sys.path.insert(0, str(REPO))
 
-from kubernetes import client, config, watch  # noqa: E402
+from kubernetes import client, config  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from hack import bench_hang  # noqa: E402
+from hack.bench_watch import GROUP, PLURAL, VERSION, ResumedWatch  # noqa: E402
 from hack.benchdoc import write_section  # noqa: E402
 from hack.loopback.cluster import TESTENV, Cluster, OperatorProcess, reachable, wait_until  # noqa: E402
 from hack.loopback.procs import free_port  # noqa: E402
@@ -54,7 +62,6 @@ from hack.loopback.procs import free_port  # noqa: E402
 SECTION = "## Operator at scale"
 SCRAPE = 15.0  # seconds between scrapes of the operator's /metrics
 V1, V2 = "https://models.example.com/v1.onnx", "https://models.example.com/v2.onnx"
-GROUP, VERSION, PLURAL = "modelrollout.io", "v1alpha1", "modeldeployments"
 CLUSTER_ENV = {"MODELROLLOUT_REAL_NODE": "0", "KWOK_NODES": "4", "KWOK_NODE_PODS": "1000",
                "MODELROLLOUT_KCM_QPS": "300", "MODELROLLOUT_KCM_BURST": "500"}  # fmt: skip
 
@@ -144,9 +151,8 @@ def request_totals(metrics_port: int) -> dict[tuple[str, str], tuple[float, floa
     return out
 
 
-def histogram_quantiles(metrics_port: int, name: str, qs: tuple[float, ...], **labels: str) -> list[float]:
-    """Upper bucket edges holding quantiles ``qs`` of one of the operator's histograms (the
-    resolution its buckets give: "p99 <= 0.25 s")."""
+def histogram_buckets(metrics_port: int, name: str, **labels: str) -> list[tuple[float, float]]:
+    """(upper edge, cumulative count) of one of the operator's histograms, ordered by edge."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     buckets: list[tuple[float, float]] = []
@@ -154,11 +160,25 @@ def histogram_quantiles(metrics_port: int, name: str, qs: tuple[float, ...], **l
         for sample in family.samples:
             if sample.name == f"{name}_bucket" and all(sample.labels.get(k) == v for k, v in labels.items()):
                 buckets.append((float(sample.labels["le"]), sample.value))
-    buckets.sort()
-    total = buckets[-1][1] if buckets else 0.0
+    return sorted(buckets)
+
+
+def bucket_quantiles(
+    buckets: list[tuple[float, float]], qs: tuple[float, ...], since: list[tuple[float, float]] | None = None
+) -> list[float]:
+    """Upper bucket edges holding quantiles ``qs`` (the resolution the buckets give: "p99 <= 0.25 s"),
+    of what was observed after the scrape ``since`` when given."""
+    earlier = dict(since or [])
+    counts = [(le, count - earlier.get(le, 0.0)) for le, count in buckets]
+    total = counts[-1][1] if counts else 0.0
     if not total:  # nothing observed: no quantile (the first bucket's edge would read as a measurement)
         return [float("nan")] * len(qs)
-    return [next((le for le, count in buckets if count >= q * total), float("inf")) for q in qs]
+    return [next((le for le, count in counts if count >= q * total), float("inf")) for q in qs]
+
+
+def histogram_quantiles(metrics_port: int, name: str, qs: tuple[float, ...], **labels: str) -> list[float]:
+    """Quantiles of everything one of the operator's histograms has observed (to its bucket edges)."""
+    return bucket_quantiles(histogram_buckets(metrics_port, name, **labels), qs)
 
 
 def apiserver_requests(cluster: Cluster) -> dict[tuple[str, str], float]:
@@ -200,50 +220,78 @@ def breakdown_table(before: dict, after: dict, objects: int) -> str:
     return "\n".join(["| request | count | per object | mean latency (ms) |", "| --- | ---: | ---: | ---: |", *rows])
 
 
-class FirstWrites:
-    """Watches every ModelDeployment and notes when the operator first wrote a status for a generation."""
+class Progress:
+    """What the benchmark's one watch (``hack/bench_watch.py``) showed of every ModelDeployment:
+    when each generation first appeared, when the operator first wrote a status for it, and which
+    model each one has stable now."""
 
-    def __init__(self, api: client.CustomObjectsApi) -> None:
-        self.api = api
-        self.seen: dict[tuple[str, str, int], float] = {}
-        self.generations: dict[tuple[str, str, int], float] = {}  # when a watch first showed the generation
-        self.stop = threading.Event()
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, int], float] = {}  # the operator's first status for a generation
+        self.generations: dict[tuple[str, str, int], float] = {}  # when the watch first showed the generation
+        self.stable: dict[tuple[str, str], str | None] = {}  # the stable model's URI, once Succeeded
+        self._lock = threading.Lock()
 
-    def run(self) -> None:
-        w = watch.Watch()
-        while not self.stop.is_set():
-            try:
-                for event in w.stream(self.api.list_cluster_custom_object, GROUP, VERSION, PLURAL, timeout_seconds=30):
-                    obj = event["object"]
-                    now, meta = time.time(), obj["metadata"]
-                    self.generations.setdefault((meta["namespace"], meta["name"], meta.get("generation")), now)
-                    gen = (obj.get("status") or {}).get("observedGeneration")
-                    if gen:
-                        self.seen.setdefault((meta["namespace"], meta["name"], gen), now)
-                    if self.stop.is_set():
-                        break
-            except Exception as exc:  # a dropped watch (API server busy or stopping): watch again
-                if not self.stop.is_set():
-                    print(f"  watch restarted after {type(exc).__name__}", flush=True)
-                    time.sleep(1)
+    def __call__(self, obj: dict[str, Any], arrived: float) -> None:
+        meta, st = obj["metadata"], obj.get("status") or {}
+        key = (meta["namespace"], meta["name"])
+        stable = next((h for h in st.get("history", []) if h["revision"] == st.get("stableRevision")), {})
+        with self._lock:
+            self.generations.setdefault((*key, meta.get("generation")), arrived)
+            if st.get("observedGeneration"):
+                self.seen.setdefault((*key, st["observedGeneration"]), arrived)
+            self.stable[key] = stable.get("modelURI") if st.get("phase") == "Succeeded" else None
+
+    def stable_on(self, uri: str) -> int:
+        with self._lock:
+            return sum(u == uri for u in self.stable.values())
 
 
-def wait_all(cluster: Cluster, count: int, uri: str, timeout: float) -> float:
+def wait_all(progress: Progress, count: int, uri: str, timeout: float) -> float:
     """Seconds until ``count`` ModelDeployments are Succeeded with ``uri`` stable."""
     started = time.monotonic()
+    last_print = [0.0]
 
     def done() -> bool:
-        items = json.loads(cluster.kubectl("get", "mdep", "-A", "-o", "json").stdout)["items"]
-        ok = 0
-        for obj in items:
-            st = obj.get("status") or {}
-            stable = next((h for h in st.get("history", []) if h["revision"] == st.get("stableRevision")), {})
-            ok += st.get("phase") == "Succeeded" and stable.get("modelURI") == uri
-        print(f"  {ok}/{count} stable on {uri.rsplit('/', 1)[-1]} after {time.monotonic() - started:.0f}s", flush=True)
+        ok = progress.stable_on(uri)
+        if time.monotonic() - last_print[0] >= 10 or ok == count:
+            print(f"  {ok}/{count} stable on {uri.rsplit('/', 1)[-1]} after {time.monotonic() - started:.0f}s")
+            last_print[0] = time.monotonic()
         return ok == count
 
-    wait_until(done, timeout, interval=10, what=f"{count} ModelDeployments stable on {uri}")
+    wait_until(done, timeout, interval=0.5, what=f"{count} ModelDeployments stable on {uri}")
     return time.monotonic() - started
+
+
+def hang_text(hang: bench_hang.HangResult, hanging: int, workers: int, due_waits: list[float]) -> str:
+    """The hang phase's paragraph and table for docs/benchmarks.md."""
+    interval = hang.interval
+    rows = []
+    for what, g in (("answered", hang.answered), ("hanging", hang.hanging)):
+        rows.append(
+            f"| {what} | {g.objects} | {g.checks} | {g.quantile(0.5):.1f} | {g.quantile(0.99):.1f} "
+            f"| {max(g.gaps, default=float('nan')):.1f} | {g.late_objects} | {g.unchecked} |"
+        )
+    table = "\n".join([
+        "| Prometheus | objects | checks | gap p50 (s) | p99 (s) | max (s) | objects with a gap > 2 intervals "
+        "| never checked |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+    ])  # fmt: skip
+    late = hang.answered.late_objects + hang.answered.unchecked
+    verdict = "none" if not late else f"**{late}**"
+    return f"""Analysis while a Prometheus hangs: every object then got a continuous watch (an `error-rate` gate
+every {interval:g} s). {hanging} of them (one per namespace) query a Prometheus that accepts connections and
+never answers, with the longest timeout allowed (120 s), so each of their checks holds one of the
+{workers} workers for the whole timeout ({hang.held} connections held); the rest query a real Prometheus
+that answers. Over {hang.seconds:.0f} s, the gaps between consecutive checks of each object (its
+`status.lastCheckAt` stamps, plus the open gap to the window's end when longer than the interval). A
+check that starts d s late makes a gap of {interval:g} + d s, so a gap above {2 * interval:g} s is a check delayed by
+more than one interval: objects of the answered Prometheus with such a gap: {verdict}. Due checks waited
+for a worker (`modelrollout_queue_wait_seconds{{urgent="false"}}`, this phase): p50 <= {due_waits[0]:g} s,
+p99 <= {due_waits[1]:g} s, max <= {due_waits[2]:g} s. Up to `workers - 1` objects can hang at once
+without delaying the others; more than that queue the rest behind them.
+
+{table}"""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -258,6 +306,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20, help="spec changes per second in the rollout phase")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--hanging", type=int, default=10, help="objects whose Prometheus hangs in the last phase")
+    parser.add_argument("--check-interval", type=float, default=30, help="analysis interval in the last phase")
+    parser.add_argument("--hang-seconds", type=float, default=240, help="checks measured in the last phase")
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     parser.add_argument("--no-doc", action="store_true", help="print only; do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
@@ -279,7 +330,8 @@ def main() -> int:
     operator = OperatorProcess(
         cluster, tick_seconds=5, extra_args=[f"--workers={args.workers}", f"--metrics-port={metrics_port}"]
     )
-    writes = FirstWrites(api)
+    writes, checks = Progress(), bench_hang.CheckTimes()
+    objects_watch = ResumedWatch(api, [writes, checks])
     threads: list[threading.Thread] = []
     try:
         for ns in namespaces:
@@ -287,7 +339,7 @@ def main() -> int:
         operator.start()
         assert operator.proc is not None
         sampler = Sampler(operator.proc.pid, metrics_port)
-        threads = [threading.Thread(target=t, daemon=True) for t in (sampler.run, writes.run)]
+        threads = [threading.Thread(target=sampler.run, daemon=True), objects_watch.thread]
         for t in threads:
             t.start()
 
@@ -298,7 +350,7 @@ def main() -> int:
             docs = [manifest(name, V1) for n, name in names if n == ns]
             cluster.kubectl("apply", "--server-side", "-n", ns, "-f", "-", stdin=json.dumps({"apiVersion": "v1",
                             "kind": "List", "items": docs}))  # fmt: skip
-        created_s = wait_all(cluster, args.objects, V1, 1800)
+        created_s = wait_all(writes, args.objects, V1, 1800)
         create_fig = sampler.between(t_create, sampler.mark())
 
         print(f"idle for {args.idle_seconds:.0f}s", flush=True)
@@ -324,7 +376,7 @@ def main() -> int:
             accepted[(ns, name, obj["metadata"]["generation"])] = time.time()
         changes_s = time.monotonic() - t_roll
         server_load = apiserver_table(server_before, apiserver_requests(cluster), changes_s)
-        rolled_s = wait_all(cluster, args.objects, V2, 3600)
+        rolled_s = wait_all(writes, args.objects, V2, 3600)
         rollout = sampler.between(t_roll_mark, sampler.mark())
         breakdown = breakdown_table(requests_before, request_totals(metrics_port), args.objects)
         waits = histogram_quantiles(metrics_port, "modelrollout_queue_wait_seconds", (0.5, 0.99), urgent="true")
@@ -337,8 +389,20 @@ def main() -> int:
         wait_until(lambda: all(k in writes.seen for k in sent), 60, what="every first write seen by the watch")
         latencies = [writes.seen[k] - at for k, at in sent.items()]
         after_accept = [writes.seen[k] - at for k, at in accepted.items()]
+
+        t_hang = sampler.mark()
+        due_before = histogram_buckets(metrics_port, "modelrollout_queue_wait_seconds", urgent="false")
+        hang = bench_hang.run(
+            api, checks, names, hanging=args.hanging, interval=args.check_interval, seconds=args.hang_seconds,
+            rate=args.rate, workdir=BENCH_ENV / "hang-prometheus",
+        )  # fmt: skip
+        hang_fig = sampler.between(t_hang, sampler.mark())
+        due_waits = bucket_quantiles(
+            histogram_buckets(metrics_port, "modelrollout_queue_wait_seconds", urgent="false"), (0.5, 0.99, 1.0),
+            since=due_before,
+        )  # fmt: skip
     finally:
-        writes.stop.set()
+        objects_watch.stop.set()
         if threads:
             sampler.stop.set()
         operator.stop()
@@ -364,10 +428,19 @@ def main() -> int:
         *window_rows,
     ])  # fmt: skip
     peak_rss = max(s[1] for s in sampler.samples)
+    last_line = (
+        f"objects={args.objects} rss_mb={peak_rss:.0f} first_write_p99_s={p99:.2f} "
+        f"analysis_late_objects={hang.answered.late_objects + hang.answered.unchecked}"
+    )
     rows = [
         ("create all, until all stable", f"{created_s:.0f} s", create_fig),
         (f"idle {args.idle_seconds:.0f} s (all stable)", "", idle),
         (f"roll out all at {args.rate:g} changes/s, until all stable", f"{rolled_s:.0f} s", rollout),
+        (
+            f"continuous watch on all, {args.hanging} through a hanging Prometheus",
+            f"{hang.seconds:.0f} s measured",
+            hang_fig,
+        ),
     ]
     table = "\n".join(
         f"| {what} | {took} | {fig['rss_mb']:.0f} | {fig['cpu_pct']:.0f} | {fig['req_s']:.1f} |"
@@ -410,12 +483,14 @@ The operator's API requests in the rollout phase (`modelrollout_api_request_dura
 
 {breakdown}
 
-objects={args.objects} rss_mb={peak_rss:.0f} first_write_p99_s={p99:.2f}
+{hang_text(hang, args.hanging, args.workers, due_waits)}
+
+{last_line}
 """
     print(text)
     if not args.no_doc:
         write_section(SECTION, text)
-    print(f"objects={args.objects} rss_mb={peak_rss:.0f} first_write_p99_s={p99:.2f}")
+    print(last_line)
     return 0
 
 

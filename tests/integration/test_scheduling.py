@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,6 +15,7 @@ from typing import Any
 import pytest
 
 from hack.loopback.cluster import Cluster, OperatorProcess, wait_until
+from hack.loopback.hanging import HangingPrometheus
 from tests.integration.test_operator import events, manifest, mdep, wait_phase
 
 pytestmark = pytest.mark.cluster
@@ -34,36 +33,6 @@ def operators(cluster: Cluster, *args_each: list[str]) -> Iterator[list[Operator
     finally:
         for p in procs:
             p.stop()
-
-
-class HangingPrometheus:
-    """A TCP server that accepts connections and never answers, counting the requests it holds."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                self.held.append(self.sock.accept()[0])
-
-    def __enter__(self) -> HangingPrometheus:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def check_times(cluster: Cluster, ns: str, name: str, seconds: float) -> list[float]:
