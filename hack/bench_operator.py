@@ -262,7 +262,7 @@ def wait_all(progress: Progress, count: int, uri: str, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def hang_text(hang: bench_hang.HangResult, hanging: int, workers: int, due_waits: list[float]) -> str:
+def hang_text(hang: bench_hang.HangResult, hanging: int, namespaces: int, workers: int, due_waits: list[float]) -> str:
     """The hang phase's paragraph and table for docs/benchmarks.md."""
     interval = hang.interval
     rows = []
@@ -278,18 +278,19 @@ def hang_text(hang: bench_hang.HangResult, hanging: int, workers: int, due_waits
         *rows,
     ])  # fmt: skip
     late = hang.answered.late_objects + hang.answered.unchecked
+    spread = " (one per namespace)" if hanging <= namespaces else ""
     verdict = "none" if not late else f"**{late}**"
     return f"""Analysis while a Prometheus hangs: every object then got a continuous watch (an `error-rate` gate
-every {interval:g} s). {hanging} of them (one per namespace) query a Prometheus that accepts connections and
+every {interval:g} s). {hanging} of them{spread} query a Prometheus that accepts connections and
 never answers, with the longest timeout allowed (120 s), so each of their checks holds one of the
 {workers} workers for the whole timeout ({hang.held} connections held); the rest query a real Prometheus
 that answers. Over {hang.seconds:.0f} s, the gaps between consecutive checks of each object (its
 `status.lastCheckAt` stamps, plus the open gap to the window's end when longer than the interval). A
 check that starts d s late makes a gap of {interval:g} + d s, so a gap above {2 * interval:g} s is a check delayed by
-more than one interval: objects of the answered Prometheus with such a gap: {verdict}. Due checks waited
-for a worker (`modelrollout_queue_wait_seconds{{urgent="false"}}`, this phase): p50 <= {due_waits[0]:g} s,
-p99 <= {due_waits[1]:g} s, max <= {due_waits[2]:g} s. Up to `workers - 1` objects can hang at once
-without delaying the others; more than that queue the rest behind them.
+more than one interval: objects of the answered Prometheus with such a gap: {verdict}. Due work (the
+checks among it) waited for a worker (`modelrollout_queue_wait_seconds{{urgent="false"}}`, this phase):
+p50 <= {due_waits[0]:g} s, p99 <= {due_waits[1]:g} s, max <= {due_waits[2]:g} s. Up to `workers - 1` objects can
+hang at once without delaying the others; more than that queue the rest behind them.
 
 {table}"""
 
@@ -466,7 +467,8 @@ From the API server's answer to the change instead of its sending: p50
 p99 <= {waits[1]:g} s; a reconcile took p50 <= {durations[0]:g} s, p99 <= {durations[1]:g} s; a status write took
 p50 <= {status_writes[0]:g} s, p99 <= {status_writes[1]:g} s (over the whole run); a full garbage collection
 stopped the operator for p50 <= {full_gcs[0]:g} s, at most <= {full_gcs[1]:g} s (`modelrollout_gc_pause_seconds`).
-Peak RSS over the run: {peak_rss:.0f} MB.
+Peak RSS over the run: {peak_rss:.0f} MB. The benchmark's own watch of the objects listed them
+{objects_watch.lists} time(s) (more than once: the API server expired its resourceVersion).
 
 By when the change was sent; "watch showed the change": from the API server's answer to the change
 until this benchmark's own watch of ModelDeployments delivered it (the operator's watch waits on the
@@ -483,7 +485,7 @@ The operator's API requests in the rollout phase (`modelrollout_api_request_dura
 
 {breakdown}
 
-{hang_text(hang, args.hanging, args.workers, due_waits)}
+{hang_text(hang, args.hanging, args.namespaces, args.workers, due_waits)}
 
 {last_line}
 """

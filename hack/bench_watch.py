@@ -4,9 +4,10 @@ The benchmark reads everything it reports about the objects (when a generation f
 the operator first wrote its status for it, which are stable, every ``lastCheckAt``) from this one
 watch. It resumes from the last resourceVersion delivered whenever the API server ends it, so it
 neither skips an intermediate status nor makes the API server send all 1,000 objects again: a
-watch started afresh, or a ``kubectl get -A -o json`` poll, costs the server a full answer of every
-object each time, load that lands on the very API server whose latency the benchmark measures. It lists again
-only when the server has expired that version (410); ``relists`` counts those.
+watch started afresh, or a ``kubectl get -A -o json`` poll, costs the server a full answer of
+every object each time, load that lands on the very API server whose latency the benchmark
+measures. It lists again only when the server has expired that version (410); ``lists`` counts
+every listing, the first included.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class ResumedWatch:
     def __init__(self, api: client.CustomObjectsApi, observers: list[Observer]) -> None:
         self.api = api
         self.observers = observers
-        self.relists = 0
+        self.lists = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -47,7 +48,7 @@ class ResumedWatch:
                     for obj in listing["items"]:
                         self._deliver(obj)
                     version = listing["metadata"]["resourceVersion"]
-                    self.relists += 1
+                    self.lists += 1
                 stream = watch.Watch().stream(
                     self.api.list_cluster_custom_object, GROUP, VERSION, PLURAL,
                     resource_version=version, timeout_seconds=60,
