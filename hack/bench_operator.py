@@ -248,14 +248,14 @@ class Progress:
 
 def wait_all(progress: Progress, count: int, uri: str, timeout: float) -> float:
     """Seconds until ``count`` ModelDeployments are Succeeded with ``uri`` stable."""
-    started = time.monotonic()
-    last_print = [0.0]
+    started = printed = time.monotonic()
 
     def done() -> bool:
+        nonlocal printed
         ok = progress.stable_on(uri)
-        if time.monotonic() - last_print[0] >= 10 or ok == count:
+        if time.monotonic() - printed >= 10 or ok == count:
             print(f"  {ok}/{count} stable on {uri.rsplit('/', 1)[-1]} after {time.monotonic() - started:.0f}s")
-            last_print[0] = time.monotonic()
+            printed = time.monotonic()
         return ok == count
 
     wait_until(done, timeout, interval=0.5, what=f"{count} ModelDeployments stable on {uri}")

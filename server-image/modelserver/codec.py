@@ -149,15 +149,10 @@ def _plain_tensor(item: Any, model: OnnxModel) -> tuple[str, np.ndarray] | None:
     spec = model.input_by_name.get(name) if type(name) is str else None
     if spec is None or spec.datatype.kind != "float" or item.get("datatype") != spec.datatype.v2:
         return None
-    shape, data = item.get("shape"), item.get("data")
-    if type(shape) is not list or type(data) is not list or len(shape) != len(spec.shape) or len(shape) > MAX_RANK:
+    shape, data = _valid_shape(item.get("shape"), spec), item.get("data")
+    if shape is None or type(data) is not list:
         return None
-    size = 1
-    for want, got in zip(spec.shape, shape, strict=True):
-        if type(got) is not int or got <= 0 or want not in (-1, got):
-            return None
-        size *= got
-    if len(data) != size or not set(map(type, data)) <= _ALLOWED_ELEMENTS["float"]:
+    if len(data) != math.prod(shape) or not set(map(type, data)) <= _ALLOWED_ELEMENTS["float"]:
         return None
     if not _within_float_range(data, spec):
         return None
@@ -247,13 +242,18 @@ def decode_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:
     A shape that passes every check is recognised in one pass; any other takes the checks one by
     one (:func:`_check_shape`), which name the first problem.
     """
-    if type(value) is list and len(value) == len(spec.shape) and len(value) <= MAX_RANK:
-        for want, got in zip(spec.shape, value, strict=True):
-            if type(got) is not int or got <= 0 or want not in (-1, got):
-                break
-        else:
-            return tuple(value)
-    return _check_shape(value, spec, where)
+    shape = _valid_shape(value, spec)
+    return shape if shape is not None else _check_shape(value, spec, where)
+
+
+def _valid_shape(value: Any, spec: TensorSpec) -> tuple[int, ...] | None:
+    """``value`` as a shape if it passes every check of :func:`_check_shape`, else None (one pass)."""
+    if type(value) is not list or len(value) != len(spec.shape) or len(value) > MAX_RANK:
+        return None
+    for want, got in zip(spec.shape, value, strict=True):
+        if type(got) is not int or got <= 0 or want not in (-1, got):
+            return None
+    return tuple(value)
 
 
 def _check_shape(value: Any, spec: TensorSpec, where: str) -> tuple[int, ...]:

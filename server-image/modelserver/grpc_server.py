@@ -3,7 +3,7 @@
 Why in the same process and event loop as uvicorn: one model session, one micro-batcher, one
 prediction cache (feedback by id works whichever protocol predicted), one set of metrics and one
 lifecycle (loading, readiness, draining). Every RPC goes through :class:`~modelserver.handlers.ModelServer`
-like its HTTP twin; ``ModelInfer`` calls the very same :meth:`ModelServer.run_infer` as ``POST
+like its HTTP twin; ``ModelInfer`` calls the very same :meth:`ModelServer.answer_infer` as ``POST
 .../infer``, so only the wire format differs (:mod:`modelserver.grpc_codec`).
 
 Errors are gRPC statuses with the HTTP answer's message: 400 → INVALID_ARGUMENT, 404 → NOT_FOUND,
@@ -110,7 +110,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self._answer("model_metadata", context, produce)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:  # noqa: N802
-        """:meth:`ModelServer.run_infer` with the gRPC codec (it counts and times the call itself)."""
+        """:meth:`ModelServer.answer_infer` with the gRPC codec; counted once the response is built
+        (grpcio sends it after this returns, so there is no send to wait for here)."""
         server = self.server
         raw = len(request.raw_input_contents) > 0
 
@@ -123,7 +124,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
 
         try:
-            return await server.run_infer(request.model_name, request.model_version or None, decode, encode, GRPC)
+            response, count = await server.answer_infer(
+                request.model_name, request.model_version or None, decode, encode, GRPC
+            )
+            count()
+            return response
         except ApiError as exc:
             await context.abort(status_code(exc.status), exc.message)
 

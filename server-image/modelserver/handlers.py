@@ -106,27 +106,6 @@ class ModelServer:
             return (exc.status, bytes(error_response(exc).body), None), _counted  # Response.body may be a memoryview
         return (200, content, json_length), count
 
-    async def run_infer(
-        self,
-        name: str,
-        version: str | None,
-        decode: Callable[[Runtime], Awaitable[InferRequest]],
-        encode: Callable[[Runtime, InferRequest, Answer], R],
-        protocol: str = "http",
-    ) -> R:
-        """An infer request from resolution to encoded answer, and its accounting, for HTTP and gRPC alike.
-
-        Why one function: both protocols must refuse, run, remember (feedback by id), count
-        (``modelserver_requests_total``, latency, in-flight, the inputs' drift bins) and log
-        predictions identically, or a canary's gates would judge gRPC traffic differently. Only
-        ``decode`` (wire format → validated request) and ``encode`` (answer → wire format) differ.
-        Every failure leaves as :class:`ApiError` (an unexpected one as a logged 500) after it was
-        counted.
-        """
-        result, count = await self.answer_infer(name, version, decode, encode, protocol)
-        count()
-        return result
-
     async def answer_infer(
         self,
         name: str,
@@ -135,16 +114,23 @@ class ModelServer:
         encode: Callable[[Runtime, InferRequest, Answer], R],
         protocol: str = "http",
     ) -> tuple[R, Callable[[], None]]:
-        """:meth:`run_infer`, except that an answered request is counted when the caller calls the
-        returned function: right after sending the answer, with nothing awaited in between but the
-        send itself.
+        """An infer request from resolution to encoded answer, for HTTP and gRPC alike, and the
+        function that counts it, which the caller calls right after sending the answer, with nothing
+        awaited in between but the send itself.
 
-        Why: the client waits for its answer, not for the accounting of it (the inputs' drift bins,
-        ``modelserver_requests_total``, the latency, the prediction log: ~5 us of a one-row request
-        at concurrency 1). Nothing else runs on the event loop between the send and the count, so no
-        scrape or feedback request sees an answer sent but not counted (unless the send itself had to
-        wait for a slow reader). A refused request is counted before its :class:`ApiError` is raised.
-        The latency is measured, as before, up to the encoded answer.
+        Why one function: both protocols must refuse, run, remember (feedback by id), count
+        (``modelserver_requests_total``, latency, in-flight, the inputs' drift bins) and log
+        predictions identically, or a canary's gates would judge gRPC traffic differently. Only
+        ``decode`` (wire format → validated request) and ``encode`` (answer → wire format) differ.
+        Every failure leaves as :class:`ApiError` (an unexpected one as a logged 500) after it was
+        counted.
+
+        Why the count is the caller's: the client waits for its answer, not for the accounting of it
+        (the inputs' drift bins, ``modelserver_requests_total``, the latency, the prediction log:
+        ~5 us of a one-row request at concurrency 1). Nothing else runs on the event loop between the
+        send and the count, so no scrape or feedback request sees an answer sent but not counted
+        (unless the send itself had to wait for a slow reader). A refused request is counted before
+        its :class:`ApiError` is raised. The latency is measured up to the encoded answer.
         """
         started = time.perf_counter()
         runtime: Runtime | None = None

@@ -454,8 +454,6 @@ class _LoopFamily(Collector, Generic[_V]):
     series order, float values).
     """
 
-    kind = ""
-
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
         self.name = name
         self.documentation = documentation
@@ -496,32 +494,32 @@ class _LoopFamily(Collector, Generic[_V]):
         yield self._family()
 
 
-class LoopCounter(_LoopFamily[LoopValue]):
-    """A counter family of :class:`LoopValue` series (``name`` without ``_total``, as prometheus_client's)."""
+class _LoopScalar(_LoopFamily[LoopValue]):
+    """A family of :class:`LoopValue` series, exposed as ``exposed`` (a counter or a gauge)."""
+
+    exposed: type[CounterMetricFamily | GaugeMetricFamily]
 
     def _new(self) -> LoopValue:
         return LoopValue()
 
     def _family(self) -> Metric:
-        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        return self.exposed(self.name, self.documentation, labels=self.labelnames)
 
     def _add(self, family: Metric, labels: tuple[str, ...], series: LoopValue) -> None:
-        assert isinstance(family, CounterMetricFamily)
+        assert isinstance(family, self.exposed)
         family.add_metric(labels, series.value)
 
 
-class LoopGauge(_LoopFamily[LoopValue]):
-    """A gauge family of :class:`LoopValue` series."""
+class LoopCounter(_LoopScalar):
+    """A counter family (``name`` without ``_total``, as prometheus_client's)."""
 
-    def _new(self) -> LoopValue:
-        return LoopValue()
+    exposed = CounterMetricFamily
 
-    def _family(self) -> Metric:
-        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
-    def _add(self, family: Metric, labels: tuple[str, ...], series: LoopValue) -> None:
-        assert isinstance(family, GaugeMetricFamily)
-        family.add_metric(labels, series.value)
+class LoopGauge(_LoopScalar):
+    """A gauge family."""
+
+    exposed = GaugeMetricFamily
 
 
 class LoopHistogram(_LoopFamily[LoopHistogramValue]):

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from examples.models import dataset
+from hack.loopback.cluster import wait_until
 
 from .conftest import MODEL_NAME, REPO, REVISION, ServerFactory, ServerProcess, model_args
 from .promtext import families, samples, value
@@ -124,7 +125,6 @@ def test_feedback_expiry_is_reported(server_factory: ServerFactory) -> None:
     server = server_factory.start(model_args("baseline", "--warmup-requests", "1", "--feedback-ttl-seconds", "0.2"))
     body = dataset.tensor_body(dataset.generate(1, seed=1).features, "old")
     requests.post(server.url + INFER, json=body, timeout=5)
-    import time
 
     time.sleep(0.4)
     response = requests.post(server.url + FEEDBACK, json={"id": "old", "truth": "legit"}, timeout=5)
@@ -197,14 +197,14 @@ def test_sampled_prediction_log(server_factory: ServerFactory) -> None:
     )
     body = dataset.tensor_body(dataset.generate(1, seed=1).features, "logged-1")
     requests.post(server.url + INFER, json=body, timeout=5)
+
     # The line is written right after the answer is sent (the accounting follows the send), so the
     # client can hold the answer a moment before the server's stdout holds the line.
-    deadline, record = time.monotonic() + 5, None
-    while record is None and time.monotonic() < deadline:
+    def logged() -> dict | None:
         lines = [json.loads(x) for x in server.stdout().splitlines() if x.startswith("{")]
-        record = next((x for x in lines if x.get("id") == "logged-1"), None)
-        time.sleep(0.05)
-    assert record is not None, "no prediction log line for logged-1 within 5 s"
+        return next((x for x in lines if x.get("id") == "logged-1"), None)
+
+    record = wait_until(logged, 5, interval=0.05, what="the prediction log line for logged-1")
     assert record["model"] == MODEL_NAME and record["revision"] == REVISION and record["latency_ms"] > 0
     assert set(record["outputs"]) == {"label", "probabilities"} and "input" in record["inputs"]
     assert isinstance(record["time"], float)
